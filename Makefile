@@ -1,0 +1,73 @@
+# Aperture: `make run` sets up and runs the product, `make test` sets up and tests it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PIP      := $(VENV)/bin/pip
+BPF_DIR  := src/aperture/bpf
+BPF_SRC  := $(wildcard $(BPF_DIR)/*.bpf.c)
+BPF_OBJ  := $(BPF_SRC:.bpf.c=.bpf.o)
+BPF_HDR  := $(wildcard $(BPF_DIR)/*.h)
+MACHINE  := $(shell uname -m)
+BPF_ARCH := $(if $(filter aarch64,$(MACHINE)),arm64,x86)
+MULTIARCH:= $(shell gcc -dumpmachine 2>/dev/null || echo $(MACHINE)-linux-gnu)
+CLANG    ?= clang
+APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
+            linux-perf bpftrace strace
+RUN_DURATION ?= 30s
+
+.PHONY: help setup apt venv bpf run test lint bench clean
+
+help:
+	@echo "make run    set up, then profile this host and write out/flamegraph.svg"
+	@echo "make test   set up, then run every test (BPF tests need root)"
+	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
+
+setup: apt venv bpf
+
+# Installs only what is missing, so a second run costs a dpkg query.
+apt:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "run as root (or sudo) to install:$$missing"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# CO-RE objects: -g emits the BTF that relocations need, llvm-strip -g then
+# drops DWARF but keeps .BTF/.BTF.ext, so an object is a few tens of KB.
+$(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
+	$(CLANG) -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
+	  -I/usr/include/$(MULTIARCH) -I$(BPF_DIR) -c $< -o $@
+	llvm-strip -g $@
+
+bpf: $(BPF_OBJ)
+
+run: setup
+	mkdir -p out
+	$(VENV)/bin/aperture-agent --mode cpu --duration $(RUN_DURATION) --output out/flamegraph.svg
+
+test: setup
+	$(PY) -m pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
+
+bench: setup
+	$(PY) bench/cpu_overhead.py
+
+clean:
+	rm -f $(BPF_OBJ)
+	rm -rf out build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""Finding the packaged BPF objects and reading shared per-CPU counters."""
+
+from __future__ import annotations
+
+import ctypes
+from importlib import resources
+from pathlib import Path
+
+from aperture.agent.libbpf import BpfMap, num_possible_cpus
+from aperture.errors import AgentError
+
+
+def object_path(name: str) -> Path:
+    """Path of a packaged ``NAME.bpf.o``, with a fix when it was never built."""
+    path = Path(str(resources.files("aperture") / "bpf" / f"{name}.bpf.o"))
+    if not path.is_file():
+        raise AgentError(
+            f"the BPF object {path.name} is missing from the package ({path}): "
+            "build it with `make bpf` (needs clang) or install a released wheel."
+        )
+    return path
+
+
+def check_layout(bpf_map: BpfMap, key: type[ctypes._CData], value: type[ctypes._CData]) -> None:
+    """Fail loudly when a ctypes mirror drifted from the C struct it reads."""
+    if bpf_map.key_size != ctypes.sizeof(key) or bpf_map.value_size != ctypes.sizeof(value):
+        raise AgentError(
+            f"map {bpf_map.name}: key/value sizes {bpf_map.key_size}/{bpf_map.value_size} "
+            f"do not match the agent's {ctypes.sizeof(key)}/{ctypes.sizeof(value)}; "
+            "rebuild the BPF objects (`make bpf`)."
+        )
+
+
+class PerCpuCounters:
+    """Sums of a PERCPU_ARRAY of u64 counters, one slot per index."""
+
+    def __init__(self, bpf_map: BpfMap, size: int) -> None:
+        self._map = bpf_map
+        self._size = size
+        self._ncpu = num_possible_cpus()
+
+    def read(self) -> list[int]:
+        values = (ctypes.c_uint64 * self._ncpu)()
+        totals = []
+        for index in range(self._size):
+            key = ctypes.c_uint32(index)
+            totals.append(sum(values) if self._map.lookup(key, values) else 0)
+        return totals

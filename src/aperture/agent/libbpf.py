@@ -1,0 +1,384 @@
+"""A thin ctypes binding of the system libbpf (Debian ``libbpf1``).
+
+Only what the collectors use is bound. libbpf 1.x returns NULL and sets errno
+on failure for pointer-returning calls and a negative errno for int-returning
+ones; both become :class:`BpfError` with libbpf's own message.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+from collections.abc import Callable, Iterator
+from ctypes import (
+    CFUNCTYPE,
+    POINTER,
+    c_char_p,
+    c_int,
+    c_size_t,
+    c_uint32,
+    c_void_p,
+)
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aperture.errors import AgentError
+
+_CT = TypeVar("_CT", bound=ctypes.Structure)
+
+# libbpf_print_level
+_LIBBPF_WARN = 0
+_LIBBPF_DEBUG = 2
+
+_PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
+_RINGBUF_SAMPLE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
+
+
+class BpfError(AgentError):
+    """A libbpf call failed; ``errno`` holds the positive error number."""
+
+    def __init__(self, what: str, err: int, detail: str = "") -> None:
+        self.errno = abs(err)
+        text = f"{what}: {strerror(self.errno)}"
+        if detail:
+            text += f"\n{detail}"
+        super().__init__(text)
+
+
+class _BpfMapBatchOpts(ctypes.Structure):
+    _fields_ = (("sz", c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64))
+
+
+_lib: ctypes.CDLL | None = None
+_libc: ctypes.CDLL | None = None
+_lock = threading.Lock()
+# libbpf messages at WARN level (the verifier log among them), newest last.
+_messages: list[str] = []
+_print_cb: Any = None  # keeps the C callback alive
+
+
+def _find_library() -> str:
+    for name in ("libbpf.so.1", ctypes.util.find_library("bpf") or ""):
+        if not name:
+            continue
+        try:
+            ctypes.CDLL(name)
+        except OSError:
+            continue
+        return name
+    raise AgentError(
+        "libbpf is not installed (libbpf.so.1 not found): install it with "
+        "`apt-get install libbpf1` and run the agent again."
+    )
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    p = c_void_p
+    sigs: dict[str, tuple[Any, list[Any]]] = {
+        "libbpf_set_print": (p, [p]),
+        "libbpf_strerror": (c_int, [c_int, c_char_p, c_size_t]),
+        "bpf_object__open_file": (p, [c_char_p, p]),
+        "bpf_object__load": (c_int, [p]),
+        "bpf_object__close": (None, [p]),
+        "bpf_object__find_map_by_name": (p, [p, c_char_p]),
+        "bpf_object__find_program_by_name": (p, [p, c_char_p]),
+        "bpf_map__fd": (c_int, [p]),
+        "bpf_map__set_max_entries": (c_int, [p, c_uint32]),
+        "bpf_map__max_entries": (c_uint32, [p]),
+        "bpf_map__key_size": (c_uint32, [p]),
+        "bpf_map__value_size": (c_uint32, [p]),
+        "bpf_map__initial_value": (p, [p, POINTER(c_size_t)]),
+        "bpf_map__set_initial_value": (c_int, [p, p, c_size_t]),
+        "bpf_program__attach": (p, [p]),
+        "bpf_program__attach_perf_event": (p, [p, c_int]),
+        "bpf_program__set_autoload": (c_int, [p, ctypes.c_bool]),
+        "bpf_program__fd": (c_int, [p]),
+        "bpf_link__destroy": (c_int, [p]),
+        "bpf_map_lookup_elem": (c_int, [c_int, p, p]),
+        "bpf_map_update_elem": (c_int, [c_int, p, p, ctypes.c_uint64]),
+        "bpf_map_delete_elem": (c_int, [c_int, p]),
+        "bpf_map_get_next_key": (c_int, [c_int, p, p]),
+        "bpf_map_lookup_batch": (c_int, [c_int, p, p, p, p, POINTER(c_uint32), p]),
+        "bpf_map_lookup_and_delete_batch": (c_int, [c_int, p, p, p, p, POINTER(c_uint32), p]),
+        "bpf_map_delete_batch": (c_int, [c_int, p, POINTER(c_uint32), p]),
+        "ring_buffer__new": (p, [c_int, p, p, p]),
+        "ring_buffer__poll": (c_int, [p, c_int]),
+        "ring_buffer__consume": (c_int, [p]),
+        "ring_buffer__free": (None, [p]),
+        "libbpf_num_possible_cpus": (c_int, []),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        # Pointer results must be c_void_p: the int default truncates them.
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+def _on_print(level: int, fmt: bytes | None, args: int | None) -> int:
+    if level > _LIBBPF_WARN or fmt is None or _libc is None:
+        return 0
+    buf = ctypes.create_string_buffer(4096)
+    _libc.vsnprintf(buf, len(buf), fmt, c_void_p(args))
+    text = buf.value.decode(errors="replace").rstrip()
+    with _lock:
+        _messages.append(text)
+        del _messages[:-400]
+    return 0
+
+
+def lib() -> ctypes.CDLL:
+    """The loaded libbpf, declared and with its log captured (loaded once)."""
+    global _lib, _libc, _print_cb
+    if _lib is None:
+        loaded = ctypes.CDLL(_find_library(), use_errno=True)
+        _declare(loaded)
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
+        _libc.vsnprintf.restype = c_int
+        _print_cb = _PRINT_FN(_on_print)
+        loaded.libbpf_set_print(ctypes.cast(_print_cb, c_void_p))
+        _lib = loaded
+    return _lib
+
+
+def strerror(err: int) -> str:
+    """libbpf's text for a positive or negative error number."""
+    buf = ctypes.create_string_buffer(256)
+    if _lib is not None and _lib.libbpf_strerror(-abs(err), buf, len(buf)) == 0:
+        return buf.value.decode(errors="replace")
+    return os.strerror(abs(err))
+
+
+def take_messages() -> list[str]:
+    """libbpf's warnings since the last call (verifier log included)."""
+    with _lock:
+        out = list(_messages)
+        _messages.clear()
+    return out
+
+
+def _check(result: int, what: str) -> int:
+    if result < 0:
+        raise BpfError(what, result)
+    return result
+
+
+def _check_ptr(ptr: int | None, what: str) -> int:
+    if not ptr:
+        raise BpfError(what, ctypes.get_errno() or errno.EINVAL)
+    return ptr
+
+
+def num_possible_cpus() -> int:
+    return _check(lib().libbpf_num_possible_cpus(), "counting possible CPUs")
+
+
+class BpfMap:
+    """One map of a loaded object, with typed element access."""
+
+    def __init__(self, ptr: int, name: str) -> None:
+        self._ptr = ptr
+        self.name = name
+
+    @property
+    def fd(self) -> int:
+        return int(lib().bpf_map__fd(self._ptr))
+
+    @property
+    def key_size(self) -> int:
+        return int(lib().bpf_map__key_size(self._ptr))
+
+    @property
+    def value_size(self) -> int:
+        return int(lib().bpf_map__value_size(self._ptr))
+
+    @property
+    def max_entries(self) -> int:
+        return int(lib().bpf_map__max_entries(self._ptr))
+
+    def set_max_entries(self, n: int) -> None:
+        _check(lib().bpf_map__set_max_entries(self._ptr, n), f"sizing map {self.name}")
+
+    def initial_value(self) -> ctypes.Array[ctypes.c_char]:
+        """The writable initial data of a .rodata/.data map (before load)."""
+        size = c_size_t()
+        ptr = _check_ptr(
+            lib().bpf_map__initial_value(self._ptr, ctypes.byref(size)),
+            f"reading initial value of {self.name}",
+        )
+        return (ctypes.c_char * size.value).from_address(ptr)
+
+    def lookup(self, key: ctypes._CData, value: ctypes._CData) -> bool:
+        """Fill ``value`` for ``key``; False when the key is absent."""
+        rc = lib().bpf_map_lookup_elem(self.fd, ctypes.byref(key), ctypes.byref(value))
+        if rc == -errno.ENOENT:
+            return False
+        _check(rc, f"looking up {self.name}")
+        return True
+
+    def update(self, key: ctypes._CData, value: ctypes._CData, flags: int = 0) -> None:
+        rc = lib().bpf_map_update_elem(self.fd, ctypes.byref(key), ctypes.byref(value), flags)
+        _check(rc, f"updating {self.name}")
+
+    def delete(self, key: ctypes._CData) -> bool:
+        rc = lib().bpf_map_delete_elem(self.fd, ctypes.byref(key))
+        if rc == -errno.ENOENT:
+            return False
+        _check(rc, f"deleting from {self.name}")
+        return True
+
+    def keys(self, key_type: type[_CT]) -> Iterator[_CT]:
+        """Iterate keys with get_next_key (for maps without batch support)."""
+        prev: _CT | None = None
+        while True:
+            nxt = key_type()
+            rc = lib().bpf_map_get_next_key(
+                self.fd, None if prev is None else ctypes.byref(prev), ctypes.byref(nxt)
+            )
+            if rc == -errno.ENOENT:
+                return
+            _check(rc, f"iterating {self.name}")
+            yield nxt
+            prev = nxt
+
+    def drain(self, key_type: type[_CT], value_type: type[Any]) -> list[tuple[_CT, Any]]:
+        """Read and delete every entry of a hash map in batches.
+
+        Only for a map no program writes to at the time (the idle buffer).
+        """
+        out: list[tuple[_CT, Any]] = []
+        chunk = max(1, min(self.max_entries, 4096))
+        keys = (key_type * chunk)()
+        values = (value_type * chunk)()
+        token = c_uint32()
+        opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))
+        first = True
+        while True:
+            count = c_uint32(chunk)
+            rc = lib().bpf_map_lookup_and_delete_batch(
+                self.fd,
+                None if first else ctypes.byref(token),
+                ctypes.byref(token),
+                keys,
+                values,
+                ctypes.byref(count),
+                ctypes.byref(opts),
+            )
+            # libbpf 1.x returns -errno directly from the low-level calls.
+            if rc < 0 and rc != -errno.ENOENT:
+                raise BpfError(f"draining {self.name}", rc)
+            for i in range(count.value):
+                out.append((keys[i], values[i]))
+            if rc < 0:  # ENOENT: this was the last (possibly partial) batch
+                return out
+            first = False
+
+
+class RingBuffer:
+    """A BPF ring buffer with a Python callback per record (for rare events only)."""
+
+    def __init__(self, bpf_map: BpfMap, callback: Callable[[bytes], None]) -> None:
+        def trampoline(_ctx: int | None, data: int | None, size: int) -> int:
+            if data:
+                callback(ctypes.string_at(data, size))
+            return 0
+
+        self._cb = _RINGBUF_SAMPLE_FN(trampoline)
+        self._ptr = _check_ptr(
+            lib().ring_buffer__new(bpf_map.fd, ctypes.cast(self._cb, c_void_p), None, None),
+            f"opening ring buffer {bpf_map.name}",
+        )
+
+    def poll(self, timeout_ms: int) -> int:
+        rc = lib().ring_buffer__poll(self._ptr, timeout_ms)
+        if rc == -errno.EINTR:
+            return 0
+        return _check(rc, "polling ring buffer")
+
+    def close(self) -> None:
+        if self._ptr:
+            lib().ring_buffer__free(self._ptr)
+            self._ptr = 0
+
+
+class BpfLink:
+    def __init__(self, ptr: int) -> None:
+        self._ptr = ptr
+
+    def destroy(self) -> None:
+        if self._ptr:
+            lib().bpf_link__destroy(self._ptr)
+            self._ptr = 0
+
+
+class BpfProgram:
+    def __init__(self, ptr: int, name: str) -> None:
+        self._ptr = ptr
+        self.name = name
+
+    @property
+    def fd(self) -> int:
+        return int(lib().bpf_program__fd(self._ptr))
+
+    def set_autoload(self, autoload: bool) -> None:
+        _check(lib().bpf_program__set_autoload(self._ptr, autoload), f"configuring {self.name}")
+
+    def attach(self) -> BpfLink:
+        """Attach by section name (tracepoints, tp_btf, raw tracepoints)."""
+        return BpfLink(_check_ptr(lib().bpf_program__attach(self._ptr), f"attaching {self.name}"))
+
+    def attach_perf_event(self, perf_fd: int) -> BpfLink:
+        """Attach to an open perf event; the link then owns ``perf_fd``."""
+        ptr = lib().bpf_program__attach_perf_event(self._ptr, perf_fd)
+        return BpfLink(_check_ptr(ptr, f"attaching {self.name} to a perf event"))
+
+
+class BpfObject:
+    """An opened (then loaded) BPF object file."""
+
+    def __init__(self, path: Path) -> None:
+        take_messages()
+        self.path = path
+        ptr = lib().bpf_object__open_file(str(path).encode(), None)
+        self._ptr = _check_ptr(ptr, f"opening BPF object {path}")
+        self._links: list[BpfLink] = []
+
+    def map(self, name: str) -> BpfMap:
+        ptr = lib().bpf_object__find_map_by_name(self._ptr, name.encode())
+        if not ptr:
+            raise BpfError(f"map {name!r} not in {self.path.name}", errno.ENOENT)
+        return BpfMap(ptr, name)
+
+    def program(self, name: str) -> BpfProgram:
+        ptr = lib().bpf_object__find_program_by_name(self._ptr, name.encode())
+        if not ptr:
+            raise BpfError(f"program {name!r} not in {self.path.name}", errno.ENOENT)
+        return BpfProgram(ptr, name)
+
+    def load(self) -> None:
+        rc = lib().bpf_object__load(self._ptr)
+        if rc < 0:
+            log = "\n".join(take_messages()[-30:])
+            raise BpfError(f"loading {self.path.name} into the kernel", rc, log)
+
+    def keep(self, link: BpfLink) -> BpfLink:
+        """Own a link so :meth:`close` detaches it."""
+        self._links.append(link)
+        return link
+
+    def close(self) -> None:
+        for link in self._links:
+            link.destroy()
+        self._links.clear()
+        if self._ptr:
+            lib().bpf_object__close(self._ptr)
+            self._ptr = 0
+
+    def __enter__(self) -> BpfObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,120 @@
+"""Running collectors window by window until the duration ends or a signal arrives."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Protocol, TextIO
+
+from aperture.model import Profile
+from aperture.transforms import merge
+from aperture.units import format_duration
+
+
+class Collector(Protocol):
+    def start(self) -> None: ...
+
+    def drain(self) -> Profile: ...
+
+    def sample_count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class Recording:
+    """Every window each collector produced, merged on demand."""
+
+    windows: dict[str, list[Profile]] = field(default_factory=dict)
+
+    def add(self, name: str, profile: Profile) -> None:
+        self.windows.setdefault(name, []).append(profile)
+
+    def merged(self, name: str) -> Profile | None:
+        windows = self.windows.get(name)
+        return merge(windows) if windows else None
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` instead of raising, so collected data is written."""
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+class Progress:
+    """A single live status line on a terminal; silent elsewhere."""
+
+    def __init__(self, stream: TextIO, enabled: bool) -> None:
+        self._stream = stream
+        self._enabled = enabled and stream.isatty()
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        if self._enabled:
+            self._width = max(self._width, len(text))
+            self._stream.write("\r" + text.ljust(self._width))
+            self._stream.flush()
+
+    def clear(self) -> None:
+        if self._enabled and self._width:
+            self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+
+
+def record(
+    collectors: dict[str, Collector],
+    *,
+    duration_s: float | None,
+    window_s: float,
+    stop: threading.Event,
+    on_window: Callable[[str, Profile], None] | None = None,
+    progress: Progress | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Recording:
+    """Drain every collector each window until ``duration_s`` or ``stop``; final drain always."""
+    recording = Recording()
+    progress = progress or Progress(sys.stderr, enabled=False)
+    started = clock()
+    next_drain = started + window_s
+
+    def drain_all() -> None:
+        for name, collector in collectors.items():
+            profile = collector.drain()
+            recording.add(name, profile)
+            if on_window is not None:
+                on_window(name, profile)
+
+    while not stop.is_set():
+        now = clock()
+        elapsed = now - started
+        if duration_s is not None and elapsed >= duration_s:
+            break
+        if now >= next_drain:
+            drain_all()
+            next_drain += window_s
+            continue
+        samples = sum(c.sample_count() for c in collectors.values())
+        remaining = "" if duration_s is None else f", {format_duration(duration_s - elapsed)} left"
+        progress.show(
+            f"recording {format_duration(elapsed)}{remaining}, {samples} samples (Ctrl-C stops)"
+        )
+        deadline = next_drain if duration_s is None else min(next_drain, started + duration_s)
+        stop.wait(max(0.0, min(0.5, deadline - now)))
+    progress.clear()
+    drain_all()
+    return recording

@@ -1,0 +1,57 @@
+"""Start-up checks of what the agent needs from the host, each with a fix."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from aperture.errors import AgentError
+
+CAP_SYS_ADMIN = 21
+CAP_PERFMON = 38
+CAP_BPF = 39
+TRACEFS = Path("/sys/kernel/tracing")
+BTF = Path("/sys/kernel/btf/vmlinux")
+
+
+def effective_caps(status: Path = Path("/proc/self/status")) -> int:
+    for line in status.read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return 0
+
+
+def check_privileges() -> None:
+    """Fail with a sentence saying what is missing unless BPF and perf events are allowed."""
+    caps = effective_caps()
+    has = lambda cap: bool(caps & (1 << cap))  # noqa: E731
+    if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
+        return
+    missing = [n for n, c in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)) if not has(c)]
+    raise AgentError(
+        f"the agent lacks {' and '.join(missing)}: run it as root "
+        "(sudo aperture-agent ...) or grant those capabilities."
+    )
+
+
+def check_btf() -> None:
+    if not BTF.exists():
+        raise AgentError(
+            f"this kernel exposes no BTF ({BTF} is missing): CO-RE programs need a kernel "
+            "built with CONFIG_DEBUG_INFO_BTF=y."
+        )
+
+
+def ensure_tracefs() -> None:
+    """Mount tracefs if it is not mounted: libbpf resolves tracepoint ids through it."""
+    if (TRACEFS / "events").is_dir():
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None)
+    if rc != 0 and not (TRACEFS / "events").is_dir():
+        err = ctypes.get_errno()
+        raise AgentError(
+            f"tracefs is not mounted at {TRACEFS} and mounting it failed "
+            f"({os.strerror(err)}): run `mount -t tracefs nodev {TRACEFS}`."
+        )

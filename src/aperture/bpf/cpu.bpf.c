@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: GPL-2.0
+/* CPU profiler: a perf_event CPU-clock program aggregating stacks in the kernel.
+ *
+ * Each sample bumps a counter keyed by (tgid, pid, user stack, kernel stack,
+ * comm); nothing goes through user space per sample. Maps are double-buffered:
+ * the agent flips `control[0]` to the other buffer, then drains the idle one
+ * at leisure, so no sample races with the drain and no stack id is freed while
+ * a live counter still points at it.
+ */
+#include <linux/bpf.h>
+#include <linux/bpf_perf_event.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include "kernel_types.h"
+#include "aperture.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Written by the agent before load; the verifier prunes by its values. */
+const volatile struct cpu_config config = {};
+
+#define STACK_MAP(name)                                                        \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_STACK_TRACE);                        \
+		__uint(max_entries, 16384);                                    \
+		__uint(key_size, sizeof(__u32));                               \
+		__uint(value_size, APERTURE_MAX_STACK_DEPTH * sizeof(__u64));  \
+	} name SEC(".maps")
+
+#define COUNTS_MAP(name)                                                       \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_HASH);                               \
+		__uint(max_entries, 40960);                                    \
+		__type(key, struct cpu_key);                                   \
+		__type(value, __u64);                                          \
+	} name SEC(".maps")
+
+STACK_MAP(stacks0);
+STACK_MAP(stacks1);
+COUNTS_MAP(counts0);
+COUNTS_MAP(counts1);
+
+/* control[0]: which buffer (0 or 1) the programs write to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} control SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CPU_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps");
+
+/* tgid -> process name; LRU so exited processes age out by themselves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct proc_info);
+} procs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 256 * 1024);
+} proc_events SEC(".maps");
+
+static __always_inline void count_stat(__u32 index)
+{
+	__u64 *value = bpf_map_lookup_elem(&stats, &index);
+
+	if (value)
+		*value += 1; /* per-CPU slot: no atomic needed */
+}
+
+/* EFAULT is the normal answer for a user stack of a kernel thread or a kernel
+ * stack taken in user mode; EEXIST is a hash collision in the stack map. */
+static __always_inline void count_stack_error(long id, __u32 collision, __u32 other)
+{
+	if (id == -17)
+		count_stat(collision);
+	else if (id < 0 && id != -14)
+		count_stat(other);
+}
+
+static __always_inline void note_process(__u32 tgid)
+{
+	struct task_struct *task;
+	struct proc_info info = {};
+	struct proc_event *event;
+
+	if (bpf_map_lookup_elem(&procs, &tgid))
+		return;
+	task = (struct task_struct *)bpf_get_current_task();
+	BPF_CORE_READ_STR_INTO(&info.comm, task, group_leader, comm);
+	if (bpf_map_update_elem(&procs, &tgid, &info, BPF_NOEXIST))
+		return; /* another CPU noted it first */
+	event = bpf_ringbuf_reserve(&proc_events, sizeof(*event), 0);
+	if (!event) {
+		count_stat(CPU_STAT_PROC_EVENT_DROPPED);
+		return;
+	}
+	event->tgid = tgid;
+	event->reserved = 0;
+	__builtin_memcpy(event->comm, info.comm, sizeof(event->comm));
+	bpf_ringbuf_submit(event, 0);
+}
+
+SEC("perf_event")
+int sample_cpu(struct bpf_perf_event_data *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	__u32 zero = 0;
+	__u32 *active;
+	struct cpu_key key = {};
+	__u64 one = 1, *count;
+	void *counts;
+
+	if (tgid == 0 && !config.include_idle) {
+		count_stat(CPU_STAT_IDLE);
+		return 0;
+	}
+	if (config.target_tgid && tgid != config.target_tgid) {
+		count_stat(CPU_STAT_FILTERED);
+		return 0;
+	}
+	count_stat(CPU_STAT_SAMPLES);
+
+	key.tgid = tgid;
+	key.pid = (__u32)pid_tgid;
+	bpf_get_current_comm(&key.comm, sizeof(key.comm));
+
+	active = bpf_map_lookup_elem(&control, &zero);
+	if (active && *active) {
+		key.user_stack_id = bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK);
+		key.kernel_stack_id = bpf_get_stackid(ctx, &stacks1, 0);
+		counts = &counts1;
+	} else {
+		key.user_stack_id = bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
+		key.kernel_stack_id = bpf_get_stackid(ctx, &stacks0, 0);
+		counts = &counts0;
+	}
+	count_stack_error(key.user_stack_id, CPU_STAT_USER_COLLISION, CPU_STAT_USER_STACK_ERROR);
+	count_stack_error(key.kernel_stack_id, CPU_STAT_KERNEL_COLLISION,
+			  CPU_STAT_KERNEL_STACK_ERROR);
+
+	count = bpf_map_lookup_elem(counts, &key);
+	if (count) {
+		__sync_fetch_and_add(count, 1);
+	} else if (bpf_map_update_elem(counts, &key, &one, BPF_NOEXIST)) {
+		/* EEXIST: another CPU inserted the key first; anything else is full */
+		count = bpf_map_lookup_elem(counts, &key);
+		if (count)
+			__sync_fetch_and_add(count, 1);
+		else
+			count_stat(CPU_STAT_COUNTS_FULL);
+	}
+
+	if (tgid)
+		note_process(tgid);
+	return 0;
+}
+
+/* An exec replaces the process image: forget its identity so the next sample
+ * announces it again and the agent re-reads its maps. */
+SEC("tp/sched/sched_process_exec")
+int on_exec(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}

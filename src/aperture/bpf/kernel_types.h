@@ -1,0 +1,17 @@
+/* The few kernel structs the programs read, declared by hand.
+ *
+ * preserve_access_index makes clang emit CO-RE relocations: libbpf fixes every
+ * field offset against the running kernel's BTF at load, so only the fields we
+ * use need to be named here (a generated vmlinux.h would be 3 MB).
+ */
+#ifndef APERTURE_KERNEL_TYPES_H
+#define APERTURE_KERNEL_TYPES_H
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct task_struct *group_leader;
+	char comm[16];
+} __attribute__((preserve_access_index));
+
+#endif

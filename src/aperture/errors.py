@@ -1,0 +1,20 @@
+"""Errors a user can cause or fix, carried up to one line and an exit code."""
+
+from __future__ import annotations
+
+
+class AgentError(Exception):
+    """A failure with a message meant for the user; exits with ``exit_code``."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(AgentError):
+    """A bad flag or argument value (exit code 2, like argparse)."""
+
+    exit_code = 2

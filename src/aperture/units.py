@@ -1,0 +1,32 @@
+"""Parsing the human units users type on the command line."""
+
+from __future__ import annotations
+
+import re
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``30s``, ``5m``, ``1h``, ``500ms``, ``1d`` or plain seconds (``45``)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(
+            f"{text!r} is not a duration: use seconds or a number with ms, s, m, h or d "
+            "(e.g. 30s, 5m, 1h)"
+        )
+    seconds = float(match.group(1)) * _SCALE[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"{text!r} is not a positive duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: ``45s``, ``2m05s``, ``1h02m``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"

@@ -1,0 +1,58 @@
+"""Shared fixtures: workloads compiled by the tests, and the BPF gate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+WORKLOADS = Path(__file__).parent / "workloads"
+REPO = Path(__file__).parent.parent
+
+
+def bpf_unavailable_reason() -> str | None:
+    """Why real BPF tests cannot run here, or None when they can."""
+    if os.geteuid() != 0:
+        return "BPF tests need root (CAP_BPF + CAP_PERFMON); run `sudo make test`"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "the kernel has no BTF (/sys/kernel/btf/vmlinux), CO-RE programs cannot load"
+    if not (REPO / "src/aperture/bpf/cpu.bpf.o").exists():
+        return "BPF objects are not built: run `make bpf`"
+    return None
+
+
+@pytest.fixture(scope="session")
+def bpf() -> None:
+    reason = bpf_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def workloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of the C workloads, built with frame pointers."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed: the test workloads cannot be built")
+    out = tmp_path_factory.mktemp("workloads")
+    for source in WORKLOADS.glob("*.c"):
+        subprocess.run(
+            ["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o",
+             str(out / source.stem), str(source)],
+            check=True,
+        )
+    return out
+
+
+@pytest.fixture
+def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Processes started by a test, killed at its end whatever happens."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
