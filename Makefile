@@ -47,7 +47,7 @@ venv: $(VENV)/.installed
 # CO-RE objects: -g emits the BTF that relocations need, llvm-strip -g then
 # drops DWARF but keeps .BTF/.BTF.ext, so an object is a few tens of KB.
 $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
-	$(CLANG) -O2 -g -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
+	$(CLANG) -O2 -g -Wall -Werror -mcpu=v3 -target bpf -D__TARGET_ARCH_$(BPF_ARCH) \
 	  -I/usr/include/$(MULTIARCH) -I$(BPF_DIR) -c $< -o $@
 	llvm-strip -g $@
 
