@@ -40,8 +40,18 @@ def workloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("workloads")
     for source in WORKLOADS.glob("*.c"):
         subprocess.run(
-            ["gcc", "-O1", "-g", "-fno-omit-frame-pointer", "-pthread", "-o",
-             str(out / source.stem), str(source)],
+            # -O0: every function, leaves included, sets up a frame pointer, so
+            # frame-pointer unwinding sees each caller (gcc -O1 leaves leaves bare).
+            [
+                "gcc",
+                "-O0",
+                "-g",
+                "-fno-omit-frame-pointer",
+                "-pthread",
+                "-o",
+                str(out / source.stem),
+                str(source),
+            ],
             check=True,
         )
     return out

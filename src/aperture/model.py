@@ -56,6 +56,43 @@ class Sample:
     thread: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class LockStat:
+    """Futex waits on one lock address from one stack in one process (wait time only)."""
+
+    pid: int
+    comm: str
+    address: int
+    stack: tuple[Frame, ...]
+    contentions: int = 0
+    wait_ns: int = 0
+    max_ns: int = 0
+    eagain: int = 0
+    timeouts: int = 0
+    timeout_ns: int = 0
+    interrupted: int = 0
+    # log2 wait histogram: hist[i] counts waits in [2^i, 2^(i+1)) ns
+    hist: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SyscallStat:
+    """Latency and errors of one syscall in one process."""
+
+    pid: int
+    comm: str
+    nr: int
+    name: str
+    count: int = 0
+    errors: int = 0
+    total_ns: int = 0
+    min_ns: int = 0
+    max_ns: int = 0
+    hist: tuple[int, ...] = ()
+    # positive errno -> returns with that error
+    errnos: dict[int, int] = field(default_factory=dict)
+
+
 class EventType(enum.StrEnum):
     CPU = "cpu"
     LOCK = "lock"
@@ -77,6 +114,10 @@ class Profile:
     losses: dict[str, int] = field(default_factory=dict)
     # Free-form identity: host, kernel, agent version, ...
     labels: dict[str, str] = field(default_factory=dict)
+    # Per-lock records of a LOCK profile (its samples are the wait-weighted stacks).
+    locks: list[LockStat] = field(default_factory=list)
+    # Per-syscall records of a SYSCALL profile.
+    syscalls: list[SyscallStat] = field(default_factory=list)
 
     @property
     def total(self) -> int:

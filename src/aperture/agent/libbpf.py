@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 from aperture.errors import AgentError
 
-_CT = TypeVar("_CT", bound=ctypes.Structure)
+# Any ctypes value type (Structure, c_uint32, ...): the stubs give no common bound.
+_CT = TypeVar("_CT")
 
 # libbpf_print_level
 _LIBBPF_WARN = 0
@@ -236,7 +237,9 @@ class BpfMap:
         while True:
             nxt = key_type()
             rc = lib().bpf_map_get_next_key(
-                self.fd, None if prev is None else ctypes.byref(prev), ctypes.byref(nxt)
+                self.fd,
+                None if prev is None else ctypes.byref(prev),  # type: ignore[arg-type]
+                ctypes.byref(nxt),  # type: ignore[arg-type]
             )
             if rc == -errno.ENOENT:
                 return
@@ -251,7 +254,7 @@ class BpfMap:
         """
         out: list[tuple[_CT, Any]] = []
         chunk = max(1, min(self.max_entries, 4096))
-        keys = (key_type * chunk)()
+        keys = (key_type * chunk)()  # type: ignore[operator]
         values = (value_type * chunk)()
         token = c_uint32()
         opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))

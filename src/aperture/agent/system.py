@@ -25,7 +25,10 @@ def effective_caps(status: Path = Path("/proc/self/status")) -> int:
 def check_privileges() -> None:
     """Fail with a sentence saying what is missing unless BPF and perf events are allowed."""
     caps = effective_caps()
-    has = lambda cap: bool(caps & (1 << cap))  # noqa: E731
+
+    def has(cap: int) -> bool:
+        return bool(caps & (1 << cap))
+
     if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
         return
     missing = [n for n, c in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)) if not has(c)]
@@ -48,9 +51,18 @@ def ensure_tracefs() -> None:
     if (TRACEFS / "events").is_dir():
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    rc = libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None)
+    mount = libc.mount
+    mount.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_char_p,
+        ctypes.c_ulong,
+        ctypes.c_void_p,
+    ]
+    mount.restype = ctypes.c_int
+    rc = mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None)
     if rc != 0 and not (TRACEFS / "events").is_dir():
-        err = ctypes.get_errno()
+        err: int = ctypes.get_errno()
         raise AgentError(
             f"tracefs is not mounted at {TRACEFS} and mounting it failed "
             f"({os.strerror(err)}): run `mount -t tracefs nodev {TRACEFS}`."

@@ -77,6 +77,7 @@ struct syscall_key {
 };
 
 struct syscall_stats {
+	char comm[APERTURE_COMM_LEN];  /* process name when the entry was created */
 	__u64 count;
 	__u64 errors;                  /* returns < 0 */
 	__u64 total_ns;
@@ -121,6 +122,7 @@ struct lock_key {
 };
 
 struct lock_stats {
+	char comm[APERTURE_COMM_LEN];  /* process name when the entry was created */
 	__u64 contentions;             /* waits that slept and were woken (ret 0) */
 	__u64 wait_ns;                 /* total time of those waits */
 	__u64 max_ns;

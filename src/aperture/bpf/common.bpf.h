@@ -50,6 +50,14 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return r < APERTURE_HIST_BUCKETS ? r : APERTURE_HIST_BUCKETS - 1;
 }
 
+/* The process (group leader) name of the current task. */
+static __always_inline void process_comm(char *comm)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	BPF_CORE_READ_STR_INTO(comm, task, group_leader, comm);
+}
+
 static __always_inline void atomic_max(__u64 *slot, __u64 value)
 {
 	__u64 old = *slot;

@@ -7,6 +7,7 @@
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
 #include "kernel_types.h"
 #include "aperture.h"
@@ -69,6 +70,7 @@ static __always_inline void record(void *stats_map, void *errno_map, __u32 tgid,
 
 	stats = bpf_map_lookup_elem(stats_map, &key);
 	if (!stats) {
+		process_comm(fresh.comm);
 		/* EEXIST means another CPU created it: look it up again. */
 		bpf_map_update_elem(stats_map, &key, &fresh, BPF_NOEXIST);
 		stats = bpf_map_lookup_elem(stats_map, &key);

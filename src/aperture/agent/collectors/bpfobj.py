@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -46,3 +47,25 @@ class PerCpuCounters:
             key = ctypes.c_uint32(index)
             totals.append(sum(values) if self._map.lookup(key, values) else 0)
         return totals
+
+
+class DoubleBuffer:
+    """The control map that tells programs which of two map sets to write."""
+
+    def __init__(self, control: BpfMap) -> None:
+        self._control = control
+        self.active = 0
+
+    def flip(self) -> int:
+        """Point programs at the other buffer; return the now idle one to drain."""
+        idle = self.active
+        self.active ^= 1
+        self._control.update(ctypes.c_uint32(0), ctypes.c_uint32(self.active))
+        # Programs already running on other CPUs finish with the old buffer
+        # within microseconds; 2 ms is three orders of magnitude of margin.
+        time.sleep(0.002)
+        return idle
+
+
+def decode_comm(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode(errors="replace")

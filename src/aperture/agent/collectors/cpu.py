@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aperture.agent import perf_event
 from aperture.agent.collectors.bpfobj import PerCpuCounters, check_layout, object_path
-from aperture.agent.libbpf import BpfError, BpfLink, BpfObject, RingBuffer
+from aperture.agent.libbpf import BpfError, BpfObject, RingBuffer
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
@@ -209,8 +209,8 @@ class CpuCollector:
                 stacks[stack_id] = tuple(a for a in trace if a)
                 stack_map.delete(key)
         # Ids whose counter update failed (map full) are unreferenced: sweep them.
-        for key in list(stack_map.keys(c_uint32)):
-            stack_map.delete(key)
+        for stale in list(stack_map.keys(c_uint32)):
+            stack_map.delete(stale)
         return stacks
 
     def _process_name(self, tgid: int, fallback: str) -> str:

@@ -1,0 +1,180 @@
+"""The lock contention tracer: futex wait time per (process, lock, stack) from lock.bpf.c."""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections import Counter
+from ctypes import c_char, c_int32, c_uint32, c_uint64
+from dataclasses import dataclass
+
+from aperture.agent.collectors.bpfobj import (
+    DoubleBuffer,
+    PerCpuCounters,
+    check_layout,
+    decode_comm,
+    object_path,
+)
+from aperture.agent.libbpf import BpfError, BpfObject
+from aperture.agent.symbols.symbolizer import Symbolizer
+from aperture.errors import AgentError
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
+
+COMM_LEN = 16
+HIST_BUCKETS = 40
+MAX_STACK_DEPTH = 127
+EFAULT = 14
+
+
+# ctypes mirrors of src/aperture/bpf/aperture.h
+class LockConfig(ctypes.Structure):
+    _fields_ = (("target_tgid", c_uint32), ("reserved", c_uint32))
+
+
+class LockStart(ctypes.Structure):
+    _fields_ = (
+        ("start_ns", c_uint64),
+        ("uaddr", c_uint64),
+        ("op", c_uint32),
+        ("reserved", c_uint32),
+    )
+
+
+class LockKey(ctypes.Structure):
+    _fields_ = (("tgid", c_uint32), ("user_stack_id", c_int32), ("uaddr", c_uint64))
+
+
+class LockStats(ctypes.Structure):
+    _fields_ = (
+        ("comm", c_char * COMM_LEN),
+        ("contentions", c_uint64),
+        ("wait_ns", c_uint64),
+        ("max_ns", c_uint64),
+        ("eagain", c_uint64),
+        ("timeouts", c_uint64),
+        ("timeout_ns", c_uint64),
+        ("interrupted", c_uint64),
+        ("hist", c_uint64 * HIST_BUCKETS),
+    )
+
+
+StackTrace = c_uint64 * MAX_STACK_DEPTH
+
+# enum lock_stat, in order
+STAT_NAMES = ("waits", "no_start", "starts_map_full", "stats_map_full", "stack_collisions")
+LOSS_NAMES = ("starts_map_full", "stats_map_full", "stack_collisions")
+LOST_STACK = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    pid: int = 0
+
+
+class LockCollector:
+    """Loads and attaches lock.bpf.c; :meth:`drain` returns one window of waits."""
+
+    def __init__(self, options: LockOptions, symbolizer: Symbolizer) -> None:
+        self.options = options
+        self._symbolizer = symbolizer
+        self._obj: BpfObject | None = None
+        self._stats_prev = [0] * len(STAT_NAMES)
+        self._window_start_ns = 0
+
+    def start(self) -> None:
+        obj = BpfObject(object_path("lock"))
+        self._obj = obj
+        try:
+            config = LockConfig.from_buffer(obj.map(".rodata").initial_value())
+            config.target_tgid = self.options.pid
+            obj.load()
+            for n in (0, 1):
+                check_layout(obj.map(f"stats{n}"), LockKey, LockStats)
+            check_layout(obj.map("starts"), c_uint32, LockStart)
+            self._buffers = DoubleBuffer(obj.map("control"))
+            self._counters = PerCpuCounters(obj.map("counters"), len(STAT_NAMES))
+            obj.keep(obj.program("on_futex_enter").attach())
+            obj.keep(obj.program("on_futex_exit").attach())
+            try:  # futex_waitv exists from Linux 5.16
+                obj.keep(obj.program("on_futex_waitv_enter").attach())
+                obj.keep(obj.program("on_futex_waitv_exit").attach())
+            except BpfError:
+                pass
+        except BaseException:
+            self.close()
+            raise
+        self._window_start_ns = time.time_ns()
+
+    def close(self) -> None:
+        if self._obj is not None:
+            self._obj.close()
+            self._obj = None
+
+    def sample_count(self) -> int:
+        return self._counters.read()[0]
+
+    def drain(self) -> Profile:
+        obj = self._obj
+        if obj is None:
+            raise AgentError("the lock tracer is not running")
+        end_ns = time.time_ns()
+        idle = self._buffers.flip()
+        entries = obj.map(f"stats{idle}").drain(LockKey, LockStats)
+        stack_map = obj.map(f"stacks{idle}")
+        raw_stacks: dict[int, tuple[int, ...]] = {}
+        trace = StackTrace()
+        for stack_id in {k.user_stack_id for k, _ in entries if k.user_stack_id >= 0}:
+            if stack_map.lookup(c_uint32(stack_id), trace):
+                raw_stacks[stack_id] = tuple(a for a in trace if a)
+        for stale in list(stack_map.keys(c_uint32)):
+            stack_map.delete(stale)
+
+        frames_of: dict[tuple[int, int], tuple[Frame, ...]] = {}
+        locks: list[LockStat] = []
+        weights: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
+        for key, value in entries:
+            sid = key.user_stack_id
+            if (key.tgid, sid) not in frames_of:
+                if sid in raw_stacks:
+                    leaf_first = self._symbolizer.user_frames(key.tgid, raw_stacks[sid])
+                    frames_of[(key.tgid, sid)] = tuple(reversed(leaf_first))
+                else:
+                    frames_of[(key.tgid, sid)] = () if sid == -EFAULT else (LOST_STACK,)
+            stack = frames_of[(key.tgid, sid)]
+            comm = decode_comm(value.comm)
+            locks.append(
+                LockStat(
+                    pid=key.tgid,
+                    comm=comm,
+                    address=key.uaddr,
+                    stack=stack,
+                    contentions=value.contentions,
+                    wait_ns=value.wait_ns,
+                    max_ns=value.max_ns,
+                    eagain=value.eagain,
+                    timeouts=value.timeouts,
+                    timeout_ns=value.timeout_ns,
+                    interrupted=value.interrupted,
+                    hist=tuple(value.hist),
+                )
+            )
+            if value.wait_ns:
+                weights[(key.tgid, comm, stack)] += value.wait_ns
+        counters = self._counters.read()
+        delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
+        self._stats_prev = counters
+        profile = Profile(
+            event_type=EventType.LOCK,
+            unit="nanoseconds",
+            start_ns=self._window_start_ns,
+            end_ns=end_ns,
+            losses={n: delta[n] for n in LOSS_NAMES},
+            labels={"exits_without_enter": str(delta["no_start"])},
+            samples=[
+                Sample(stack=stack, value=value, pid=pid, comm=comm)
+                for (pid, comm, stack), value in weights.items()
+            ],
+            locks=locks,
+        )
+        self._window_start_ns = end_ns
+        return profile
