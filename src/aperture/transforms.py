@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-from aperture.model import Frame, Profile, Sample
+from aperture import histogram
+from aperture.model import Frame, LockStat, Profile, Sample, SyscallStat
 
 _SampleKey = tuple[int, int, str, str, tuple[Frame, ...]]
 
@@ -14,6 +15,8 @@ def merge(profiles: Iterable[Profile]) -> Profile:
     """Merge windows of one event type into one profile (values of equal samples summed)."""
     merged: Counter[_SampleKey] = Counter()
     losses: Counter[str] = Counter()
+    locks: dict[tuple[int, str, int, tuple[Frame, ...]], LockStat] = {}
+    syscalls: dict[tuple[int, str, int], SyscallStat] = {}
     result: Profile | None = None
     for profile in profiles:
         if result is None:
@@ -32,8 +35,16 @@ def merge(profiles: Iterable[Profile]) -> Profile:
         losses.update(profile.losses)
         for s in profile.samples:
             merged[(s.pid, s.tid, s.comm, s.thread, s.stack)] += s.value
+        for lock in profile.locks:
+            key = (lock.pid, lock.comm, lock.address, lock.stack)
+            locks[key] = merge_lock(locks[key], lock) if key in locks else lock
+        for call in profile.syscalls:
+            ckey = (call.pid, call.comm, call.nr)
+            syscalls[ckey] = merge_syscall(syscalls[ckey], call) if ckey in syscalls else call
     if result is None:
         raise ValueError("nothing to merge")
+    result.locks = list(locks.values())
+    result.syscalls = list(syscalls.values())
     result.losses = {name: losses[name] for name in sorted(losses)}
     result.samples = [
         Sample(stack=stack, value=value, pid=pid, tid=tid, comm=comm, thread=thread)
@@ -54,4 +65,42 @@ def filter_pid(profile: Profile, pid: int) -> Profile:
         frequency_hz=profile.frequency_hz,
         losses=dict(profile.losses),
         labels=dict(profile.labels),
+    )
+
+
+def merge_lock(a: LockStat, b: LockStat) -> LockStat:
+    """Two records of the same lock and stack, summed."""
+    return LockStat(
+        pid=a.pid,
+        comm=a.comm,
+        address=a.address,
+        stack=a.stack,
+        contentions=a.contentions + b.contentions,
+        wait_ns=a.wait_ns + b.wait_ns,
+        max_ns=max(a.max_ns, b.max_ns),
+        eagain=a.eagain + b.eagain,
+        timeouts=a.timeouts + b.timeouts,
+        timeout_ns=a.timeout_ns + b.timeout_ns,
+        interrupted=a.interrupted + b.interrupted,
+        hist=histogram.add(a.hist, b.hist),
+    )
+
+
+def merge_syscall(a: SyscallStat, b: SyscallStat) -> SyscallStat:
+    """Two records of the same syscall in the same process, summed."""
+    errnos = Counter(a.errnos)
+    errnos.update(b.errnos)
+    mins = [s.min_ns for s in (a, b) if s.count]
+    return SyscallStat(
+        pid=a.pid,
+        comm=a.comm,
+        nr=a.nr,
+        name=a.name,
+        count=a.count + b.count,
+        errors=a.errors + b.errors,
+        total_ns=a.total_ns + b.total_ns,
+        min_ns=min(mins) if mins else 0,
+        max_ns=max(a.max_ns, b.max_ns),
+        hist=histogram.add(a.hist, b.hist),
+        errnos=dict(errnos),
     )

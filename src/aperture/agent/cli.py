@@ -1,4 +1,4 @@
-"""``aperture-agent``: record CPU profiles with eBPF and write them locally."""
+"""``aperture-agent``: record CPU, lock and syscall profiles with eBPF and write them locally."""
 
 from __future__ import annotations
 
@@ -11,11 +11,21 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aperture import __version__
 from aperture.errors import AgentError, UsageError
-from aperture.formats import UnknownFormatError, supported_suffixes, write_profile, writer_for
-from aperture.model import Profile
+from aperture.formats import (
+    UnknownFormatError,
+    split_suffix,
+    supported_suffixes,
+    write_profile,
+    writer_for,
+)
+from aperture.model import EventType, Profile
+
+if TYPE_CHECKING:
+    from aperture.agent.recorder import Collector
 
 PROG = "aperture-agent"
 MAX_FREQUENCY = 10_000
@@ -50,18 +60,35 @@ def _pid(text: str) -> int:
     return value
 
 
+MODES = ("cpu", "lock", "syscall")
+# Where --mode all puts each mode's output, given --output STEM.SUFFIX.
+OUTPUT_RULE = (
+    "With --mode all, --output STEM.SUFFIX writes STEM.cpu.SUFFIX, STEM.lock.SUFFIX and "
+    "STEM.syscalls.json when SUFFIX is .json, else STEM.syscalls.txt (a table)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Sample CPU stacks (user and kernel) of this host with eBPF, aggregate "
-        "them in the kernel, symbolize them, and write a flamegraph or another format.",
-        epilog="Output format by file name: "
-        + ", ".join(supported_suffixes())
-        + ". Example: sudo aperture-agent --duration 30s --output flamegraph.svg",
+        description="Record CPU stacks (user and kernel), futex lock contention and syscall "
+        "latency on this host with eBPF, aggregated in the kernel and symbolized, then write "
+        "a flamegraph, a table or another format.",
+        epilog="Output formats by file name: CPU and lock: "
+        + ", ".join(supported_suffixes(EventType.CPU))
+        + " (lock also .txt: the top-locks table); syscall: "
+        + ", ".join(supported_suffixes(EventType.SYSCALL))
+        + ". "
+        + OUTPUT_RULE
+        + " Example: sudo aperture-agent --duration 30s --output flamegraph.svg",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
-        "--mode", choices=["cpu"], default="cpu", help="what to record (default: cpu)"
+        "--mode",
+        choices=[*MODES, "all"],
+        default="cpu",
+        help="cpu: sampled stacks; lock: futex wait time; syscall: latency per syscall; "
+        "all: the three at once (default: cpu)",
     )
     parser.add_argument(
         "-F",
@@ -76,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--pid",
         type=_pid,
         default=0,
-        help="profile only this process, all its threads including new ones "
+        help="record only this process, all its threads including new ones "
         "(default: the whole system)",
     )
     parser.add_argument(
@@ -87,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="stop after this long: 30s, 5m, 1h or seconds (default: until Ctrl-C/SIGTERM)",
     )
     parser.add_argument(
-        "-o", "--output", type=Path, default=None, help="write the profile here (see formats below)"
+        "-o", "--output", type=Path, default=None, help="write the result here (see formats below)"
     )
     parser.add_argument(
         "--window",
@@ -98,14 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--include-idle",
         action="store_true",
-        help="also record samples of idle CPUs (the swapper task)",
+        help="CPU: also record samples of idle CPUs (the swapper task)",
+    )
+    parser.add_argument(
+        "--per-process",
+        action="store_true",
+        help="syscall: one table row per process and syscall (default: per syscall)",
     )
     parser.add_argument(
         "--stack-map-size",
         type=int,
         default=16384,
         metavar="N",
-        help="stack map entries per window buffer; raise it if stack collisions are reported",
+        help="CPU stack map entries per window buffer; raise it if collisions are reported",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress line and no summary"
@@ -113,10 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_output(path: Path) -> None:
+def output_paths(output: Path, modes: Sequence[str]) -> dict[str, Path]:
+    """Each mode's output file: ``output`` itself for one mode, else by :data:`OUTPUT_RULE`."""
+    if len(modes) == 1:
+        return {modes[0]: output}
+    stem, suffix = split_suffix(output)
+    paths = {}
+    for mode in modes:
+        if mode == "syscall":
+            paths[mode] = Path(f"{stem}.syscalls{suffix if suffix == '.json' else '.txt'}")
+        else:
+            paths[mode] = Path(f"{stem}.{mode}{suffix}")
+    return paths
+
+
+def _check_output(path: Path, event_type: EventType) -> None:
     """Refuse an output path before recording, not after."""
     try:
-        writer_for(path)
+        writer_for(path, event_type)
     except UnknownFormatError as exc:
         raise UsageError(str(exc)) from None
     parent = path.parent if str(path.parent) else Path(".")
@@ -153,15 +199,43 @@ def _check_pid(pid: int) -> None:
         raise UsageError(f"no process with pid {pid} is running.")
 
 
+_EVENT_TYPES = {"cpu": EventType.CPU, "lock": EventType.LOCK, "syscall": EventType.SYSCALL}
+
+
+def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str, Collector]:
+    from aperture.agent.collectors.cpu import CpuCollector, CpuOptions
+    from aperture.agent.collectors.lock import LockCollector, LockOptions
+    from aperture.agent.collectors.syscall import SyscallCollector, SyscallOptions
+    from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+
+    symbolizer = ThreadSafeSymbolizer()
+    collectors: dict[str, Collector] = {}
+    if "cpu" in modes:
+        collectors["cpu"] = CpuCollector(
+            CpuOptions(
+                frequency_hz=args.frequency,
+                pid=args.pid,
+                include_idle=args.include_idle,
+                stack_map_entries=args.stack_map_size,
+            ),
+            symbolizer,
+        )
+    if "lock" in modes:
+        collectors["lock"] = LockCollector(LockOptions(pid=args.pid), symbolizer)
+    if "syscall" in modes:
+        collectors["syscall"] = SyscallCollector(SyscallOptions(pid=args.pid))
+    return collectors
+
+
 def run(args: argparse.Namespace) -> int:
     from aperture.agent import system
-    from aperture.agent.collectors.cpu import CpuCollector, CpuOptions
     from aperture.agent.recorder import Progress, record, stop_on_signals
-    from aperture.agent.summary import format_cpu_summary
-    from aperture.agent.symbols.symbolizer import Symbolizer
+    from aperture.agent.summary import format_summary
 
-    if args.output is not None:
-        _check_output(args.output)
+    modes = list(MODES) if args.mode == "all" else [args.mode]
+    outputs = output_paths(args.output, modes) if args.output is not None else {}
+    for mode, path in outputs.items():
+        _check_output(path, _EVENT_TYPES[mode])
     _check_pid(args.pid)
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
@@ -169,42 +243,45 @@ def run(args: argparse.Namespace) -> int:
     system.check_btf()
     system.ensure_tracefs()
 
-    symbolizer = Symbolizer()
-    collector = CpuCollector(
-        CpuOptions(
-            frequency_hz=args.frequency,
-            pid=args.pid,
-            include_idle=args.include_idle,
-            stack_map_entries=args.stack_map_size,
-        ),
-        symbolizer,
-    )
+    collectors = build_collectors(args, modes)
     stop = threading.Event()
+    started: list[Collector] = []
     with stop_on_signals(stop):
-        collector.start()
         try:
+            for collector in collectors.values():
+                collector.start()
+                started.append(collector)
             recording = record(
-                {"cpu": collector},
+                collectors,
                 duration_s=args.duration,
                 window_s=args.window,
                 stop=stop,
                 progress=Progress(sys.stderr, enabled=not args.quiet),
             )
         finally:
-            collector.close()
-    profile = recording.merged("cpu")
-    assert profile is not None
-    profile.labels.update(
-        {"host": socket.gethostname(), "kernel": platform.release(), "agent": __version__}
-    )
+            for collector in started:
+                collector.close()
+    identity = {"host": socket.gethostname(), "kernel": platform.release(), "agent": __version__}
     if args.pid:
-        profile.labels["pid"] = str(args.pid)
+        identity["pid"] = str(args.pid)
+    profiles: dict[str, Profile] = {}
+    for mode in modes:
+        profile = recording.merged(mode)
+        assert profile is not None  # record() always drains once
+        profile.labels.update(identity)
+        profiles[mode] = profile
+    failures = []
+    for mode, path in outputs.items():
+        try:
+            _save(profiles[mode], path)
+        except AgentError as exc:  # keep writing the other modes' outputs
+            failures.append(str(exc))
     if not args.quiet:
-        print(format_cpu_summary(profile), file=sys.stderr)
-    if args.output is not None:
-        _save(profile, args.output)
-        if not args.quiet:
-            print(f"wrote {args.output}", file=sys.stderr)
+        print(format_summary(profiles, per_process=args.per_process), file=sys.stderr)
+        for path in outputs.values():
+            print(f"wrote {path}", file=sys.stderr)
+    if failures:
+        raise AgentError(" ".join(failures))
     return 0
 
 

@@ -50,8 +50,9 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return r < APERTURE_HIST_BUCKETS ? r : APERTURE_HIST_BUCKETS - 1;
 }
 
-/* The process (group leader) name of the current task. */
-static __always_inline void process_comm(char *comm)
+/* The process (group leader) name of the current task. The array type matters:
+ * BPF_CORE_READ_STR_INTO reads sizeof(*dst) bytes. */
+static __always_inline void process_comm(char (*comm)[APERTURE_COMM_LEN])
 {
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 

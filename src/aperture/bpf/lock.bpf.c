@@ -139,7 +139,7 @@ static __always_inline void record(void *stats_map, struct lock_key *key, __u64 
 
 	stats = bpf_map_lookup_elem(stats_map, key);
 	if (!stats) {
-		process_comm(fresh.comm);
+		process_comm(&fresh.comm);
 		bpf_map_update_elem(stats_map, key, &fresh, BPF_NOEXIST);
 		stats = bpf_map_lookup_elem(stats_map, key);
 		if (!stats) {

@@ -70,7 +70,7 @@ static __always_inline void record(void *stats_map, void *errno_map, __u32 tgid,
 
 	stats = bpf_map_lookup_elem(stats_map, &key);
 	if (!stats) {
-		process_comm(fresh.comm);
+		process_comm(&fresh.comm);
 		/* EEXIST means another CPU created it: look it up again. */
 		bpf_map_update_elem(stats_map, &key, &fresh, BPF_NOEXIST);
 		stats = bpf_map_lookup_elem(stats_map, &key);

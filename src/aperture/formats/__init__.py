@@ -5,6 +5,7 @@ from aperture.formats.json_format import load_json, to_json
 from aperture.formats.registry import (
     UnknownFormatError,
     Writer,
+    split_suffix,
     supported_suffixes,
     write_profile,
     writer_for,
@@ -17,6 +18,7 @@ __all__ = [
     "Writer",
     "load_json",
     "parse_collapsed",
+    "split_suffix",
     "supported_suffixes",
     "to_collapsed",
     "to_json",

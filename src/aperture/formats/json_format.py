@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from aperture.model import EventType, Frame, FrameKind, Profile, Sample
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 
 FORMAT = "aperture-profile"
 VERSION = 1
@@ -19,9 +19,10 @@ def to_json_dict(profile: Profile) -> dict[str, Any]:
     frame_index: dict[Frame, int] = {}
     frames: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
-    for sample in profile.samples:
+
+    def intern(stack_frames: tuple[Frame, ...]) -> list[int]:
         stack = []
-        for frame in sample.stack:
+        for frame in stack_frames:
             index = frame_index.get(frame)
             if index is None:
                 index = frame_index[frame] = len(frames)
@@ -34,9 +35,12 @@ def to_json_dict(profile: Profile) -> dict[str, Any]:
                     }
                 )
             stack.append(index)
+        return stack
+
+    for sample in profile.samples:
         samples.append(
             {
-                "stack": stack,
+                "stack": intern(sample.stack),
                 "value": sample.value,
                 "pid": sample.pid,
                 "tid": sample.tid,
@@ -57,6 +61,41 @@ def to_json_dict(profile: Profile) -> dict[str, Any]:
         "labels": dict(profile.labels),
         "frames": frames,
         "samples": samples,
+        # Per-lock records (lock profiles): the address is a number, the stack
+        # indexes the same frame table as the samples.
+        "locks": [
+            {
+                "pid": lock.pid,
+                "comm": lock.comm,
+                "address": lock.address,
+                "stack": intern(lock.stack),
+                "contentions": lock.contentions,
+                "wait_ns": lock.wait_ns,
+                "max_ns": lock.max_ns,
+                "eagain": lock.eagain,
+                "timeouts": lock.timeouts,
+                "timeout_ns": lock.timeout_ns,
+                "interrupted": lock.interrupted,
+                "hist": list(lock.hist),
+            }
+            for lock in profile.locks
+        ],
+        "syscalls": [
+            {
+                "pid": call.pid,
+                "comm": call.comm,
+                "nr": call.nr,
+                "name": call.name,
+                "count": call.count,
+                "errors": call.errors,
+                "total_ns": call.total_ns,
+                "min_ns": call.min_ns,
+                "max_ns": call.max_ns,
+                "hist": list(call.hist),
+                "errnos": {str(err): n for err, n in sorted(call.errnos.items())},
+            }
+            for call in profile.syscalls
+        ],
     }
 
 
@@ -116,6 +155,14 @@ def profile_from_dict(data: object) -> Profile:
         frequency_hz=_field(doc, "frequency_hz", int, "the document"),
         losses=_mapping(doc, "losses", int),
         labels=_mapping(doc, "labels", str),
+        locks=[
+            _lock(_expect(raw, dict, f"locks[{i}]"), frames, f"locks[{i}]")
+            for i, raw in enumerate(_optional_list(doc, "locks"))
+        ],
+        syscalls=[
+            _syscall(_expect(raw, dict, f"syscalls[{i}]"), f"syscalls[{i}]")
+            for i, raw in enumerate(_optional_list(doc, "syscalls"))
+        ],
     )
     total = _field(doc, "total", int, "the document")
     if total != profile.total:
@@ -124,6 +171,60 @@ def profile_from_dict(data: object) -> Profile:
             " the file is damaged or was edited by hand."
         )
     return profile
+
+
+def _optional_list(doc: dict[str, Any], key: str) -> list[Any]:
+    # Absent in files written before lock/syscall records existed.
+    return _field(doc, key, list, "the document") if key in doc else []
+
+
+def _ints(raw: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+    values = _field(raw, key, list, where)
+    return tuple(_expect(v, int, f"{where}.{key}[{i}]") for i, v in enumerate(values))
+
+
+def _lock(raw: dict[str, Any], frames: list[Frame], where: str) -> LockStat:
+    def num(key: str) -> int:
+        return _field(raw, key, int, where)
+
+    return LockStat(
+        pid=num("pid"),
+        comm=_field(raw, "comm", str, where),
+        address=num("address"),
+        stack=_stack(_field(raw, "stack", list, where), frames, where),
+        contentions=num("contentions"),
+        wait_ns=num("wait_ns"),
+        max_ns=num("max_ns"),
+        eagain=num("eagain"),
+        timeouts=num("timeouts"),
+        timeout_ns=num("timeout_ns"),
+        interrupted=num("interrupted"),
+        hist=_ints(raw, "hist", where),
+    )
+
+
+def _syscall(raw: dict[str, Any], where: str) -> SyscallStat:
+    def num(key: str) -> int:
+        return _field(raw, key, int, where)
+
+    errnos: dict[int, int] = {}
+    for err, count in _field(raw, "errnos", dict, where).items():
+        if not str(err).isdigit():
+            raise ValueError(f"Aperture JSON: {where}.errnos has a non-numeric key {err!r}.")
+        errnos[int(err)] = _expect(count, int, f"{where}.errnos[{err}]")
+    return SyscallStat(
+        pid=num("pid"),
+        comm=_field(raw, "comm", str, where),
+        nr=num("nr"),
+        name=_field(raw, "name", str, where),
+        count=num("count"),
+        errors=num("errors"),
+        total_ns=num("total_ns"),
+        min_ns=num("min_ns"),
+        max_ns=num("max_ns"),
+        hist=_ints(raw, "hist", where),
+        errnos=errnos,
+    )
 
 
 def _frame(raw: dict[str, Any], where: str) -> Frame:

@@ -12,7 +12,11 @@ from aperture.formats.collapsed import to_collapsed
 from aperture.formats.json_format import to_json
 from aperture.formats.speedscope import to_speedscope
 from aperture.formats.svg import to_svg
-from aperture.model import Profile
+from aperture.formats.tables import format_lock_table, format_syscall_table, syscall_csv
+from aperture.model import EventType, Profile
+
+_STACKS = frozenset({EventType.CPU, EventType.LOCK})
+_ALL = frozenset(EventType)
 
 # Suffixes kept back for formats that are planned but not written yet.
 _RESERVED = {".pb.gz": "pprof"}
@@ -29,6 +33,8 @@ class Writer:
     name: str
     suffixes: tuple[str, ...]
     render: Callable[[Profile], bytes]
+    # The event types this format can represent (syscall stats have no stacks).
+    event_types: frozenset[EventType] = _STACKS
 
     def write(self, profile: Profile, path: str | os.PathLike[str]) -> None:
         """Render ``profile`` and write it to ``path`` atomically."""
@@ -43,30 +49,54 @@ WRITERS: tuple[Writer, ...] = (
     Writer("collapsed", (".collapsed", ".folded"), _text(to_collapsed)),
     Writer("svg", (".svg",), _text(to_svg)),
     Writer("speedscope", (".speedscope.json",), _text(to_speedscope)),
-    Writer("json", (".json",), _text(to_json)),
+    Writer("json", (".json",), _text(to_json), _ALL),
+    Writer("lock table", (".txt",), _text(format_lock_table), frozenset({EventType.LOCK})),
+    Writer("syscall table", (".txt",), _text(format_syscall_table), frozenset({EventType.SYSCALL})),
+    Writer("syscall csv", (".csv",), _text(syscall_csv), frozenset({EventType.SYSCALL})),
 )
 
-_BY_SUFFIX = {suffix: writer for writer in WRITERS for suffix in writer.suffixes}
+_BY_SUFFIX = {
+    (event_type, suffix): writer
+    for writer in WRITERS
+    for suffix in writer.suffixes
+    for event_type in writer.event_types
+}
 
 
-def supported_suffixes() -> tuple[str, ...]:
-    """Every file suffix that selects an output format, sorted."""
-    return tuple(sorted(_BY_SUFFIX))
+def supported_suffixes(event_type: EventType = EventType.CPU) -> tuple[str, ...]:
+    """Every file suffix that selects an output format for ``event_type``, sorted."""
+    return tuple(sorted(suffix for et, suffix in _BY_SUFFIX if et is event_type))
 
 
-def writer_for(path: str | os.PathLike[str]) -> Writer:
+def split_suffix(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """``(stem, format suffix)`` of a path, the longest known suffix winning."""
+    name = os.fspath(path)
+    lower = name.lower()
+    for suffix in sorted({s for _, s in _BY_SUFFIX}, key=len, reverse=True):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    return name, ""
+
+
+def writer_for(path: str | os.PathLike[str], event_type: EventType = EventType.CPU) -> Writer:
     """The writer for ``path``'s suffix, the longest match winning (``.speedscope.json``)."""
     name = Path(path).name.lower()
-    supported = ", ".join(supported_suffixes())
+    supported = ", ".join(supported_suffixes(event_type))
     for suffix, planned in _RESERVED.items():
         if name.endswith(suffix):
             raise UnknownFormatError(
                 f"{planned} output ({os.fspath(path)!r}) is not supported yet; name the file"
                 f" with one of {supported}."
             )
-    for suffix in sorted(_BY_SUFFIX, key=len, reverse=True):
+    for suffix in sorted({s for _, s in _BY_SUFFIX}, key=len, reverse=True):
         if name.endswith(suffix):
-            return _BY_SUFFIX[suffix]
+            writer = _BY_SUFFIX.get((event_type, suffix))
+            if writer is None:
+                raise UnknownFormatError(
+                    f"{event_type} data cannot be written as {suffix} ({os.fspath(path)!r});"
+                    f" name the file with one of {supported}."
+                )
+            return writer
     raise UnknownFormatError(
         f"cannot tell the output format of {os.fspath(path)!r}; name the file with one"
         f" of {supported}."
@@ -75,7 +105,7 @@ def writer_for(path: str | os.PathLike[str]) -> Writer:
 
 def write_profile(profile: Profile, path: str | os.PathLike[str]) -> None:
     """Write ``profile`` to ``path`` in the format its suffix names, atomically."""
-    writer_for(path).write(profile, path)
+    writer_for(path, profile.event_type).write(profile, path)
 
 
 def write_atomic(path: str | os.PathLike[str], data: bytes) -> None:

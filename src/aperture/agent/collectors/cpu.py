@@ -13,6 +13,7 @@ from aperture.agent import perf_event
 from aperture.agent.collectors.bpfobj import PerCpuCounters, check_layout, object_path
 from aperture.agent.libbpf import BpfError, BpfObject, RingBuffer
 from aperture.agent.symbols.symbolizer import Symbolizer
+from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 
@@ -81,7 +82,7 @@ def _decode(raw: bytes) -> str:
 class CpuCollector:
     """Loads, attaches and drains the CPU profiler; one :meth:`drain` per window."""
 
-    def __init__(self, options: CpuOptions, symbolizer: Symbolizer) -> None:
+    def __init__(self, options: CpuOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
         self.options = options
         self._symbolizer = symbolizer
         self._sym_lock = threading.Lock()

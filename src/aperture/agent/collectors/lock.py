@@ -17,6 +17,7 @@ from aperture.agent.collectors.bpfobj import (
 )
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
+from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
 
@@ -74,7 +75,7 @@ class LockOptions:
 class LockCollector:
     """Loads and attaches lock.bpf.c; :meth:`drain` returns one window of waits."""
 
-    def __init__(self, options: LockOptions, symbolizer: Symbolizer) -> None:
+    def __init__(self, options: LockOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
         self.options = options
         self._symbolizer = symbolizer
         self._obj: BpfObject | None = None

@@ -1,8 +1,9 @@
-"""C++ and Rust (legacy scheme) demangling through libstdc++'s ``__cxa_demangle``.
+"""C++ and Rust symbol demangling.
 
-Rust legacy names are Itanium-mangled with a ``17h<16 hex>E`` hash element and
-``$LT$``-style escapes; both are cleaned up after demangling. Rust v0 names
-(``_R...``) are left as they are. Without libstdc++ every name is returned unchanged.
+C++ and Rust legacy names go through libstdc++'s ``__cxa_demangle``: Rust legacy names
+are Itanium-mangled with a ``17h<16 hex>E`` hash element and ``$LT$``-style escapes, both
+cleaned up after demangling. Rust v0 names (``_R...``) go to the pure-Python
+:mod:`aperture.agent.symbols.rust_v0`. Without libstdc++ only v0 names are demangled.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import ctypes.util
 import functools
 import re
 from collections.abc import Callable
+
+from aperture.agent.symbols.rust_v0 import demangle_v0
 
 _RUST_HASH = re.compile(r"::h[0-9a-f]{16}$")
 _RUST_LEGACY = re.compile(r"17h[0-9a-f]{16}E(?:\.|$)")
@@ -67,13 +70,15 @@ _cxa_demangle = _load_cxa_demangle()
 
 
 def available() -> bool:
-    """Whether a native demangler was found (otherwise :func:`demangle` is identity)."""
+    """Whether a native demangler was found (otherwise only Rust v0 names are demangled)."""
     return _cxa_demangle is not None
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def demangle(name: str) -> str:
-    """Demangle a C++ or Rust legacy symbol; anything else comes back unchanged."""
+    """Demangle a C++ or Rust symbol; anything else or malformed comes back unchanged."""
+    if name.startswith(("_R", "__R")):
+        return demangle_v0(name) or name
     if _cxa_demangle is None or not name.startswith("_Z"):
         return name
     out = _cxa_demangle(name)

@@ -19,38 +19,21 @@ _T = TypeVar("_T")
 
 _SYMBOL_CHARS = re.compile(r"[0-9A-Za-z_]+", re.ASCII)
 _PUNYCODE_DIGITS = re.compile(r"[0-9a-z]+", re.ASCII)
+# fmt: off
 _BASIC_TYPES = {
-    "a": "i8",
-    "b": "bool",
-    "c": "char",
-    "d": "f64",
-    "e": "str",
-    "f": "f32",
-    "h": "u8",
-    "i": "isize",
-    "j": "usize",
-    "l": "i32",
-    "m": "u32",
-    "n": "i128",
-    "o": "u128",
-    "p": "_",
-    "s": "i16",
-    "t": "u16",
-    "u": "()",
-    "v": "...",
-    "x": "i64",
-    "y": "u64",
-    "z": "!",
+    "a": "i8", "s": "i16", "l": "i32", "x": "i64", "n": "i128", "i": "isize",
+    "h": "u8", "t": "u16", "m": "u32", "y": "u64", "o": "u128", "j": "usize",
+    "b": "bool", "c": "char", "e": "str", "f": "f32", "d": "f64",
+    "u": "()", "z": "!", "p": "_", "v": "...",
 }
+# fmt: on
+_BASE_62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _UNSIGNED = frozenset("hjmoty")
 _SIGNED = frozenset("ailnsx")
 _CHAR_ESCAPES = {0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r"}
-# Backrefs let a short symbol expand to a huge name; like rustc-demangle, give up past
-# about a million characters of output (this budget also counts parse steps).
-_BUDGET = 1_000_000
-# Nesting deeper than this is not from rustc and would only exhaust the Python stack.
-_MAX_DEPTH = 500
-_MAX_BOUND_LIFETIMES = 1000
+# Backrefs let a short symbol expand to a huge name, so every character read (again at
+# each backref) is counted, and past a limit the symbol is taken as hostile.
+_BUDGET = 250_000  # characters read: about 100k characters of demangled name
 
 
 class _Invalid(Exception):
@@ -72,7 +55,7 @@ def demangle_v0(name: str) -> str | None:
         out = parser.path(in_value=True)
         if parser.pos < len(sym):
             parser.path(in_value=False)  # the instantiating crate: not shown
-    except (_Invalid, RecursionError):
+    except (_Invalid, RecursionError):  # rustc's names nest ~30 deep, not hundreds
         return None
     return out if parser.pos == len(sym) else None
 
@@ -83,18 +66,15 @@ class _Parser:
     def __init__(self, sym: str) -> None:
         self.sym = sym
         self.pos = 0
-        self.depth = 0
         self.budget = _BUDGET
         self.bound_lifetimes = 0  # binder depth, for naming lifetimes 'a, 'b, ...
-
-    # -- lexing ---------------------------------------------------------------------
 
     def peek(self) -> str:
         return self.sym[self.pos] if self.pos < len(self.sym) else ""
 
     def eat(self, char: str) -> bool:
         if self.peek() == char:
-            self.pos += 1
+            self.advance()
             return True
         return False
 
@@ -102,10 +82,14 @@ class _Parser:
         char = self.peek()
         if not char:
             raise _Invalid
-        self.pos += 1
+        self.advance()
         return char
 
-    def spend(self, amount: int) -> None:
+    def advance(self, count: int = 1) -> None:
+        self.pos += count
+        self.charge(count)
+
+    def charge(self, amount: int) -> None:
         self.budget -= amount
         if self.budget < 0:
             raise _Invalid
@@ -115,23 +99,14 @@ class _Parser:
             return 0
         value = 0
         while not self.eat("_"):
-            char = self.next()
-            if "0" <= char <= "9":
-                digit = ord(char) - ord("0")
-            elif "a" <= char <= "z":
-                digit = ord(char) - ord("a") + 10
-            elif "A" <= char <= "Z":
-                digit = ord(char) - ord("A") + 36
-            else:
+            digit = _BASE_62.find(self.next())
+            if digit < 0:
                 raise _Invalid
             value = value * 62 + digit
         return value + 1
 
     def opt_integer_62(self, tag: str) -> int:
         return self.integer_62() + 1 if self.eat(tag) else 0
-
-    def disambiguator(self) -> int:
-        return self.opt_integer_62("s")
 
     def hex_nibbles(self) -> str:
         start = self.pos
@@ -147,14 +122,14 @@ class _Parser:
             raise _Invalid
         if self.sym[start] != "0":
             while self.peek().isdigit():
-                self.pos += 1
+                self.advance()
         length = int(self.sym[start : self.pos])
         self.eat("_")  # separates the length from an identifier starting with a digit or _
         end = self.pos + length
         if end > len(self.sym):
             raise _Invalid
-        raw, self.pos = self.sym[self.pos : end], end
-        self.spend(length)
+        raw = self.sym[self.pos : end]
+        self.advance(length)
         if not punycode:
             return raw
         # Punycode with "_" instead of "-" before the encoded part (RFC 3492).
@@ -178,32 +153,17 @@ class _Parser:
         finally:
             self.pos = saved
 
-    def enter(self) -> None:
-        self.depth += 1
-        if self.depth > _MAX_DEPTH:
-            raise _Invalid
-        self.spend(1)
-
-    # -- grammar --------------------------------------------------------------------
-
     def path(self, in_value: bool) -> str:
-        self.enter()
-        try:
-            return self._path(in_value)
-        finally:
-            self.depth -= 1
-
-    def _path(self, in_value: bool) -> str:
         tag = self.next()
         if tag == "C":  # crate root; its disambiguator is the hash left out here
-            self.disambiguator()
+            self.opt_integer_62("s")
             return self.ident()
         if tag == "N":
             namespace = self.next()
-            if not namespace.isascii() or not namespace.isalpha():
+            if not namespace.isalpha():
                 raise _Invalid
             parent = self.path(in_value)
-            index = self.disambiguator()
+            index = self.opt_integer_62("s")
             name = self.ident()
             if namespace.isupper():  # closures, shims: {closure#0}, {shim:vtable#0}
                 kind = {"C": "closure", "S": "shim"}.get(namespace, namespace)
@@ -211,7 +171,7 @@ class _Parser:
                 return f"{parent}::{{{label}#{index}}}"
             return f"{parent}::{name}" if name else parent
         if tag in ("M", "X"):  # inherent / trait impl: the impl's own path is not shown
-            self.disambiguator()
+            self.opt_integer_62("s")
             self.path(in_value)
         if tag in ("M", "X", "Y"):
             self_type = self.type()
@@ -250,8 +210,7 @@ class _Parser:
     def binder(self) -> str:
         """Enter a ``for<'a, ...>`` binder; the caller restores ``bound_lifetimes``."""
         count = self.opt_integer_62("G")
-        if count > _MAX_BOUND_LIFETIMES:
-            raise _Invalid
+        self.charge(count)  # a few characters can name many lifetimes
         names = []
         for _ in range(count):
             self.bound_lifetimes += 1
@@ -260,16 +219,8 @@ class _Parser:
 
     def type(self) -> str:
         tag = self.next()
-        basic = _BASIC_TYPES.get(tag)
-        if basic is not None:
-            return basic
-        self.enter()
-        try:
-            return self._type(tag)
-        finally:
-            self.depth -= 1
-
-    def _type(self, tag: str) -> str:
+        if tag in _BASIC_TYPES:
+            return _BASIC_TYPES[tag]
         if tag in ("R", "Q"):
             lifetime = ""
             if self.eat("L"):
@@ -310,10 +261,8 @@ class _Parser:
         if self.eat("K"):
             if self.eat("C"):
                 abi = "C"
-            else:
-                if self.peek() == "u":
-                    raise _Invalid
-                abi = self.ident().replace("_", "-")  # "-" is mangled as "_"
+            else:  # a plain identifier, with "-" mangled as "_"
+                abi = "" if self.peek() == "u" else self.ident().replace("_", "-")
                 if not abi:
                     raise _Invalid
             text += f'extern "{abi}" '
@@ -343,13 +292,6 @@ class _Parser:
         return self.path(in_value=False), False
 
     def const(self) -> str:
-        self.enter()
-        try:
-            return self._const()
-        finally:
-            self.depth -= 1
-
-    def _const(self) -> str:
         if self.eat("B"):
             return self.backref(self.const)
         tag = self.next()
@@ -361,10 +303,10 @@ class _Parser:
             sign = "-" if self.eat("n") else ""
             return sign + self.const_uint()
         if tag == "b":
-            value = self.hex_nibbles()
-            if value not in ("0", "1"):
+            value = {"0": "false", "1": "true"}.get(self.hex_nibbles())
+            if value is None:
                 raise _Invalid
-            return "true" if value == "1" else "false"
+            return value
         if tag == "c":
             digits = self.hex_nibbles()
             if not 1 <= len(digits) <= 8:
@@ -379,6 +321,5 @@ class _Parser:
         digits = self.hex_nibbles()
         if not digits:
             raise _Invalid
-        self.spend(len(digits))
         # Like binutils: decimal when it fits in 64 bits, the hex digits otherwise.
         return f"0x{digits}" if len(digits) > 16 else str(int(digits, 16))
