@@ -29,7 +29,10 @@ impl<T: Debug> Sq<T> { fn show(&self) { println!("{:?}", self.0); } }
 fn arr<const N: usize>(a: [u8; N]) -> usize { a.len() }
 fn cb<const B: bool, const C: char>() -> bool { B && C == 'x' }
 fn neg<const I: i32>() -> i32 { I }
-fn dynf(s: &dyn Shape, f: fn(&u8, *const i16) -> (u8, i64)) -> f64 { let _ = f(&1, std::ptr::null()); s.area() }
+fn dynf(s: &dyn Shape, f: fn(&u8, *const i16) -> (u8, i64)) -> f64 {
+    let _ = f(&1, std::ptr::null());
+    s.area()
+}
 fn rawmut(p: *mut [u16], s: &mut str, t: (char, &[&str])) -> usize { p.len() + s.len() + t.1.len() }
 fn helper(a: &u8, _b: *const i16) -> (u8, i64) { (*a, 2) }
 fn unicode_fn_ä() -> u8 { 3 }
@@ -76,7 +79,7 @@ HAND_PICKED = {
     "_RINvC1a1fFG0_RL0_hERL1_hE": "a::f::<for<'a, 'b> fn(&'b u8) -> &'a u8>",
     "_RINvC1a1fRL_hE": "a::f::<&u8>",
 }
-# binutils 2.40 mangles constants wider than 64 bits (it drops the first hex digit and
+# binutils 2.40 garbles constants wider than 64 bits (it drops the first hex digit and
 # keeps the "_"), so this one is checked against the right answer only.
 WIDE_CONST = (
     "_RINvCs1234_7mycrate3fooKo123456789abcdef0123456789abcdef_E",

@@ -137,9 +137,12 @@ class _Parser:
         if not _PUNYCODE_DIGITS.fullmatch(digits):
             raise _Invalid
         try:
-            return f"{basic}-{digits}".encode("ascii").decode("punycode")
+            decoded = f"{basic}-{digits}".encode("ascii").decode("punycode")
         except UnicodeError as exc:
             raise _Invalid from exc
+        if not decoded.isprintable():  # e.g. a lone surrogate, which could not be written out
+            raise _Invalid
+        return decoded
 
     def backref(self, parse: Callable[[], _T]) -> _T:
         """Parse what the ``B<offset>`` just read points at, then carry on after it."""
