@@ -121,7 +121,7 @@ def test_demangle_rust_legacy_and_others() -> None:
         "..$u7b$$u7b$closure$u7d$$u7d$$GT$17h0123456789abcdefE"
     )
     assert demangle(legacy) == "core::ptr::drop_in_place<std::rt::lang_start<()>::{{closure}}>"
-    assert demangle("_RNvCs1234_7mycrate3foo") == "_RNvCs1234_7mycrate3foo"
+    assert demangle("_RNvCs1234_7mycrate3foo") == "mycrate::foo"
     assert demangle("main") == "main"
     assert demangle("_Znot_valid") == "_Znot_valid"
 

@@ -139,6 +139,7 @@ enum lock_stat {
 	LOCK_STAT_STARTS_FULL,         /* enter state lost: the starts map was full */
 	LOCK_STAT_STATS_FULL,          /* lost: the stats map was full */
 	LOCK_STAT_STACK_COLLISION,     /* user stack lost to a stack-map collision */
+	LOCK_STAT_PROC_EVENT_DROPPED,  /* new-process event lost: ring buffer full */
 	LOCK_STAT_MAX,
 };
 

@@ -13,6 +13,8 @@
 #include <bpf/bpf_core_read.h>
 #include "kernel_types.h"
 #include "aperture.h"
+#include "common.bpf.h"
+#include "procs.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -55,19 +57,6 @@ struct {
 	__type(value, __u64);
 } stats SEC(".maps");
 
-/* tgid -> process name; LRU so exited processes age out by themselves. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32);
-	__type(value, struct proc_info);
-} procs SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} proc_events SEC(".maps");
-
 static __always_inline void count_stat(__u32 index)
 {
 	__u64 *value = bpf_map_lookup_elem(&stats, &index);
@@ -84,29 +73,6 @@ static __always_inline void count_stack_error(long id, __u32 collision, __u32 ot
 		count_stat(collision);
 	else if (id < 0 && id != -14)
 		count_stat(other);
-}
-
-static __always_inline void note_process(__u32 tgid)
-{
-	struct task_struct *task;
-	struct proc_info info = {};
-	struct proc_event *event;
-
-	if (bpf_map_lookup_elem(&procs, &tgid))
-		return;
-	task = (struct task_struct *)bpf_get_current_task();
-	BPF_CORE_READ_STR_INTO(&info.comm, task, group_leader, comm);
-	if (bpf_map_update_elem(&procs, &tgid, &info, BPF_NOEXIST))
-		return; /* another CPU noted it first */
-	event = bpf_ringbuf_reserve(&proc_events, sizeof(*event), 0);
-	if (!event) {
-		count_stat(CPU_STAT_PROC_EVENT_DROPPED);
-		return;
-	}
-	event->tgid = tgid;
-	event->reserved = 0;
-	__builtin_memcpy(event->comm, info.comm, sizeof(event->comm));
-	bpf_ringbuf_submit(event, 0);
 }
 
 SEC("perf_event")
@@ -160,18 +126,7 @@ int sample_cpu(struct bpf_perf_event_data *ctx)
 			count_stat(CPU_STAT_COUNTS_FULL);
 	}
 
-	if (tgid)
-		note_process(tgid);
-	return 0;
-}
-
-/* An exec replaces the process image: forget its identity so the next sample
- * announces it again and the agent re-reads its maps. */
-SEC("tp/sched/sched_process_exec")
-int on_exec(void *ctx)
-{
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
-	bpf_map_delete_elem(&procs, &tgid);
+	if (tgid && note_process(tgid))
+		count_stat(CPU_STAT_PROC_EVENT_DROPPED);
 	return 0;
 }

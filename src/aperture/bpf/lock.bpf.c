@@ -11,6 +11,7 @@
 #include "kernel_types.h"
 #include "aperture.h"
 #include "common.bpf.h"
+#include "procs.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -73,10 +74,12 @@ struct {
 	__type(value, struct lock_start);
 } starts SEC(".maps");
 
+/* NO_PREALLOC: memory only for entries in use, so the ceiling can be high. */
 #define LOCK_MAPS(n)                                                           \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
-		__uint(max_entries, 16384);                                    \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+		__uint(max_entries, 65536);                                    \
 		__type(key, struct lock_key);                                  \
 		__type(value, struct lock_stats);                              \
 	} stats##n SEC(".maps");                                               \
@@ -108,6 +111,8 @@ static __always_inline int begin_wait(__u64 uaddr, __u32 op)
 
 	if (config.target_tgid && tgid != config.target_tgid)
 		return 0;
+	if (note_process(tgid))
+		bump(&counters, LOCK_STAT_PROC_EVENT_DROPPED);
 	start.start_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&starts, &tid, &start, BPF_ANY))
 		bump(&counters, LOCK_STAT_STARTS_FULL);

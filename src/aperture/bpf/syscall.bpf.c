@@ -24,16 +24,20 @@ struct {
 	__type(value, struct syscall_start);
 } starts SEC(".maps");
 
+/* NO_PREALLOC: memory only for the (process, syscall) pairs seen in a window,
+ * so process churn (thousands of pids per window) fits under a high ceiling. */
 #define SYSCALL_MAPS(n)                                                        \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
-		__uint(max_entries, 16384);                                    \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+		__uint(max_entries, 262144);                                   \
 		__type(key, struct syscall_key);                               \
 		__type(value, struct syscall_stats);                           \
 	} stats##n SEC(".maps");                                               \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
-		__uint(max_entries, 16384);                                    \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+		__uint(max_entries, 65536);                                    \
 		__type(key, struct syscall_errno_key);                         \
 		__type(value, __u64);                                          \
 	} errnos##n SEC(".maps")

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import ctypes
-import threading
 import time
 from collections import Counter
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from dataclasses import dataclass
 
 from aperture.agent import perf_event
-from aperture.agent.collectors.bpfobj import PerCpuCounters, check_layout, object_path
-from aperture.agent.libbpf import BpfError, BpfObject, RingBuffer
+from aperture.agent.collectors.bpfobj import (
+    DoubleBuffer,
+    PerCpuCounters,
+    check_layout,
+    object_path,
+)
+from aperture.agent.collectors.processes import ProcessWatcher
+from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.errors import AgentError
@@ -36,14 +41,6 @@ class CpuKey(ctypes.Structure):
 
 class CpuConfig(ctypes.Structure):
     _fields_ = (("target_tgid", c_uint32), ("include_idle", c_uint32))
-
-
-class ProcInfo(ctypes.Structure):
-    _fields_ = (("comm", c_char * COMM_LEN),)
-
-
-class ProcEvent(ctypes.Structure):
-    _fields_ = (("tgid", c_uint32), ("reserved", c_uint32), ("comm", c_char * COMM_LEN))
 
 
 StackTrace = c_uint64 * MAX_STACK_DEPTH
@@ -85,14 +82,9 @@ class CpuCollector:
     def __init__(self, options: CpuOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
         self.options = options
         self._symbolizer = symbolizer
-        self._sym_lock = threading.Lock()
         self._obj: BpfObject | None = None
-        self._active = 0
+        self._watcher: ProcessWatcher | None = None
         self._stats_prev = [0] * len(STAT_NAMES)
-        self._proc_names: dict[int, str] = {}
-        self._ring: RingBuffer | None = None
-        self._poller: threading.Thread | None = None
-        self._stopping = threading.Event()
         self._window_start_ns = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -109,9 +101,9 @@ class CpuCollector:
             obj.load()
             for name in ("counts0", "counts1"):
                 check_layout(obj.map(name), CpuKey, c_uint64)
-            check_layout(obj.map("procs"), c_uint32, ProcInfo)
             self._stats = PerCpuCounters(obj.map("stats"), len(STAT_NAMES))
-            self._ring = RingBuffer(obj.map("proc_events"), self._on_new_process)
+            self._buffers = DoubleBuffer(obj.map("control"))
+            self._watcher = ProcessWatcher(obj, self._symbolizer)
             prog = obj.program("sample_cpu")
             for cpu in perf_event.online_cpus():
                 fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
@@ -127,32 +119,15 @@ class CpuCollector:
             self.close()
             raise
         self._window_start_ns = time.time_ns()
-        self._poller = threading.Thread(target=self._poll, name="proc-events", daemon=True)
-        self._poller.start()
+        self._watcher.start()
 
     def close(self) -> None:
-        self._stopping.set()
-        if self._poller is not None:
-            self._poller.join(timeout=2)
-            self._poller = None
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         if self._obj is not None:
             self._obj.close()
             self._obj = None
-
-    # -- new processes -----------------------------------------------------
-    def _poll(self) -> None:
-        while not self._stopping.is_set() and self._ring is not None:
-            self._ring.poll(100)
-
-    def _on_new_process(self, data: bytes) -> None:
-        event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
-        self._proc_names[event.tgid] = _decode(event.comm)
-        with self._sym_lock:
-            # Read /proc/PID/maps now: a short-lived process may be gone by the drain.
-            self._symbolizer.remember(event.tgid)
 
     # -- reading -----------------------------------------------------------
     def sample_count(self) -> int:
@@ -163,11 +138,7 @@ class CpuCollector:
         """Swap buffers, read the idle one, and return its window as a profile."""
         obj = self._require()
         end_ns = time.time_ns()
-        idle = self._active
-        self._active ^= 1
-        obj.map("control").update(c_uint32(0), c_uint32(self._active))
-        # Let programs already running on other CPUs finish with the old buffer.
-        time.sleep(0.002)
+        idle = self._buffers.flip()
         entries = obj.map(f"counts{idle}").drain(CpuKey, c_uint64)
         stacks = self._read_stacks(idle, entries)
         profile = Profile(
@@ -178,8 +149,7 @@ class CpuCollector:
             frequency_hz=self.options.frequency_hz,
         )
         self._window_start_ns = end_ns
-        with self._sym_lock:
-            profile.samples = self._symbolize(entries, stacks)
+        profile.samples = self._symbolize(entries, stacks)
         stats = self._stats.read()
         delta = {n: stats[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
         self._stats_prev = stats
@@ -214,14 +184,10 @@ class CpuCollector:
             stack_map.delete(stale)
         return stacks
 
-    def _process_name(self, tgid: int, fallback: str) -> str:
-        name = self._proc_names.get(tgid)
-        if name is None:
-            info = ProcInfo()
-            procs = self._require().map("procs")
-            name = _decode(info.comm) if procs.lookup(c_uint32(tgid), info) else fallback
-            self._proc_names[tgid] = name
-        return name
+    def _name(self, tgid: int, thread: str) -> str:
+        if tgid == 0:
+            return "swapper"
+        return self._watcher.name(tgid, thread) if self._watcher else thread
 
     def _symbolize(
         self, entries: list[tuple[CpuKey, int]], stacks: dict[int, tuple[int, ...]]
@@ -231,7 +197,7 @@ class CpuCollector:
         merged: Counter[tuple[int, int, str, str, tuple[Frame, ...]]] = Counter()
         for key, count in entries:
             thread = _decode(key.comm)
-            comm = self._process_name(key.tgid, thread) if key.tgid else "swapper"
+            comm = self._name(key.tgid, thread)
             user: tuple[Frame, ...] = ()
             uid = key.user_stack_id
             if uid >= 0 and uid in stacks:

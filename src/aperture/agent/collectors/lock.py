@@ -15,6 +15,7 @@ from aperture.agent.collectors.bpfobj import (
     decode_comm,
     object_path,
 )
+from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
@@ -62,8 +63,15 @@ class LockStats(ctypes.Structure):
 StackTrace = c_uint64 * MAX_STACK_DEPTH
 
 # enum lock_stat, in order
-STAT_NAMES = ("waits", "no_start", "starts_map_full", "stats_map_full", "stack_collisions")
-LOSS_NAMES = ("starts_map_full", "stats_map_full", "stack_collisions")
+STAT_NAMES = (
+    "waits",
+    "no_start",
+    "starts_map_full",
+    "stats_map_full",
+    "stack_collisions",
+    "process_events_dropped",
+)
+LOSS_NAMES = STAT_NAMES[2:]
 LOST_STACK = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
 
 
@@ -79,6 +87,7 @@ class LockCollector:
         self.options = options
         self._symbolizer = symbolizer
         self._obj: BpfObject | None = None
+        self._watcher: ProcessWatcher | None = None
         self._stats_prev = [0] * len(STAT_NAMES)
         self._window_start_ns = 0
 
@@ -94,6 +103,8 @@ class LockCollector:
             check_layout(obj.map("starts"), c_uint32, LockStart)
             self._buffers = DoubleBuffer(obj.map("control"))
             self._counters = PerCpuCounters(obj.map("counters"), len(STAT_NAMES))
+            self._watcher = ProcessWatcher(obj, self._symbolizer)
+            obj.keep(obj.program("on_exec").attach())
             obj.keep(obj.program("on_futex_enter").attach())
             obj.keep(obj.program("on_futex_exit").attach())
             try:  # futex_waitv exists from Linux 5.16
@@ -105,8 +116,12 @@ class LockCollector:
             self.close()
             raise
         self._window_start_ns = time.time_ns()
+        self._watcher.start()
 
     def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
         if self._obj is not None:
             self._obj.close()
             self._obj = None

@@ -1,0 +1,70 @@
+"""New-process announcements from procs.bpf.h: maps read while the process lives."""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from ctypes import c_char, c_uint32
+from typing import Protocol
+
+from aperture.agent.collectors.bpfobj import check_layout, decode_comm
+from aperture.agent.libbpf import BpfObject, RingBuffer
+
+COMM_LEN = 16
+
+
+# ctypes mirrors of src/aperture/bpf/aperture.h
+class ProcInfo(ctypes.Structure):
+    _fields_ = (("comm", c_char * COMM_LEN),)
+
+
+class ProcEvent(ctypes.Structure):
+    _fields_ = (("tgid", c_uint32), ("reserved", c_uint32), ("comm", c_char * COMM_LEN))
+
+
+class Remembers(Protocol):
+    def remember(self, pid: int) -> bool: ...
+
+
+class ProcessWatcher:
+    """Polls an object's ``proc_events`` ring buffer on a thread of its own.
+
+    Each announced process has its maps snapshotted by the symbolizer at once,
+    and its name kept, so frames and names resolve after it exits.
+    """
+
+    def __init__(self, obj: BpfObject, symbolizer: Remembers) -> None:
+        check_layout(obj.map("procs"), c_uint32, ProcInfo)
+        self._procs = obj.map("procs")
+        self._symbolizer = symbolizer
+        self._names: dict[int, str] = {}
+        self._ring = RingBuffer(obj.map("proc_events"), self._on_event)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="proc-events", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2)
+        self._ring.close()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self._ring.poll(100)
+
+    def _on_event(self, data: bytes) -> None:
+        event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
+        self._names[event.tgid] = decode_comm(event.comm)
+        self._symbolizer.remember(event.tgid)
+
+    def name(self, tgid: int, fallback: str) -> str:
+        """The process name: announced, else still in the kernel map, else ``fallback``."""
+        name = self._names.get(tgid)
+        if name is None:
+            info = ProcInfo()
+            name = decode_comm(info.comm) if self._procs.lookup(c_uint32(tgid), info) else fallback
+            self._names[tgid] = name
+        return name
