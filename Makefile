@@ -17,7 +17,7 @@ APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils mak
             linux-perf bpftrace strace
 RUN_DURATION ?= 30s
 
-.PHONY: help setup apt venv bpf run test lint bench clean
+.PHONY: help setup apt venv bpf proto run test lint bench clean
 
 help:
 	@echo "make run    set up, then profile this host and write out/flamegraph.svg"
@@ -52,6 +52,12 @@ $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
 	llvm-strip -g $@
 
 bpf: $(BPF_OBJ)
+
+# The generated protobuf code is committed (the agent needs no protoc); this
+# regenerates it after a .proto change.
+PROTO := $(wildcard src/aperture/proto/v1/*.proto)
+proto: venv
+	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src $(PROTO)
 
 run: setup
 	mkdir -p out

@@ -104,3 +104,15 @@ def merge_syscall(a: SyscallStat, b: SyscallStat) -> SyscallStat:
         hist=histogram.add(a.hist, b.hist),
         errnos=dict(errnos),
     )
+
+
+def lock_samples(locks: Iterable[LockStat]) -> list[Sample]:
+    """Wait-weighted stacks of lock records: the lock flamegraph's samples."""
+    weights: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
+    for lock in locks:
+        if lock.wait_ns:
+            weights[(lock.pid, lock.comm, lock.stack)] += lock.wait_ns
+    return [
+        Sample(stack=stack, value=value, pid=pid, comm=comm)
+        for (pid, comm, stack), value in weights.items()
+    ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections import Counter
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from dataclasses import dataclass
 
@@ -20,7 +19,8 @@ from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.errors import AgentError
-from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
+from aperture.transforms import lock_samples
 
 COMM_LEN = 16
 HIST_BUCKETS = 40
@@ -147,7 +147,6 @@ class LockCollector:
 
         frames_of: dict[tuple[int, int], tuple[Frame, ...]] = {}
         locks: list[LockStat] = []
-        weights: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
         for key, value in entries:
             sid = key.user_stack_id
             if (key.tgid, sid) not in frames_of:
@@ -174,8 +173,6 @@ class LockCollector:
                     hist=tuple(value.hist),
                 )
             )
-            if value.wait_ns:
-                weights[(key.tgid, comm, stack)] += value.wait_ns
         counters = self._counters.read()
         delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
         self._stats_prev = counters
@@ -186,10 +183,7 @@ class LockCollector:
             end_ns=end_ns,
             losses={n: delta[n] for n in LOSS_NAMES},
             labels={"exits_without_enter": str(delta["no_start"])},
-            samples=[
-                Sample(stack=stack, value=value, pid=pid, comm=comm)
-                for (pid, comm, stack), value in weights.items()
-            ],
+            samples=lock_samples(locks),
             locks=locks,
         )
         self._window_start_ns = end_ns

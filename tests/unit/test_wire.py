@@ -1,0 +1,113 @@
+"""ProfileBatch encoding round-trips exactly, and malformed batches are refused with a reason."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.proto.v1 import profile_pb2 as pb
+from aperture.transforms import lock_samples
+from aperture.wire import Identity, MalformedBatch, decode, encode, parse
+
+MAIN = Frame("main", "app", FrameKind.USER, 0x1130)
+HOT = Frame("hot", "app", FrameKind.USER, 0x1200)
+VFS = Frame("vfs_read", "[kernel]", FrameKind.KERNEL, 0xFFFFFFFF81234567)
+IDENT = Identity("agent-1", "host-a", {"kernel": "6.18"}, "0.1.0")
+
+
+def cpu_profile() -> Profile:
+    return Profile(
+        EventType.CPU,
+        "samples",
+        samples=[
+            Sample((MAIN, HOT), 75, pid=10, tid=11, comm="app", thread="worker"),
+            Sample((MAIN, VFS), 25, pid=10, tid=10, comm="app", thread="app"),
+        ],
+        start_ns=1_000,
+        end_ns=2_000,
+        frequency_hz=99,
+        losses={"user_stack_collisions": 3},
+        labels={"idle_samples": "7"},
+    )
+
+
+def lock_profile() -> Profile:
+    locks = [
+        LockStat(10, "app", 0x7F00, (MAIN, HOT), contentions=4, wait_ns=9000, max_ns=5000,
+                 eagain=1, timeouts=2, timeout_ns=300, interrupted=0, hist=(0, 1, 3)),
+    ]  # fmt: skip
+    return Profile(EventType.LOCK, "nanoseconds", samples=lock_samples(locks), start_ns=1_000,
+                   end_ns=2_000, locks=locks, losses={"stack_collisions": 0})  # fmt: skip
+
+
+def syscall_profile() -> Profile:
+    calls = [SyscallStat(10, "app", 0, "read", count=5, errors=2, total_ns=500, min_ns=50,
+                         max_ns=200, hist=(0, 0, 5), errnos={2: 2})]  # fmt: skip
+    return Profile(EventType.SYSCALL, "nanoseconds", start_ns=1_000, end_ns=2_000, syscalls=calls,
+                   losses={"stats_map_full": 0})  # fmt: skip
+
+
+def test_round_trip_every_event_type() -> None:
+    profiles = [cpu_profile(), lock_profile(), syscall_profile()]
+    batch = encode(profiles, IDENT, sequence=7)
+    wire = pb.ProfileBatch.FromString(gzip.decompress(gzip.compress(batch.SerializeToString())))
+    decoded = decode(wire)
+    assert decoded.identity == IDENT
+    assert decoded.sequence == 7
+    for original in profiles:
+        assert decoded.profiles[original.event_type] == original
+    # strings, frames and stacks are interned once
+    assert len(wire.strings) == len(set(wire.strings))
+    assert len(wire.frames) == 3
+
+
+def test_parse_accepts_gzip_and_raw() -> None:
+    raw = encode([cpu_profile()], IDENT, 1).SerializeToString()
+    assert parse(gzip.compress(raw)) == parse(raw)
+
+
+def corrupt(mutate: object) -> pb.ProfileBatch:
+    batch = encode([cpu_profile(), lock_profile()], IDENT, 1)
+    assert callable(mutate)
+    mutate(batch)
+    return batch
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda b: setattr(b.frames[0], "name", 999), "frame 0 name refers to entry 999"),
+        (lambda b: b.stacks[0].frames.append(50), "stack 0 refers to entry 50"),
+        (lambda b: setattr(b.cpu.samples[0], "stack", 9), "cpu sample 0 refers to entry 9"),
+        (lambda b: setattr(b.cpu.samples[0], "comm", 10**6), "cpu sample 0 comm"),
+        (lambda b: setattr(b.lock.locks[0], "stack", 9), "lock 0 refers to entry 9"),
+        (lambda b: setattr(b, "schema_version", 2), "schema version 2"),
+        (lambda b: setattr(b, "sequence", 0), "no sequence"),
+        (lambda b: b.agent.ClearField("agent_id"), "no agent_id"),
+        (lambda b: setattr(b, "window_end_ns", 1), "ends before it starts"),
+        (lambda b: (b.ClearField("cpu"), b.ClearField("lock")), "carries no cpu"),
+    ],
+)
+def test_malformed_batches_are_refused_with_a_reason(mutate: object, reason: str) -> None:
+    with pytest.raises(MalformedBatch, match=reason):
+        decode(corrupt(mutate))
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x1f\x8b\x08garbage", "gzip data is damaged"),
+        (b"\xff\xff\xff\xff\xff", "not a ProfileBatch"),
+    ],
+)
+def test_garbage_bytes_are_refused(data: bytes, reason: str) -> None:
+    with pytest.raises(MalformedBatch, match=reason):
+        parse(data)
+
+
+def test_gzip_bomb_is_bounded() -> None:
+    bomb = gzip.compress(b"\0" * (2 << 20))
+    with pytest.raises(MalformedBatch, match="inflates to more than"):
+        parse(bomb, max_bytes=1 << 20)
