@@ -30,3 +30,20 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
     return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_SCALE = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``256MiB``, ``64M``, ``1GiB``, ``4096`` (KiB/MiB/GiB are powers of 1024)."""
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size: use bytes or a number with KiB, MiB, GiB")
+    number, unit = float(match.group(1)), (match.group(2) or "").upper()
+    if "I" in unit:
+        scale = 1024 ** ("KMGT".index(unit[0]) + 1)
+    else:
+        scale = _SIZE_SCALE[unit.rstrip("B") if unit != "B" else "B"]
+    return int(number * scale)

@@ -1,0 +1,1 @@
+"""The aggregator: ingest over gRPC, a buffer of recent batches, REST, metrics."""

@@ -1,0 +1,142 @@
+"""The HTTP side: health, Prometheus metrics and the REST API under /api/v1."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from aperture import __version__
+from aperture.aggregator.auth import TokenCheck
+from aperture.aggregator.grpc_service import summary
+from aperture.aggregator.ingest import Ingest
+from aperture.model import EventType
+
+
+class AppState:
+    def __init__(self, ingest: Ingest, check: TokenCheck, *, metrics_public: bool) -> None:
+        self.ingest = ingest
+        self.check = check
+        self.metrics_public = metrics_public
+        self.ready = False
+        self.started = time.time()
+
+
+def create_app(state: AppState) -> FastAPI:
+    app = FastAPI(
+        title="Aperture aggregator",
+        version=__version__,
+        description="REST API of the Aperture aggregator. Every /api route needs the bearer "
+        "token (APERTURE_AUTH_TOKEN) when one is configured.",
+    )
+    metrics = state.ingest.metrics
+
+    def require_token(request: Request) -> None:
+        if not state.check.check_header(request.headers.get("authorization")):
+            metrics.auth_failures.labels("http").inc()
+            raise HTTPException(
+                status_code=401,
+                detail="missing or wrong token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(response: Response) -> dict[str, str]:
+        if not state.ready:
+            response.status_code = 503
+            return {"status": "starting"}
+        return {"status": "ready"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus(request: Request) -> Response:
+        if not state.metrics_public:
+            require_token(request)
+        state.ingest.refresh_gauges()
+        if state.ingest.journal is not None:
+            metrics.journal_bytes.set(state.ingest.journal.size())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+
+    @api.get("/health")
+    def health() -> dict[str, Any]:
+        buffer = state.ingest.buffer
+        return {
+            "status": "ok" if state.ready else "starting",
+            "version": __version__,
+            "uptime_s": round(time.time() - state.started, 1),
+            "agents": len(state.ingest.agents),
+            "buffer": {
+                "bytes": buffer.stats.bytes,
+                "max_bytes": buffer.max_bytes,
+                "batches": buffer.stats.batches,
+                "utilization": round(buffer.utilization, 4),
+                "evictions": buffer.stats.evictions,
+            },
+            "journal_bytes": state.ingest.journal.size() if state.ingest.journal else None,
+        }
+
+    @api.get("/batches")
+    def batches(
+        agent: Annotated[str | None, Query(description="only this agent_id")] = None,
+        type: Annotated[EventType | None, Query(description="cpu, lock or syscall")] = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Recent batches in the buffer, newest first."""
+        out = []
+        for b in reversed(state.ingest.buffer.snapshot()):
+            if agent and b.agent_id != agent:
+                continue
+            if type is not None and type not in b.event_types:
+                continue
+            s = summary(b)
+            out.append(
+                {
+                    "agent_id": s.agent_id,
+                    "host": s.host,
+                    "sequence": s.sequence,
+                    "window_start_ns": s.window_start_ns,
+                    "window_end_ns": s.window_end_ns,
+                    "event_types": list(s.event_types),
+                    "cpu_samples": s.cpu_samples,
+                    "lock_wait_ns": s.lock_wait_ns,
+                    "syscalls": s.syscalls,
+                    "received_ns": s.received_ns,
+                    "bytes": s.bytes,
+                }
+            )
+            if len(out) >= limit:
+                break
+        return out
+
+    @api.get("/agents")
+    def agents() -> list[dict[str, Any]]:
+        """Every agent seen since start, most recent push first."""
+        now = time.time_ns()
+        rows = sorted(state.ingest.agents.values(), key=lambda a: -a.last_push_ns)
+        return [
+            {
+                "agent_id": a.agent_id,
+                "host": a.host,
+                "labels": a.labels,
+                "version": a.version,
+                "first_seen_ns": a.first_seen_ns,
+                "last_push_ns": a.last_push_ns,
+                "seconds_since_last_push": round((now - a.last_push_ns) / 1e9, 1),
+                "pushes": a.pushes,
+                "pushes_per_minute": round(a.rate_per_minute(now), 2),
+                "duplicates": a.duplicates,
+                "bytes": a.bytes,
+                "last_sequence": a.last_sequence,
+            }
+            for a in rows
+        ]
+
+    app.include_router(api)
+    return app

@@ -1,0 +1,172 @@
+"""``aperture-aggregator``: receive profiles from agents, keep them, serve them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aperture import __version__
+from aperture.errors import AgentError, UsageError
+
+PROG = "aperture-aggregator"
+
+
+def parse_listen(text: str, flag: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) to a pair, or a UsageError naming the flag."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"{flag} {text!r} is not HOST:PORT (e.g. 0.0.0.0:9090).")
+    return host, int(port)
+
+
+def _size(text: str) -> int:
+    from aperture.units import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Receive profiles from Aperture agents over gRPC, keep recent ones in "
+        "memory (and in a crash-safe journal), serve the REST API, metrics and health.",
+        epilog="Environment: APERTURE_AUTH_TOKEN (bearer token agents and clients must send), "
+        "APERTURE_AGGREGATOR_LISTEN, APERTURE_ADMIN_LISTEN. Flags override the environment.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--listen",
+        default=env("APERTURE_AGGREGATOR_LISTEN", "0.0.0.0:50051"),
+        help="gRPC ingest address (default: $APERTURE_AGGREGATOR_LISTEN or 0.0.0.0:50051)",
+    )
+    parser.add_argument(
+        "--admin-listen",
+        default=env("APERTURE_ADMIN_LISTEN", "0.0.0.0:9090"),
+        help="HTTP address for the API, metrics and UI (default: $APERTURE_ADMIN_LISTEN "
+        "or 0.0.0.0:9090)",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        help="bearer token required on every gRPC call and /api route (prefer the "
+        "APERTURE_AUTH_TOKEN environment variable: flags show in `ps`)",
+    )
+    parser.add_argument(
+        "--metrics-public", action="store_true", help="serve /metrics without the token"
+    )
+    parser.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS"
+    )
+    parser.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_size,
+        default=16 << 20,
+        metavar="SIZE",
+        help="largest accepted batch, decompressed (default: 16MiB)",
+    )
+    parser.add_argument(
+        "--buffer-bytes",
+        type=_size,
+        default=256 << 20,
+        metavar="SIZE",
+        help="memory for recent batches; oldest evicted first (default: 256MiB)",
+    )
+    parser.add_argument(
+        "--buffer-batches",
+        type=int,
+        default=1_000_000,
+        metavar="N",
+        help="most batches kept in memory (default: 1000000)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(env("APERTURE_DATA_DIR", "data")),
+        help="where the journal (and later the store) live (default: ./data)",
+    )
+    parser.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="do not journal accepted batches (a crash then loses the buffer)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> object:
+    from aperture.aggregator.server import Settings
+
+    grpc_host, grpc_port = parse_listen(args.listen, "--listen")
+    http_host, http_port = parse_listen(args.admin_listen, "--admin-listen")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together: give both or neither.")
+    for path in (args.tls_cert, args.tls_key):
+        if path is not None and not os.access(path, os.R_OK):
+            raise UsageError(f"cannot read {path}: check the path and its permissions.")
+    token = args.token or os.environ.get("APERTURE_AUTH_TOKEN") or None
+    return Settings(
+        grpc_host=grpc_host,
+        grpc_port=grpc_port,
+        http_host=http_host,
+        http_port=http_port,
+        token=token,
+        metrics_public=args.metrics_public,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        max_message_bytes=args.max_message_bytes,
+        buffer_bytes=args.buffer_bytes,
+        buffer_batches=args.buffer_batches,
+        data_dir=args.data_dir,
+        journal=not args.no_journal,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (callable from tests)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        from aperture.aggregator.server import Settings, serve
+
+        settings = settings_from(args)
+        assert isinstance(settings, Settings)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot create --data-dir {settings.data_dir}: {exc.strerror}."
+            ) from None
+        asyncio.run(serve(settings))
+    except AgentError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ModuleNotFoundError as exc:
+        print(
+            f"{PROG}: error: {exc.name} is not installed: install the aggregator extras "
+            "(pip install 'aperture[aggregator]').",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

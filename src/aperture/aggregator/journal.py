@@ -1,0 +1,109 @@
+"""An append-only journal of accepted batches: nothing acknowledged is lost to a crash.
+
+Each record is ``length (u32 LE) | crc32 (u32 LE) | serialized ProfileBatch``,
+written and fdatasync'ed before the push is acknowledged. On start the journal
+is replayed; a torn record at the end of the last segment (a crash mid-write)
+is cut off. Segments rotate at ``segment_bytes``; the oldest are deleted when
+the journal exceeds ``max_bytes``, so it holds about what the buffer holds.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+_HEADER = struct.Struct("<II")
+_PREFIX = "journal-"
+_SUFFIX = ".log"
+
+
+class Journal:
+    def __init__(self, directory: Path, *, max_bytes: int, segment_bytes: int = 64 << 20) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._segment_size = 0
+        self.torn_records = 0
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def _segments(self) -> list[Path]:
+        return sorted(
+            self.directory.glob(f"{_PREFIX}*{_SUFFIX}"),
+            key=lambda p: int(p.name[len(_PREFIX) : -len(_SUFFIX)]),
+        )
+
+    def replay(self) -> Iterator[bytes]:
+        """Every intact record, oldest first; cuts a torn tail off the last segment."""
+        segments = self._segments()
+        for index, path in enumerate(segments):
+            data = path.read_bytes()
+            pos = 0
+            while pos + _HEADER.size <= len(data):
+                length, crc = _HEADER.unpack_from(data, pos)
+                body = data[pos + _HEADER.size : pos + _HEADER.size + length]
+                if len(body) < length or zlib.crc32(body) != crc:
+                    break
+                yield body
+                pos += _HEADER.size + length
+            if pos < len(data):
+                self.torn_records += 1
+                if index == len(segments) - 1:
+                    with open(path, "r+b") as f:
+                        f.truncate(pos)
+
+    def open(self) -> None:
+        """Start appending (to a new segment after the existing ones)."""
+        segments = self._segments()
+        number = int(segments[-1].name[len(_PREFIX) : -len(_SUFFIX)]) + 1 if segments else 1
+        self._open_segment(number)
+
+    def _open_segment(self, number: int) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        path = self.directory / f"{_PREFIX}{number:08d}{_SUFFIX}"
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._segment_number = number
+        self._segment_size = 0
+        dir_fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new file's name survives a crash too
+        finally:
+            os.close(dir_fd)
+
+    def append(self, body: bytes) -> None:
+        """Write one record durably (fdatasync) before returning."""
+        record = _HEADER.pack(len(body), zlib.crc32(body)) + body
+        with self._lock:
+            if self._fd < 0:
+                raise OSError("the journal is closed")
+            if self._segment_size and self._segment_size + len(record) > self.segment_bytes:
+                self._open_segment(self._segment_number + 1)
+                self._trim()
+            os.write(self._fd, record)
+            os.fdatasync(self._fd)
+            self._segment_size += len(record)
+
+    def _trim(self) -> None:
+        segments = self._segments()
+        total = sum(p.stat().st_size for p in segments)
+        for path in segments[:-1]:
+            if total <= self.max_bytes:
+                break
+            total -= path.stat().st_size
+            path.unlink()
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self._segments())
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd >= 0:
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = -1

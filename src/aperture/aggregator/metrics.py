@@ -1,0 +1,74 @@
+"""The aggregator's Prometheus metrics, all prefixed ``aperture_``, in one registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series only double the output; rates come from the totals.
+disable_created_metrics()
+
+PUSH_STATUSES = (
+    "accepted",
+    "duplicate",
+    "unauthenticated",
+    "malformed",
+    "too_large",
+    "unavailable",
+)
+
+
+class Metrics:
+    """Every metric the aggregator exports; see docs for their meaning."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.pushes = Counter("aperture_pushes", "Push calls by outcome.", ["status"], registry=r)
+        for status in PUSH_STATUSES:
+            self.pushes.labels(status)
+        self.samples = Counter(
+            "aperture_samples_ingested",
+            "Samples ingested: CPU samples, lock contentions, syscalls.",
+            ["event_type"],
+            registry=r,
+        )
+        for event_type in ("cpu", "lock", "syscall"):
+            self.samples.labels(event_type)
+        self.received_bytes = Counter(
+            "aperture_received_bytes", "Bytes of ProfileBatch received (decompressed).", registry=r
+        )
+        self.push_seconds = Histogram(
+            "aperture_push_duration_seconds",
+            "Time to handle one Push, journal write included.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.buffer_bytes = Gauge("aperture_buffer_bytes", "Bytes held in the buffer.", registry=r)
+        self.buffer_batches = Gauge(
+            "aperture_buffer_batches", "Batches held in the buffer.", registry=r
+        )
+        self.buffer_utilization = Gauge(
+            "aperture_buffer_utilization_ratio", "Buffer bytes / its byte limit.", registry=r
+        )
+        self.buffer_evictions = Counter(
+            "aperture_buffer_evictions", "Batches evicted (oldest first) to stay in bounds.",
+            registry=r,
+        )  # fmt: skip
+        self.auth_failures = Counter(
+            "aperture_auth_failures", "Requests refused for a wrong or missing token.",
+            ["transport"], registry=r,
+        )  # fmt: skip
+        for transport in ("grpc", "http"):
+            self.auth_failures.labels(transport)
+        self.dedupe_hits = Counter(
+            "aperture_dedupe_hits", "Pushes of an already stored (agent, sequence).", registry=r
+        )
+        self.agent_last_seen = Gauge(
+            "aperture_agent_last_seen_timestamp_seconds",
+            "Unix time of each agent's last accepted push.",
+            ["agent_id"],
+            registry=r,
+        )
+        self.agents = Gauge("aperture_agents", "Agents seen since start.", registry=r)
+        self.journal_bytes = Gauge(
+            "aperture_journal_bytes", "Bytes in the on-disk journal.", registry=r
+        )

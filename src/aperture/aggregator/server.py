@@ -1,0 +1,176 @@
+"""One asyncio process: the gRPC server and the HTTP server (uvicorn) in the same loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import uvicorn
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from aperture.aggregator.api import AppState, create_app
+from aperture.aggregator.auth import AuthInterceptor, TokenCheck
+from aperture.aggregator.buffer import BatchBuffer
+from aperture.aggregator.grpc_service import SERVICE, AggregatorService
+from aperture.aggregator.ingest import Ingest, journal_dir
+from aperture.aggregator.journal import Journal
+from aperture.aggregator.metrics import Metrics
+from aperture.errors import AgentError
+
+log = logging.getLogger("aperture.aggregator")
+
+
+@dataclass(frozen=True)
+class Settings:
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = 50051
+    http_host: str = "0.0.0.0"
+    http_port: int = 9090
+    token: str | None = None
+    metrics_public: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    max_message_bytes: int = 16 << 20
+    buffer_bytes: int = 256 << 20
+    buffer_batches: int = 1_000_000
+    data_dir: Path = Path("data")
+    journal: bool = True
+    shutdown_grace_s: float = 5.0
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: this process handles signals once."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def bind(host: str, port: int, what: str, flag: str) -> socket.socket:
+    """A listening socket, or one clear sentence about why it cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise AgentError(
+            f"cannot listen for {what} on {host}:{port} ({exc.strerror}): "
+            f"choose another address with {flag}."
+        ) from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+class Aggregator:
+    """Builds the parts, serves until stopped, then drains and closes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        journal = None
+        if settings.journal:
+            journal = Journal(journal_dir(settings.data_dir), max_bytes=settings.buffer_bytes)
+        self.ingest = Ingest(
+            BatchBuffer(settings.buffer_bytes, settings.buffer_batches),
+            self.metrics,
+            journal=journal,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.ingest.buffer._on_evict = self.ingest.on_evict
+        self.check = TokenCheck(settings.token)
+        self.state = AppState(self.ingest, self.check, metrics_public=settings.metrics_public)
+        self.stop_event = asyncio.Event()
+        self.grpc_port = settings.grpc_port
+        self.http_port = settings.http_port
+
+    def _count_auth_failure(self, method: str) -> None:
+        self.metrics.auth_failures.labels("grpc").inc()
+        if method.endswith("/Push"):
+            self.metrics.pushes.labels("unauthenticated").inc()
+
+    async def run(self) -> None:
+        s = self.settings
+        http_sock = bind(s.http_host, s.http_port, "HTTP", "--admin-listen")
+        self.http_port = http_sock.getsockname()[1]
+        await asyncio.to_thread(self.ingest.replay)
+
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(self.check, self._count_auth_failure)],
+            options=[
+                # gRPC itself refuses beyond twice the limit; between the two our
+                # own check answers RESOURCE_EXHAUSTED and counts it.
+                ("grpc.max_receive_message_length", 2 * s.max_message_bytes),
+                ("grpc.max_send_message_length", 64 << 20),
+            ],
+        )
+        server.add_generic_rpc_handlers((AggregatorService(self.ingest).handler(),))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        try:
+            if s.tls_cert and s.tls_key:
+                creds = grpc.ssl_server_credentials(
+                    [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())]
+                )
+                self.grpc_port = server.add_secure_port(address, creds)
+            else:
+                self.grpc_port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.grpc_port = 0
+        if not self.grpc_port:
+            http_sock.close()
+            raise AgentError(
+                f"cannot listen for gRPC on {address}: choose another address with --listen."
+            )
+        await server.start()
+        for name in ("", SERVICE):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=str(s.tls_cert) if s.tls_cert else None,
+            ssl_keyfile=str(s.tls_key) if s.tls_key else None,
+        )
+        http = _Uvicorn(config)
+        http_task = asyncio.create_task(http.serve(sockets=[http_sock]))
+        self.state.ready = True
+        if not self.check.enabled:
+            log.warning(
+                "no APERTURE_AUTH_TOKEN set: anyone who can reach these ports can push and read"
+            )
+        log.info("gRPC on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host,
+                 self.http_port)  # fmt: skip
+        stop_task = asyncio.create_task(self.stop_event.wait())
+        await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+
+        # Drain: refuse new calls, let running pushes finish, then close the journal.
+        self.state.ready = False
+        for name in ("", SERVICE):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await server.stop(grace=s.shutdown_grace_s)
+        http.should_exit = True
+        await http_task
+        stop_task.cancel()
+        if self.ingest.journal is not None:
+            self.ingest.journal.close()
+        log.info("stopped")
+
+
+async def serve(settings: Settings) -> None:
+    aggregator = Aggregator(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, aggregator.stop_event.set)
+    await aggregator.run()
