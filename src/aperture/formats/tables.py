@@ -89,7 +89,7 @@ _SYSCALL_HEADER = (
 )  # fmt: skip
 
 
-def _render(
+def render_table(
     header: Iterable[str], rows: list[list[str]], left: int = 1, last_left: bool = False
 ) -> str:
     """Columns padded to width; the first ``left`` (and maybe the last) left-aligned."""
@@ -131,7 +131,7 @@ def format_syscall_table(
         body.append(cells)
     if not body:
         return "no syscalls recorded\n"
-    return _render(header, body, left=lead)
+    return render_table(header, body, left=lead)
 
 
 def syscall_csv(profile: Profile, *, per_process: bool = True) -> str:
@@ -220,4 +220,4 @@ def format_lock_table(profile: Profile, *, limit: int | None = 20) -> str:
     ]  # fmt: skip
     header = ["lock", "pid", "process", "waits", "wait total", "avg", "max", "p99",
               "EAGAIN", "timeouts", "top waiting stack (leaf first)"]  # fmt: skip
-    return _render(header, body, left=3, last_left=True)
+    return render_table(header, body, left=3, last_left=True)

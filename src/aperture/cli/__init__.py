@@ -1,0 +1,1 @@
+"""The ``aperture`` command: ask an aggregator questions."""

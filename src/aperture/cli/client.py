@@ -1,0 +1,85 @@
+"""A gRPC connection to an aggregator from an ``http(s)://HOST:PORT`` endpoint."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import grpc
+
+from aperture.errors import AgentError, UsageError
+from aperture.proto.v1 import aggregator_pb2_grpc
+
+_T = TypeVar("_T")
+
+
+def channel_for(endpoint: str, *, tls_ca: Path | None = None) -> grpc.Channel:
+    """A channel for ``http://`` (plain) or ``https://`` (TLS) endpoints."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"{endpoint!r} is not an aggregator endpoint: use http://HOST:PORT or https://HOST:PORT."
+        )
+    try:
+        port = parts.port or 50051
+    except ValueError:
+        raise UsageError(f"{endpoint!r} has an invalid port.") from None
+    host = parts.hostname
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    options = [("grpc.max_receive_message_length", 64 << 20)]
+    if parts.scheme == "https":
+        root = None
+        if tls_ca is not None:
+            try:
+                root = tls_ca.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"cannot read --tls-ca {tls_ca}: {exc.strerror}.") from None
+        return grpc.secure_channel(target, grpc.ssl_channel_credentials(root), options)
+    return grpc.insecure_channel(target, options)
+
+
+def bearer(token: str | None) -> list[tuple[str, str]]:
+    """Call metadata carrying the token (flag first, then APERTURE_AUTH_TOKEN)."""
+    token = token or os.environ.get("APERTURE_AUTH_TOKEN")
+    return [("authorization", f"Bearer {token}")] if token else []
+
+
+def explain(error: grpc.RpcError, endpoint: str) -> AgentError:
+    """One sentence for a failed call, saying what to do."""
+    code = error.code()
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return AgentError(
+            f"cannot reach the aggregator at {endpoint}: is it running? (check --endpoint)"
+        )
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return AgentError(
+            f"the aggregator at {endpoint} rejected the token: set APERTURE_AUTH_TOKEN "
+            "(or --token) to the aggregator's token."
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return AgentError(f"the aggregator at {endpoint} did not answer in time.")
+    return AgentError(f"the aggregator at {endpoint} answered {code.name}: {error.details()}")
+
+
+class Client:
+    """The Aggregator stub with the token attached and errors explained."""
+
+    def __init__(
+        self, endpoint: str, *, token: str | None = None, tls_ca: Path | None = None
+    ) -> None:
+        self.endpoint = endpoint
+        self.channel = channel_for(endpoint, tls_ca=tls_ca)
+        self.stub = aggregator_pb2_grpc.AggregatorStub(self.channel)  # type: ignore[no-untyped-call]
+        self.metadata = bearer(token)
+
+    def call(self, method: Callable[..., _T], request: Any, timeout: float = 30.0) -> _T:
+        try:
+            return method(request, metadata=self.metadata, timeout=timeout)
+        except grpc.RpcError as exc:
+            raise explain(exc, self.endpoint) from None
+
+    def close(self) -> None:
+        self.channel.close()

@@ -1,0 +1,1 @@
+"""One module per ``aperture`` subcommand, each with ``prepare_parser`` and ``run``."""
