@@ -11,6 +11,7 @@ import gzip
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aperture.model import (
     EventType,
@@ -66,6 +67,14 @@ class _Interner:
         batch.strings.append("")
         self._frames: dict[Frame, int] = {}
         self._stacks: dict[tuple[Frame, ...], int] = {}
+        # Columns are built in Python lists and handed to protobuf once (much
+        # faster than appending to repeated fields one value at a time).
+        self.frame_name: list[int] = []
+        self.frame_module: list[int] = []
+        self.frame_kind: list[Any] = []  # FrameKind enum values
+        self.frame_offset: list[int] = []
+        self.stack_frames: list[int] = []
+        self.stack_lengths: list[int] = []
 
     def string(self, text: str) -> int:
         index = self._strings.get(text)
@@ -77,21 +86,29 @@ class _Interner:
     def frame(self, frame: Frame) -> int:
         index = self._frames.get(frame)
         if index is None:
-            index = self._frames[frame] = len(self._batch.frames)
-            self._batch.frames.add(
-                name=self.string(frame.name),
-                module=self.string(frame.module),
-                kind=_KIND_TO_PB[frame.kind],
-                offset=frame.offset,
-            )
+            index = self._frames[frame] = len(self.frame_name)
+            self.frame_name.append(self.string(frame.name))
+            self.frame_module.append(self.string(frame.module))
+            self.frame_kind.append(_KIND_TO_PB[frame.kind])
+            self.frame_offset.append(frame.offset)
         return index
 
     def stack(self, stack: tuple[Frame, ...]) -> int:
         index = self._stacks.get(stack)
         if index is None:
-            index = self._stacks[stack] = len(self._batch.stacks)
-            self._batch.stacks.add(frames=[self.frame(f) for f in stack])
+            index = self._stacks[stack] = len(self.stack_lengths)
+            self.stack_frames.extend(self.frame(f) for f in stack)
+            self.stack_lengths.append(len(stack))
         return index
+
+    def finish(self) -> None:
+        b = self._batch
+        b.frames.name.extend(self.frame_name)
+        b.frames.module.extend(self.frame_module)
+        b.frames.kind.extend(self.frame_kind)
+        b.frames.offset.extend(self.frame_offset)
+        b.stacks.frames.extend(self.stack_frames)
+        b.stacks.lengths.extend(self.stack_lengths)
 
 
 def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb.ProfileBatch:
@@ -112,16 +129,15 @@ def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb
         for key, value in profile.labels.items():
             batch.window_labels[f"{profile.event_type}.{key}"] = value
         if profile.event_type is EventType.CPU:
-            batch.cpu.frequency_hz = profile.frequency_hz
-            for s in profile.samples:
-                batch.cpu.samples.add(
-                    stack=intern.stack(s.stack),
-                    count=s.value,
-                    pid=s.pid,
-                    tid=s.tid,
-                    comm=intern.string(s.comm),
-                    thread=intern.string(s.thread),
-                )
+            cpu = batch.cpu
+            cpu.frequency_hz = profile.frequency_hz
+            samples = profile.samples
+            cpu.stack.extend([intern.stack(s.stack) for s in samples])
+            cpu.count.extend([s.value for s in samples])
+            cpu.pid.extend([s.pid for s in samples])
+            cpu.tid.extend([s.tid for s in samples])
+            cpu.comm.extend([intern.string(s.comm) for s in samples])
+            cpu.thread.extend([intern.string(s.thread) for s in samples])
         elif profile.event_type is EventType.LOCK:
             batch.lock.SetInParent()
             for lock in profile.locks:
@@ -155,19 +171,33 @@ def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb
                     hist=call.hist,
                 )
                 rec.errnos.update(call.errnos)
+    intern.finish()
     batch.window_start_ns = min(starts, default=0)
     batch.window_end_ns = max(ends, default=0)
     return batch
 
 
-def _index(value: int, size: int, what: str) -> int:
-    if value >= size:
-        raise MalformedBatch(f"{what} refers to entry {value}, but the batch has {size}")
-    return value
+@dataclass(frozen=True)
+class Summary:
+    """What :func:`check` learns of a valid batch without decoding it."""
+
+    cpu_samples: int = 0
+    lock_contentions: int = 0
+    lock_wait_ns: int = 0
+    syscalls: int = 0
+    stacks: int = 0
 
 
-def decode(batch: pb.ProfileBatch) -> Decoded:
-    """Check and unpack a batch; :class:`MalformedBatch` says what is wrong."""
+def _within(values: Sequence[int], size: int, what: str) -> None:
+    if values and max(values) >= size:
+        bad = next(i for i, v in enumerate(values) if v >= size)
+        raise MalformedBatch(
+            f"{what} {bad} refers to entry {values[bad]}, but the batch has {size}"
+        )
+
+
+def check(batch: pb.ProfileBatch) -> Summary:
+    """Validate every index and the header without building objects (the ingest path)."""
     if batch.schema_version != SCHEMA_VERSION:
         raise MalformedBatch(
             f"schema version {batch.schema_version} is not supported (expected {SCHEMA_VERSION})"
@@ -175,30 +205,77 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
     if not batch.agent.agent_id:
         raise MalformedBatch("the batch has no agent_id")
     if batch.sequence == 0:
-        raise MalformedBatch("the batch has no sequence number (they start at 1)")
+        raise MalformedBatch("the batch has no sequence number")
     if batch.window_end_ns < batch.window_start_ns:
         raise MalformedBatch("the window ends before it starts")
+    if not (batch.HasField("cpu") or batch.HasField("lock") or batch.HasField("syscall")):
+        raise MalformedBatch("the batch carries no cpu, lock or syscall data")
+    n_strings = len(batch.strings)
+    frames, stacks = batch.frames, batch.stacks
+    n_frames = len(frames.name)
+    if not len(frames.module) == len(frames.kind) == len(frames.offset) == n_frames:
+        raise MalformedBatch("the frame columns have different lengths")
+    _within(frames.name, n_strings, "frame name")
+    _within(frames.module, n_strings, "frame module")
+    if frames.kind and (min(frames.kind) < 1 or max(frames.kind) > 4):
+        raise MalformedBatch("a frame has an unknown kind")
+    _within(stacks.frames, n_frames, "stack frame")
+    if sum(stacks.lengths) != len(stacks.frames):
+        raise MalformedBatch("the stack lengths do not add up to the stack frames")
+    n_stacks = len(stacks.lengths)
+    cpu_total = 0
+    if batch.HasField("cpu"):
+        cpu = batch.cpu
+        n = len(cpu.stack)
+        if (
+            not len(cpu.count) == len(cpu.pid) == len(cpu.tid) == len(cpu.comm) == n
+            or len(cpu.thread) != n
+        ):
+            raise MalformedBatch("the cpu sample columns have different lengths")
+        _within(cpu.stack, n_stacks, "cpu sample")
+        _within(cpu.comm, n_strings, "cpu sample comm of")
+        _within(cpu.thread, n_strings, "cpu sample thread of")
+        cpu_total = sum(cpu.count)
+    contentions = wait = 0
+    for i, lock in enumerate(batch.lock.locks):
+        if lock.stack >= n_stacks:
+            raise MalformedBatch(
+                f"lock {i} refers to stack {lock.stack}, but the batch has {n_stacks}"
+            )
+        if lock.comm >= n_strings:
+            raise MalformedBatch(
+                f"lock {i} comm refers to entry {lock.comm}, but the batch has {n_strings}"
+            )
+        contentions += lock.contentions
+        wait += lock.wait_ns
+    calls = 0
+    for i, call in enumerate(batch.syscall.syscalls):
+        if call.comm >= n_strings or call.name >= n_strings:
+            raise MalformedBatch(
+                f"syscall {i} refers to a string past the {n_strings} in the batch"
+            )
+        calls += call.count
+    return Summary(cpu_total, contentions, wait, calls, n_stacks)
+
+
+def decode(batch: pb.ProfileBatch) -> Decoded:
+    """Check and unpack a batch; :class:`MalformedBatch` says what is wrong."""
+    check(batch)
     strings: Sequence[str] = batch.strings
-    n_strings = len(strings)
-
-    def text(i: int, what: str) -> str:
-        return strings[_index(i, n_strings, what)]
-
-    frames = []
-    for i, f in enumerate(batch.frames):
-        kind = _KIND_FROM_PB.get(f.kind)
-        if kind is None:
-            raise MalformedBatch(f"frame {i} has an unknown kind {f.kind}")
-        frames.append(
-            Frame(text(f.name, f"frame {i} name"), text(f.module, f"frame {i} module"), kind,
-                  f.offset)
-        )  # fmt: skip
-    stacks = []
-    for i, st in enumerate(batch.stacks):
-        stacks.append(tuple(frames[_index(j, len(frames), f"stack {i}")] for j in st.frames))
-
-    def stack(i: int, what: str) -> tuple[Frame, ...]:
-        return stacks[_index(i, len(stacks), what)]
+    names = [strings[i] for i in batch.frames.name]
+    modules = [strings[i] for i in batch.frames.module]
+    frames = [
+        Frame(name, module, _KIND_FROM_PB[kind], offset)
+        for name, module, kind, offset in zip(
+            names, modules, batch.frames.kind, batch.frames.offset, strict=True
+        )
+    ]
+    stacks: list[tuple[Frame, ...]] = []
+    flat = list(batch.stacks.frames)
+    pos = 0
+    for length in batch.stacks.lengths:
+        stacks.append(tuple(frames[j] for j in flat[pos : pos + length]))
+        pos += length
 
     profiles: dict[EventType, Profile] = {}
 
@@ -217,17 +294,13 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
 
     if batch.HasField("cpu"):
         cpu = window(EventType.CPU, "samples")
-        cpu.frequency_hz = batch.cpu.frequency_hz
+        c = batch.cpu
+        cpu.frequency_hz = c.frequency_hz
         cpu.samples = [
-            Sample(
-                stack=stack(s.stack, f"cpu sample {i}"),
-                value=s.count,
-                pid=s.pid,
-                tid=s.tid,
-                comm=text(s.comm, f"cpu sample {i} comm"),
-                thread=text(s.thread, f"cpu sample {i} thread"),
+            Sample(stacks[st], count, pid=pid, tid=tid, comm=strings[comm], thread=strings[thr])
+            for st, count, pid, tid, comm, thr in zip(
+                c.stack, c.count, c.pid, c.tid, c.comm, c.thread, strict=True
             )
-            for i, s in enumerate(batch.cpu.samples)
         ]
         profiles[EventType.CPU] = cpu
     if batch.HasField("lock"):
@@ -235,9 +308,9 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
         lock.locks = [
             LockStat(
                 pid=rec.pid,
-                comm=text(rec.comm, f"lock {i} comm"),
+                comm=strings[rec.comm],
                 address=rec.address,
-                stack=stack(rec.stack, f"lock {i}"),
+                stack=stacks[rec.stack],
                 contentions=rec.contentions,
                 wait_ns=rec.wait_ns,
                 max_ns=rec.max_ns,
@@ -247,7 +320,7 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
                 interrupted=rec.interrupted,
                 hist=tuple(rec.hist),
             )
-            for i, rec in enumerate(batch.lock.locks)
+            for rec in batch.lock.locks
         ]
         lock.samples = lock_samples(lock.locks)
         profiles[EventType.LOCK] = lock
@@ -256,9 +329,9 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
         sys_profile.syscalls = [
             SyscallStat(
                 pid=rec.pid,
-                comm=text(rec.comm, f"syscall {i} comm"),
+                comm=strings[rec.comm],
                 nr=rec.nr,
-                name=text(rec.name, f"syscall {i} name"),
+                name=strings[rec.name],
                 count=rec.count,
                 errors=rec.errors,
                 total_ns=rec.total_ns,
@@ -267,11 +340,9 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
                 hist=tuple(rec.hist),
                 errnos=dict(rec.errnos),
             )
-            for i, rec in enumerate(batch.syscall.syscalls)
+            for rec in batch.syscall.syscalls
         ]
         profiles[EventType.SYSCALL] = sys_profile
-    if not profiles:
-        raise MalformedBatch("the batch carries no cpu, lock or syscall data")
     agent = batch.agent
     return Decoded(
         identity=Identity(agent.agent_id, agent.host, dict(agent.labels), agent.version),

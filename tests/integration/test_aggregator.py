@@ -90,7 +90,7 @@ def test_bad_pushes_are_refused_counted_and_harmless(agg: AggregatorProcess) -> 
     from aperture.proto.v1 import profile_pb2 as pb
 
     bad_index = pb.ProfileBatch.FromString(good)
-    bad_index.cpu.samples[0].comm = 9999  # a string index past the table
+    bad_index.cpu.comm[0] = 9999  # a string index past the table
     assert raw.code(bad_index.SerializeToString()) == grpc.StatusCode.INVALID_ARGUMENT
     assert agg.metric('aperture_auth_failures_total{transport="grpc"}') == 2
     assert agg.metric('aperture_pushes_total{status="unauthenticated"}') == 2

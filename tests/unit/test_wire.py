@@ -60,7 +60,7 @@ def test_round_trip_every_event_type() -> None:
         assert decoded.profiles[original.event_type] == original
     # strings, frames and stacks are interned once
     assert len(wire.strings) == len(set(wire.strings))
-    assert len(wire.frames) == 3
+    assert len(wire.frames.name) == 3
 
 
 def test_parse_accepts_gzip_and_raw() -> None:
@@ -78,11 +78,14 @@ def corrupt(mutate: object) -> pb.ProfileBatch:
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
-        (lambda b: setattr(b.frames[0], "name", 999), "frame 0 name refers to entry 999"),
-        (lambda b: b.stacks[0].frames.append(50), "stack 0 refers to entry 50"),
-        (lambda b: setattr(b.cpu.samples[0], "stack", 9), "cpu sample 0 refers to entry 9"),
-        (lambda b: setattr(b.cpu.samples[0], "comm", 10**6), "cpu sample 0 comm"),
-        (lambda b: setattr(b.lock.locks[0], "stack", 9), "lock 0 refers to entry 9"),
+        (lambda b: b.frames.name.__setitem__(0, 999), "frame name 0 refers to entry 999"),
+        (lambda b: b.stacks.frames.__setitem__(0, 50), "stack frame 0 refers to entry 50"),
+        (lambda b: b.stacks.lengths.__setitem__(0, 7), "lengths do not add up"),
+        (lambda b: b.cpu.stack.__setitem__(0, 9), "cpu sample 0 refers to entry 9"),
+        (lambda b: b.cpu.comm.__setitem__(1, 10**6), "cpu sample comm of 1 refers"),
+        (lambda b: b.cpu.pid.append(1), "cpu sample columns have different lengths"),
+        (lambda b: b.frames.kind.__setitem__(0, 9), "unknown kind"),
+        (lambda b: setattr(b.lock.locks[0], "stack", 9), "lock 0 refers to stack 9"),
         (lambda b: setattr(b, "schema_version", 2), "schema version 2"),
         (lambda b: setattr(b, "sequence", 0), "no sequence"),
         (lambda b: b.agent.ClearField("agent_id"), "no agent_id"),

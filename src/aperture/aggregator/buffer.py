@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from aperture.model import EventType
-from aperture.wire import Decoded
+from aperture.proto.v1 import profile_pb2 as pb
+from aperture.wire import Summary
 
 
 @dataclass(frozen=True)
@@ -24,29 +25,36 @@ class BufferedBatch:
     data: bytes  # uncompressed serialized ProfileBatch
     event_types: tuple[EventType, ...]
     cpu_samples: int = 0
+    lock_contentions: int = 0
     lock_wait_ns: int = 0
     syscalls: int = 0
     stacks: int = 0
 
     @classmethod
-    def of(cls, decoded: Decoded, data: bytes, received_ns: int, stacks: int) -> BufferedBatch:
-        profiles = decoded.profiles
-        cpu = profiles.get(EventType.CPU)
-        lock = profiles.get(EventType.LOCK)
-        sys_ = profiles.get(EventType.SYSCALL)
+    def of(
+        cls, batch: pb.ProfileBatch, summary: Summary, data: bytes, received_ns: int
+    ) -> BufferedBatch:
+        types = []
+        if batch.HasField("cpu"):
+            types.append(EventType.CPU)
+        if batch.HasField("lock"):
+            types.append(EventType.LOCK)
+        if batch.HasField("syscall"):
+            types.append(EventType.SYSCALL)
         return cls(
-            agent_id=decoded.identity.agent_id,
-            host=decoded.identity.host,
-            sequence=decoded.sequence,
-            start_ns=decoded.start_ns,
-            end_ns=decoded.end_ns,
+            agent_id=batch.agent.agent_id,
+            host=batch.agent.host,
+            sequence=batch.sequence,
+            start_ns=batch.window_start_ns,
+            end_ns=batch.window_end_ns,
             received_ns=received_ns,
             data=data,
-            event_types=tuple(profiles),
-            cpu_samples=cpu.total if cpu else 0,
-            lock_wait_ns=sum(lk.wait_ns for lk in lock.locks) if lock else 0,
-            syscalls=sum(s.count for s in sys_.syscalls) if sys_ else 0,
-            stacks=stacks,
+            event_types=tuple(types),
+            cpu_samples=summary.cpu_samples,
+            lock_contentions=summary.lock_contentions,
+            lock_wait_ns=summary.lock_wait_ns,
+            syscalls=summary.syscalls,
+            stacks=summary.stacks,
         )
 
     @property

@@ -12,8 +12,8 @@ from pathlib import Path
 from aperture.aggregator.buffer import AgentInfo, BatchBuffer, BufferedBatch, Deduper
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
-from aperture.model import EventType
-from aperture.wire import Decoded, MalformedBatch, decode, parse
+from aperture.proto.v1 import profile_pb2 as pb
+from aperture.wire import MalformedBatch, Summary, check, parse
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -63,11 +63,12 @@ class Ingest:
         count = 0
         for body in self.journal.replay():
             try:
-                decoded = decode(parse(body))
+                batch = parse(body)
+                summary = check(batch)
             except MalformedBatch:
                 continue  # written by us, so only a bug could land here
-            if self.deduper.add(decoded.identity.agent_id, decoded.sequence):
-                self._store(decoded, body, time.time_ns(), journal=False)
+            if self.deduper.add(batch.agent.agent_id, batch.sequence):
+                self._store(batch, summary, body, time.time_ns())
                 count += 1
         self.journal.open()
         if count:
@@ -93,17 +94,18 @@ class Ingest:
             )
         try:
             batch = parse(data, max_bytes=self.max_message_bytes)
-            raw = batch.SerializeToString()
-            decoded = decode(batch)
+            summary = check(batch)
         except MalformedBatch as exc:
             return PushResult(Outcome.MALFORMED, f"malformed ProfileBatch: {exc}")
+        # Keep the uncompressed bytes: exact buffer accounting and a cheap journal.
+        raw = data if data[:2] != b"\x1f\x8b" else batch.SerializeToString()
         self.metrics.received_bytes.inc(len(raw))
         with self._lock:
-            return self._accept(decoded, raw)
+            return self._accept(batch, summary, raw)
 
-    def _accept(self, decoded: Decoded, raw: bytes) -> PushResult:
-        agent_id = decoded.identity.agent_id
-        if self.deduper.contains(agent_id, decoded.sequence):
+    def _accept(self, batch: pb.ProfileBatch, summary: Summary, raw: bytes) -> PushResult:
+        agent_id = batch.agent.agent_id
+        if self.deduper.contains(agent_id, batch.sequence):
             self.metrics.dedupe_hits.inc()
             info = self.agents.get(agent_id)
             if info is not None:
@@ -117,38 +119,32 @@ class Ingest:
                 return PushResult(
                     Outcome.UNAVAILABLE, f"the aggregator cannot persist batches now ({exc})", 5000
                 )
-        self.deduper.add(agent_id, decoded.sequence)
-        self._store(decoded, raw, time.time_ns(), journal=True)
+        self.deduper.add(agent_id, batch.sequence)
+        self._store(batch, summary, raw, time.time_ns())
         hint = 0
         if self.buffer.utilization >= self.backpressure_ratio:
             hint = 1000  # nearly full: ask agents to slow down a little
         return PushResult(Outcome.ACCEPTED, retry_after_ms=hint)
 
-    def _store(self, decoded: Decoded, raw: bytes, now_ns: int, *, journal: bool) -> None:
-        batch = BufferedBatch.of(decoded, raw, now_ns, stacks=0)
-        self.buffer.add(batch)
-        ident = decoded.identity
-        info = self.agents.get(ident.agent_id)
+    def _store(self, batch: pb.ProfileBatch, summary: Summary, raw: bytes, now_ns: int) -> None:
+        self.buffer.add(BufferedBatch.of(batch, summary, raw, now_ns))
+        agent = batch.agent
+        info = self.agents.get(agent.agent_id)
         if info is None:
-            info = self.agents[ident.agent_id] = AgentInfo(
-                ident.agent_id, ident.host, first_seen_ns=now_ns
+            info = self.agents[agent.agent_id] = AgentInfo(
+                agent.agent_id, agent.host, first_seen_ns=now_ns
             )
             self.metrics.agents.set(len(self.agents))
-        info.host, info.labels, info.version = ident.host, dict(ident.labels), ident.version
+        info.host, info.labels, info.version = agent.host, dict(agent.labels), agent.version
         info.pushes += 1
         info.bytes += len(raw)
         info.last_push_ns = now_ns
         info.push_times.append(now_ns)
-        info.last_sequence = max(info.last_sequence, decoded.sequence)
-        self.metrics.agent_last_seen.labels(ident.agent_id).set(now_ns / 1e9)
-        for event_type, profile in decoded.profiles.items():
-            if event_type is EventType.CPU:
-                n = profile.total
-            elif event_type is EventType.LOCK:
-                n = sum(lock.contentions for lock in profile.locks)
-            else:
-                n = sum(call.count for call in profile.syscalls)
-            self.metrics.samples.labels(str(event_type)).inc(n)
+        info.last_sequence = max(info.last_sequence, batch.sequence)
+        self.metrics.agent_last_seen.labels(agent.agent_id).set(now_ns / 1e9)
+        self.metrics.samples.labels("cpu").inc(summary.cpu_samples)
+        self.metrics.samples.labels("lock").inc(summary.lock_contentions)
+        self.metrics.samples.labels("syscall").inc(summary.syscalls)
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:

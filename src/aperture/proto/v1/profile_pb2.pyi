@@ -46,47 +46,43 @@ class AgentIdentity(_message.Message):
     version: str
     def __init__(self, agent_id: _Optional[str] = ..., host: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
-class Frame(_message.Message):
+class Frames(_message.Message):
     __slots__ = ("name", "module", "kind", "offset")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODULE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
-    name: int
-    module: int
-    kind: FrameKind
-    offset: int
-    def __init__(self, name: _Optional[int] = ..., module: _Optional[int] = ..., kind: _Optional[_Union[FrameKind, str]] = ..., offset: _Optional[int] = ...) -> None: ...
+    name: _containers.RepeatedScalarFieldContainer[int]
+    module: _containers.RepeatedScalarFieldContainer[int]
+    kind: _containers.RepeatedScalarFieldContainer[FrameKind]
+    offset: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[_Iterable[int]] = ..., module: _Optional[_Iterable[int]] = ..., kind: _Optional[_Iterable[_Union[FrameKind, str]]] = ..., offset: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class Stack(_message.Message):
-    __slots__ = ("frames",)
+class Stacks(_message.Message):
+    __slots__ = ("frames", "lengths")
     FRAMES_FIELD_NUMBER: _ClassVar[int]
+    LENGTHS_FIELD_NUMBER: _ClassVar[int]
     frames: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, frames: _Optional[_Iterable[int]] = ...) -> None: ...
+    lengths: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frames: _Optional[_Iterable[int]] = ..., lengths: _Optional[_Iterable[int]] = ...) -> None: ...
 
-class CpuSample(_message.Message):
-    __slots__ = ("stack", "count", "pid", "tid", "comm", "thread")
+class CpuSamples(_message.Message):
+    __slots__ = ("frequency_hz", "stack", "count", "pid", "tid", "comm", "thread")
+    FREQUENCY_HZ_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     TID_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
     THREAD_FIELD_NUMBER: _ClassVar[int]
-    stack: int
-    count: int
-    pid: int
-    tid: int
-    comm: int
-    thread: int
-    def __init__(self, stack: _Optional[int] = ..., count: _Optional[int] = ..., pid: _Optional[int] = ..., tid: _Optional[int] = ..., comm: _Optional[int] = ..., thread: _Optional[int] = ...) -> None: ...
-
-class CpuSamples(_message.Message):
-    __slots__ = ("frequency_hz", "samples")
-    FREQUENCY_HZ_FIELD_NUMBER: _ClassVar[int]
-    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     frequency_hz: int
-    samples: _containers.RepeatedCompositeFieldContainer[CpuSample]
-    def __init__(self, frequency_hz: _Optional[int] = ..., samples: _Optional[_Iterable[_Union[CpuSample, _Mapping]]] = ...) -> None: ...
+    stack: _containers.RepeatedScalarFieldContainer[int]
+    count: _containers.RepeatedScalarFieldContainer[int]
+    pid: _containers.RepeatedScalarFieldContainer[int]
+    tid: _containers.RepeatedScalarFieldContainer[int]
+    comm: _containers.RepeatedScalarFieldContainer[int]
+    thread: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, frequency_hz: _Optional[int] = ..., stack: _Optional[_Iterable[int]] = ..., count: _Optional[_Iterable[int]] = ..., pid: _Optional[_Iterable[int]] = ..., tid: _Optional[_Iterable[int]] = ..., comm: _Optional[_Iterable[int]] = ..., thread: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LockSample(_message.Message):
     __slots__ = ("stack", "pid", "comm", "address", "contentions", "wait_ns", "max_ns", "eagain", "timeouts", "timeout_ns", "interrupted", "hist")
@@ -196,11 +192,11 @@ class ProfileBatch(_message.Message):
     window_start_ns: int
     window_end_ns: int
     strings: _containers.RepeatedScalarFieldContainer[str]
-    frames: _containers.RepeatedCompositeFieldContainer[Frame]
-    stacks: _containers.RepeatedCompositeFieldContainer[Stack]
+    frames: Frames
+    stacks: Stacks
     cpu: CpuSamples
     lock: LockSamples
     syscall: SyscallSamples
     losses: _containers.ScalarMap[str, int]
     window_labels: _containers.ScalarMap[str, str]
-    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., agent: _Optional[_Union[AgentIdentity, _Mapping]] = ..., sequence: _Optional[int] = ..., window_start_ns: _Optional[int] = ..., window_end_ns: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., frames: _Optional[_Iterable[_Union[Frame, _Mapping]]] = ..., stacks: _Optional[_Iterable[_Union[Stack, _Mapping]]] = ..., cpu: _Optional[_Union[CpuSamples, _Mapping]] = ..., lock: _Optional[_Union[LockSamples, _Mapping]] = ..., syscall: _Optional[_Union[SyscallSamples, _Mapping]] = ..., losses: _Optional[_Mapping[str, int]] = ..., window_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., agent: _Optional[_Union[AgentIdentity, _Mapping]] = ..., sequence: _Optional[int] = ..., window_start_ns: _Optional[int] = ..., window_end_ns: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ..., stacks: _Optional[_Union[Stacks, _Mapping]] = ..., cpu: _Optional[_Union[CpuSamples, _Mapping]] = ..., lock: _Optional[_Union[LockSamples, _Mapping]] = ..., syscall: _Optional[_Union[SyscallSamples, _Mapping]] = ..., losses: _Optional[_Mapping[str, int]] = ..., window_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
