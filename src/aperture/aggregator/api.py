@@ -10,14 +10,24 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aperture import __version__
 from aperture.aggregator.auth import TokenCheck
+from aperture.aggregator.backend import Backend, BufferBackend
 from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
+from aperture.aggregator.query_routes import add_query_routes
 from aperture.model import EventType
 
 
 class AppState:
-    def __init__(self, ingest: Ingest, check: TokenCheck, *, metrics_public: bool) -> None:
+    def __init__(
+        self,
+        ingest: Ingest,
+        check: TokenCheck,
+        *,
+        metrics_public: bool,
+        backend: Backend | None = None,
+    ) -> None:
         self.ingest = ingest
+        self.backend: Backend = backend or BufferBackend(ingest.buffer)
         self.check = check
         self.metrics_public = metrics_public
         self.ready = False
@@ -138,5 +148,6 @@ def create_app(state: AppState) -> FastAPI:
             for a in rows
         ]
 
+    add_query_routes(api, state.backend)
     app.include_router(api)
     return app

@@ -16,6 +16,7 @@ from aperture.agent.collectors.bpfobj import (
     object_path,
 )
 from aperture.agent.collectors.processes import ProcessWatcher
+from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
@@ -204,7 +205,7 @@ class CpuCollector:
                 cache_key = (key.tgid, uid)
                 if cache_key not in user_cache:
                     frames = self._symbolizer.user_frames(key.tgid, stacks[uid])
-                    user_cache[cache_key] = tuple(reversed(frames))
+                    user_cache[cache_key] = trim_user_stack(frames)
                 user = user_cache[cache_key]
             elif uid != -EFAULT:
                 user = (LOST_USER,)

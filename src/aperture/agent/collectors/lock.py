@@ -15,6 +15,7 @@ from aperture.agent.collectors.bpfobj import (
     object_path,
 )
 from aperture.agent.collectors.processes import ProcessWatcher
+from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
@@ -152,7 +153,7 @@ class LockCollector:
             if (key.tgid, sid) not in frames_of:
                 if sid in raw_stacks:
                     leaf_first = self._symbolizer.user_frames(key.tgid, raw_stacks[sid])
-                    frames_of[(key.tgid, sid)] = tuple(reversed(leaf_first))
+                    frames_of[(key.tgid, sid)] = trim_user_stack(leaf_first)
                 else:
                     frames_of[(key.tgid, sid)] = () if sid == -EFAULT else (LOST_STACK,)
             stack = frames_of[(key.tgid, sid)]

@@ -1,0 +1,189 @@
+"""REST routes of the analysis API (docs/api.md), over any :class:`Backend`."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+
+from aperture.aggregator.backend import Backend, Filter
+from aperture.formats.collapsed import to_collapsed
+from aperture.formats.json_format import to_json
+from aperture.formats.speedscope import to_speedscope
+from aperture.model import EventType, Profile
+from aperture.timeparse import parse_time
+from aperture.units import parse_duration
+
+_FILTER_KEYS = ("host", "agent", "comm", "pid", "address")
+_EXPORTS = {
+    "collapsed": ("text/plain; charset=utf-8", "folded", to_collapsed),
+    "json": ("application/json", "json", to_json),
+    "speedscope": ("application/json", "speedscope.json", to_speedscope),
+}
+
+
+def _bad(message: str) -> HTTPException:
+    return HTTPException(status_code=400, detail=message)
+
+
+def _int(text: str, name: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise _bad(f"{name}={text!r} is not a number") from None
+
+
+def parse_filter(
+    request: Request,
+    *,
+    event_type: EventType,
+    from_key: str = "from",
+    to_key: str = "to",
+    prefix: str = "",
+) -> Filter:
+    """A Filter from query parameters; ``prefix`` (``baseline.``) overrides per side."""
+    params = request.query_params
+    now = time.time_ns()
+
+    def get(key: str) -> str | None:
+        return params.get(prefix + key) if prefix and prefix + key in params else params.get(key)
+
+    try:
+        from_ns = parse_time(params.get(from_key) or "-1h", now_ns=now)
+        to_ns = parse_time(params.get(to_key) or "now", now_ns=now)
+    except ValueError as exc:
+        raise _bad(str(exc)) from None
+    if to_ns <= from_ns:
+        raise _bad(f"{to_key} must be later than {from_key}")
+    labels = {}
+    for key, value in params.multi_items():
+        for p in ("", prefix) if prefix else ("",):
+            if key.startswith(p + "label."):
+                labels[key[len(p + "label.") :]] = value
+    pid, address = get("pid"), get("address")
+    return Filter(
+        event_type=event_type,
+        from_ns=from_ns,
+        to_ns=to_ns,
+        host=get("host") or None,
+        agent=get("agent") or None,
+        comm=get("comm") or None,
+        pid=_int(pid, "pid") if pid else None,
+        address=_int(address, "address") if address else None,
+        labels=labels,
+    )
+
+
+TypeParam = Annotated[EventType, Query(alias="type", description="cpu, lock or syscall")]
+_TIME_DOC = "RFC 3339, unix ns, or relative (-1h, now)"
+
+
+def add_query_routes(router: APIRouter, backend: Backend) -> None:
+    """Register /flamegraph, /top, /diff, /timeline, /syscalls, /locks and /export."""
+
+    @router.get("/flamegraph")
+    def flamegraph(
+        request: Request,
+        event_type: TypeParam = EventType.CPU,
+        max_nodes: Annotated[int, Query(ge=10, le=200_000)] = 5000,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """A flamegraph tree as flat arrays (depth-first pre-order)."""
+        if event_type is EventType.SYSCALL:
+            raise _bad("syscall data has no stacks: use type=cpu or type=lock")
+        return backend.flamegraph(parse_filter(request, event_type=event_type), max_nodes)
+
+    @router.get("/top")
+    def top(
+        request: Request,
+        event_type: TypeParam = EventType.CPU,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+        sort: Annotated[str, Query(pattern="^(self|total)$")] = "self",
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """Functions by self (leaf) or total (anywhere on the stack) value."""
+        if event_type is EventType.SYSCALL:
+            raise _bad("syscall data has no stacks: use /syscalls")
+        return backend.top(parse_filter(request, event_type=event_type), limit, sort)
+
+    @router.get("/diff")
+    def diff(
+        request: Request,
+        event_type: TypeParam = EventType.CPU,
+        max_nodes: Annotated[int, Query(ge=10, le=200_000)] = 5000,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+        baseline_from: Annotated[str, Query(description=_TIME_DOC)] = "-2h",
+        baseline_to: Annotated[str, Query(description=_TIME_DOC)] = "-1h",
+        comparison_from: Annotated[str, Query(description=_TIME_DOC)] = "-1h",
+        comparison_to: Annotated[str, Query(description=_TIME_DOC)] = "now",
+    ) -> dict[str, Any]:
+        """Baseline vs comparison, per node on both sides; compare shares of each side."""
+        if event_type is EventType.SYSCALL:
+            raise _bad("syscall data has no stacks: use type=cpu or type=lock")
+        base = parse_filter(request, event_type=event_type, from_key="baseline_from",
+                            to_key="baseline_to", prefix="baseline.")  # fmt: skip
+        comp = parse_filter(request, event_type=event_type, from_key="comparison_from",
+                            to_key="comparison_to", prefix="comparison.")  # fmt: skip
+        return backend.diff(base, comp, max_nodes, limit)
+
+    @router.get("/timeline")
+    def timeline(
+        request: Request,
+        event_type: TypeParam = EventType.CPU,
+        step: Annotated[str, Query(description="bucket width: 10s, 1m, 1h")] = "60s",
+        group_by: Annotated[str | None, Query(pattern="^(host|comm|pid)$")] = None,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """Samples, wait ns or syscalls per time bucket, optionally per host/comm/pid."""
+        try:
+            step_s = max(1, int(parse_duration(step)))
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+        f = parse_filter(request, event_type=event_type)
+        if (f.to_ns - f.from_ns) / (step_s * 1e9) > 10_000:
+            raise _bad("more than 10,000 buckets: use a larger step or a shorter range")
+        return backend.timeline(f, step_s, group_by)
+
+    @router.get("/syscalls")
+    def syscalls(
+        request: Request,
+        per_process: bool = False,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """Per syscall: count, errors, top errno, total time, latency quantiles, histogram."""
+        return backend.syscalls(parse_filter(request, event_type=EventType.SYSCALL), per_process)
+
+    @router.get("/locks")
+    def locks(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """Top contended locks by wait time (not hold time), with their top stack."""
+        return backend.locks(parse_filter(request, event_type=EventType.LOCK), limit)
+
+    @router.get("/export")
+    def export(
+        request: Request,
+        format: Annotated[str, Query(description="collapsed, json, speedscope or pprof")],
+        event_type: TypeParam = EventType.CPU,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> Response:
+        """The selected profile as a file in an interchange format."""
+        if format not in _EXPORTS:
+            raise _bad(f"format={format!r} is not available: use one of {', '.join(_EXPORTS)}")
+        media, suffix, render = _EXPORTS[format]
+        profile: Profile = backend.export_profile(parse_filter(request, event_type=event_type))
+        name = f"aperture-{event_type}.{suffix}"
+        return Response(
+            render(profile),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
