@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from argparse import SUPPRESS
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from aperture import __version__
 from aperture.errors import AgentError, UsageError
@@ -23,9 +25,11 @@ from aperture.formats import (
     writer_for,
 )
 from aperture.model import EventType, Profile
+from aperture.units import format_duration
 
 if TYPE_CHECKING:
-    from aperture.agent.recorder import Collector
+    from aperture.agent.push import Pusher, PushReport
+    from aperture.agent.recorder import Collector, Progress
 
 PROG = "aperture-agent"
 MAX_FREQUENCY = 10_000
@@ -68,8 +72,15 @@ OUTPUT_RULE = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line (no usage dump), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Record CPU stacks (user and kernel), futex lock contention and syscall "
         "latency on this host with eBPF, aggregated in the kernel and symbolized, then write "
@@ -117,10 +128,17 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", type=Path, default=None, help="write the result here (see formats below)"
     )
     parser.add_argument(
-        "--window",
+        "--push-interval",
+        dest="interval",
         type=_duration,
         default=10.0,
-        help="drain the kernel maps this often (default: 10s)",
+        metavar="DURATION",
+        help="drain the kernel maps this often; with --aggregator each drain is one batch "
+        "per mode (default: 10s)",
+    )
+    # The earlier name of --push-interval, kept working for existing scripts.
+    parser.add_argument(
+        "--window", dest="interval", type=_duration, default=argparse.SUPPRESS, help=SUPPRESS
     )
     parser.add_argument(
         "--include-idle",
@@ -142,7 +160,105 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress line and no summary"
     )
+    add_push_arguments(parser)
     return parser
+
+
+def _size(text: str) -> int:
+    from aperture.units import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value < 1 << 20:
+        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 1MiB)")
+    return value
+
+
+def add_push_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "push to an aggregator",
+        "With --aggregator, every window of every mode is sent as one batch (gzip); "
+        "--output can be given too. The token comes from APERTURE_AUTH_TOKEN (or --token).",
+    )
+    group.add_argument(
+        "--aggregator",
+        metavar="URL",
+        default=None,
+        help="push profiles to this aggregator: http://HOST:50051, or https:// for TLS",
+    )
+    group.add_argument(
+        "--token",
+        default=None,
+        help="bearer token (prefer the APERTURE_AUTH_TOKEN environment variable: "
+        "flags show in `ps`)",
+    )
+    group.add_argument(
+        "--tls-ca",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="PEM CA certificate that signed the aggregator's certificate (https:// only; "
+        "default: the system's CAs)",
+    )
+    group.add_argument(
+        "--agent-id", default=None, help="this agent's stable name (default: the host name)"
+    )
+    group.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="add a label to this agent's identity (repeatable); kernel=RELEASE is always set",
+    )
+    group.add_argument(
+        "--queue-bytes",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="memory for batches not yet delivered; the oldest go first when full "
+        f"(default: {DEFAULT_QUEUE_BYTES >> 20}MiB)",
+    )
+    group.add_argument(
+        "--spool-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also keep undelivered batches on disk here, so a restart (even after a "
+        "crash) sends them (default: memory only)",
+    )
+    group.add_argument(
+        "--spool-bytes",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="disk cap of --spool-dir; the oldest go first "
+        f"(default: {DEFAULT_SPOOL_BYTES >> 30}GiB)",
+    )
+    group.add_argument(
+        "--flush-timeout",
+        type=_duration,
+        default=None,
+        metavar="DURATION",
+        help="at the end, try this long to deliver what is queued (default: 10s)",
+    )
+
+
+DEFAULT_QUEUE_BYTES = 64 << 20
+DEFAULT_SPOOL_BYTES = 1 << 30
+DEFAULT_FLUSH_TIMEOUT = 10.0
+# Flags that mean nothing without --aggregator.
+_PUSH_ONLY = (
+    "token",
+    "tls_ca",
+    "agent_id",
+    "label",
+    "queue_bytes",
+    "spool_dir",
+    "spool_bytes",
+    "flush_timeout",
+)  # fmt: skip
 
 
 def output_paths(output: Path, modes: Sequence[str]) -> dict[str, Path]:
@@ -227,8 +343,68 @@ def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str
     return collectors
 
 
+_AGENT_ID = re.compile(r"^[^\s/][^\s]{0,127}$")
+
+
+def _spool_dir(path: Path) -> Path:
+    """Create the spool directory and prove it writable, before anything starts."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --spool-dir {path}: {exc.strerror or exc}.") from None
+    if not path.is_dir():
+        raise UsageError(f"--spool-dir {path} is not a directory.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".aperture-check-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write to --spool-dir {path}: {exc.strerror or exc}.") from None
+    return path
+
+
+def build_pusher(args: argparse.Namespace, progress: Progress) -> Pusher | None:
+    """The pusher the flags ask for, or None; :class:`UsageError` for a bad flag."""
+    from aperture.agent.push import Pusher, check_token, parse_endpoint, parse_labels
+    from aperture.agent.spool import Spool
+    from aperture.wire import Identity
+
+    if args.aggregator is None:
+        given = [name for name in _PUSH_ONLY if getattr(args, name) not in (None, [])]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise UsageError(f"{flag} only applies with --aggregator URL.")
+        return None
+    endpoint = parse_endpoint(args.aggregator, args.tls_ca)
+    token_text = args.token if args.token is not None else os.environ.get("APERTURE_AUTH_TOKEN")
+    token = check_token(token_text)
+    labels = {"kernel": platform.release(), **parse_labels(args.label)}
+    agent_id = args.agent_id if args.agent_id is not None else socket.gethostname()
+    if not _AGENT_ID.match(agent_id):
+        raise UsageError(
+            f"--agent-id {agent_id!r} must be 1-128 characters without spaces, not starting with /."
+        )
+    spool_dir = _spool_dir(args.spool_dir) if args.spool_dir is not None else None
+
+    def log(text: str) -> None:
+        progress.log(f"{PROG}: warning: {text}")
+
+    spool = None
+    if spool_dir is not None:
+        spool = Spool(spool_dir, args.spool_bytes or DEFAULT_SPOOL_BYTES, warn=log)
+    identity = Identity(agent_id, socket.gethostname(), labels, __version__)
+    return Pusher(
+        endpoint,
+        identity,
+        token=token,
+        queue_bytes=args.queue_bytes or DEFAULT_QUEUE_BYTES,
+        spool=spool,
+        log=log,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from aperture.agent import system
+    from aperture.agent.push import batches, format_push_summary
     from aperture.agent.recorder import Progress, record, stop_on_signals
     from aperture.agent.summary import format_summary
 
@@ -239,28 +415,51 @@ def run(args: argparse.Namespace) -> int:
     _check_pid(args.pid)
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
-    system.check_privileges()
-    system.check_btf()
-    system.ensure_tracefs()
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+    pusher = build_pusher(args, progress)
+    report = None
+    try:
+        if pusher is not None:
+            # Before any BPF: a wrong token must not cost a privileged start-up.
+            pusher.check()
+            if pusher.pending() and not args.quiet:
+                progress.log(
+                    f"{batches(pusher.pending())} from an earlier run wait in "
+                    f"{args.spool_dir}: sending them first"
+                )
+        system.check_privileges()
+        system.check_btf()
+        system.ensure_tracefs()
 
-    collectors = build_collectors(args, modes)
-    stop = threading.Event()
-    started: list[Collector] = []
-    with stop_on_signals(stop):
-        try:
-            for collector in collectors.values():
-                collector.start()
-                started.append(collector)
-            recording = record(
-                collectors,
-                duration_s=args.duration,
-                window_s=args.window,
-                stop=stop,
-                progress=Progress(sys.stderr, enabled=not args.quiet),
-            )
-        finally:
-            for collector in started:
-                collector.close()
+        collectors = build_collectors(args, modes)
+        stop, again = threading.Event(), threading.Event()
+        started: list[Collector] = []
+        with stop_on_signals(stop, again):
+            try:
+                for collector in collectors.values():
+                    collector.start()
+                    started.append(collector)
+                if pusher is not None:
+                    pusher.start()
+                recording = record(
+                    collectors,
+                    duration_s=args.duration,
+                    window_s=args.interval,
+                    stop=stop,
+                    on_window=_push_window(pusher) if pusher is not None else None,
+                    progress=progress,
+                    status=pusher.status_line if pusher is not None else None,
+                    keep_windows=bool(outputs),
+                )
+            finally:
+                for collector in started:
+                    collector.close()
+                if pusher is not None and started:
+                    # Also when recording failed: what was queued is still worth sending.
+                    report = _final_flush(pusher, args, progress, again)
+    finally:
+        if pusher is not None and report is None:
+            pusher.close()  # failed before recording: spooled batches stay for the next start
     identity = {"host": socket.gethostname(), "kernel": platform.release(), "agent": __version__}
     if args.pid:
         identity["pid"] = str(args.pid)
@@ -278,11 +477,41 @@ def run(args: argparse.Namespace) -> int:
             failures.append(str(exc))
     if not args.quiet:
         print(format_summary(profiles, per_process=args.per_process), file=sys.stderr)
+        if report is not None:
+            print("\n" + format_push_summary(report, args.aggregator), file=sys.stderr)
         for path in outputs.values():
             print(f"wrote {path}", file=sys.stderr)
+    if report is not None and report.lost_total:
+        advice = "" if args.spool_dir else "; --spool-dir keeps undelivered batches for a restart"
+        failures.append(
+            f"{batches(report.lost_total)} did not reach the aggregator at {args.aggregator} "
+            f"and {'is' if report.lost_total == 1 else 'are'} lost (see the Push summary){advice}."
+        )
     if failures:
         raise AgentError(" ".join(failures))
     return 0
+
+
+def _push_window(pusher: Pusher) -> Callable[[str, Profile], None]:
+    def on_window(_name: str, profile: Profile) -> None:
+        pusher.submit([profile])  # one batch per window per mode
+
+    return on_window
+
+
+def _final_flush(
+    pusher: Pusher, args: argparse.Namespace, progress: Progress, again: threading.Event
+) -> PushReport:
+    from aperture.agent.push import batches
+
+    timeout = args.flush_timeout or DEFAULT_FLUSH_TIMEOUT
+    pending = pusher.pending()
+    if pending and not args.quiet:
+        progress.log(
+            f"delivering {batches(pending)} still queued to {args.aggregator} (up to "
+            f"{format_duration(timeout)}; Ctrl-C again to stop)"
+        )
+    return pusher.flush(timeout, cancel=again)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

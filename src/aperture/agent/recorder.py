@@ -29,12 +29,21 @@ class Collector(Protocol):
 
 @dataclass
 class Recording:
-    """Every window each collector produced, merged on demand."""
+    """Every window each collector produced, merged on demand.
+
+    With ``keep_windows`` False only a running merge is kept, so an agent that
+    pushes for weeks does not hold every window it ever drained.
+    """
 
     windows: dict[str, list[Profile]] = field(default_factory=dict)
+    keep_windows: bool = True
 
     def add(self, name: str, profile: Profile) -> None:
-        self.windows.setdefault(name, []).append(profile)
+        windows = self.windows.setdefault(name, [])
+        if self.keep_windows or not windows:
+            windows.append(profile)
+        else:
+            windows[0] = merge([windows[0], profile])
 
     def merged(self, name: str) -> Profile | None:
         windows = self.windows.get(name)
@@ -42,10 +51,15 @@ class Recording:
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT/SIGTERM set ``stop`` instead of raising, so collected data is written."""
+def stop_on_signals(stop: threading.Event, again: threading.Event | None = None) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` instead of raising, so collected data is written.
+
+    A second signal sets ``again``: the user wants out of the final flush too.
+    """
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
+        if stop.is_set() and again is not None:
+            again.set()
         stop.set()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -63,16 +77,35 @@ class Progress:
         self._stream = stream
         self._enabled = enabled and stream.isatty()
         self._width = 0
+        self._text = ""
+        # log() is called from the push thread while show() runs in the main one.
+        self._lock = threading.Lock()
 
     def show(self, text: str) -> None:
-        if self._enabled:
-            self._width = max(self._width, len(text))
-            self._stream.write("\r" + text.ljust(self._width))
-            self._stream.flush()
+        with self._lock:
+            self._text = text
+            if self._enabled:
+                self._width = max(self._width, len(text))
+                self._stream.write("\r" + text.ljust(self._width))
+                self._stream.flush()
 
     def clear(self) -> None:
+        with self._lock:
+            self._clear()
+            self._text = ""
+
+    def _clear(self) -> None:
         if self._enabled and self._width:
             self._stream.write("\r" + " " * self._width + "\r")
+            self._stream.flush()
+
+    def log(self, line: str) -> None:
+        """A message line above the status line (printed even when the display is off)."""
+        with self._lock:
+            self._clear()
+            self._stream.write(line + "\n")
+            if self._enabled and self._text:
+                self._stream.write(self._text.ljust(self._width))
             self._stream.flush()
 
 
@@ -84,10 +117,16 @@ def record(
     stop: threading.Event,
     on_window: Callable[[str, Profile], None] | None = None,
     progress: Progress | None = None,
+    status: Callable[[], str] | None = None,
+    keep_windows: bool = True,
     clock: Callable[[], float] = time.monotonic,
 ) -> Recording:
-    """Drain every collector each window until ``duration_s`` or ``stop``; final drain always."""
-    recording = Recording()
+    """Drain every collector each window until ``duration_s`` or ``stop``; final drain always.
+
+    ``status`` adds to the progress line (the push state); ``keep_windows``
+    False keeps only a running merge of the windows.
+    """
+    recording = Recording(keep_windows=keep_windows)
     progress = progress or Progress(sys.stderr, enabled=False)
     started = clock()
     next_drain = started + window_s
@@ -110,8 +149,10 @@ def record(
             continue
         samples = sum(c.sample_count() for c in collectors.values())
         remaining = "" if duration_s is None else f", {format_duration(duration_s - elapsed)} left"
+        extra = f" | {status()}" if status is not None else ""
         progress.show(
-            f"recording {format_duration(elapsed)}{remaining}, {samples} samples (Ctrl-C stops)"
+            f"recording {format_duration(elapsed)}{remaining}, {samples} samples{extra} "
+            "(Ctrl-C stops)"
         )
         deadline = next_drain if duration_s is None else min(next_drain, started + duration_s)
         stop.wait(max(0.0, min(0.5, deadline - now)))
