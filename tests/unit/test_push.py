@@ -30,13 +30,10 @@ from aperture.agent.push import (
     SPOOL_FULL,
     TOO_LARGE,
     Backoff,
-    Endpoint,
     Pusher,
-    check_token,
     format_push_summary,
-    parse_endpoint,
-    parse_labels,
 )
+from aperture.agent.push_options import Endpoint, check_token, parse_endpoint, parse_labels
 from aperture.agent.recorder import record
 from aperture.agent.spool import SUFFIX, Spool, SpoolBusy
 from aperture.errors import AgentError, UsageError
@@ -363,6 +360,37 @@ def test_unreachable_at_start_warns_and_batches_wait(fake_time: FakeTime, logs: 
     assert "2 batches lost" in summary
 
 
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
+def test_tls_with_a_private_ca(tmp_path: Path, fake_time: FakeTime, logs: list[str]) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    servicer = FakeAggregator()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    apb_grpc.add_AggregatorServicer_to_server(servicer, server)
+    creds = grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())])
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    try:
+        url = f"https://localhost:{port}"
+        pusher = Pusher(parse_endpoint(url, cert), IDENT, token=TOKEN, first_sequence=FIRST,
+                        clock=fake_time.clock, sleep=fake_time.sleep, log=logs.append)  # fmt: skip
+        assert pusher.check() is True
+        pusher.submit([profile()])
+        assert pusher.flush(60).stats.sent == 1
+        untrusted = Pusher(parse_endpoint(url), IDENT, token=TOKEN, log=logs.append)
+        assert untrusted.check() is False
+        untrusted.close()
+    finally:
+        server.stop(None).wait()
+    assert servicer.received == [FIRST]
+    assert len(logs) == 1 and "check --tls-ca" in logs[0], logs
+
+
 # -- the server goes away and comes back -----------------------------------------------
 
 
@@ -477,7 +505,8 @@ def test_spool_survives_kill_9(tmp_path: Path, fake_time: FakeTime, logs: list[s
         f"""
         import sys, time
         from pathlib import Path
-        from aperture.agent.push import Endpoint, Pusher
+        from aperture.agent.push import Pusher
+        from aperture.agent.push_options import Endpoint
         from aperture.agent.spool import Spool
         from aperture.model import EventType, Profile
         from aperture.wire import Identity

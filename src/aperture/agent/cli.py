@@ -1,11 +1,11 @@
-"""``aperture-agent``: record CPU, lock and syscall profiles with eBPF and write them locally."""
+"""``aperture-agent``: record CPU, lock and syscall profiles with eBPF, write them locally
+and/or push them to an aggregator (:mod:`aperture.agent.push`)."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import platform
-import re
 import socket
 import sys
 import tempfile
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from aperture import __version__
+from aperture.agent.push_options import DEFAULT_FLUSH_TIMEOUT, add_push_arguments, duration_arg
 from aperture.errors import AgentError, UsageError
 from aperture.formats import (
     UnknownFormatError,
@@ -43,15 +44,6 @@ def _frequency(text: str) -> int:
     if not 1 <= value <= MAX_FREQUENCY:
         raise argparse.ArgumentTypeError(f"{value} Hz is out of range (1-{MAX_FREQUENCY})")
     return value
-
-
-def _duration(text: str) -> float:
-    from aperture.units import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _pid(text: str) -> int:
@@ -84,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Record CPU stacks (user and kernel), futex lock contention and syscall "
         "latency on this host with eBPF, aggregated in the kernel and symbolized, then write "
-        "a flamegraph, a table or another format.",
+        "a flamegraph, a table or another format, or push them to an aggregator.",
         epilog="Output formats by file name: CPU and lock: "
         + ", ".join(supported_suffixes(EventType.CPU))
         + " (lock also .txt: the top-locks table); syscall: "
@@ -120,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-d",
         "--duration",
-        type=_duration,
+        type=duration_arg,
         default=None,
         help="stop after this long: 30s, 5m, 1h or seconds (default: until Ctrl-C/SIGTERM)",
     )
@@ -130,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--push-interval",
         dest="interval",
-        type=_duration,
+        type=duration_arg,
         default=10.0,
         metavar="DURATION",
         help="drain the kernel maps this often; with --aggregator each drain is one batch "
@@ -138,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # The earlier name of --push-interval, kept working for existing scripts.
     parser.add_argument(
-        "--window", dest="interval", type=_duration, default=argparse.SUPPRESS, help=SUPPRESS
+        "--window", dest="interval", type=duration_arg, default=argparse.SUPPRESS, help=SUPPRESS
     )
     parser.add_argument(
         "--include-idle",
@@ -162,103 +154,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_push_arguments(parser)
     return parser
-
-
-def _size(text: str) -> int:
-    from aperture.units import parse_size
-
-    try:
-        value = parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value < 1 << 20:
-        raise argparse.ArgumentTypeError(f"{text!r} is too small (at least 1MiB)")
-    return value
-
-
-def add_push_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "push to an aggregator",
-        "With --aggregator, every window of every mode is sent as one batch (gzip); "
-        "--output can be given too. The token comes from APERTURE_AUTH_TOKEN (or --token).",
-    )
-    group.add_argument(
-        "--aggregator",
-        metavar="URL",
-        default=None,
-        help="push profiles to this aggregator: http://HOST:50051, or https:// for TLS",
-    )
-    group.add_argument(
-        "--token",
-        default=None,
-        help="bearer token (prefer the APERTURE_AUTH_TOKEN environment variable: "
-        "flags show in `ps`)",
-    )
-    group.add_argument(
-        "--tls-ca",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="PEM CA certificate that signed the aggregator's certificate (https:// only; "
-        "default: the system's CAs)",
-    )
-    group.add_argument(
-        "--agent-id", default=None, help="this agent's stable name (default: the host name)"
-    )
-    group.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="add a label to this agent's identity (repeatable); kernel=RELEASE is always set",
-    )
-    group.add_argument(
-        "--queue-bytes",
-        type=_size,
-        default=None,
-        metavar="SIZE",
-        help="memory for batches not yet delivered; the oldest go first when full "
-        f"(default: {DEFAULT_QUEUE_BYTES >> 20}MiB)",
-    )
-    group.add_argument(
-        "--spool-dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="also keep undelivered batches on disk here, so a restart (even after a "
-        "crash) sends them (default: memory only)",
-    )
-    group.add_argument(
-        "--spool-bytes",
-        type=_size,
-        default=None,
-        metavar="SIZE",
-        help="disk cap of --spool-dir; the oldest go first "
-        f"(default: {DEFAULT_SPOOL_BYTES >> 30}GiB)",
-    )
-    group.add_argument(
-        "--flush-timeout",
-        type=_duration,
-        default=None,
-        metavar="DURATION",
-        help="at the end, try this long to deliver what is queued (default: 10s)",
-    )
-
-
-DEFAULT_QUEUE_BYTES = 64 << 20
-DEFAULT_SPOOL_BYTES = 1 << 30
-DEFAULT_FLUSH_TIMEOUT = 10.0
-# Flags that mean nothing without --aggregator.
-_PUSH_ONLY = (
-    "token",
-    "tls_ca",
-    "agent_id",
-    "label",
-    "queue_bytes",
-    "spool_dir",
-    "spool_bytes",
-    "flush_timeout",
-)  # fmt: skip
 
 
 def output_paths(output: Path, modes: Sequence[str]) -> dict[str, Path]:
@@ -343,68 +238,10 @@ def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str
     return collectors
 
 
-_AGENT_ID = re.compile(r"^[^\s/][^\s]{0,127}$")
-
-
-def _spool_dir(path: Path) -> Path:
-    """Create the spool directory and prove it writable, before anything starts."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create --spool-dir {path}: {exc.strerror or exc}.") from None
-    if not path.is_dir():
-        raise UsageError(f"--spool-dir {path} is not a directory.")
-    try:
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".aperture-check-"):
-            pass
-    except OSError as exc:
-        raise UsageError(f"cannot write to --spool-dir {path}: {exc.strerror or exc}.") from None
-    return path
-
-
-def build_pusher(args: argparse.Namespace, progress: Progress) -> Pusher | None:
-    """The pusher the flags ask for, or None; :class:`UsageError` for a bad flag."""
-    from aperture.agent.push import Pusher, check_token, parse_endpoint, parse_labels
-    from aperture.agent.spool import Spool
-    from aperture.wire import Identity
-
-    if args.aggregator is None:
-        given = [name for name in _PUSH_ONLY if getattr(args, name) not in (None, [])]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise UsageError(f"{flag} only applies with --aggregator URL.")
-        return None
-    endpoint = parse_endpoint(args.aggregator, args.tls_ca)
-    token_text = args.token if args.token is not None else os.environ.get("APERTURE_AUTH_TOKEN")
-    token = check_token(token_text)
-    labels = {"kernel": platform.release(), **parse_labels(args.label)}
-    agent_id = args.agent_id if args.agent_id is not None else socket.gethostname()
-    if not _AGENT_ID.match(agent_id):
-        raise UsageError(
-            f"--agent-id {agent_id!r} must be 1-128 characters without spaces, not starting with /."
-        )
-    spool_dir = _spool_dir(args.spool_dir) if args.spool_dir is not None else None
-
-    def log(text: str) -> None:
-        progress.log(f"{PROG}: warning: {text}")
-
-    spool = None
-    if spool_dir is not None:
-        spool = Spool(spool_dir, args.spool_bytes or DEFAULT_SPOOL_BYTES, warn=log)
-    identity = Identity(agent_id, socket.gethostname(), labels, __version__)
-    return Pusher(
-        endpoint,
-        identity,
-        token=token,
-        queue_bytes=args.queue_bytes or DEFAULT_QUEUE_BYTES,
-        spool=spool,
-        log=log,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from aperture.agent import system
     from aperture.agent.push import batches, format_push_summary
+    from aperture.agent.push_options import build_pusher
     from aperture.agent.recorder import Progress, record, stop_on_signals
     from aperture.agent.summary import format_summary
 
@@ -416,7 +253,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
     progress = Progress(sys.stderr, enabled=not args.quiet)
-    pusher = build_pusher(args, progress)
+
+    def warn(text: str) -> None:
+        progress.log(f"{PROG}: warning: {text}")
+
+    pusher = build_pusher(args, warn)
     report = None
     try:
         if pusher is not None:

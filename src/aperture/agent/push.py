@@ -14,11 +14,9 @@ Clock, sleep and randomness are injectable so tests replay retries exactly.
 from __future__ import annotations
 
 import random as _random
-import re
 import sys
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -27,13 +25,13 @@ from typing import Any
 
 import grpc
 
+from aperture.agent.push_options import Endpoint
 from aperture.agent.spool import Spool
-from aperture.errors import AgentError, UsageError
+from aperture.errors import AgentError
 from aperture.model import Profile
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.wire import Identity, encode
 
-DEFAULT_PORT = 50051
 PUSH_METHOD = "/aperture.v1.Aggregator/Push"
 QUERY_METHOD = "/aperture.v1.Aggregator/Query"
 
@@ -77,90 +75,6 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where the aggregator listens: the URL as given and what gRPC dials."""
-
-    url: str
-    target: str
-    tls: bool = False
-    ca_pem: bytes | None = None
-
-
-def parse_endpoint(url: str, ca_file: Path | None = None) -> Endpoint:
-    """``http://HOST[:PORT]`` (plain) or ``https://`` (TLS); :class:`UsageError` otherwise."""
-    example = "e.g. http://aggregator:50051, or https:// for TLS"
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--aggregator {url!r} is not an http:// or https:// URL ({example}).")
-    if parts.username or parts.password:
-        raise UsageError(
-            "--aggregator must not carry credentials: set APERTURE_AUTH_TOKEN instead."
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError(f"--aggregator {url!r} takes no path ({example}).")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise UsageError(f"--aggregator {url!r} has an invalid port ({example}).") from None
-    host = parts.hostname
-    if not host:
-        raise UsageError(f"--aggregator {url!r} names no host ({example}).")
-    tls = parts.scheme == "https"
-    ca_pem = None
-    if ca_file is not None:
-        if not tls:
-            raise UsageError("--tls-ca needs an https:// aggregator URL.")
-        try:
-            ca_pem = ca_file.read_bytes()
-        except OSError as exc:
-            raise UsageError(f"cannot read --tls-ca {ca_file}: {exc.strerror or exc}.") from None
-        if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
-            raise UsageError(f"--tls-ca {ca_file} holds no PEM certificate.")
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Endpoint(url=url.strip().rstrip("/"), target=target, tls=tls, ca_pem=ca_pem)
-
-
-_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,62}$")
-MAX_LABEL_VALUE = 256
-
-
-def parse_labels(items: Sequence[str]) -> dict[str, str]:
-    """``key=value`` pairs from ``--label``; :class:`UsageError` for a bad or repeated one."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise UsageError(f"--label {item!r} is not KEY=VALUE (e.g. --label env=prod).")
-        if not _LABEL_KEY.match(key):
-            raise UsageError(
-                f"--label key {key!r} must start with a letter or _ and hold only letters, "
-                "digits, _ . - / (at most 63 characters)."
-            )
-        if len(value) > MAX_LABEL_VALUE or not value.isprintable():
-            raise UsageError(
-                f"--label {key}: the value must be printable and at most "
-                f"{MAX_LABEL_VALUE} characters."
-            )
-        if key in labels:
-            raise UsageError(f"--label {key} is given twice.")
-        labels[key] = value
-    return labels
-
-
-def check_token(token: str | None) -> str | None:
-    """The token stripped, None if empty; :class:`UsageError` if it cannot go in a header."""
-    if token is None or not token.strip():
-        return None
-    token = token.strip()
-    if not all(33 <= ord(c) < 127 for c in token):
-        raise UsageError(
-            "the auth token holds spaces or non-ASCII characters, which cannot be sent "
-            "in a header: check APERTURE_AUTH_TOKEN / --token."
-        )
-    return token
 
 
 class Backoff:
