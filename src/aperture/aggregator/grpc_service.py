@@ -60,6 +60,8 @@ class AggregatorService:
         result = await asyncio.to_thread(self.ingest.push, data)
         status = _STATUS.get(result.outcome)
         if status is not None:
+            if result.retry_after_ms:
+                context.set_trailing_metadata((("retry-after-ms", str(result.retry_after_ms)),))
             await context.abort(status, result.message)
         response = apb.PushResponse(
             accepted=True,

@@ -1,0 +1,97 @@
+"""A real agent (real BPF) pushing to a real aggregator over loopback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from aggregator_proc import AggregatorProcess
+from aperture.formats.json_format import load_json
+from aperture.proto.v1 import aggregator_pb2 as apb
+from aperture.proto.v1 import aggregator_pb2_grpc
+
+pytestmark = pytest.mark.usefixtures("bpf")
+
+
+def agent(agg: AggregatorProcess, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "aperture.agent.cli", "--aggregator", agg.endpoint,
+         "--token", "test-token", "--agent-id", "e2e-agent", "-q", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def batches(agg: AggregatorProcess) -> list[apb.BatchSummary]:
+    channel = grpc.insecure_channel(agg.grpc_target)
+    stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
+    md = [("authorization", "Bearer test-token")]
+    response = stub.Query(apb.QueryRequest(agent_id="e2e-agent", limit=100_000), metadata=md)
+    channel.close()
+    return list(response.batches)
+
+
+def test_hot_function_arrives_with_the_counts_the_agent_recorded(
+    workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    agg = AggregatorProcess(tmp_path / "agg").start()
+    try:
+        work = subprocess.Popen([str(workloads / "cpu_ratio"), "60"])
+        spawn.append(work)
+        local = tmp_path / "local.json"
+        proc = agent(agg, "--pid", str(work.pid), "-F", "499", "--push-interval", "1s",
+                     "--duration", "4s", "-o", str(local))  # fmt: skip
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        recorded = load_json(local.read_text())
+        channel = grpc.insecure_channel(agg.grpc_target)
+        stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
+        md = [("authorization", "Bearer test-token")]
+        summed = stub.Aggregate(apb.AggregateRequest(event_type="cpu", pid=work.pid,
+                                                     limit=50), metadata=md)  # fmt: skip
+        channel.close()
+        assert summed.total == recorded.total > 1000
+        totals = {f.name: f.total for f in summed.functions}
+        share = totals["hot_a"] / (totals["hot_a"] + totals["hot_b"])
+        assert 0.70 <= share <= 0.80, share
+    finally:
+        assert agg.stop() == 0
+
+
+def test_aggregator_killed_mid_stream_gets_every_batch_exactly_once(
+    workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    agg = AggregatorProcess(tmp_path / "agg").start()
+    work = subprocess.Popen([str(workloads / "cpu_ratio"), "60"])
+    spawn.append(work)
+    local = tmp_path / "local.json"
+    proc = agent(agg, "--pid", str(work.pid), "-F", "199", "--push-interval", "1s",
+                 "--duration", "9s", "--spool-dir", str(tmp_path / "spool"),
+                 "--flush-timeout", "30s", "-o", str(local))  # fmt: skip
+
+    def outage() -> None:
+        time.sleep(3)
+        agg.kill()  # kill -9 while the agent pushes every second
+        time.sleep(2.5)
+        agg.start()
+
+    chaos = threading.Thread(target=outage)
+    chaos.start()
+    _, err = proc.communicate(timeout=180)
+    chaos.join()
+    try:
+        assert proc.returncode == 0, err
+        got = batches(agg)
+        seqs = sorted(b.sequence for b in got)
+        assert len(seqs) == len(set(seqs)), "a batch was stored twice"
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a batch is missing"
+        assert len(seqs) >= 9
+        # every sample the agent recorded locally reached the aggregator once
+        assert sum(b.cpu_samples for b in got) == load_json(local.read_text()).total
+    finally:
+        assert agg.stop() == 0
