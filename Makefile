@@ -14,13 +14,13 @@ BPF_ARCH := $(if $(filter aarch64,$(MACHINE)),arm64,x86)
 MULTIARCH:= $(shell gcc -dumpmachine 2>/dev/null || echo $(MACHINE)-linux-gnu)
 CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
-            linux-perf bpftrace strace
-RUN_DURATION ?= 30s
+            linux-perf bpftrace strace golang-go prometheus
 
 .PHONY: help setup apt venv bpf proto run test lint bench clean
 
 help:
-	@echo "make run    set up, then profile this host and write out/flamegraph.svg"
+	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
+	@echo "            the dashboard is at http://127.0.0.1:9090"
 	@echo "make test   set up, then run every test (BPF tests need root)"
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
 
@@ -55,13 +55,15 @@ bpf: $(BPF_OBJ)
 
 # The generated protobuf code is committed (the agent needs no protoc); this
 # regenerates it after a .proto change.
+# pprof's profile.proto and Pyroscope's push API are messages only (served over HTTP).
 PROTO := $(wildcard src/aperture/proto/v1/*.proto)
+INTEROP_PROTO := $(wildcard src/aperture/proto/pprof/*.proto src/aperture/proto/pyroscope/*.proto)
 proto: venv
 	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src $(PROTO)
+	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src $(INTEROP_PROTO)
 
 run: setup
-	mkdir -p out
-	$(VENV)/bin/aperture-agent --mode cpu --duration $(RUN_DURATION) --output out/flamegraph.svg
+	tools/run.sh
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -12,9 +12,28 @@ from dataclasses import dataclass, field
 from aperture import histogram
 from aperture.model import Frame, LockStat, Profile
 
+# Kernel-internal codes a syscall tracer sees when a signal interrupts a call
+# (include/linux/errno.h); user space never gets them, so libc has no names.
+_KERNEL_ERRNOS = {
+    512: "ERESTARTSYS",
+    513: "ERESTARTNOINTR",
+    514: "ERESTARTNOHAND",
+    515: "ENOIOCTLCMD",
+    516: "ERESTART_RESTARTBLOCK",
+    517: "EPROBE_DEFER",
+    518: "EOPENSTALE",
+    519: "ENOPARAM",
+    521: "EBADHANDLE",
+    524: "ENOTSUPP",
+    526: "EJUKEBOX",
+    527: "EIOCBQUEUED",
+    530: "ERECALLCONFLICT",
+}
+
 
 def errno_name(err: int) -> str:
-    return errno_mod.errorcode.get(err, f"E{err}")
+    """The symbolic name of a positive errno, kernel-internal ones included."""
+    return errno_mod.errorcode.get(err) or _KERNEL_ERRNOS.get(err) or f"errno {err}"
 
 
 def format_ns(ns: float) -> str:
