@@ -177,19 +177,22 @@ def test_writer_for_picks_the_longest_matching_suffix(path: str | Path, name: st
     assert writer_for(path).name == name
 
 
-def test_supported_suffixes_leave_pprof_unregistered() -> None:
-    assert supported_suffixes() == (".collapsed", ".folded", ".json", ".speedscope.json", ".svg")
+def test_supported_suffixes_include_pprof_for_stacks_only() -> None:
+    assert supported_suffixes() == (
+        ".collapsed", ".folded", ".json", ".pb.gz", ".speedscope.json", ".svg"
+    )  # fmt: skip
+    assert ".pb.gz" in supported_suffixes(EventType.LOCK)
+    assert ".pb.gz" not in supported_suffixes(EventType.SYSCALL)
 
 
-@pytest.mark.parametrize("path", ["out.txt", "out", "out.svg.bak", "out.pb.gz"])
+@pytest.mark.parametrize("path", ["out.txt", "out", "out.svg.bak", "out.pb"])
 def test_writer_for_an_unknown_suffix_names_the_supported_ones(path: str) -> None:
     with pytest.raises(UnknownFormatError) as info:
         writer_for(path)
     message = str(info.value)
     assert isinstance(info.value, ValueError)
-    assert ".collapsed, .folded, .json, .speedscope.json, .svg." in message
+    assert ".collapsed, .folded, .json, .pb.gz, .speedscope.json, .svg." in message
     assert message.count(". ") == 0 and repr(path) in message
-    assert ("pprof" in message) == path.endswith(".pb.gz")
 
 
 def test_write_profile_writes_every_format_readably(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from aperture.aggregator.auth import TokenCheck
 from aperture.aggregator.backend import Backend, BufferBackend
 from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
+from aperture.aggregator.interop_routes import add_interop_routes
 from aperture.aggregator.query_routes import add_query_routes
 from aperture.model import EventType
 
@@ -150,4 +151,5 @@ def create_app(state: AppState) -> FastAPI:
 
     add_query_routes(api, state.backend)
     app.include_router(api)
+    add_interop_routes(app, state.ingest, state.check, metrics)
     return app

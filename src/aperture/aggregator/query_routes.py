@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
@@ -10,16 +11,18 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from aperture.aggregator.backend import Backend, Filter
 from aperture.formats.collapsed import to_collapsed
 from aperture.formats.json_format import to_json
+from aperture.formats.pprof import to_pprof
 from aperture.formats.speedscope import to_speedscope
 from aperture.model import EventType, Profile
 from aperture.timeparse import parse_time
 from aperture.units import parse_duration
 
 _FILTER_KEYS = ("host", "agent", "comm", "pid", "address")
-_EXPORTS = {
+_EXPORTS: dict[str, tuple[str, str, Callable[[Profile], str | bytes]]] = {
     "collapsed": ("text/plain; charset=utf-8", "folded", to_collapsed),
     "json": ("application/json", "json", to_json),
     "speedscope": ("application/json", "speedscope.json", to_speedscope),
+    "pprof": ("application/octet-stream", "pb.gz", to_pprof),
 }
 
 
@@ -181,9 +184,13 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
             raise _bad(f"format={format!r} is not available: use one of {', '.join(_EXPORTS)}")
         media, suffix, render = _EXPORTS[format]
         profile: Profile = backend.export_profile(parse_filter(request, event_type=event_type))
+        try:
+            body = render(profile)
+        except ValueError as exc:  # e.g. syscall statistics as pprof
+            raise _bad(str(exc)) from None
         name = f"aperture-{event_type}.{suffix}"
         return Response(
-            render(profile),
+            body,
             media_type=media,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

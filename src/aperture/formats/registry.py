@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aperture.formats.collapsed import to_collapsed
 from aperture.formats.json_format import to_json
+from aperture.formats.pprof import to_pprof
 from aperture.formats.speedscope import to_speedscope
 from aperture.formats.svg import to_svg
 from aperture.formats.tables import format_lock_table, format_syscall_table, syscall_csv
@@ -17,9 +18,6 @@ from aperture.model import EventType, Profile
 
 _STACKS = frozenset({EventType.CPU, EventType.LOCK})
 _ALL = frozenset(EventType)
-
-# Suffixes kept back for formats that are planned but not written yet.
-_RESERVED = {".pb.gz": "pprof"}
 
 
 class UnknownFormatError(ValueError):
@@ -49,6 +47,7 @@ WRITERS: tuple[Writer, ...] = (
     Writer("collapsed", (".collapsed", ".folded"), _text(to_collapsed)),
     Writer("svg", (".svg",), _text(to_svg)),
     Writer("speedscope", (".speedscope.json",), _text(to_speedscope)),
+    Writer("pprof", (".pb.gz",), to_pprof),
     Writer("json", (".json",), _text(to_json), _ALL),
     Writer("lock table", (".txt",), _text(format_lock_table), frozenset({EventType.LOCK})),
     Writer("syscall table", (".txt",), _text(format_syscall_table), frozenset({EventType.SYSCALL})),
@@ -82,12 +81,6 @@ def writer_for(path: str | os.PathLike[str], event_type: EventType = EventType.C
     """The writer for ``path``'s suffix, the longest match winning (``.speedscope.json``)."""
     name = Path(path).name.lower()
     supported = ", ".join(supported_suffixes(event_type))
-    for suffix, planned in _RESERVED.items():
-        if name.endswith(suffix):
-            raise UnknownFormatError(
-                f"{planned} output ({os.fspath(path)!r}) is not supported yet; name the file"
-                f" with one of {supported}."
-            )
     for suffix in sorted({s for _, s in _BY_SUFFIX}, key=len, reverse=True):
         if name.endswith(suffix):
             writer = _BY_SUFFIX.get((event_type, suffix))

@@ -1,0 +1,257 @@
+"""HTTP ingest of other tools' profiles: pprof uploads and Pyroscope's two push protocols.
+
+- ``POST /api/v1/ingest/pprof?service=NAME&label.KEY=VALUE``: a pprof file body.
+- ``POST /push.v1.PusherService/Push``: Pyroscope's Connect push API (current SDKs).
+- ``POST /ingest?name=app.cpu{k=v}&format=folded|lines|pprof&...``: Pyroscope's legacy API.
+
+Every route converts the whole request first and refuses it (400, with the
+reason) before anything is stored; the profiles then go through
+:meth:`Ingest.push` like an agent's batches. Pyroscope SDKs send the token as a
+bearer or as the basic-auth password, so those routes accept both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from aperture.aggregator.auth import TokenCheck
+from aperture.aggregator.importer import Importer, ImportRefused, Item
+from aperture.aggregator.ingest import Ingest
+from aperture.aggregator.metrics import Metrics
+from aperture.aggregator.pyroscope import (
+    UnsupportedMediaType,
+    folded_profile,
+    multipart_fields,
+    parse_app_name,
+    parse_unix_time,
+    push_request,
+)
+from aperture.formats.pprof import MAX_INFLATED_BYTES, MalformedPprof, from_pprof, inflate
+
+# Connect's error codes for the HTTP statuses we answer with.
+_CONNECT_CODES = {400: "invalid_argument", 401: "unauthenticated", 413: "resource_exhausted",
+                  415: "invalid_argument", 503: "unavailable"}  # fmt: skip
+
+
+def _imported(
+    data: bytes, service: str, labels: dict[str, str], *, now_ns: int, what: str = ""
+) -> list[Item]:
+    """The profiles of one pprof; its sample labels add to ``labels``."""
+    try:
+        imported = from_pprof(data, comm=service, now_ns=now_ns)
+    except MalformedPprof as exc:
+        raise ImportRefused(400, f"{what}: {exc}" if what else str(exc)) from None
+    return [Item(service, {**labels, **one.labels}, one.profile) for one in imported]
+
+
+def _public(labels: dict[str, str]) -> dict[str, str]:
+    """Series labels without Pyroscope's internal ones (``__name__``, ``__session_id__``)."""
+    return {k: v for k, v in labels.items() if not k.startswith("__")}
+
+
+def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics: Metrics) -> None:
+    """Register the pprof upload route and the Pyroscope-compatible ingest routes."""
+    importer = Importer(ingest)
+    max_body = ingest.max_message_bytes
+
+    def refuse(status: int, message: str) -> NoReturn:
+        if status == 400:
+            metrics.pushes.labels("malformed").inc()
+        elif status == 413:
+            metrics.pushes.labels("too_large").inc()
+        raise ImportRefused(status, message)
+
+    def authorized(request: Request, *, basic: bool) -> bool:
+        header = request.headers.get("authorization")
+        if check.check_header(header):
+            return True
+        if basic and header and header[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            _user, sep, password = decoded.partition(":")
+            if sep and check.check_header(f"Bearer {password}"):
+                return True
+        metrics.auth_failures.labels("http").inc()
+        metrics.pushes.labels("unauthenticated").inc()
+        return False
+
+    async def body_of(request: Request) -> bytes:
+        """The request body, bounded, with a gzip content-encoding undone."""
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                refuse(413, f"the request body is over the aggregator's limit of {max_body} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            try:
+                body = inflate(body, max_bytes=MAX_INFLATED_BYTES, what="request body")
+            except MalformedPprof as exc:
+                refuse(400, str(exc))
+        elif encoding not in ("", "identity"):
+            refuse(415, f"content-encoding {encoding!r} is not supported: use gzip or none")
+        return body
+
+    async def store(source: str, convert: Callable[[], list[Item]]) -> dict[str, Any]:
+        """Convert (in a worker thread) and store, counting a refusal as a malformed push."""
+
+        def work() -> dict[str, Any]:
+            try:
+                items = convert()
+            except ImportRefused as exc:
+                refuse(exc.status, exc.message)
+            except ValueError as exc:
+                refuse(400, str(exc))
+            return importer.store(source, items).as_json()
+
+        return await asyncio.to_thread(work)
+
+    # -- pprof upload -----------------------------------------------------------------
+
+    @app.post(
+        "/api/v1/ingest/pprof",
+        summary="Store a pprof profile",
+        responses={400: {"description": "not a valid pprof (the detail says why)"}},
+    )
+    async def ingest_pprof(
+        request: Request,
+        service: Annotated[str, Query(min_length=1, max_length=200,
+                                      description="the service the profile is from")] = "pprof",
+    ) -> JSONResponse:  # fmt: skip
+        """A pprof file (gzip or raw) as the body; ``label.KEY=VALUE`` parameters label it."""
+        if not authorized(request, basic=False):
+            return _json_error(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
+        labels = {"service": service}
+        for key, value in request.query_params.multi_items():
+            if key.startswith("label.") and len(key) > len("label."):
+                labels[key[len("label.") :]] = value
+        now = time.time_ns()
+        try:
+            data = await body_of(request)
+            if not data:
+                refuse(400, "the request has no body: send the pprof file as the body")
+            result = await store("pprof", lambda: _imported(data, service, labels, now_ns=now))
+        except ImportRefused as exc:
+            return _json_error(exc.status, exc.message)
+        return JSONResponse(result)
+
+    # -- Pyroscope: Connect push API -------------------------------------------------------
+
+    @app.post("/push.v1.PusherService/Push", summary="Pyroscope push (Connect)")
+    async def pyroscope_push(request: Request) -> Response:
+        """Pyroscope SDKs' push: series of labels (``service_name``, tags) and raw pprof."""
+        content_type = request.headers.get("content-type", "")
+        as_json = content_type.split(";")[0].strip().lower() == "application/json"
+        if not authorized(request, basic=True):
+            return _connect_error(401, "missing or wrong token (bearer or basic-auth password)")
+        now = time.time_ns()
+        try:
+            body = await body_of(request)
+            series = push_request(body, content_type)
+        except ImportRefused as exc:
+            return _connect_error(exc.status, exc.message)
+        except UnsupportedMediaType as exc:
+            metrics.pushes.labels("malformed").inc()
+            return _connect_error(415, str(exc))
+        except ValueError as exc:
+            metrics.pushes.labels("malformed").inc()
+            return _connect_error(400, str(exc))
+
+        def convert() -> list[Item]:
+            items: list[Item] = []
+            for i, one in enumerate(series):
+                service = one.labels.get("service_name") or "unknown"
+                labels = {**_public(one.labels), "service_name": service}
+                for j, raw in enumerate(one.profiles):
+                    items += _imported(raw, service, labels, now_ns=now,
+                                       what=f"series {i} profile {j}")  # fmt: skip
+            return items
+
+        try:
+            await store("pyroscope", convert)
+        except ImportRefused as exc:
+            return _connect_error(exc.status, exc.message)
+        media = "application/json" if as_json else "application/proto"
+        return Response(b"{}" if as_json else b"", media_type=media)
+
+    # -- Pyroscope: legacy /ingest ---------------------------------------------------------
+
+    @app.post("/ingest", summary="Pyroscope legacy ingest")
+    async def pyroscope_ingest(
+        request: Request,
+        name: Annotated[str, Query(min_length=1, max_length=4096,
+                                   description="app.cpu{key=value,...}")],
+        format: Annotated[str, Query(pattern="^(folded|lines|pprof|trie|tree)$")] = "folded",
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        until: str | None = None,
+        sampleRate: Annotated[int, Query(ge=0, le=1_000_000)] = 100,
+        spyName: str = "",
+        units: str = "",
+        aggregationType: str = "sum",
+    ) -> Response:  # fmt: skip
+        """Folded stacks, one stack per line, or pprof (raw or the ``profile`` form field)."""
+        if not authorized(request, basic=True):
+            return _json_error(401, "missing or wrong token (bearer or basic-auth password)")
+        now = time.time_ns()
+        try:
+            if format in ("trie", "tree"):
+                refuse(400, f"format={format} is not supported: use folded, lines or pprof")
+            try:
+                app_name = parse_app_name(name)
+                end = parse_unix_time(until, default_ns=now, name="until")
+                start = parse_unix_time(from_, default_ns=end - 10**10, name="from")
+            except ValueError as exc:
+                refuse(400, str(exc))
+            if end < start:
+                refuse(400, "until is earlier than from")
+            body = await body_of(request)
+            content_type = request.headers.get("content-type", "")
+            service = app_name.service
+            labels = {**app_name.tags, "service_name": service}
+
+            def convert() -> list[Item]:
+                if format != "pprof":
+                    text = body.decode("utf-8", "replace")
+                    profile = folded_profile(
+                        text, lines=format == "lines", service=service,
+                        profile_type=app_name.profile_type, units=units,
+                        sample_rate=sampleRate, start_ns=start, end_ns=end,
+                    )  # fmt: skip
+                    return [Item(service, labels, profile)]
+                data = body
+                if content_type.lower().startswith("multipart/form-data"):
+                    fields = multipart_fields(body, content_type)
+                    if "profile" not in fields:
+                        raise ValueError("the multipart body has no 'profile' field")
+                    data = fields["profile"]
+                if not data:
+                    raise ValueError("the request has no profile in its body")
+                return _imported(data, service, labels, now_ns=end)
+
+            await store("pyroscope", convert)
+        except ImportRefused as exc:
+            return _json_error(exc.status, exc.message)
+        return Response(status_code=200)
+
+
+def _json_error(status: int, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+
+
+def _connect_error(status: int, message: str) -> JSONResponse:
+    """A Connect unary error: JSON ``{code, message}`` whatever the request's codec."""
+    code = _CONNECT_CODES.get(status, "unknown")
+    return JSONResponse({"code": code, "message": message}, status_code=status)

@@ -1,0 +1,191 @@
+"""Pyroscope's ingest protocols, parsed: the Connect push API and the legacy ``/ingest``.
+
+Pure functions from request parts to labels and profiles; the routes live in
+:mod:`aperture.aggregator.interop_routes`. Every refusal is a :class:`ValueError`
+whose message says what is wrong, for a 400 answer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from aperture.formats.collapsed import parse_collapsed
+from aperture.model import EventType, Frame, LockStat, Profile, Sample
+from aperture.proto.pyroscope import push_pb2
+from aperture.transforms import lock_samples
+
+# Profile types a legacy application name may end with (``app.cpu``, ``app.inuse_space``).
+PROFILE_TYPES = frozenset(
+    {
+        "cpu", "itimer", "wall", "alloc_objects", "alloc_space", "inuse_objects",
+        "inuse_space", "goroutines", "mutex_count", "mutex_duration", "block_count",
+        "block_duration", "lock_count", "lock_duration", "exceptions",
+    }
+)  # fmt: skip
+_NAME = re.compile(r"^([^{}]+?)(?:\{(.*)\})?$", re.DOTALL)
+_TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+MAX_TAGS = 64
+
+
+@dataclass(frozen=True)
+class AppName:
+    """A legacy ``name`` parameter: ``service.profile_type{key=value,...}``."""
+
+    service: str
+    profile_type: str = "cpu"
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def parse_app_name(text: str) -> AppName:
+    """``app.cpu{env=prod,region=eu}`` -> service ``app``, type ``cpu``, the tags."""
+    match = _NAME.match(text.strip())
+    if not match:
+        raise ValueError(f"name={text!r} is not 'app.cpu{{key=value,...}}'")
+    base, tag_text = match.group(1).strip(), match.group(2)
+    service, _, suffix = base.rpartition(".")
+    if not service or suffix not in PROFILE_TYPES:
+        service, suffix = base, "cpu"
+    tags: dict[str, str] = {}
+    for item in (tag_text or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not _TAG_KEY.match(key):
+            raise ValueError(f"name={text!r}: tag {item.strip()!r} is not key=value")
+        tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"name={text!r} has more than {MAX_TAGS} tags")
+    return AppName(service, suffix, tags)
+
+
+def parse_unix_time(text: str | None, *, default_ns: int, name: str) -> int:
+    """A legacy ``from``/``until``: unix seconds, or ms, us or ns told apart by size."""
+    if not text:
+        return default_ns
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not a unix time in seconds") from None
+    if value < 0:
+        raise ValueError(f"{name}={text!r} is negative")
+    for limit, scale in ((10**17, 1), (10**14, 10**3), (10**11, 10**6)):
+        if value >= limit:
+            return value * scale
+    return value * 10**9
+
+
+def folded_profile(
+    text: str,
+    *,
+    lines: bool,
+    service: str,
+    profile_type: str,
+    units: str,
+    sample_rate: int,
+    start_ns: int,
+    end_ns: int,
+) -> Profile:
+    """Folded stacks (``a;b;c 12``, root first) or ``lines`` (one stack per line, count 1)."""
+    if lines:
+        text = "".join(f"{line} 1\n" for line in text.split("\n") if line.strip())
+    folded = parse_collapsed(text)
+    if units == "lock_nanoseconds" or units == "lock_samples":
+        locks = [
+            LockStat(pid=0, comm=service, address=0, stack=tuple(Frame(n) for n in path),
+                     contentions=value if units == "lock_samples" else 0,
+                     wait_ns=value if units == "lock_nanoseconds" else 0)
+            for path, value in folded.items()
+        ]  # fmt: skip
+        profile = Profile(EventType.LOCK, "nanoseconds", start_ns=start_ns, end_ns=end_ns)
+        profile.locks = locks
+        profile.samples = lock_samples(locks)
+        return profile
+    cpu_like = units in ("", "samples") and profile_type in ("cpu", "itimer", "wall")
+    profile = Profile(
+        EventType.CPU,
+        "samples" if cpu_like else (units or "count"),
+        start_ns=start_ns,
+        end_ns=end_ns,
+        frequency_hz=sample_rate if cpu_like else 0,
+    )
+    if not cpu_like:
+        profile.labels["sample_type"] = profile_type
+    profile.samples = [
+        Sample(tuple(Frame(name) for name in path), value, comm=service)
+        for path, value in folded.items()
+        if value > 0
+    ]
+    return profile
+
+
+class UnsupportedMediaType(ValueError):
+    """A push in a codec other than Connect's proto or JSON."""
+
+
+@dataclass
+class Series:
+    """One series of a push: its labels and its raw pprof profiles."""
+
+    labels: dict[str, str]
+    profiles: list[bytes]
+
+
+def push_request(body: bytes, content_type: str) -> list[Series]:
+    """The series of a Connect ``PushRequest`` (``application/proto`` or ``application/json``)."""
+    request = push_pb2.PushRequest()
+    media = content_type.split(";")[0].strip().lower()
+    try:
+        if media in ("application/proto", "application/protobuf", "application/x-protobuf"):
+            request.ParseFromString(body)
+        elif media == "application/json":
+            json_format.Parse(body.decode("utf-8"), request, ignore_unknown_fields=True)
+        else:
+            raise UnsupportedMediaType(
+                f"content type {content_type!r} is not supported: send application/proto "
+                "or application/json (Connect unary)"
+            )
+    except (DecodeError, RuntimeError) as exc:
+        raise ValueError(f"not a push.v1.PushRequest ({exc})") from None
+    except (json_format.ParseError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a push.v1.PushRequest in JSON ({exc})") from None
+    out = []
+    for i, series in enumerate(request.series):
+        labels: dict[str, str] = {}
+        for pair in series.labels:
+            if not pair.name:
+                raise ValueError(f"series {i} has a label without a name")
+            labels[pair.name] = pair.value
+        out.append(Series(labels, [s.raw_profile for s in series.samples if s.raw_profile]))
+    return out
+
+
+_BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)
+_FIELD_NAME = re.compile(rb'\bname="([^"]*)"', re.IGNORECASE)
+
+
+def multipart_fields(body: bytes, content_type: str) -> dict[str, bytes]:
+    """The fields of a ``multipart/form-data`` body, by name (the content exactly as sent)."""
+    match = _BOUNDARY.search(content_type)
+    if not match:
+        raise ValueError("the multipart body has no boundary in its content type")
+    delimiter = b"--" + match.group(1).encode("latin-1")
+    fields: dict[str, bytes] = {}
+    parts = body.split(delimiter)
+    if len(parts) < 3:
+        raise ValueError("the multipart body has no parts")
+    # parts[0] is the preamble; the part after the closing delimiter starts with "--".
+    for part in parts[1:]:
+        if part.startswith(b"--"):
+            return fields
+        head, sep, content = part.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            raise ValueError("a multipart part has no header/body separator")
+        name = _FIELD_NAME.search(head)
+        if name:
+            fields[name.group(1).decode("utf-8", "replace")] = content.removesuffix(b"\r\n")
+    raise ValueError("the multipart body is truncated (no closing boundary)")
