@@ -1,0 +1,43 @@
+"""The aggregator's query ``Backend`` answered from the store (docs/api.md shapes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aperture.model import Profile
+from aperture.storage import queries
+from aperture.storage.filters import FilterLike
+from aperture.storage.store import Store
+
+
+class StoreBackend:
+    """Drop-in for ``BufferBackend``: same methods, same answers, over all stored data.
+
+    Calls block on ClickHouse: from the event loop, run them in a worker thread.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def flamegraph(self, f: FilterLike, max_nodes: int) -> dict[str, Any]:
+        return queries.flamegraph_tree(self.store, f, max_nodes)
+
+    def top(self, f: FilterLike, limit: int, sort: str) -> dict[str, Any]:
+        return queries.top(self.store, f, limit, sort)
+
+    def diff(
+        self, base: FilterLike, comp: FilterLike, max_nodes: int, limit: int
+    ) -> dict[str, Any]:
+        return queries.diff(self.store, base, comp, max_nodes, limit)
+
+    def timeline(self, f: FilterLike, step_s: int, group_by: str | None) -> dict[str, Any]:
+        return queries.timeline(self.store, f, step_s, group_by)
+
+    def syscalls(self, f: FilterLike, per_process: bool) -> dict[str, Any]:
+        return queries.syscalls(self.store, f, per_process)
+
+    def locks(self, f: FilterLike, limit: int) -> dict[str, Any]:
+        return queries.locks(self.store, f, limit)
+
+    def export_profile(self, f: FilterLike) -> Profile:
+        return queries.export_profile(self.store, f)

@@ -1,0 +1,115 @@
+"""What a query selects, turned into a WHERE clause with bound parameters only.
+
+Every value a user gives travels as a ClickHouse server-side parameter
+(``{name:Type}``); the SQL text holds only fixed column names and generated
+parameter names, so no filter value can change a statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aperture.model import EventType
+
+MAX_NS = 2**63 - 1
+
+
+class FilterLike(Protocol):
+    """The filter fields queries read (``aperture.aggregator.backend.Filter`` has them)."""
+
+    @property
+    def event_type(self) -> EventType: ...
+    @property
+    def from_ns(self) -> int: ...
+    @property
+    def to_ns(self) -> int: ...
+    @property
+    def host(self) -> str | None: ...
+    @property
+    def agent(self) -> str | None: ...
+    @property
+    def pid(self) -> int | None: ...
+    @property
+    def comm(self) -> str | None: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def address(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Event type, event-time range ``[from_ns, to_ns)`` of window ends, exact matches."""
+
+    event_type: EventType = EventType.CPU
+    from_ns: int = 0
+    to_ns: int = MAX_NS
+    host: str | None = None
+    agent: str | None = None
+    pid: int | None = None
+    comm: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    address: int | None = None  # one lock (lock profiles)
+
+
+# Columns each table has beyond ts/host/agent_id/labels.
+_HAS = {
+    "samples": {"event_type", "pid", "comm"},
+    "lock_stats": {"pid", "comm", "address"},
+    "syscall_stats": {"pid", "comm"},
+    "batches": {"event_types"},
+}
+
+
+def where(f: FilterLike, table: str) -> tuple[str, dict[str, Any]]:
+    """``cond AND cond ...`` for ``table`` and its parameters.
+
+    A row matches when its window end ``ts`` is in ``[from_ns, to_ns)``, so
+    adjacent ranges never count a window twice. A pid or address outside its
+    column's range matches nothing.
+    """
+    has = _HAS[table]
+    conds = [
+        "ts >= fromUnixTimestamp64Nano({from_ns:Int64}, 'UTC')",
+        "ts < fromUnixTimestamp64Nano({to_ns:Int64}, 'UTC')",
+    ]
+    params: dict[str, Any] = {
+        "from_ns": max(-MAX_NS, min(f.from_ns, MAX_NS)),
+        "to_ns": max(-MAX_NS, min(f.to_ns, MAX_NS)),
+    }
+    if "event_type" in has:
+        conds.append("event_type = {event_type:String}")
+        params["event_type"] = str(f.event_type)
+    if "event_types" in has:
+        conds.append("has(event_types, {event_type:String})")
+        params["event_type"] = str(f.event_type)
+    if f.host is not None:
+        conds.append("host = {host:String}")
+        params["host"] = f.host
+    if f.agent is not None:
+        conds.append("agent_id = {agent:String}")
+        params["agent"] = f.agent
+    if f.pid is not None and "pid" in has:
+        if 0 <= f.pid < 2**32:
+            conds.append("pid = {pid:UInt32}")
+            params["pid"] = f.pid
+        else:
+            conds.append("0")
+    if f.comm is not None and "comm" in has:
+        conds.append("comm = {comm:String}")
+        params["comm"] = f.comm
+    if f.address is not None and "address" in has:
+        if 0 <= f.address < 2**64:
+            conds.append("address = {address:UInt64}")
+            params["address"] = f.address
+        else:
+            conds.append("0")
+    for i, (key, value) in enumerate(sorted(f.labels.items())):
+        conds.append(
+            f"mapContains(labels, {{lk{i}:String}}) AND labels[{{lk{i}:String}}] = {{lv{i}:String}}"
+        )
+        params[f"lk{i}"] = key
+        params[f"lv{i}"] = value
+    return " AND ".join(conds), params

@@ -1,0 +1,106 @@
+"""Stacks read back from the ``stacks`` table, cached: a stack never changes for its hash.
+
+Queries aggregate samples by ``stack_hash`` in SQL and resolve only the
+distinct hashes here; after the first query over a range, resolving costs a
+dictionary lookup per stack.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aperture import flamegraph
+from aperture.model import Frame, FrameKind
+
+# (name, module, node kind) as flamegraph trees key their nodes
+Key = tuple[str, str, int]
+_NODE_KIND = {
+    FrameKind.USER: flamegraph.USER,
+    FrameKind.KERNEL: flamegraph.KERNEL,
+    FrameKind.JIT: flamegraph.JIT,
+    FrameKind.UNKNOWN: flamegraph.UNKNOWN,
+}
+FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    frames: tuple[Frame, ...]
+    keys: tuple[Key, ...]
+
+
+EMPTY = Stack((), ())
+Fetch = Callable[[list[int]], Iterable[Sequence[Any]]]
+
+
+class StackCache:
+    """hash → :class:`Stack`, bounded (oldest evicted), shared by query threads.
+
+    Frames and keys are interned so a cached frame costs one pointer per stack.
+    """
+
+    def __init__(self, max_stacks: int = 300_000) -> None:
+        self.max_stacks = max_stacks
+        self._stacks: OrderedDict[int, Stack] = OrderedDict()
+        self._frames: dict[tuple[str, str, str, int], Frame] = {}
+        self._keys: dict[Key, Key] = {}
+        self._lock = threading.Lock()
+        self.missing = 0  # hashes asked for that the table does not hold (expired)
+
+    def __len__(self) -> int:
+        return len(self._stacks)
+
+    def resolve(self, hashes: Iterable[int], fetch: Fetch) -> dict[int, Stack]:
+        """Every hash's stack (:data:`EMPTY` for one the table lacks)."""
+        out: dict[int, Stack] = {}
+        wanted: list[int] = []
+        with self._lock:
+            for h in hashes:
+                hit = self._stacks.get(h)
+                if hit is None:
+                    wanted.append(h)
+                else:
+                    out[h] = hit
+        for i in range(0, len(wanted), FETCH_CHUNK):
+            chunk = wanted[i : i + FETCH_CHUNK]
+            rows = list(fetch(chunk))
+            with self._lock:
+                for h, names, modules, kinds, offsets in rows:
+                    out[h] = self._add(h, names, modules, kinds, offsets)
+        for h in wanted:
+            if h not in out:
+                out[h] = EMPTY
+                self.missing += 1
+        return out
+
+    def _add(
+        self,
+        h: int,
+        names: Sequence[str],
+        modules: Sequence[str],
+        kinds: Sequence[str],
+        offsets: Sequence[int],
+    ) -> Stack:
+        frames_cache, keys_cache = self._frames, self._keys
+        frames: list[Frame] = []
+        keys: list[Key] = []
+        for name, module, kind, offset in zip(names, modules, kinds, offsets, strict=True):
+            ident = (name, module, kind, offset)
+            frame = frames_cache.get(ident)
+            if frame is None:
+                frame = frames_cache[ident] = Frame(name, module, FrameKind(kind), offset)
+            key = (name, module, _NODE_KIND[frame.kind])
+            keys.append(keys_cache.setdefault(key, key))
+            frames.append(frame)
+        stack = Stack(tuple(frames), tuple(keys))
+        self._stacks[h] = stack
+        if len(self._stacks) > self.max_stacks:
+            self._stacks.popitem(last=False)
+            if len(self._frames) > 8 * self.max_stacks:
+                self._frames.clear()
+                self._keys.clear()
+        return stack

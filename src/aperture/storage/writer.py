@@ -1,0 +1,322 @@
+"""A background thread that writes accepted batches to the store in groups.
+
+``submit`` only appends to a queue (microseconds, no I/O), so the asyncio
+loop never waits on ClickHouse. The thread parses what was queued, flushes
+when ``flush_rows`` rows wait or the oldest batch has waited
+``flush_interval_s``, and on failure keeps the group queued and retries with
+exponential backoff. The queue is bounded in bytes: past the bound the oldest
+batches are dropped and counted (the aggregator's journal still holds them).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aperture.proto.v1 import profile_pb2 as pb
+from aperture.storage.store import Store, as_batch
+from aperture.wire import Decoded
+
+log = logging.getLogger("aperture.storage")
+
+Item = pb.ProfileBatch | Decoded | bytes
+
+
+@dataclass(frozen=True)
+class WriterStats:
+    """Counters for /metrics (``flush_total{status}``, ``pending_rows``, ...)."""
+
+    flush_ok: int
+    flush_failed: int
+    pending_batches: int
+    pending_rows: int  # rows of the queued batches parsed so far
+    pending_bytes: int
+    written_batches: int
+    written_rows: int
+    duplicate_batches: int  # already stored: skipped
+    rejected_batches: int  # malformed: skipped
+    dropped_batches: int  # oldest dropped when the queue was full
+    dropped_bytes: int
+    flush_seconds_total: float
+    flush_seconds_last: float
+    retry_in_s: float  # 0 unless waiting to retry a failed flush
+    last_error: str
+
+    @property
+    def flush_total(self) -> dict[str, int]:
+        return {"ok": self.flush_ok, "error": self.flush_failed}
+
+
+@dataclass(eq=False)
+class _Queued:
+    item: Item
+    size: int
+    at: float
+    batch: pb.ProfileBatch | None = None
+    rows: int = 0
+
+
+def _size(item: Item) -> int:
+    if isinstance(item, bytes):
+        return len(item)
+    if isinstance(item, pb.ProfileBatch):
+        return int(item.ByteSize())
+    rows = sum(len(p.samples) + len(p.locks) + len(p.syscalls) for p in item.profiles.values())
+    return 100 * rows + 200  # estimate until the thread encodes it
+
+
+def _rows(batch: pb.ProfileBatch) -> int:
+    return len(batch.cpu.stack) + 2 * len(batch.lock.locks) + len(batch.syscall.syscalls)
+
+
+@dataclass
+class _Counters:
+    flush_ok: int = 0
+    flush_failed: int = 0
+    written_batches: int = 0
+    written_rows: int = 0
+    duplicate_batches: int = 0
+    rejected_batches: int = 0
+    dropped_batches: int = 0
+    dropped_bytes: int = 0
+    flush_seconds_total: float = 0.0
+    flush_seconds_last: float = 0.0
+    last_error: str = ""
+    pending_rows: int = 0
+    pending_bytes: int = 0
+    failures: int = 0  # consecutive
+    retry_at: float = 0.0
+    busy: set[int] = field(default_factory=set)
+
+
+class StorageWriter:
+    """Queue batches with :meth:`submit`; a thread writes them to ``store``."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        flush_rows: int = 100_000,
+        flush_interval_s: float = 2.0,
+        max_pending_bytes: int = 256 << 20,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        on_flush: Callable[[str, float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.flush_rows = flush_rows
+        self.flush_interval_s = flush_interval_s
+        self.max_pending_bytes = max_pending_bytes
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        self._on_flush = on_flush
+        self._clock = clock
+        self._queue: collections.deque[_Queued] = collections.deque()
+        self._c = _Counters()
+        self._cv = threading.Condition()
+        self._urgent = False  # flush whatever is queued now (flush/drain)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="aperture-storage", daemon=True)
+
+    def start(self) -> StorageWriter:
+        self._thread.start()
+        return self
+
+    # -- caller side (any thread, never blocks on I/O) -------------------
+
+    def submit(self, item: Item) -> None:
+        """Queue one accepted batch (serialized bytes, a ProfileBatch or a Decoded)."""
+        size = _size(item)
+        with self._cv:
+            self._queue.append(_Queued(item, size, self._clock()))
+            self._c.pending_bytes += size
+            self._shed()
+            self._cv.notify_all()
+
+    def _shed(self) -> None:
+        """Drop the oldest batches not being written while over the byte bound.
+
+        The newest batch stays even when it alone is over the bound.
+        """
+        c = self._c
+        while c.pending_bytes > self.max_pending_bytes and len(self._queue) > 1:
+            victim = next((q for q in self._queue if id(q) not in c.busy), None)
+            if victim is None or victim is self._queue[-1]:
+                return
+            self._queue.remove(victim)
+            c.pending_bytes -= victim.size
+            c.pending_rows -= victim.rows
+            c.dropped_batches += 1
+            c.dropped_bytes += victim.size
+
+    def stats(self) -> WriterStats:
+        with self._cv:
+            c = self._c
+            return WriterStats(
+                flush_ok=c.flush_ok,
+                flush_failed=c.flush_failed,
+                pending_batches=len(self._queue),
+                pending_rows=c.pending_rows,
+                pending_bytes=c.pending_bytes,
+                written_batches=c.written_batches,
+                written_rows=c.written_rows,
+                duplicate_batches=c.duplicate_batches,
+                rejected_batches=c.rejected_batches,
+                dropped_batches=c.dropped_batches,
+                dropped_bytes=c.dropped_bytes,
+                flush_seconds_total=c.flush_seconds_total,
+                flush_seconds_last=c.flush_seconds_last,
+                retry_in_s=max(0.0, c.retry_at - self._clock()) if c.failures else 0.0,
+                last_error=c.last_error,
+            )
+
+    def flush(self, timeout: float) -> bool:
+        """Write everything queued now; True when the queue emptied within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            self._urgent = True
+            self._cv.notify_all()
+            while self._queue and self._thread.is_alive():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(min(left, 0.1))
+            self._urgent = False
+            return not self._queue
+
+    def drain(self, timeout: float) -> bool:
+        """Flush, then stop the thread (shutdown); True when nothing was left behind."""
+        emptied = self.flush(timeout) if self._thread.is_alive() else not self._queue
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=max(1.0, timeout))
+        if not emptied:
+            log.warning("storage writer stopped with %d batches unwritten", len(self._queue))
+        return emptied
+
+    # -- the thread ------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                group = self._next_group()
+                while group is None and not self._stop:
+                    self._cv.wait(self._wait_s())
+                    group = self._next_group()
+                if group is None:
+                    return
+                self._c.busy = {id(q) for q in group}
+            self._write(group)
+
+    def _wait_s(self) -> float:
+        now = self._clock()
+        c = self._c
+        if c.failures:
+            return max(0.01, c.retry_at - now)
+        if self._queue:
+            return max(0.01, self._queue[0].at + self.flush_interval_s - now)
+        return 1.0
+
+    def _next_group(self) -> list[_Queued] | None:
+        """The oldest batches to write now, or None when nothing is due (lock held)."""
+        if not self._queue:
+            return None
+        c = self._c
+        now = self._clock()
+        if c.failures and now < c.retry_at:
+            return None
+        self._cv.release()  # parse outside the lock: submit must never wait on it
+        try:
+            self._parse()
+        finally:
+            self._cv.acquire()
+        if not self._queue:
+            return None
+        due = self._urgent or c.failures or now - self._queue[0].at >= self.flush_interval_s
+        if not due and c.pending_rows < self.flush_rows:
+            return None
+        group: list[_Queued] = []
+        rows = 0
+        for q in self._queue:
+            if q.batch is None or (group and rows + q.rows > self.flush_rows):
+                break
+            group.append(q)
+            rows += q.rows
+        return group or None
+
+    def _parse(self) -> None:
+        with self._cv:
+            todo = [q for q in self._queue if q.batch is None]
+        for q in todo:
+            try:
+                batch = as_batch(q.item)
+            except Exception as exc:
+                log.warning("dropping a batch the writer cannot read: %s", exc)
+                with self._cv:
+                    if q in self._queue:
+                        self._queue.remove(q)
+                        self._c.pending_bytes -= q.size
+                        self._c.rejected_batches += 1
+                continue
+            rows, size = _rows(batch), int(batch.ByteSize())
+            with self._cv:
+                q.batch, q.item, q.rows = batch, batch, rows
+                if q in self._queue:
+                    self._c.pending_rows += rows
+                    self._c.pending_bytes += size - q.size
+                q.size = size
+
+    def _write(self, group: list[_Queued]) -> None:
+        started = time.perf_counter()
+        try:
+            result = self.store.insert_batches([q.batch for q in group if q.batch is not None])
+        except Exception as exc:
+            seconds = time.perf_counter() - started
+            with self._cv:
+                c = self._c
+                c.busy = set()
+                c.failures += 1
+                c.flush_failed += 1
+                c.last_error = str(exc)
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (c.failures - 1))
+                c.retry_at = self._clock() + delay * random.uniform(0.8, 1.0)
+                self._shed()
+            log.warning("storage flush of %d batches failed (retry in %.1fs): %s",
+                        len(group), delay, exc)  # fmt: skip
+            self._observe("error", seconds)
+            return
+        seconds = time.perf_counter() - started
+        with self._cv:
+            c = self._c
+            c.busy = set()
+            written = {id(q) for q in group}
+            # Batches being written are never shed, so the group is still the queue's head.
+            while self._queue and id(self._queue[0]) in written:
+                q = self._queue.popleft()
+                c.pending_rows -= q.rows
+                c.pending_bytes -= q.size
+            c.failures = 0
+            c.flush_ok += 1
+            c.written_batches += result.batches
+            c.written_rows += result.samples + result.locks + result.syscalls
+            c.duplicate_batches += result.duplicates
+            c.rejected_batches += result.rejected
+            c.flush_seconds_total += seconds
+            c.flush_seconds_last = seconds
+            self._cv.notify_all()
+        self._observe("ok", seconds)
+
+    def _observe(self, status: str, seconds: float) -> None:
+        if self._on_flush is not None:
+            try:
+                self._on_flush(status, seconds)
+            except Exception:
+                log.exception("the on_flush callback failed")

@@ -1,0 +1,427 @@
+"""The store against the real embedded chDB engine (and a server when one is configured).
+
+chDB hosts one directory per process, so every test here shares one engine
+directory and gets its own database in it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("chdb", reason="the storage tests need the aggregator extra (chdb)")
+
+from aperture.aggregator.backend import BufferBackend
+from aperture.aggregator.backend import Filter as BufferFilter
+from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.proto.v1 import profile_pb2 as pb
+from aperture.storage import Filter, StorageWriter, Store, StoreInUse, queries, schema
+from aperture.transforms import lock_samples, merge
+from aperture.wire import Identity, check, decode, encode
+
+MAIN = Frame("main", "app", FrameKind.USER, 0x1130)
+HOT = Frame("hot", "app", FrameKind.USER, 0x1200)
+COLD = Frame("cold", "libc.so.6", FrameKind.USER, 0x99)
+VFS = Frame("vfs_read", "[kernel]", FrameKind.KERNEL, 0xFFFFFFFF81234567)
+JIT = Frame("lambda$0", "[jit]", FrameKind.JIT, 0x7F00)
+S = 10**9
+T0 = (time.time_ns() // (3600 * S) - 1) * 3600 * S  # an hour boundary, one hour ago
+_db = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def engine_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb") / "store"
+
+
+@pytest.fixture
+def store(engine_dir: Path) -> Iterator[Store]:
+    with Store.open(f"chdb://{engine_dir}", database=f"t{next(_db)}") as s:
+        yield s
+
+
+def cpu(end_ns: int, *samples: tuple[tuple[Frame, ...], int, int, str]) -> Profile:
+    return Profile(EventType.CPU, "samples", start_ns=end_ns - 10 * S, end_ns=end_ns,
+                   frequency_hz=99, losses={"lost": 1},
+                   samples=[Sample(st, v, pid=pid, tid=pid + 1, comm=comm, thread="t")
+                            for st, v, pid, comm in samples])  # fmt: skip
+
+
+def lock(end_ns: int) -> Profile:
+    locks = [
+        LockStat(10, "app", 0x7F00, (MAIN, HOT), contentions=4, wait_ns=9000, max_ns=5000,
+                 eagain=1, timeouts=2, timeout_ns=300, hist=(0,) * 10 + (1, 3)),
+        LockStat(10, "app", 0x7F00, (MAIN, COLD), contentions=1, wait_ns=1000, max_ns=1000,
+                 hist=(0,) * 9 + (1,)),
+        LockStat(11, "db", 0x8000, (MAIN, VFS), contentions=1, wait_ns=500, max_ns=500,
+                 hist=(0,) * 8 + (1,)),
+    ]  # fmt: skip
+    return Profile(EventType.LOCK, "nanoseconds", samples=lock_samples(locks),
+                   start_ns=end_ns - 10 * S, end_ns=end_ns, locks=locks)  # fmt: skip
+
+
+def syscall(end_ns: int) -> Profile:
+    calls = [
+        SyscallStat(10, "app", 0, "read", count=100, errors=4, total_ns=100_000, min_ns=500,
+                    max_ns=9000, hist=(0,) * 9 + (90, 10), errnos={11: 4}),
+        SyscallStat(11, "db", 0, "read", count=10, errors=0, total_ns=5_000, min_ns=400,
+                    max_ns=600, hist=(0,) * 8 + (10,)),
+        SyscallStat(10, "app", 257, "openat", count=10, errors=10, total_ns=50_000,
+                    min_ns=2000, max_ns=8000, hist=(0,) * 11 + (10,), errnos={2: 10}),
+    ]  # fmt: skip
+    return Profile(EventType.SYSCALL, "nanoseconds", start_ns=end_ns - 10 * S, end_ns=end_ns,
+                   syscalls=calls)  # fmt: skip
+
+
+def batch(seq: int, profiles: list[Profile], host: str = "h1", **labels: str) -> pb.ProfileBatch:
+    return encode(profiles, Identity(f"agent-{host}", host, labels or {"env": "prod"}), seq)
+
+
+def fleet() -> list[pb.ProfileBatch]:
+    """Three windows of two hosts with every event type."""
+    return [
+        batch(1, [cpu(T0, ((MAIN, HOT), 75, 10, "app"), ((MAIN, VFS), 25, 10, "app"))]),
+        batch(2, [cpu(T0 + 10 * S, ((MAIN, HOT), 5, 10, "app"), ((MAIN, JIT), 7, 12, "")),
+                  lock(T0 + 10 * S), syscall(T0 + 10 * S)]),
+        batch(1, [cpu(T0 + 20 * S, ((MAIN, COLD), 40, 11, "db"), ((), 3, 11, "db"))],
+              host="h2", env="dev"),
+    ]  # fmt: skip
+
+
+def buffer_backend(batches: list[pb.ProfileBatch]) -> BufferBackend:
+    buf = BatchBuffer(1 << 30)
+    for b in batches:
+        buf.add(BufferedBatch.of(b, check(b), b.SerializeToString(), 0))
+    return BufferBackend(buf)
+
+
+FILTERS: list[dict[str, Any]] = [
+    {},
+    {"host": "h1"},
+    {"pid": 10},
+    {"comm": "db"},
+    {"labels": {"env": "dev"}},
+    {"from_ns": T0 + 10 * S, "to_ns": T0 + 20 * S},
+    {"agent": "agent-h2", "from_ns": T0 + 20 * S},
+]
+
+
+@pytest.mark.parametrize("kw", FILTERS, ids=lambda kw: ",".join(kw) or "all")
+def test_every_query_answers_as_the_buffer_does(store: Store, kw: dict[str, Any]) -> None:
+    batches = fleet()
+    assert store.insert_batches(batches).batches == 3
+    mem = buffer_backend(batches)
+    for et in (EventType.CPU, EventType.LOCK):
+        f, bf = Filter(et, **kw), BufferFilter(et, **kw)
+        assert queries.flamegraph_tree(store, f, 1000) == mem.flamegraph(bf, 1000)
+        for sort in ("self", "total"):
+            assert queries.top(store, f, 10, sort) == mem.top(bf, 10, sort)
+        for group in (None, "host", "comm", "pid"):
+            assert queries.timeline(store, f, 10, group) == mem.timeline(bf, 10, group)
+    f, bf = Filter(EventType.SYSCALL, **kw), BufferFilter(EventType.SYSCALL, **kw)
+    for per_process in (False, True):
+        assert queries.syscalls(store, f, per_process) == mem.syscalls(bf, per_process)
+    assert queries.timeline(store, f, 60, "comm") == mem.timeline(bf, 60, "comm")
+    f, bf = Filter(EventType.LOCK, **kw), BufferFilter(EventType.LOCK, **kw)
+    assert queries.locks(store, f, 10) == mem.locks(bf, 10)
+    assert queries.locks(store, f, 1) == mem.locks(bf, 1)
+
+
+def test_round_trip_values(store: Store) -> None:
+    store.insert_batches(fleet())
+    fg = queries.flamegraph_tree(store, Filter(), 100)
+    names, nodes = fg["names"], fg["nodes"]
+    assert fg["total"] == 75 + 25 + 5 + 7 + 40 + 3
+    assert [names[i] for i in nodes["name"][:3]] == ["all", "app", "main"]
+    assert nodes["depth"][:3] == [0, 1, 2]
+    assert names[nodes["name"][nodes["total"].index(7)]] == "pid 12"  # no comm: pid
+    syscalls = queries.syscalls(store, Filter(EventType.SYSCALL), False)["syscalls"]
+    read = next(r for r in syscalls if r["name"] == "read")
+    assert (read["count"], read["errors"], read["top_errno"]) == (110, 4, [("EAGAIN", 4)])
+    assert 512 <= read["p50_ns"] < 1024 and read["p99_ns"] <= 9000
+    top_lock = queries.locks(store, Filter(EventType.LOCK), 5)["locks"][0]
+    assert (top_lock["address"], top_lock["wait_ns"], top_lock["contentions"]) == (
+        "0x7f00",
+        10000,
+        5,
+    )
+    assert top_lock["top_stack"] == [
+        {"name": "main", "module": "app"},
+        {"name": "hot", "module": "app"},
+    ]
+    one_lock = Filter(EventType.LOCK, address=0x8000)
+    assert queries.flamegraph_tree(store, one_lock, 100)["total"] == 500
+    assert queries.flamegraph_tree(store, Filter(EventType.LOCK), 100)["total"] == 10500
+
+
+def test_export_profile_merges_the_range(store: Store) -> None:
+    batches = fleet()
+    store.insert_batches(batches)
+    for et in EventType:
+        want = merge(decode(b).profiles[et] for b in batches if et in decode(b).profiles)
+        got = queries.export_profile(store, Filter(et))
+        assert (got.start_ns, got.end_ns, got.unit) == (want.start_ns, want.end_ns, want.unit)
+        assert Counter(got.samples) == Counter(want.samples)
+        assert Counter(got.locks) == Counter(want.locks)
+        key = lambda s: (s.pid, s.nr)  # noqa: E731
+        assert sorted(got.syscalls, key=key) == sorted(want.syscalls, key=key)
+    assert queries.export_profile(store, Filter()).frequency_hz == 99
+    assert queries.export_profile(store, Filter()).losses == {"lost": 3}
+    empty = queries.export_profile(store, Filter(from_ns=T0 + 3600 * S))
+    assert empty.samples == [] and empty.start_ns == T0 + 3600 * S
+
+
+def test_time_range_is_half_open_on_window_ends(store: Store) -> None:
+    store.insert_batches(fleet())  # windows end at T0, T0+10s, T0+20s
+
+    def total(lo: int, hi: int) -> int:
+        return int(queries.flamegraph_tree(store, Filter(from_ns=lo, to_ns=hi), 100)["total"])
+
+    assert total(T0, T0 + 1) == 100
+    assert total(T0 - 1, T0) == 0
+    assert total(T0 + 1, T0 + 10 * S) == 0
+    assert total(T0 + 10 * S, T0 + 10 * S + 1) == 12
+    assert total(T0, T0 + 20 * S) == 112
+    assert total(T0, T0 + 20 * S + 1) == 155
+    by_label = Filter(labels={"env": "prod"}, from_ns=T0 + 10 * S)
+    assert queries.flamegraph_tree(store, by_label, 100)["total"] == 12
+    assert queries.top(store, Filter(labels={"env": ""}), 5)["total"] == 0
+    assert queries.top(store, Filter(labels={"env": "dev", "x": "y"}), 5)["total"] == 0
+
+
+def test_diff_on_constructed_sides(store: Store) -> None:
+    base = batch(1, [cpu(T0, ((MAIN, HOT), 60, 1, "app"), ((MAIN, COLD), 40, 1, "app"))])
+    comp = batch(2, [cpu(T0 + 60 * S, ((MAIN, HOT), 100, 1, "app"), ((MAIN, VFS), 300, 1, "app"))])
+    store.insert_batches([base, comp])
+    b, c = Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1)
+    d = queries.diff(store, b, c, 100, 10)
+    assert (d["baseline_total"], d["comparison_total"]) == (100, 400)
+    names, nodes = d["names"], d["nodes"]
+    row = {names[n]: i for i, n in enumerate(nodes["name"])}
+    assert (nodes["baseline"][row["hot"]], nodes["comparison"][row["hot"]]) == (60, 100)
+    assert (nodes["baseline"][row["cold"]], nodes["comparison"][row["cold"]]) == (40, 0)
+    assert (nodes["baseline"][row["vfs_read"]], nodes["comparison"][row["vfs_read"]]) == (0, 300)
+    deltas = {r["name"]: r["delta_pct"] for r in d["functions"]}
+    assert deltas == pytest.approx({"vfs_read": 75.0, "hot": -35.0, "cold": -40.0, "main": 0.0})
+    assert [r["name"] for r in d["functions"]] == ["vfs_read", "cold", "hot", "main"]
+    mem = buffer_backend([base, comp])
+    assert d == mem.diff(BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1), 100, 10)
+
+
+def _check_sums(nodes: dict[str, list[int]]) -> None:
+    """Every node's total is its self plus its children's totals."""
+    depth, total, self_ = nodes["depth"], nodes["total"], nodes["self"]
+    for i in range(len(depth)):
+        children = 0
+        for j in range(i + 1, len(depth)):
+            if depth[j] <= depth[i]:
+                break
+            if depth[j] == depth[i] + 1:
+                children += total[j]
+        assert total[i] == self_[i] + children, i
+
+
+def test_flamegraph_pruning_keeps_totals(store: Store) -> None:
+    leaves = [Frame(f"fn{i}", "app") for i in range(300)]
+    mids = [Frame(f"mid{i}", "app") for i in range(10)]
+    samples = [((MAIN, mids[i % 10], leaf), i + 1, 1, "app") for i, leaf in enumerate(leaves)]
+    store.insert_batches([batch(1, [cpu(T0, *samples)])])
+    full = queries.flamegraph_tree(store, Filter(), 100_000)
+    pruned = queries.flamegraph_tree(store, Filter(), 50)
+    assert len(full["nodes"]["name"]) == 1 + 1 + 1 + 10 + 300
+    assert len(pruned["nodes"]["name"]) < 80
+    assert pruned["total"] == full["total"] == sum(range(1, 301))
+    assert "other" in pruned["names"]
+    _check_sums(pruned["nodes"])
+    _check_sums(full["nodes"])
+
+
+NASTY = ["'; DROP TABLE samples; --", "\\", "a'b\\'c", "{host:String}", "\0", "é\n\t"]
+
+
+@pytest.mark.parametrize("value", NASTY)
+def test_sql_metacharacters_are_only_values(store: Store, value: str) -> None:
+    store.insert_batches(fleet())
+    for kw in ({"host": value}, {"comm": value}, {"agent": value}, {"labels": {value: value}}):
+        assert queries.flamegraph_tree(store, Filter(**kw), 100)["total"] == 0
+        assert queries.top(store, Filter(**kw), 10)["functions"] == []
+        assert queries.timeline(store, Filter(**kw), 60, "host")["series"] == []
+        assert queries.syscalls(store, Filter(EventType.SYSCALL, **kw), True)["syscalls"] == []
+        assert queries.locks(store, Filter(EventType.LOCK, **kw), 10)["locks"] == []
+    assert queries.top(store, Filter(), 10)["total"] == 155  # nothing was dropped
+    # the same strings as data come back exactly
+    odd = batch(9, [cpu(T0, ((Frame(value, value),), 3, 5, value))], host=value, **{value: value})
+    store.insert_batches([odd])
+    f = Filter(host=value, comm=value, labels={value: value})
+    assert queries.top(store, f, 5)["functions"][0]["name"] == value
+    assert store.seen(f"agent-{value}", 9)
+
+
+def test_out_of_range_filters_match_nothing(store: Store) -> None:
+    store.insert_batches(fleet())
+    for f in (Filter(pid=-1), Filter(pid=2**40), Filter(EventType.LOCK, address=-5)):
+        assert queries.top(store, f, 5)["total"] == 0
+    assert queries.top(store, Filter(from_ns=-(2**70), to_ns=2**70), 5)["total"] == 155
+
+
+def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
+    batches = fleet()
+    first = store.insert_batches(batches + batches[:1])
+    assert (first.batches, first.duplicates) == (3, 1)
+    again = store.insert_batches(batches)
+    assert (again.batches, again.duplicates, again.samples) == (0, 3, 0)
+    bad = batch(7, [cpu(T0, ((MAIN,), 1, 1, "x"))])
+    bad.cpu.stack[0] = 99  # refers to a stack the batch lacks
+    assert store.insert_batches([bad]).rejected == 1
+    assert not store.seen("agent-h1", 7) and store.seen("agent-h1", 2)
+    assert store.recent_sequences(T0 - 1) == {"agent-h1": [1, 2], "agent-h2": [1]}
+    assert queries.top(store, Filter(), 5)["total"] == 155
+
+
+def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> None:
+    dsn, db = f"chdb://{engine_dir}", f"t{next(_db)}"
+    with Store.open(dsn, database=db) as s:
+        s.insert_batches(fleet())
+        for stmt in schema.MIGRATIONS[0].statements(s.layout):
+            s.command(stmt)  # applying again changes nothing
+    with Store.open(dsn, database=db) as s:
+        assert queries.top(s, Filter(), 5)["total"] == 155
+        versions = s.select(f"SELECT version FROM {db}.schema_migrations")
+        assert versions == [(1,)]
+
+
+def test_retention_ttl_drops_expired_partitions(engine_dir: Path) -> None:
+    dsn, db = f"chdb://{engine_dir}", f"t{next(_db)}"
+    old = T0 - 3 * 86400 * S
+    with Store.open(dsn, database=db, retention_days=7) as s:
+        s.insert_batches([batch(1, [cpu(old, ((MAIN,), 5, 1, "a")), syscall(old)]),
+                          batch(2, [cpu(T0, ((MAIN,), 7, 1, "a"))])])  # fmt: skip
+        assert queries.top(s, Filter(), 5)["total"] == 12
+    with Store.open(dsn, database=db, retention_days=1) as s:
+        for table in ("samples", "syscall_stats", "batches"):
+            s.command(f"OPTIMIZE TABLE {db}.{table} FINAL")
+        assert queries.top(s, Filter(), 5)["total"] == 7
+        assert queries.syscalls(s, Filter(EventType.SYSCALL), False)["syscalls"] == []
+        assert s.recent_sequences(0) == {"agent-h1": [2]}
+        ttl = s.select(f"SELECT engine_full FROM system.tables WHERE database = '{db}' "
+                       "AND name = 'samples'")  # fmt: skip
+        assert "toIntervalDay(1)" in ttl[0][0]
+
+
+def test_one_process_per_path(store: Store, engine_dir: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom aperture.storage import Store, StoreInUse\n"
+        f"try:\n    Store.open({f'chdb://{engine_dir}'!r})\n"
+        "except StoreInUse as exc:\n    print(exc); sys.exit(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert f"the store at {os.path.realpath(engine_dir)} is used by another process" in proc.stdout
+    assert f"(pid {os.getpid()})" in proc.stdout
+    with pytest.raises(StoreInUse, match="hosts one path per process"):
+        Store.open(f"chdb://{tmp_path}/other")
+
+
+def test_cluster_statements_shape() -> None:
+    stmts = schema.cluster_statements("prof", "main", retention_days=3)
+    assert stmts[0] == "CREATE DATABASE IF NOT EXISTS prof ON CLUSTER main"
+    assert all(" ON CLUSTER main" in s for s in stmts)
+    for table in schema.TABLES:
+        local = next(s for s in stmts if f"prof.{table}_local ON CLUSTER" in s)
+        assert "ENGINE = Replicated" in local and f"/prof/{table}'" in local
+        assert "old_parts_lifetime" not in local and "TTL" in local
+        dist = next(s for s in stmts if f"TABLE IF NOT EXISTS prof.{table} ON" in s)
+        assert f"Distributed(main, prof, {table}_local," in dist
+    assert "INTERVAL 3 DAY" in next(s for s in stmts if "samples_local" in s)
+    with pytest.raises(ValueError, match="cluster name"):
+        schema.cluster_statements("prof", "main; DROP")
+
+
+def test_writer_keeps_data_queued_while_the_store_fails(store: Store) -> None:
+    outcomes: list[str] = []
+    writer = StorageWriter(
+        store,
+        flush_rows=1000,
+        flush_interval_s=0.05,
+        backoff_s=0.05,
+        max_backoff_s=0.2,
+        on_flush=lambda status, _seconds: outcomes.append(status),
+    ).start()
+    try:
+        batches = fleet()
+        store.command(f"DETACH TABLE {store.database}.samples")
+        writer.submit(batches[0].SerializeToString())
+        writer.submit(batches[1])
+        assert not writer.flush(0.5)
+        stats = writer.stats()
+        assert stats.flush_failed >= 1 and stats.flush_ok == 0 and "samples" in stats.last_error
+        assert stats.pending_batches == 2 and stats.pending_rows > 0
+        store.command(f"ATTACH TABLE {store.database}.samples")
+        assert writer.flush(5.0)
+        # the client itself goes away: the writer reconnects
+        store._clients["write"].close()
+        writer.submit(decode(batches[2]))
+        assert writer.flush(5.0)
+    finally:
+        assert writer.drain(5.0)
+    stats = writer.stats()
+    assert stats.pending_batches == stats.pending_rows == stats.pending_bytes == 0
+    assert stats.written_batches == 3 and stats.dropped_batches == 0
+    assert stats.flush_total["error"] >= 1 and "error" in outcomes and outcomes[-1] == "ok"
+    assert queries.top(store, Filter(), 5)["total"] == 155
+
+
+def test_writer_drops_oldest_when_over_its_byte_bound(store: Store) -> None:
+    writer = StorageWriter(store, flush_interval_s=60, max_pending_bytes=1)
+    for b in fleet():
+        writer.submit(b)  # never blocks, thread not even started
+    stats = writer.stats()
+    assert stats.dropped_batches == 2 and stats.pending_batches == 1
+    writer.start()
+    assert writer.drain(5.0)
+    assert store.recent_sequences(0) == {"agent-h2": [1]}
+
+
+def test_writer_groups_by_rows_and_time(store: Store) -> None:
+    writer = StorageWriter(store, flush_rows=3, flush_interval_s=3600).start()
+    try:
+        for b in fleet():
+            writer.submit(b)
+        deadline = time.monotonic() + 5
+        while writer.stats().written_batches < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert writer.stats().written_batches >= 2  # by rows, long before the interval
+    finally:
+        assert writer.drain(5.0)
+    assert writer.stats().written_batches == 3
+
+
+@pytest.fixture
+def server_store() -> Iterator[Store]:
+    url = os.environ.get("APERTURE_TEST_CLICKHOUSE_URL")
+    if not url:
+        pytest.skip("APERTURE_TEST_CLICKHOUSE_URL is not set: no ClickHouse server to test")
+    with Store.open(url, database=f"aperture_test_{os.getpid()}") as s:
+        yield s
+        s.command(f"DROP DATABASE IF EXISTS {s.database}")
+
+
+def test_server_round_trip(server_store: Store) -> None:
+    batches = fleet()
+    server_store.insert_batches(batches)
+    mem = buffer_backend(batches)
+    assert queries.flamegraph_tree(server_store, Filter(), 100) == mem.flamegraph(
+        BufferFilter(), 100
+    )
+    assert server_store.seen("agent-h1", 2)
