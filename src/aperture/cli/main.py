@@ -9,11 +9,11 @@ from pathlib import Path
 from types import ModuleType
 
 from aperture import __version__
-from aperture.cli.commands import query
+from aperture.cli.commands import export, import_profile, query
 from aperture.errors import AgentError
 
 PROG = "aperture"
-COMMANDS: dict[str, ModuleType] = {"query": query}
+COMMANDS: dict[str, ModuleType] = {"query": query, "export": export, "import": import_profile}
 
 
 def build_parser() -> argparse.ArgumentParser:

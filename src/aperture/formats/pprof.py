@@ -198,6 +198,8 @@ def read_pprof(data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES) -> pb.Profil
     if len(data) > max_bytes:
         raise MalformedPprof(f"the profile is larger than {max_bytes} bytes")
     raw = inflate(data, max_bytes=max_bytes)
+    # A .pb.gz sent with gzip content-encoding arrives compressed twice.
+    raw = inflate(raw, max_bytes=max_bytes)
     message = pb.Profile()
     try:
         message.ParseFromString(raw)

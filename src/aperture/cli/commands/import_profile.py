@@ -1,0 +1,54 @@
+"""``aperture import``: store a pprof file in an aggregator, queryable like agent data."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from aperture.cli.client import Client
+from aperture.cli.rest import RestClient, add_api_argument, parse_label
+from aperture.errors import UsageError
+
+HELP = "store a pprof file (.pb.gz or raw) in an aggregator"
+
+
+def prepare_parser(parser: argparse.ArgumentParser) -> None:
+    add_api_argument(parser)
+    parser.add_argument("file", type=Path, help="the pprof profile (gzip or raw)")
+    parser.add_argument("--service", default=None,
+                        help="the service it is from (default: the file's name)")  # fmt: skip
+    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                        help="label to store it under (repeatable)")  # fmt: skip
+
+
+def _service(path: Path) -> str:
+    name = path.name
+    for suffix in (".pb.gz", ".pprof", ".pb", ".gz"):
+        name = name.removesuffix(suffix)
+    return name or "pprof"
+
+
+def run(args: argparse.Namespace, client: Client) -> str:
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}.") from None
+    service = args.service or _service(args.file)
+    params: list[tuple[str, str]] = [("service", service)]
+    for text in args.label:
+        key, value = parse_label(text)
+        params.append((f"label.{key}", value))
+    rest = RestClient(args.api, token=args.token, tls_ca=args.tls_ca)
+    try:
+        result = rest.request("POST", "/api/v1/ingest/pprof", params=params, content=data).json()
+    finally:
+        rest.close()
+    if args.json:
+        return json.dumps(result, indent=2)
+    profiles = result.get("profiles", [])
+    if not profiles:
+        return f"{args.file} has no samples: nothing stored"
+    parts = [f"{p['type']}: {p['total']} {p['unit']} in {p['samples']} stacks" for p in profiles]
+    agents = sorted({p["agent_id"] for p in profiles})
+    return f"stored {args.file} as {', '.join(agents)} ({'; '.join(parts)})"
