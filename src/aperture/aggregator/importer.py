@@ -104,10 +104,16 @@ class Importer:
         """
         stored = Stored()
         encoded: list[bytes] = []
+        now = time.time_ns()
         for item in group(items):
             labels, profile = item.labels, item.profile
             if not profile.samples and not profile.locks:
                 continue
+            # Clients name whole windows (Pyroscope's legacy ``until`` is the end of the
+            # current 10 s slot): nothing was sampled after now, and a window ending later
+            # would stay out of queries ending now.
+            profile.end_ns = min(profile.end_ns, now)
+            profile.start_ns = min(profile.start_ns, profile.end_ns)
             check_labels(labels)
             host = labels.get("host") or labels.get("hostname") or "import"
             agent_id = f"{source}:{item.service}"
