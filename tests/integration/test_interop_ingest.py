@@ -304,3 +304,12 @@ def test_cli_errors_are_one_line(
     code, _, err = run_cli(capsys, "import", "--api", agg.http, str(junk))
     assert code == 1 and "answered 400: not a pprof profile" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_oversized_bodies_are_413_and_counted(agg: AggregatorProcess) -> None:
+    before = agg.metric('aperture_pushes_total{status="too_large"}')
+    response = httpx.post(f"{agg.http}/api/v1/ingest/pprof", content=b"\0" * (17 << 20),
+                          headers=auth(), timeout=30)  # fmt: skip
+    assert response.status_code == 413
+    assert "over the aggregator's limit" in response.json()["detail"]
+    assert agg.metric('aperture_pushes_total{status="too_large"}') == before + 1

@@ -28,10 +28,12 @@ MAX_LABEL_BYTES = 1024
 class ImportRefused(Exception):
     """An import that stored nothing, with the HTTP status that says why."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, counted: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        # Ingest.push already counted the outcome in aperture_pushes_total.
+        self.counted = counted
 
 
 @dataclass
@@ -120,7 +122,6 @@ class Importer:
             identity = Identity(agent_id, host, labels)
             data = encode([profile], identity, self._sequence()).SerializeToString()
             if len(data) > self.ingest.max_message_bytes:
-                self.ingest.metrics.pushes.labels(Outcome.TOO_LARGE.value).inc()
                 raise ImportRefused(
                     413,
                     f"the {profile.event_type} profile is {len(data)} bytes as a batch, over "
@@ -142,8 +143,8 @@ class Importer:
         for data in encoded:
             result = self.ingest.push(data)
             if result.outcome is Outcome.UNAVAILABLE:
-                raise ImportRefused(503, result.message)
+                raise ImportRefused(503, result.message, counted=True)
             if result.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
-                raise ImportRefused(400, result.message)
+                raise ImportRefused(400, result.message, counted=True)
             stored.batches += 1
         return stored

@@ -105,16 +105,17 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
         return body
 
     async def store(source: str, convert: Callable[[], list[Item]]) -> dict[str, Any]:
-        """Convert (in a worker thread) and store, counting a refusal as a malformed push."""
+        """Convert and store in a worker thread, counting a refusal in aperture_pushes_total."""
 
         def work() -> dict[str, Any]:
             try:
-                items = convert()
+                return importer.store(source, convert()).as_json()
             except ImportRefused as exc:
+                if exc.counted:
+                    raise
                 refuse(exc.status, exc.message)
             except ValueError as exc:
                 refuse(400, str(exc))
-            return importer.store(source, items).as_json()
 
         return await asyncio.to_thread(work)
 
