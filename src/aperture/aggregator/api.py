@@ -15,6 +15,7 @@ from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.interop_routes import add_interop_routes
 from aperture.aggregator.query_routes import add_query_routes
+from aperture.aggregator.web import WEB_DIR, mount_ui
 from aperture.model import EventType
 
 
@@ -152,4 +153,5 @@ def create_app(state: AppState) -> FastAPI:
     add_query_routes(api, state.backend)
     app.include_router(api)
     add_interop_routes(app, state.ingest, state.check, metrics)
+    mount_ui(app, WEB_DIR)
     return app

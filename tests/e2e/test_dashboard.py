@@ -1,0 +1,279 @@
+"""Every view of the dashboard in a real browser against a real aggregator.
+
+The data (seed.py): in the last hour ``parse_json`` is 50% of CPU (10% the hour
+before), ``render_template`` 20% (50% before); ``read`` is the busiest syscall.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from ui_session import Session
+
+
+def query(page: Any) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def test_overview_shows_agents_health_and_tops(ui: Session) -> None:
+    page = ui.open("/")
+    agents = page.get_by_test_id("agents-table")
+    agents.get_by_text("agent-web-1").wait_for()
+    assert "agent-web-2" in agents.inner_text()
+    assert "service=api" in agents.inner_text()
+    assert page.get_by_test_id("health").get_by_text("ok", exact=True).is_visible()
+    top = page.get_by_test_id("card-top")
+    top.get_by_text("json_tokenize").wait_for()
+    assert "30.0%" in top.inner_text()
+    page.get_by_test_id("card-syscalls").get_by_text("read", exact=True).wait_for()
+    page.get_by_test_id("card-locks").get_by_text("0x7f3a2c001040").first.wait_for()
+    ui.shot("overview")
+    # each card links to its view, keeping the filters
+    top.get_by_role("link", name="Flamegraph →").click()
+    page.wait_for_url(re.compile(r"/flamegraph"))
+    ui.frames()
+
+
+def test_flamegraph_tooltip_zoom_and_search(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    api = {f["name"]: f for f in ui.api("/api/v1/top", limit=100)["functions"]}
+    text = ui.hover("parse_json")
+    assert "app" in text  # module
+    pct = f"{api['parse_json']['total_pct']:.2f}%"
+    assert pct == "50.00%" and pct in text
+    assert "Self" in text and "Total" in text
+    ui.shot("flamegraph")
+
+    # click to zoom: the frame fills the width and the breadcrumb leads back
+    width = page.locator("[data-testid=flame-main] canvas.flame-canvas").bounding_box()["width"]
+    f = ui.frame("parse_json")
+    page.mouse.click(f["cx"], f["cy"])
+    page.wait_for_url(re.compile(r"focus="))
+    assert query(page)["focus"][0].endswith(";handle_request;parse_json")
+    crumbs = page.get_by_test_id("breadcrumb")
+    crumbs.get_by_text("parse_json").wait_for()
+    page.wait_for_function(
+        "w => { const f = document.querySelector('[data-testid=flame-main] canvas')"
+        ".apertureFrames().find(f => f.name === 'parse_json'); return f && f.w >= w - 1; }",
+        arg=width,
+    )
+    assert not any(f["name"] == "render_template" for f in ui.frames())
+    ui.shot("flamegraph-zoomed")
+    crumbs.get_by_role("button", name="handle_request").click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=flame-main] canvas')"
+        ".apertureFrames().some(f => f.name === 'render_template')"
+    )
+    # the back button restores the zoom (state is in the URL)
+    page.go_back()
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=flame-main] canvas')"
+        ".apertureFrames().some(f => f.name === 'render_template')"
+    )
+    crumbs.get_by_role("button", name="reset zoom").click()
+
+    # search: matches keep their colour, the rest is dimmed; the share is shown
+    before = ui.pixel("json_tokenize")
+    page.get_by_test_id("search").fill("tokeni")
+    info = page.get_by_test_id("match-info")
+    info.wait_for()
+    assert f"{api['json_tokenize']['total_pct']:.2f}% of total" in info.inner_text()
+    page.wait_for_url(re.compile(r"search=tokeni"))
+    page.wait_for_timeout(100)
+    assert ui.pixel("json_tokenize") == before
+    assert ui.pixel("render_template") == (0xE4, 0xE4, 0xE7)  # dimmed
+    ui.shot("flamegraph-search")
+
+
+def test_top_table_invert_and_sandwich(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    table = page.get_by_test_id("top-table")
+    # hovering a frame finds its row in the table
+    ui.hover("escape_html")
+    table.locator("tr.hovered", has_text="escape_html").wait_for()
+    # clicking a row highlights that function's frames
+    table.get_by_text("malloc", exact=True).click()
+    page.wait_for_url(re.compile(r"fn=malloc"))
+    assert "malloc" in page.get_by_test_id("match-info").inner_text()
+    page.wait_for_timeout(100)
+    assert ui.pixel("gc_collect") == (0xE4, 0xE4, 0xE7)
+    assert ui.pixel("malloc") != (0xE4, 0xE4, 0xE7)
+
+    # sandwich: callers above, callees below
+    table.get_by_role("button", name="Sandwich view of parse_json").click()
+    page.get_by_test_id("sandwich").wait_for()
+    callers = [f["name"] for f in ui.frames("flame-callers")]
+    callees = [f["name"] for f in ui.frames("flame-callees")]
+    assert callers[0] == "parse_json" and "handle_request" in callers and "main" in callers
+    assert callees[0] == "parse_json" and {"json_tokenize", "malloc"} <= set(callees)
+    assert "render_template" not in callers + callees
+    text = ui.hover("json_tokenize", "flame-callees")
+    assert "30.00%" in text  # share of the whole profile, not of the sandwich
+    ui.shot("flamegraph-sandwich")
+    page.get_by_role("button", name="close sandwich").click()
+
+    # invert: leaf functions on top, weighted by self value
+    page.get_by_label("Invert (bottom-up)").check()
+    page.wait_for_url(re.compile(r"invert=1"))
+    frames = ui.frames("flame-inverted")
+    row2 = sorted((f for f in frames if f["y"] == 18), key=lambda f: -f["w"])
+    assert row2[0]["name"] == "json_tokenize"  # 30%: the widest leaf
+    assert "30.00%" in ui.hover("json_tokenize", "flame-inverted")
+    ui.shot("flamegraph-inverted")
+
+
+def test_lock_type_switch(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    ui.frames()
+    page.get_by_role("button", name="Lock wait").click()
+    page.wait_for_url(re.compile(r"type=lock"))
+    page.wait_for_function(
+        "() => { const c = document.querySelector('[data-testid=flame-main] canvas');"
+        " return c && c.apertureFrames().some(f => f.name === 'cache_get'); }"
+    )
+    text = ui.hover("cache_get")
+    fg = ui.api("/api/v1/flamegraph", type="lock")
+    names, nodes = fg["names"], fg["nodes"]
+    i = next(i for i, n in enumerate(nodes["name"]) if names[n] == "cache_get")
+    assert f"{100 * nodes['total'][i] / fg['total']:.2f}%" in text
+    assert f"{nodes['total'][i] / 1e9:.2f} s" in text  # wait time, in seconds
+
+
+def test_diff_shows_regression_red_and_improvement_green(ui: Session) -> None:
+    page = ui.open("/diff")
+    ui.frames("flame-diff")
+    r, g, b = ui.pixel("parse_json", "flame-diff")
+    assert r > 180 and g < 140, f"parse_json grew (10% -> 50%) but is drawn rgb{(r, g, b)}"
+    r, g, b = ui.pixel("render_template", "flame-diff")
+    assert g > 120 and r < 120, f"render_template shrank (50% -> 20%) but is drawn rgb{(r, g, b)}"
+    r, g, b = ui.pixel("read_body", "flame-diff")
+    assert abs(r - g) < 10 and abs(g - b) < 10, "read_body did not change: neutral grey"
+    text = ui.hover("parse_json", "flame-diff")
+    assert "10.00%" in text and "50.00%" in text and "+40.00 pp" in text
+    rows = page.get_by_test_id("diff-table").locator("tbody tr")
+    assert "json_tokenize" in rows.first.inner_text() and "+24.00 pp" in rows.first.inner_text()
+    ui.shot("diff")
+
+    page.get_by_role("button", name="Colour-blind safe").click()
+    page.wait_for_url(re.compile(r"palette=colorblind"))
+    page.wait_for_timeout(100)
+    r, g, b = ui.pixel("parse_json", "flame-diff")
+    assert r > 180 and b < 100, f"grew is orange in the colour-blind palette, got rgb{(r, g, b)}"
+    r, g, b = ui.pixel("render_template", "flame-diff")
+    assert b > r + 60, f"shrank is blue in the colour-blind palette, got rgb{(r, g, b)}"
+    ui.shot("diff-colorblind")
+
+
+def test_timeline_drag_sets_the_range_everywhere(ui: Session) -> None:
+    page = ui.open("/timeline")
+    chart = page.get_by_test_id("chart-cpu")
+    chart.locator("polyline").first.wait_for()
+    legend = page.locator(".legend-list").first.inner_text()
+    assert "web-1" in legend and "web-2" in legend
+    assert chart.locator("polyline").count() == 2
+    ui.shot("timeline")
+    box = chart.locator("svg").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.5, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.75, y, steps=5)
+    page.mouse.up()
+    page.wait_for_url(re.compile(r"from=\d{19}"))
+    q = query(page)
+    start, end = int(q["from"][0]), int(q["to"][0])
+    assert 10 * 60e9 < end - start < 20 * 60e9  # a quarter of the hour
+    # the range holds in every view
+    page.get_by_role("link", name="Flamegraph").click()
+    page.wait_for_url(re.compile(r"/flamegraph"))
+    assert query(page)["from"] == [str(start)]
+    assert ui.frames()
+
+
+def test_syscalls_table(ui: Session) -> None:
+    page = ui.open("/syscalls")
+    table = page.get_by_test_id("syscalls-table")
+    row = table.locator("tr[data-syscall=read]")
+    row.wait_for()
+    api = {s["name"]: s for s in ui.api("/api/v1/syscalls")["syscalls"]}
+    assert row.locator("[data-col=count]").inner_text() == f"{api['read']['count']:,}"
+    assert row.locator("[data-col=error_rate]").inner_text() == "1.0%"
+    assert "EAGAIN" in row.inner_text()
+    # sortable: by count, read is first
+    table.get_by_role("columnheader", name="Count").click()
+    page.wait_for_url(re.compile(r"sort=count"))
+    assert table.locator("tbody tr").first.get_attribute("data-syscall") == "read"
+    row.click()
+    hist = page.get_by_test_id("histogram")
+    hist.wait_for()
+    assert "µs" in hist.inner_text()
+    ui.shot("syscalls")
+
+
+def test_locks_table_and_wait_flamegraph(ui: Session) -> None:
+    page = ui.open("/locks")
+    table = page.get_by_test_id("locks-table")
+    row = table.locator("tr", has_text="0x7f3a2c001040").first
+    row.wait_for()
+    assert "cache_get" in row.inner_text()
+    row.click()
+    page.wait_for_url(re.compile(r"lock=0x7f3a2c001040"))
+    ui.frame("pthread_mutex_lock", "flame-lock")
+    text = ui.hover("cache_get", "flame-lock")
+    assert "100.00%" in text  # every wait on this lock comes through cache_get
+    ui.shot("locks")
+
+
+def test_export_downloads_the_range(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    ui.frames()
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Folded").click()
+    text = Path(dl.value.path()).read_text(encoding="utf-8")
+    assert dl.value.suggested_filename == "aperture-cpu.folded"
+    assert "parse_json;json_tokenize" in text
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="pprof").click()
+    assert dl.value.suggested_filename.endswith(".pb.gz")
+
+
+def test_empty_state_says_what_to_do(ui: Session) -> None:
+    page = ui.open("/flamegraph?host=no-such-host")
+    empty = page.get_by_test_id("empty")
+    empty.wait_for()
+    assert "No samples in this range — widen it or check the agent." in empty.inner_text()
+    ui.shot("empty")
+    empty.get_by_role("button", name="Clear the filters").click()
+    ui.frames()
+
+
+def test_error_state_says_what_to_do(ui: Session) -> None:
+    page = ui.open("/flamegraph?from=-5m&to=-10m")
+    err = page.get_by_test_id("error").first
+    err.wait_for()
+    assert "must be later" in err.inner_text() and "Fix the filters" in err.inner_text()
+
+
+def test_login_prompt_on_bad_token(browser: Any, agg: Any, artifacts: Any) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.add_init_script("sessionStorage.setItem('aperture.token', 'wrong-token')")
+    page = context.new_page()
+    try:
+        page.goto(agg.http + "/")
+        dialog = page.get_by_test_id("login")
+        dialog.wait_for()
+        assert page.locator("[data-testid=login]").count() == 1  # asked once
+        assert "rejected" in dialog.inner_text()
+        page.screenshot(path=str(artifacts / "login.png"))
+        dialog.get_by_label("Token").fill("still-wrong")
+        dialog.get_by_role("button", name="Sign in").click()
+        dialog.get_by_text("rejected").wait_for()
+        dialog.get_by_label("Token").fill(agg.token)
+        dialog.get_by_role("button", name="Sign in").click()
+        page.get_by_test_id("agents-table").get_by_text("agent-web-1").wait_for()
+        assert page.get_by_test_id("login").count() == 0
+        assert page.evaluate("sessionStorage.getItem('aperture.token')") == agg.token
+    finally:
+        context.close()

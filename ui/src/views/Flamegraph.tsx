@@ -1,0 +1,191 @@
+// Flamegraph view: icicle graph, search, invert, sandwich, and the top
+// functions table, all driven by the URL.
+
+import { useCallback, useMemo, useState } from "react";
+import { useApi } from "../api/hooks";
+import type { FlamegraphResponse, TopResponse } from "../api/types";
+import { ExportButtons } from "../components/ExportButtons";
+import { SearchBox } from "../components/SearchBox";
+import { Empty, ErrorBox, Loading } from "../components/States";
+import { FlameGraph } from "../flame/FlameGraph";
+import { FlamePanel, useHighlight } from "../flame/FlamePanel";
+import { invert } from "../flame/invert";
+import { moduleColors } from "../flame/colors";
+import { sandwich } from "../flame/sandwich";
+import { FrameTooltip } from "../flame/Tooltip";
+import { fromFlamegraph, type FlameTree } from "../flame/tree";
+import * as fmt from "../format";
+import { filterParams, type ProfileType } from "../state/url";
+import { useUrlState } from "../state/useUrlState";
+import { TopTable } from "./TopTable";
+
+export function TypeSwitch({ value, onChange }: { value: ProfileType; onChange: (t: ProfileType) => void }) {
+  return (
+    <div className="segmented" role="group" aria-label="Event type">
+      {(["cpu", "lock"] as const).map((t) => (
+        <button key={t} type="button" className={value === t ? "active" : ""} aria-pressed={value === t} onClick={() => onChange(t)}>
+          {t === "cpu" ? "CPU" : "Lock wait"}
+        </button>
+      ))}
+    </div>
+  );
+}
+
+/** Build the tree once per response and time it (the number is shown and tested). */
+export function useTree(data: FlamegraphResponse | undefined): { tree: FlameTree | null; ms: number; error: string } {
+  return useMemo(() => {
+    if (!data) return { tree: null, ms: 0, error: "" };
+    const t0 = performance.now();
+    try {
+      const tree = fromFlamegraph(data);
+      return { tree, ms: performance.now() - t0, error: "" };
+    } catch (err) {
+      return { tree: null, ms: 0, error: `The aggregator sent a malformed flame graph: ${String(err)}` };
+    }
+  }, [data]);
+}
+
+function Sandwich({ tree, fn, fnModule, onClose }: { tree: FlameTree; fn: string; fnModule: string; onClose: () => void }) {
+  const s = useMemo(() => sandwich(tree, fn, fnModule || null), [tree, fn, fnModule]);
+  const callerColors = useMemo(() => (s ? moduleColors(s.callers) : null), [s]);
+  const calleeColors = useMemo(() => (s ? moduleColors(s.callees) : null), [s]);
+  if (!s || !callerColors || !calleeColors) {
+    return (
+      <div className="state state-empty">
+        {fn} is not in this range. <button type="button" onClick={onClose}>Close the sandwich</button>
+      </div>
+    );
+  }
+  const share = s.callees.total[0] / (tree.total[0] || 1);
+  return (
+    <div className="sandwich" data-testid="sandwich">
+      <div className="sandwich-head">
+        <strong>{fn}</strong> <span className="muted">{fnModule}</span> · {fmt.value(s.callees.total[0], tree.unit)} (
+        {fmt.pct(share)} of total) in {s.sites.length} call site{s.sites.length === 1 ? "" : "s"}
+        <button type="button" className="link-button small" onClick={onClose}>
+          close sandwich
+        </button>
+      </div>
+      <div className="sandwich-label">Callers ↑</div>
+      <div className="sandwich-callers">
+        <FlameGraph
+          tree={s.callers}
+          colors={callerColors}
+          focus={0}
+          highlight={null}
+          upsideDown
+          label="callers"
+          tooltip={(i) => <FrameTooltip tree={s.callers} node={i} grandTotal={tree.total[0]} />}
+        />
+      </div>
+      <div className="sandwich-label">Callees ↓</div>
+      <FlameGraph
+        tree={s.callees}
+        colors={calleeColors}
+        focus={0}
+        highlight={null}
+        label="callees"
+        tooltip={(i) => <FrameTooltip tree={s.callees} node={i} grandTotal={tree.total[0]} />}
+      />
+    </div>
+  );
+}
+
+export function FlamegraphView() {
+  const [s, update] = useUrlState();
+  const filters = filterParams(s);
+  const fg = useApi<FlamegraphResponse>("/api/v1/flamegraph", { ...filters, type: s.type, max_nodes: s.maxNodes });
+  const top = useApi<TopResponse>("/api/v1/top", { ...filters, type: s.type, limit: 200, sort: s.topSort });
+  const built = useTree(fg.data);
+  const tree = built.tree;
+  const inverted = useMemo(() => (tree && s.invert ? invert(tree) : null), [tree, s.invert]);
+  const shown = inverted ?? tree;
+  const highlight = useHighlight(shown, s.fn, s.fnModule, s.search);
+  const [hovered, setHovered] = useState<{ name: string; module: string } | null>(null);
+  const onHover = useCallback(
+    (i: number) => {
+      if (!shown || i <= 0) setHovered(null);
+      else setHovered({ name: shown.names[shown.name[i]], module: shown.names[shown.module[i]] });
+    },
+    [shown],
+  );
+  const onSearch = useCallback((search: string) => update({ search, fn: "", fnModule: "" }, { replace: true }), [update]);
+
+  let body;
+  if (fg.error) body = <ErrorBox error={fg.error} retry={fg.reload} />;
+  else if (built.error) body = <div className="state state-error" role="alert">{built.error}</div>;
+  else if (!tree) body = <Loading what="the flame graph" />;
+  else if (tree.n <= 1 || tree.total[0] === 0) body = <Empty>The aggregator has no {s.type === "cpu" ? "CPU samples" : "lock waits"} for these filters.</Empty>;
+  else if (s.sandwich && s.fn) body = <Sandwich tree={tree} fn={s.fn} fnModule={s.fnModule} onClose={() => update({ sandwich: false })} />;
+  else
+    body = (
+      <FlamePanel
+        tree={shown!}
+        focusPath={s.focus}
+        onFocusPath={(focus) => update({ focus })}
+        highlight={highlight}
+        label={s.invert ? "inverted" : "main"}
+        onHover={onHover}
+      />
+    );
+
+  const matched = highlight.result && shown ? highlight.result.total / (shown.total[0] || 1) : null;
+  return (
+    <div className="view flamegraph-view">
+      <div className="toolbar">
+        <TypeSwitch value={s.type} onChange={(type) => update({ type, focus: [], fn: "", fnModule: "", sandwich: false })} />
+        <SearchBox value={s.search} onChange={onSearch} />
+        {matched !== null && (
+          <span className="match-info" data-testid="match-info">
+            <span className="swatch highlight" aria-hidden="true" />
+            {highlight.result!.nodes === 0 ? `no frame matches “${highlight.what}”` : `“${highlight.what}”: ${fmt.pct(matched)} of total`}
+            {s.fn && (
+              <button type="button" className="link-button small" onClick={() => update({ fn: "", fnModule: "", sandwich: false })}>
+                clear
+              </button>
+            )}
+          </span>
+        )}
+        <label className="toggle">
+          <input type="checkbox" checked={s.invert} onChange={(e) => update({ invert: e.target.checked, focus: [] })} /> Invert (bottom-up)
+        </label>
+        {s.fn && !s.sandwich && (
+          <button type="button" className="small-button" onClick={() => update({ sandwich: true })}>
+            Sandwich {s.fn}
+          </button>
+        )}
+        <span className="grow" />
+        <ExportButtons type={s.type} />
+      </div>
+      {tree && tree.n > 1 && (
+        <div className="statusline small muted" data-testid="flame-status">
+          {fmt.value(tree.total[0], tree.unit)} · {fmt.exact(tree.n)} nodes · built in {built.ms.toFixed(1)} ms
+          {fg.loading ? " · refreshing…" : ""}
+        </div>
+      )}
+      <div className="split">
+        <div className="split-main">{body}</div>
+        <aside className="split-side">
+          <h3>Top functions</h3>
+          {top.error ? (
+            <ErrorBox error={top.error} retry={top.reload} />
+          ) : !top.data ? (
+            <Loading what="top functions" />
+          ) : top.data.functions.length === 0 ? (
+            <div className="muted small">No functions in this range.</div>
+          ) : (
+            <TopTable
+              top={top.data}
+              sort={s.topSort}
+              onSort={(topSort) => update({ topSort }, { replace: true })}
+              selected={{ name: s.fn, module: s.fnModule }}
+              hovered={hovered}
+              onSelect={(f) => update({ fn: f?.name ?? "", fnModule: f?.module ?? "", search: "" })}
+              onSandwich={(f) => update({ fn: f.name, fnModule: f.module, sandwich: true, search: "" })}
+            />
+          )}
+        </aside>
+      </div>
+    </div>
+  );
+}

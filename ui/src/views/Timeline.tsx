@@ -1,0 +1,94 @@
+// Timeline: samples, lock wait and syscall rate over time, grouped by host,
+// process or pid; dragging across a chart sets the range for every view.
+
+import { useApi } from "../api/hooks";
+import type { TimelineResponse } from "../api/types";
+import { densify, effectiveStep, pickStep } from "../state/buckets";
+import { Empty, ErrorBox, Loading } from "../components/States";
+import { SERIES_COLORS, TimeChart } from "../components/TimeChart";
+import * as fmt from "../format";
+import { msToNs, resolveMs } from "../state/time";
+import { filterParams, type GroupBy, type UrlState } from "../state/url";
+import { useUrlState } from "../state/useUrlState";
+
+const METRICS = [
+  { type: "cpu", title: "CPU samples per second", per: (v: number, step: number) => v / step, format: fmt.count },
+  // wait per second of wall time: 1000 ms/s = one thread blocked all the time
+  { type: "lock", title: "Lock wait (ms waited per second)", per: (v: number, step: number) => v / step / 1e6, format: fmt.count },
+  { type: "syscall", title: "Syscalls per second", per: (v: number, step: number) => v / step, format: fmt.count },
+] as const;
+
+function Metric({ m, s, step, fromMs, toMs }: { m: (typeof METRICS)[number]; s: UrlState; step: number; fromMs: number; toMs: number }) {
+  const [, update] = useUrlState();
+  const res = useApi<TimelineResponse>("/api/v1/timeline", { ...filterParams(s), type: m.type, step: `${step}s`, group_by: s.group });
+  if (res.error) return <ErrorBox error={res.error} retry={res.reload} />;
+  if (!res.data) return <Loading what={m.title.toLowerCase()} />;
+  const data = res.data;
+  const sorted = [...data.series].sort((a, b) => sum(b) - sum(a));
+  const stepS = effectiveStep(sorted, data.step_s || step);
+  const series = densify(sorted, fromMs, toMs, stepS);
+  const filterKey = (key: string): Partial<UrlState> =>
+    s.group === "host" ? { host: key } : s.group === "comm" ? { comm: key } : { pid: key };
+  return (
+    <section className="metric">
+      <TimeChart
+        title={m.title}
+        testid={`chart-${m.type}`}
+        series={series}
+        fromMs={fromMs}
+        toMs={toMs}
+        scale={(v) => m.per(v, stepS)}
+        format={m.format}
+        onSelect={(a, b) => update({ from: msToNs(a), to: msToNs(b), live: false })}
+      />
+      {series.length === 0 ? (
+        <div className="muted small">No {m.type} data in this range.</div>
+      ) : (
+        <div className="legend-list small">
+          {series.slice(0, 12).map((ser, k) => (
+            <button key={ser.key} type="button" className="legend-item" title={`Filter every view to ${s.group} ${ser.key}`} onClick={() => update(filterKey(ser.key))}>
+              <span className="swatch" style={{ background: SERIES_COLORS[k % SERIES_COLORS.length] }} />
+              {ser.key}
+            </button>
+          ))}
+          {series.length > 12 && <span className="muted">and {series.length - 12} more</span>}
+        </div>
+      )}
+    </section>
+  );
+}
+
+function sum(s: { points: [number, number][] }): number {
+  let t = 0;
+  for (const [, v] of s.points) t += v;
+  return t;
+}
+
+export function TimelineView() {
+  const [s, update] = useUrlState();
+  const now = Date.now();
+  const fromMs = resolveMs(s.from, now);
+  const toMs = resolveMs(s.to, now);
+  if (Number.isNaN(fromMs) || Number.isNaN(toMs) || toMs <= fromMs) {
+    return <Empty>The time range is not valid: pick a preset above.</Empty>;
+  }
+  const step = pickStep(toMs - fromMs);
+  return (
+    <div className="view timeline-view">
+      <div className="toolbar">
+        <span className="range-label">Group by</span>
+        <div className="segmented" role="group" aria-label="Group by">
+          {(["host", "comm", "pid"] as GroupBy[]).map((g) => (
+            <button key={g} type="button" className={s.group === g ? "active" : ""} onClick={() => update({ group: g }, { replace: true })}>
+              {g === "comm" ? "process" : g}
+            </button>
+          ))}
+        </div>
+        <span className="muted small">Drag across a chart to zoom every view to that range. {step}s buckets.</span>
+      </div>
+      {METRICS.map((m) => (
+        <Metric key={m.type} m={m} s={s} step={step} fromMs={fromMs} toMs={toMs} />
+      ))}
+    </div>
+  );
+}

@@ -1,0 +1,101 @@
+// Top functions beside the flame graph: click a row to highlight its frames,
+// hover a frame to find its row.
+
+import { useEffect, useRef } from "react";
+import type { TopFunction, TopResponse } from "../api/types";
+import * as fmt from "../format";
+import { pctBar } from "../components/pctBar";
+
+interface Props {
+  top: TopResponse;
+  sort: "self" | "total";
+  onSort: (s: "self" | "total") => void;
+  selected: { name: string; module: string };
+  hovered: { name: string; module: string } | null;
+  onSelect: (f: TopFunction | null) => void;
+  onSandwich: (f: TopFunction) => void;
+}
+
+export function TopTable({ top, sort, onSort, selected, hovered, onSelect, onSandwich }: Props) {
+  const body = useRef<HTMLTableSectionElement>(null);
+  const hoveredKey = hovered ? `${hovered.name}\u0000${hovered.module}` : "";
+  useEffect(() => {
+    if (!hoveredKey) return;
+    const row = body.current?.querySelector<HTMLElement>(`tr[data-key="${CSS.escape(hoveredKey)}"]`);
+    row?.scrollIntoView({ block: "nearest", inline: "nearest" });
+  }, [hoveredKey]);
+  const header = (key: "self" | "total", label: string) => (
+    <th className="num sortable" aria-sort={sort === key ? "descending" : "none"} onClick={() => onSort(key)} colSpan={2}>
+      {label}
+      {sort === key ? " ▾" : ""}
+    </th>
+  );
+  return (
+    <div className="top-table" data-testid="top-table">
+      <table className="data">
+        <colgroup>
+          <col />
+          <col className="c-num" />
+          <col className="c-pct" />
+          <col className="c-num" />
+          <col className="c-pct" />
+          <col className="c-icon" />
+        </colgroup>
+        <thead>
+          <tr>
+            <th>Function</th>
+            {header("self", "Self")}
+            {header("total", "Total")}
+            <th aria-label="Sandwich" />
+          </tr>
+        </thead>
+        <tbody ref={body}>
+          {top.functions.map((f) => {
+            const key = `${f.name}\u0000${f.module}`;
+            const isSel = selected.name === f.name && (selected.module === "" || selected.module === f.module);
+            return (
+              <tr
+                key={key}
+                data-key={key}
+                className={`${isSel ? "selected" : ""} ${key === hoveredKey ? "hovered" : ""}`}
+                onClick={() => onSelect(isSel ? null : f)}
+                aria-selected={isSel}
+              >
+                <td className="fn">
+                  <div className="fn-name" title={f.name}>
+                    {f.name}
+                  </div>
+                  <div className="fn-module">{f.module}</div>
+                </td>
+                <td className="num">{fmt.count(f.self)}</td>
+                <td className="num pct" style={pctBar(f.self_pct)}>
+                  {f.self_pct.toFixed(2)}%
+                </td>
+                <td className="num">{fmt.count(f.total)}</td>
+                <td className="num pct">{f.total_pct.toFixed(2)}%</td>
+                <td>
+                  <button
+                    type="button"
+                    className="icon-button"
+                    title="Sandwich: callers and callees of this function"
+                    aria-label={`Sandwich view of ${f.name}`}
+                    onClick={(e) => {
+                      e.stopPropagation();
+                      onSandwich(f);
+                    }}
+                  >
+                    <svg width="14" height="14" viewBox="0 0 14 14" aria-hidden="true">
+                      <rect x="1" y="1.5" width="12" height="3" rx="1" />
+                      <rect x="3" y="5.5" width="8" height="3" rx="1" />
+                      <rect x="1" y="9.5" width="12" height="3" rx="1" />
+                    </svg>
+                  </button>
+                </td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
