@@ -14,9 +14,9 @@ BPF_ARCH := $(if $(filter aarch64,$(MACHINE)),arm64,x86)
 MULTIARCH:= $(shell gcc -dumpmachine 2>/dev/null || echo $(MACHINE)-linux-gnu)
 CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
-            linux-perf bpftrace strace golang-go prometheus
+            linux-perf bpftrace strace golang-go prometheus chromium
 
-.PHONY: help setup apt venv bpf proto run test lint bench clean
+.PHONY: help setup apt venv bpf proto run test lint bench clean ui
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
@@ -24,7 +24,7 @@ help:
 	@echo "make test   set up, then run every test (BPF tests need root)"
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
 
-setup: apt venv bpf
+setup: apt venv bpf ui
 
 # Installs only what is missing, so a second run costs a dpkg query.
 apt:
@@ -53,6 +53,25 @@ $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
 
 bpf: $(BPF_OBJ)
 
+# The dashboard (ui/ -> src/aperture/aggregator/web/): `npm ci` when the lock file
+# changes, `npm run build` (type check + vite) when a UI source changes; both stamps
+# are git-ignored, so a fresh clone builds once and a rerun costs a few stat calls.
+UI_DIR  := ui
+WEB_OUT := src/aperture/aggregator/web
+UI_SRC  := $(shell find $(UI_DIR)/src -type f 2>/dev/null) \
+           $(addprefix $(UI_DIR)/,index.html package.json vite.config.ts tsconfig.json tsconfig.node.json)
+
+$(UI_DIR)/node_modules/.installed: $(UI_DIR)/package-lock.json $(UI_DIR)/package.json
+	@command -v npm >/dev/null || { echo "npm is missing: install Node.js >= 20.19 to build the dashboard"; exit 1; }
+	cd $(UI_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(WEB_OUT)/.built: $(UI_DIR)/node_modules/.installed $(UI_SRC)
+	cd $(UI_DIR) && npm run build --silent
+	touch $@
+
+ui: $(WEB_OUT)/.built
+
 # The generated protobuf code is committed (the agent needs no protoc); this
 # regenerates it after a .proto change.
 # pprof's profile.proto and Pyroscope's push API are messages only (served over HTTP).
@@ -66,12 +85,14 @@ run: setup
 	tools/run.sh
 
 test: setup
+	cd $(UI_DIR) && npm test --silent
 	$(PY) -m pytest -q tests
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	cd $(UI_DIR) && npm run lint --silent
 
 bench: setup
 	$(PY) bench/cpu_overhead.py

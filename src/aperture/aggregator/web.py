@@ -48,7 +48,8 @@ dashboard's files are missing from <code>{directory}</code>.</p>
 
 def _inside(root: Path, relative: str) -> Path | None:
     """The file ``relative`` names under ``root``, or None if it escapes root or is not a file."""
-    if "\x00" in relative:
+    # no NUL, and no dotfiles (the build stamp, editor files) are served
+    if "\x00" in relative or any(part.startswith(".") for part in relative.split("/")):
         return None
     try:
         candidate = (root / relative).resolve()
