@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from aperture import __version__
+from aperture.agent import k8s
 from aperture.agent.push_options import DEFAULT_FLUSH_TIMEOUT, add_push_arguments, duration_arg
 from aperture.errors import AgentError, UsageError
 from aperture.formats import (
@@ -250,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
     for mode, path in outputs.items():
         _check_output(path, _EVENT_TYPES[mode])
     _check_pid(args.pid)
+    k8s_labels = k8s.identity_labels()  # a bad downward-API value fails before recording
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
     progress = Progress(sys.stderr, enabled=not args.quiet)
@@ -301,7 +303,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if pusher is not None and report is None:
             pusher.close()  # failed before recording: spooled batches stay for the next start
-    identity = {"host": socket.gethostname(), "kernel": platform.release(), "agent": __version__}
+    host = k8s.node_name() or socket.gethostname()
+    identity = {**k8s_labels, "host": host, "kernel": platform.release(), "agent": __version__}
     if args.pid:
         identity["pid"] = str(args.pid)
     profiles: dict[str, Profile] = {}

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aperture.agent import k8s
 from aperture.errors import UsageError
 from aperture.units import parse_duration, parse_size
 
@@ -164,14 +165,18 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the system's CAs)",
     )
     group.add_argument(
-        "--agent-id", default=None, help="this agent's stable name (default: the host name)"
+        "--agent-id",
+        default=None,
+        help="this agent's stable name (default: $APERTURE_NODE_NAME, else the host name)",
     )
     group.add_argument(
         "--label",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="add a label to this agent's identity (repeatable); kernel=RELEASE is always set",
+        help="add a label to this agent's identity (repeatable); kernel=RELEASE is always set, "
+        "and in Kubernetes node, pod and namespace from APERTURE_NODE_NAME, APERTURE_POD_NAME "
+        "and APERTURE_POD_NAMESPACE (downward API; a --label of the same key wins)",
     )
     group.add_argument(
         "--queue-bytes",
@@ -241,8 +246,10 @@ def build_pusher(args: argparse.Namespace, log: Callable[[str], None]) -> Pusher
     endpoint = parse_endpoint(args.aggregator, args.tls_ca)
     token_text = args.token if args.token is not None else os.environ.get("APERTURE_AUTH_TOKEN")
     token = check_token(token_text)
-    labels = {"kernel": platform.release(), **parse_labels(args.label)}
-    agent_id = args.agent_id if args.agent_id is not None else socket.gethostname()
+    labels = {"kernel": platform.release(), **k8s.identity_labels(), **parse_labels(args.label)}
+    # In a pod the host name is the pod's; the node is the machine being profiled.
+    host = k8s.node_name() or socket.gethostname()
+    agent_id = args.agent_id if args.agent_id is not None else host
     if not _AGENT_ID.match(agent_id):
         raise UsageError(
             f"--agent-id {agent_id!r} must be 1-128 characters without spaces, not starting with /."
@@ -251,7 +258,7 @@ def build_pusher(args: argparse.Namespace, log: Callable[[str], None]) -> Pusher
     if args.spool_dir is not None:
         spool_dir = _spool_dir(args.spool_dir)
         spool = Spool(spool_dir, args.spool_bytes or DEFAULT_SPOOL_BYTES, warn=log)
-    identity = Identity(agent_id, socket.gethostname(), labels, __version__)
+    identity = Identity(agent_id, host, labels, __version__)
     return Pusher(
         endpoint,
         identity,
