@@ -81,7 +81,7 @@ def check_hot_loop(agg: AggregatorProcess, service: str, client: str) -> float:
     assert "hot_loop" in functions, f"{client}: no hot_loop in {list(functions)}"
     assert data["functions"][0]["name"] == "hot_loop"
     hot, warm = functions["hot_loop"]["self"], functions.get("warm_loop", {"self": 0})["self"]
-    assert hot + warm >= 100, f"{client}: only {hot + warm} samples"
+    assert hot + warm >= 50, f"{client}: only {hot + warm} samples"
     share = hot / (hot + warm)
     assert 0.6 <= share <= 0.9, f"{client}: hot_loop share {share:.3f}, expected about 0.75"
     # the tags are the batches' labels: another value matches nothing
@@ -119,7 +119,7 @@ def test_pyroscope_io_08_posts_legacy_ingest(
     start = time.time_ns()
     before = agg.metric('aperture_pushes_total{status="accepted"}')
     # 0.8 uploads every 10 s and once more at shutdown
-    run_app(python, agg, 4, "pyapp08")
+    run_app(python, agg, 6, "pyapp08")
     assert agg.metric('aperture_pushes_total{status="accepted"}') >= before + 1
     check_hot_loop(agg, "pyapp08", "pyroscope-io 0.8")
     # its window ends when it was received at the latest, so "to=now" queries see it
