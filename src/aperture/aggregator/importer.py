@@ -136,6 +136,8 @@ class Importer:
                     "labels": labels,
                     "samples": len(profile.samples),
                     "total": profile.total,
+                    "start_ns": profile.start_ns,
+                    "end_ns": profile.end_ns,
                 }
             )
         # Everything was converted and checked before this point: only the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aperture.cli.client import Client
@@ -51,4 +52,14 @@ def run(args: argparse.Namespace, client: Client) -> str:
         return f"{args.file} has no samples: nothing stored"
     parts = [f"{p['type']}: {p['total']} {p['unit']} in {p['samples']} stacks" for p in profiles]
     agents = sorted({p["agent_id"] for p in profiles})
-    return f"stored {args.file} as {', '.join(agents)} ({'; '.join(parts)})"
+    # An old file keeps its own time: say when, so the user knows which --from finds it.
+    start = min(p["start_ns"] for p in profiles)
+    end = max(p["end_ns"] for p in profiles)
+    return (
+        f"stored {args.file} as {', '.join(agents)} ({'; '.join(parts)}), "
+        f"window {_time(start)} to {_time(end)} UTC"
+    )
+
+
+def _time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
