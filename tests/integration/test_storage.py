@@ -235,9 +235,19 @@ def test_flamegraph_pruning_keeps_totals(store: Store) -> None:
     leaves = [Frame(f"fn{i}", "app") for i in range(300)]
     mids = [Frame(f"mid{i}", "app") for i in range(10)]
     samples = [((MAIN, mids[i % 10], leaf), i + 1, 1, "app") for i, leaf in enumerate(leaves)]
-    store.insert_batches([batch(1, [cpu(T0, *samples)])])
-    full = queries.flamegraph_tree(store, Filter(), 100_000)
-    pruned = queries.flamegraph_tree(store, Filter(), 50)
+    half = [((MAIN, mids[i % 7], leaf), 3 * i % 17, 2, "db") for i, leaf in enumerate(leaves)]
+    batches = [batch(1, [cpu(T0, *samples)]), batch(2, [cpu(T0 + 60 * S, *half)])]
+    store.insert_batches(batches)
+    first = Filter(to_ns=T0 + 1)
+    full = queries.flamegraph_tree(store, first, 100_000)
+    pruned = queries.flamegraph_tree(store, first, 50)
+    mem = buffer_backend(batches)
+    assert pruned == mem.flamegraph(BufferFilter(to_ns=T0 + 1), 50)
+    for n in (10, 40, 333):
+        assert queries.flamegraph_tree(store, Filter(), n) == mem.flamegraph(BufferFilter(), n)
+        b, c = Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1)
+        mb, mc = BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1)
+        assert queries.diff(store, b, c, n, 20) == mem.diff(mb, mc, n, 20)
     assert len(full["nodes"]["name"]) == 1 + 1 + 1 + 10 + 300
     assert len(pruned["nodes"]["name"]) < 80
     assert pruned["total"] == full["total"] == sum(range(1, 301))

@@ -2,42 +2,43 @@
 
 A stack's hash depends only on its frames (name, module, kind, offset) in
 order, so every aggregator process, before and after a restart, computes the
-same key for the same stack. Strings hash with BLAKE2b (cached: a fleet's
-function names repeat in every batch); frames and stacks combine those with
-the splitmix64 finalizer, vectorized, so a 2,000-stack batch costs well under
-a millisecond once its strings are cached.
+same key for the same stack. Strings (their UTF-8 bytes) and stacks (their
+frames' hashes) are hashed as polynomials mod 2^64 with prefix sums, so a
+batch costs a few passes over its arrays and no Python loop (about 0.5 ms
+for a 2,000-stack batch with 5,000 strings); the splitmix64 finalizer mixes
+every result.
 """
 
 from __future__ import annotations
 
-import hashlib
+import threading
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
 
-_MAX_CACHED = 1 << 20
-_cache: dict[str, int] = {}
-
-
-def _string_hash(text: str) -> int:
-    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+_P = 0x100000001B3  # odd, so invertible mod 2^64
+_P_INV = pow(_P, -1, 1 << 64)
+_powers: tuple[U64, U64] = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))
+_grow = threading.Lock()
 
 
-def string_hashes(strings: list[str]) -> U64:
-    """BLAKE2b-64 of each string, as an array aligned with ``strings``."""
-    cache = _cache
-    if len(cache) > _MAX_CACHED:
-        cache.clear()
-    out = []
-    for text in strings:
-        value = cache.get(text)
-        if value is None:
-            value = cache[text] = _string_hash(text)
-        out.append(value)
-    return np.array(out, dtype=np.uint64)
+def _powers_of(n: int) -> tuple[U64, U64]:
+    """P^i and P^-i mod 2^64 for i < n (cached, grown by doubling)."""
+    global _powers
+    pw, ipw = _powers
+    if len(pw) < n:
+        with _grow:
+            size = max(n, 2 * len(_powers[0]), 1 << 16)
+            pw = np.ones(size, dtype=np.uint64)
+            ipw = np.ones(size, dtype=np.uint64)
+            np.cumprod(np.full(size - 1, _P, dtype=np.uint64), out=pw[1:])
+            np.cumprod(np.full(size - 1, _P_INV, dtype=np.uint64), out=ipw[1:])
+            _powers = (pw, ipw)
+    return pw, ipw
 
 
 def mix(x: U64) -> U64:
@@ -49,6 +50,29 @@ def mix(x: U64) -> U64:
     return x ^ (x >> np.uint64(31))
 
 
+def _sequences(values: U64, starts: I64, lengths: I64) -> U64:
+    """One hash per run ``values[start : start + length]`` (runs may not overlap)."""
+    pw, ipw = _powers_of(len(values) + 1)
+    prefix = np.zeros(len(values) + 1, dtype=np.uint64)
+    np.cumsum(values * pw[: len(values)], out=prefix[1:])
+    # sum of v[k] P^k over a run, shifted to start at P^0: position-independent
+    poly = (prefix[starts + lengths] - prefix[starts]) * ipw[starts]
+    return mix(poly ^ mix(lengths.astype(np.uint64) + np.uint64(0x8CB92BA72F3D8DD7)))
+
+
+def string_hashes(strings: Any) -> U64:
+    """One hash per string of a ``pyarrow`` string array, from its UTF-8 bytes."""
+    n = len(strings)
+    offsets = np.frombuffer(
+        strings.buffers()[1], dtype=np.int32, count=n + 1, offset=4 * strings.offset
+    ).astype(np.int64)
+    data = strings.buffers()[2]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    raw = np.frombuffer(data, dtype=np.uint8)[lo:hi] if data is not None else np.zeros(0, np.uint8)
+    # +1: a NUL byte still changes the hash
+    return _sequences(raw.astype(np.uint64) + np.uint64(1), offsets[:-1] - lo, np.diff(offsets))
+
+
 def frame_hashes(name: U64, module: U64, kind: npt.NDArray[np.integer], offset: U64) -> U64:
     """One hash per frame from its fields' hashes (arrays aligned by frame)."""
     h = mix(name ^ np.uint64(0x9E3779B97F4A7C15))
@@ -57,22 +81,9 @@ def frame_hashes(name: U64, module: U64, kind: npt.NDArray[np.integer], offset: 
     return mix(h ^ offset)
 
 
-def stack_hashes(frames: U64, lengths: npt.NDArray[np.int64]) -> U64:
-    """One hash per stack from its frames' hashes, given back to back, root first.
-
-    Each frame is salted with its position and the salted values summed, so
-    the result is order-sensitive yet a plain ``reduceat``; the length goes
-    into the final mix so an empty stack has a hash too.
-    """
-    n = len(lengths)
-    if n == 0:
-        return np.zeros(0, dtype=np.uint64)
-    starts = np.zeros(n, dtype=np.int64)
-    np.cumsum(lengths[:-1], out=starts[1:])
-    sums = np.zeros(n, dtype=np.uint64)
-    if len(frames):
-        position = np.arange(len(frames), dtype=np.int64) - np.repeat(starts, lengths)
-        salted = mix(frames ^ mix(position.astype(np.uint64) + np.uint64(0x632BE59BD9B4E019)))
-        nonempty = lengths > 0
-        sums[nonempty] = np.add.reduceat(salted, starts[nonempty])
-    return mix(sums ^ mix(lengths.astype(np.uint64) + np.uint64(0x8CB92BA72F3D8DD7)))
+def stack_hashes(frames: U64, lengths: I64) -> U64:
+    """One hash per stack from its frames' hashes, given back to back, root first."""
+    starts = np.zeros(len(lengths), dtype=np.int64)
+    if len(lengths) > 1:
+        np.cumsum(lengths[:-1], out=starts[1:])
+    return _sequences(frames, starts, lengths)

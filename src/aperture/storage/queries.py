@@ -12,11 +12,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+
 from aperture import flamegraph
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, LockStat, Profile, Sample, SyscallStat
+from aperture.storage import trees
 from aperture.storage.filters import Filter, FilterLike, where
-from aperture.storage.stacks import Key, Stack
+from aperture.storage.stacks import Stack
 from aperture.storage.store import Store
 
 GROUP_BY = {None: "'all'", "host": "host", "comm": "comm", "pid": "toString(pid)"}
@@ -53,26 +56,6 @@ def weighted_stacks(store: Store, f: FilterLike) -> list[tuple[str, int, int, in
     ]
 
 
-def build_tree(sides: list[list[tuple[str, int, int, int]]], stacks: dict[int, Stack]) -> Any:
-    """A :class:`flamegraph.Node` tree over 1 (flamegraph) or 2 (diff) sides."""
-    n = len(sides)
-    Node = flamegraph.Node
-    root = Node(("all", "", flamegraph.ROOT), [0] * n, [0] * n)
-    for side, rows in enumerate(sides):
-        for comm, pid, h, v in rows:
-            root.total_values[side] += v
-            path: tuple[Key, ...] = ((comm or f"pid {pid}", "", flamegraph.ROOT),)
-            node = root
-            for key in path + stacks[h].keys:
-                child = node.children.get(key)
-                if child is None:
-                    child = node.children[key] = Node(key, [0] * n, [0] * n)
-                child.total_values[side] += v
-                node = child
-            node.self_values[side] += v
-    return root
-
-
 def _resolve(store: Store, *sides: list[tuple[str, int, int, int]]) -> dict[int, Stack]:
     return store.resolve_stacks({h for rows in sides for _, _, h, _ in rows})
 
@@ -80,15 +63,13 @@ def _resolve(store: Store, *sides: list[tuple[str, int, int, int]]) -> dict[int,
 def flamegraph_tree(store: Store, f: FilterLike, max_nodes: int) -> dict[str, Any]:
     """The ``/flamegraph`` answer: flat pre-order arrays, pruned to about ``max_nodes``."""
     rows = weighted_stacks(store, f)
-    root = build_tree([rows], _resolve(store, rows))
-    flamegraph.prune(root, max_nodes)
-    flat = flamegraph.flatten(root)
+    flat = trees.flat_tree(store.paths(), [rows], _resolve(store, rows), max_nodes)
     return {
         "type": str(f.event_type),
         "unit": unit(f.event_type),
         "from_ns": f.from_ns,
         "to_ns": f.to_ns,
-        "total": root.total_values[0],
+        "total": flat.total_values[0][0],
         "names": flat.names,
         "nodes": {
             "name": flat.name,
@@ -113,15 +94,29 @@ def _function_values(
         params,
     )
     stacks = store.resolve_stacks(int(h) for h, _ in rows)
+    resolved = [(stacks[int(h)], int(v)) for h, v in rows]
+    grand = sum(v for _, v in resolved)
     self_: Counter[tuple[str, str]] = Counter()
     total: Counter[tuple[str, str]] = Counter()
-    grand = 0
-    for h, v in rows:
-        grand += v
-        frames = stacks[int(h)].frames
-        if frames:
-            self_[(frames[-1].name, frames[-1].module)] += v
-            for key in {(fr.name, fr.module) for fr in frames}:
+    tables = {id(st.table): st.table for st, _ in resolved if st.frames}
+    if len(tables) == 1:  # the usual case: sum per function id with numpy
+        (names,) = tables.values()
+        real = [(st, v) for st, v in resolved if st.frames]
+        values = np.array([v for _, v in real], dtype=np.int64)
+        sums = np.zeros(len(names), dtype=np.int64)
+        np.add.at(sums, np.concatenate([st.functions for st, _ in real]),
+                  np.repeat(values, [len(st.functions) for st, _ in real]))  # fmt: skip
+        leaves = np.zeros(len(names), dtype=np.int64)
+        np.add.at(leaves, np.array([st.leaf for st, _ in real], dtype=np.int64), values)
+        for i in np.flatnonzero(sums).tolist():
+            total[names[i]] = int(sums[i])
+        for i in np.flatnonzero(leaves).tolist():
+            self_[names[i]] = int(leaves[i])
+        return grand, self_, total
+    for st, v in resolved:  # the cache was reset mid-query: plain Python
+        if st.frames:
+            self_[(st.frames[-1].name, st.frames[-1].module)] += v
+            for key in {(fr.name, fr.module) for fr in st.frames}:
                 total[key] += v
     return grand, self_, total
 
@@ -146,31 +141,22 @@ def top(store: Store, f: FilterLike, limit: int, sort: str = "self") -> dict[str
     }  # fmt: skip
 
 
-def _self_by_function(
-    node: Any, base: Counter[tuple[str, str]], comp: Counter[tuple[str, str]]
-) -> None:
-    todo = [node]
-    while todo:
-        node = todo.pop()
-        name, module, kind = node.key
-        if kind not in (flamegraph.ROOT, flamegraph.OTHER):
-            base[(name, module)] += node.self_values[0]
-            comp[(name, module)] += node.self_values[1]
-        todo.extend(node.children.values())
-
-
 def diff(
     store: Store, base: FilterLike, comp: FilterLike, max_nodes: int, limit: int = 200
 ) -> dict[str, Any]:
     """The ``/diff`` answer: the union tree with both sides, and functions by share change."""
     rows_b, rows_c = weighted_stacks(store, base), weighted_stacks(store, comp)
-    root = build_tree([rows_b, rows_c], _resolve(store, rows_b, rows_c))
-    flamegraph.prune(root, max_nodes)
-    flat = flamegraph.flatten(root)
-    bt, ct = root.total_values
+    stacks = _resolve(store, rows_b, rows_c)
+    flat = trees.flat_tree(store.paths(), [rows_b, rows_c], stacks, max_nodes)
+    bt, ct = flat.total_values[0][0], flat.total_values[1][0]
+    # self per function over the (pruned) tree's frame nodes, as the buffer backend counts it
     self_b: Counter[tuple[str, str]] = Counter()
     self_c: Counter[tuple[str, str]] = Counter()
-    _self_by_function(root, self_b, self_c)
+    for i, kind in enumerate(flat.kind):
+        if kind not in (flamegraph.ROOT, flamegraph.OTHER):
+            key = (flat.names[flat.name[i]], flat.names[flat.module[i]])
+            self_b[key] += flat.self_values[0][i]
+            self_c[key] += flat.self_values[1][i]
     rows: list[dict[str, Any]] = []
     for key in set(self_b) | set(self_c):
         b_pct = 100.0 * self_b[key] / bt if bt else 0.0

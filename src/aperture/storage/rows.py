@@ -10,7 +10,7 @@ plain lists.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,11 +72,11 @@ class _Chunks:
 class RowBuilder:
     """Accumulates batches (each added whole or not at all) into Arrow tables.
 
-    ``known(hash)`` says whether a stack is already stored (recently): only
-    the others become ``stacks`` rows, each once per builder.
+    ``known`` holds the hashes of stacks already stored (recently): only the
+    others become ``stacks`` rows, each once per builder.
     """
 
-    def __init__(self, known: Callable[[int], bool]) -> None:
+    def __init__(self, known: Container[int]) -> None:
         self._known = known
         self._batches: list[_Batch] = []
         self._meta: list[dict[str, Any]] = []
@@ -94,9 +94,9 @@ class RowBuilder:
     def add(self, batch: pb.ProfileBatch) -> None:
         """Add one checked batch; IndexError/ValueError leave the builder unchanged."""
         bi = len(self._batches)
-        strings = list(batch.strings)
+        strings: Sequence[str] = batch.strings
         text = pa.array(strings, type=pa.string())
-        stack_hash, new = self._stack_rows(batch, strings, text)
+        stack_hash, new = self._stack_rows(batch, text)
         samples, locks, syscalls = _Chunks(), _Chunks(), _Chunks()
         if batch.HasField("cpu") and len(batch.cpu.stack):
             _cpu_rows(batch.cpu, bi, text, stack_hash, samples)
@@ -127,7 +127,7 @@ class RowBuilder:
         )  # fmt: skip
 
     def _stack_rows(
-        self, batch: pb.ProfileBatch, strings: list[str], text: pa.Array
+        self, batch: pb.ProfileBatch, text: pa.Array
     ) -> tuple[npt.NDArray[np.uint64], _Chunks]:
         frames, stacks = batch.frames, batch.stacks
         out = _Chunks()
@@ -141,16 +141,18 @@ class RowBuilder:
         flat: I64 = _np(stacks.frames, np.int64)
         if len(names) != len(modules) or len(names) != len(kinds) or len(offsets) != len(names):
             raise ValueError("frame columns differ in length")
-        hashed = hashing.string_hashes(strings)
+        hashed = hashing.string_hashes(text)
         frame_h = hashing.frame_hashes(hashed[names], hashed[modules], kinds, offsets)
         stack_h = hashing.stack_hashes(frame_h[flat], lengths)
         seen, known = self._stack_seen, self._known
-        local: set[int] = set()
+        hashes = stack_h.tolist()
         mask = np.zeros(len(lengths), dtype=bool)
-        for i, h in enumerate(stack_h.tolist()):
-            if h not in seen and h not in local and not known(h):
-                local.add(h)
-                mask[i] = True
+        if not _all_in(known, hashes):  # the steady state: every stack stored already
+            local: set[int] = set()
+            for i, h in enumerate(hashes):
+                if h not in seen and h not in known and h not in local:
+                    local.add(h)
+                    mask[i] = True
         if mask.any():
             chosen = flat[np.repeat(mask, lengths)]
             out.add(
@@ -248,6 +250,12 @@ _SYSCALL_COLUMNS: dict[str, pa.DataType | None] = {
 }  # fmt: skip
 
 
+def _all_in(known: Container[int], hashes: list[int]) -> bool:
+    if isinstance(known, set | frozenset):
+        return known.issuperset(hashes)  # one C loop
+    return all(h in known for h in hashes)
+
+
 def _cpu_rows(
     cpu: pb.CpuSamples, bi: int, text: pa.Array, stack_h: npt.NDArray[np.uint64], out: _Chunks
 ) -> None:
@@ -268,7 +276,7 @@ def _cpu_rows(
 def _lock_rows(
     batch: pb.ProfileBatch,
     bi: int,
-    strings: list[str],
+    strings: Sequence[str],
     stack_h: npt.NDArray[np.uint64],
     samples: _Chunks,
     out: _Chunks,
@@ -312,7 +320,7 @@ def _lock_rows(
         )
 
 
-def _syscall_rows(batch: pb.ProfileBatch, bi: int, strings: list[str], out: _Chunks) -> None:
+def _syscall_rows(batch: pb.ProfileBatch, bi: int, strings: Sequence[str], out: _Chunks) -> None:
     recs = batch.syscall.syscalls
     n = len(recs)
     out.add(

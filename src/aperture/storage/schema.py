@@ -105,7 +105,10 @@ class Layout:
 
 _TS = "ts DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)), "
 _WINDOW = "window_start DateTime64(9, 'UTC') CODEC(DoubleDelta, ZSTD(1)), "
-_WHO = "host LowCardinality(String), agent_id LowCardinality(String), labels Map(String, String), "
+_WHO = (
+    "host LowCardinality(String), agent_id LowCardinality(String), "
+    "labels Map(LowCardinality(String), LowCardinality(String)), "
+)
 _KINDS = "Enum8('user' = 1, 'kernel' = 2, 'jit' = 3, 'unknown' = 4)"
 _DAILY = "PARTITION BY toDate(ts)"
 
@@ -154,8 +157,9 @@ def _v1(lay: Layout) -> list[str]:
     out += lay.create(
         "batches",
         "agent_id String, sequence UInt64, " + _TS + _WINDOW + "host LowCardinality(String), "
-        "labels Map(String, String), version LowCardinality(String), frequency_hz UInt32, "
-        "event_types Array(LowCardinality(String)), losses Map(String, UInt64), "
+        "labels Map(LowCardinality(String), LowCardinality(String)), "
+        "version LowCardinality(String), frequency_hz UInt32, "
+        "event_types Array(LowCardinality(String)), losses Map(LowCardinality(String), UInt64), "
         "inserted_at DateTime('UTC') DEFAULT now()",
         lay.engine("batches", "ReplacingMergeTree"),
         f"{_DAILY} ORDER BY (agent_id, sequence) {lay.ttl('batches')} "

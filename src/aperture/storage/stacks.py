@@ -13,6 +13,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from aperture import flamegraph
 from aperture.model import Frame, FrameKind
 
@@ -27,13 +30,16 @@ _NODE_KIND = {
 FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Stack:
     frames: tuple[Frame, ...]
-    keys: tuple[Key, ...]
+    keys: tuple[Key, ...]  # flamegraph node keys, root first
+    functions: npt.NDArray[np.int64]  # distinct function ids (indexes into ``table``)
+    leaf: int  # the leaf's function id, -1 for an empty stack
+    table: list[tuple[str, str]]  # (name, module) of each function id
 
 
-EMPTY = Stack((), ())
+EMPTY = Stack((), (), np.zeros(0, dtype=np.int64), -1, [])
 Fetch = Callable[[list[int]], Iterable[Sequence[Any]]]
 
 
@@ -48,8 +54,17 @@ class StackCache:
         self._stacks: OrderedDict[int, Stack] = OrderedDict()
         self._frames: dict[tuple[str, str, str, int], Frame] = {}
         self._keys: dict[Key, Key] = {}
+        # (name, module) of each function id: top() sums values per id with numpy
+        self.functions: list[tuple[str, str]] = []
+        self._function_ids: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self.missing = 0  # hashes asked for that the table does not hold (expired)
+
+    def _reset(self) -> None:
+        # New containers, not clear(): a query still holding the old ones stays valid.
+        self._stacks = OrderedDict()
+        self._frames, self._keys = {}, {}
+        self.functions, self._function_ids = [], {}
 
     def __len__(self) -> int:
         return len(self._stacks)
@@ -96,11 +111,20 @@ class StackCache:
             key = (name, module, _NODE_KIND[frame.kind])
             keys.append(keys_cache.setdefault(key, key))
             frames.append(frame)
-        stack = Stack(tuple(frames), tuple(keys))
-        self._stacks[h] = stack
-        if len(self._stacks) > self.max_stacks:
+        ids = self._function_ids
+        fids = []
+        for frame in frames:
+            fid = ids.get((frame.name, frame.module))
+            if fid is None:
+                fid = ids[(frame.name, frame.module)] = len(self.functions)
+                self.functions.append((frame.name, frame.module))
+            fids.append(fid)
+        distinct = np.unique(np.array(fids, dtype=np.int64))
+        leaf = fids[-1] if fids else -1
+        stack = Stack(tuple(frames), tuple(keys), distinct, leaf, self.functions)
+        if len(self._stacks) >= self.max_stacks:
             self._stacks.popitem(last=False)
-            if len(self._frames) > 8 * self.max_stacks:
-                self._frames.clear()
-                self._keys.clear()
+        self._stacks[h] = stack
+        if len(self._frames) > 8 * self.max_stacks:
+            self._reset()
         return stack

@@ -27,13 +27,15 @@ from aperture.storage import schema
 from aperture.storage.pathlock import PathLock, StoreError
 from aperture.storage.rows import RowBuilder
 from aperture.storage.stacks import Stack, StackCache
+from aperture.storage.trees import PathIndex
 from aperture.wire import Decoded, encode
 
 log = logging.getLogger("aperture.storage")
 
 DEFAULT_DSN = "chdb:///var/lib/aperture/store"
-# Each aggregator re-inserts a stack it already wrote at most this often, which
-# refreshes its last_seen (and so its TTL) without rewriting it every window.
+# Each aggregator forgets which stacks it wrote this often, so it re-inserts a
+# stack about hourly: that refreshes its last_seen (and so its TTL) without
+# rewriting it every window.
 STACK_REFRESH_S = 3600.0
 
 
@@ -87,10 +89,13 @@ class Store:
         self._client_args = client_args
         self._lock: PathLock | None = PathLock.acquire(path) if path else None
         self._clients: dict[str, Client] = {}
+        self._clients_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._known: dict[int, float] = {}
+        self._known: set[int] = set()
+        self._known_since = time.monotonic()
         self._closed = False
         self.stacks = StackCache(stack_cache)
+        self._paths = PathIndex()
         try:
             self._migrate()
         except BaseException:
@@ -153,16 +158,20 @@ class Store:
 
     def _client(self, role: str) -> Client:
         client = self._clients.get(role)
-        if client is None:
-            if self._closed:
-                raise StoreError("the store is closed")
-            try:
-                client = clickhouse_connect.get_client(**self._client_args)
-            except Exception as exc:
-                where = self.path or _redact(self.dsn)
-                raise StoreError(f"cannot open the store at {where}: {exc}") from exc
-            self._clients[role] = client
-        return client
+        if client is not None:
+            return client
+        with self._clients_lock:
+            client = self._clients.get(role)
+            if client is None:
+                if self._closed:
+                    raise StoreError("the store is closed")
+                try:
+                    client = clickhouse_connect.get_client(**self._client_args)
+                except Exception as exc:
+                    where = self.path or _redact(self.dsn)
+                    raise StoreError(f"cannot open the store at {where}: {exc}") from exc
+                self._clients[role] = client
+            return client
 
     def _recover(self, role: str) -> None:
         """After a failure: drop the client if it no longer answers, to reconnect next time."""
@@ -209,10 +218,6 @@ class Store:
 
     # -- writing ---------------------------------------------------------
 
-    def _is_known(self, h: int) -> bool:
-        at = self._known.get(h)
-        return at is not None and time.monotonic() - at < STACK_REFRESH_S
-
     def stored(self, keys: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
         """Which (agent_id, sequence) pairs the store already holds."""
         if not keys:
@@ -258,7 +263,13 @@ class Store:
     def _insert(self, batches: list[pb.ProfileBatch]) -> InsertResult:
         keys = [(b.agent.agent_id, b.sequence) for b in batches]
         taken = self.stored(keys)
-        builder = RowBuilder(self._is_known)
+        now = time.monotonic()
+        if (
+            now - self._known_since > STACK_REFRESH_S
+            or len(self._known) > 4 * self.stacks.max_stacks
+        ):
+            self._known, self._known_since = set(), now
+        builder = RowBuilder(self._known)
         accepted: list[tuple[str, int]] = []
         duplicates = rejected = 0
         for batch, key in zip(batches, keys, strict=True):
@@ -283,11 +294,7 @@ class Store:
             # stacks: no token (ReplacingMergeTree absorbs repeats; a retry may add stacks)
             settings = {} if name == "stacks" else {"insert_deduplication_token": f"{token}-{name}"}
             client.insert_arrow(name, table, database=self.database, settings=settings)
-        now = time.monotonic()
-        if len(self._known) > 4 * self.stacks.max_stacks:
-            self._known.clear()
-        for h in builder.new_stacks:
-            self._known[h] = now
+        self._known.update(builder.new_stacks)
 
         def rows(name: str) -> int:
             table = tables.get(name)
@@ -338,6 +345,12 @@ class Store:
 
         return self.stacks.resolve(hashes, fetch)
 
+    def paths(self) -> PathIndex:
+        """The flamegraph path index (replaced when it grows past its bound)."""
+        if len(self._paths) > 20 * self.stacks.max_stacks:
+            self._paths = PathIndex()
+        return self._paths
+
     def ping(self) -> bool:
         try:
             return bool(self._client("read").ping())
@@ -346,7 +359,7 @@ class Store:
 
     def close(self) -> None:
         """Close the clients and give the path up (idempotent)."""
-        with self._write_lock:
+        with self._write_lock, self._clients_lock:
             self._closed = True
             clients, self._clients = self._clients, {}
             for client in clients.values():
