@@ -16,13 +16,14 @@ CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
             linux-perf bpftrace strace golang-go prometheus chromium
 
-.PHONY: help setup apt venv bpf proto run test lint bench clean ui
+.PHONY: help setup apt venv bpf proto run test lint bench clean dist docs ui
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
 	@echo "            the dashboard is at http://127.0.0.1:9090"
 	@echo "make test   set up, then run every test (BPF tests need root)"
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
+	@echo "make dist   the wheel in dist/ (BPF objects, and the dashboard if built);  make docs  the site"
 
 setup: apt venv bpf ui
 
@@ -96,6 +97,25 @@ lint: venv
 
 bench: setup
 	$(PY) bench/cpu_overhead.py
+
+# A wheel with the prebuilt CO-RE objects, so hosts need no clang, and the dashboard
+# (built first when npm is there). Without a built dashboard the wheel still builds,
+# and its aggregator serves the API alone.
+dist: venv bpf $(if $(shell command -v npm 2>/dev/null),ui)
+	rm -f dist/aperture-*
+	@test -f src/aperture/aggregator/web/index.html || \
+	  echo "note: the dashboard is not built (make ui): the wheel has no web UI"
+	@# sdist first, then the wheel from it: files left in build/lib never leak in.
+	$(PY) -m build --outdir dist .
+
+# The reference pages are generated (flags from the argparse parsers, messages from the
+# .proto files, the cluster DDL from the schema code, tables from bench/results/) so they
+# cannot drift; --strict fails on a broken link or anchor.
+docs: venv
+	$(PY) tools/gen_cli_docs.py
+	$(PY) tools/gen_reference_docs.py
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	@echo "the site is in build/site (mkdocs serve for a live preview)"
 
 clean:
 	rm -f $(BPF_OBJ)
