@@ -41,16 +41,51 @@ def _positive(table: str) -> str:
     return " HAVING v > 0" if table == "lock_stats" else ""
 
 
-def weighted_stacks(store: Store, f: FilterLike) -> list[tuple[str, int, int, int]]:
-    """(comm, pid if comm is empty else 0, stack_hash, value) summed over the filter."""
+HOUR_NS = 3600 * 10**9
+_MAX_HOUR_NS = (2**32 - 7200) * 10**9  # DateTime (seconds, UInt32) ends in 2106
+
+
+def _stack_rows_sql(store: Store, f: FilterLike) -> tuple[str, dict[str, Any]]:
+    """A subquery of (comm, p, stack_hash, v) rows selected by the filter.
+
+    Fleet-wide CPU/lock questions over whole hours read the hourly rollup for
+    those hours and raw samples only for the partial hours at either end.
+    """
     table, value = _source(f)
     cond, params = where(f, table)
+    raw = (
+        f"SELECT comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash, {value} AS v "
+        f"FROM {store.table(table)} WHERE {cond}"
+    )
+    fleet = f.host is None and f.agent is None and f.pid is None and not f.labels
+    first = -(-max(f.from_ns, 0) // HOUR_NS) * HOUR_NS  # the first whole hour
+    end = min(f.to_ns, _MAX_HOUR_NS) // HOUR_NS * HOUR_NS  # where whole hours end
+    if table != "samples" or not fleet or end - first < 2 * HOUR_NS:
+        return raw, params
+    params.update(h0=first // 10**9, h1=end // 10**9, h0_ns=first, h1_ns=end)
+    rolled = (
+        "SELECT comm, proc_pid AS p, stack_hash, value AS v "
+        f"FROM {store.table('samples_hourly')} WHERE event_type = {{event_type:String}} "
+        "AND hour >= toDateTime({h0:Int64}, 'UTC') AND hour < toDateTime({h1:Int64}, 'UTC')"
+    )
+    if f.comm is not None:
+        rolled += " AND comm = {comm:String}"
+    edges = (
+        " AND (ts < fromUnixTimestamp64Nano({h0_ns:Int64}, 'UTC') "
+        "OR ts >= fromUnixTimestamp64Nano({h1_ns:Int64}, 'UTC'))"
+    )
+    return f"{raw}{edges} UNION ALL {rolled}", params
+
+
+def weighted_stacks(store: Store, f: FilterLike) -> list[tuple[str, int, int, int]]:
+    """(comm, pid if comm is empty else 0, stack_hash, value) summed over the filter."""
+    rows, params = _stack_rows_sql(store, f)
+    positive = " HAVING total > 0" if _source(f)[0] == "lock_stats" else ""
     return [
         (str(c), int(p), int(h), int(v))
         for c, p, h, v in store.select(
-            f"SELECT comm, if(comm = '', pid, 0) AS p, stack_hash, sum({value}) AS v "
-            f"FROM {store.table(table)} WHERE {cond} "
-            f"GROUP BY comm, p, stack_hash{_positive(table)}",
+            f"SELECT comm, p, stack_hash, sum(v) AS total FROM ({rows}) "
+            f"GROUP BY comm, p, stack_hash{positive}",
             params,
         )
     ]
@@ -86,13 +121,8 @@ def _function_values(
     store: Store, f: FilterLike
 ) -> tuple[int, Counter[tuple[str, str]], Counter[tuple[str, str]]]:
     """Grand total, self value per leaf function, total per function (once per stack)."""
-    table, value = _source(f)
-    cond, params = where(f, table)
-    rows = store.select(
-        f"SELECT stack_hash, sum({value}) FROM {store.table(table)} WHERE {cond} "
-        "GROUP BY stack_hash",
-        params,
-    )
+    source, params = _stack_rows_sql(store, f)
+    rows = store.select(f"SELECT stack_hash, sum(v) FROM ({source}) GROUP BY stack_hash", params)
     stacks = store.resolve_stacks(int(h) for h, _ in rows)
     resolved = [(stacks[int(h)], int(v)) for h, v in rows]
     grand = sum(v for _, v in resolved)

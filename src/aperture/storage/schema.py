@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 # The tables queries read, by their (distributed) name.
-TABLES = ("stacks", "samples", "lock_stats", "syscall_stats", "batches")
+TABLES = ("stacks", "samples", "samples_hourly", "lock_stats", "syscall_stats", "batches")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # Embedded: replaced parts are deleted after 10 s instead of 8 minutes, so a
 # small disk is not held by merged-away parts (DESIGN decision 6).
@@ -85,7 +85,7 @@ class Layout:
         return self.retention_days + 1 if table == "stacks" else self.retention_days
 
     def ttl(self, table: str) -> str:
-        column = "last_seen" if table == "stacks" else "toDateTime(ts)"
+        column = {"stacks": "last_seen", "samples_hourly": "hour"}.get(table, "toDateTime(ts)")
         return f"TTL {column} + INTERVAL {self.ttl_days(table)} DAY"
 
     def create(self, table: str, columns: str, engine: str, tail: str, shard_key: str) -> list[str]:
@@ -133,6 +133,24 @@ def _v1(lay: Layout) -> list[str]:
         f"{_DAILY} ORDER BY (event_type, host, ts) {lay.ttl('samples')} "
         + lay.settings("ttl_only_drop_parts = 1"),
         "cityHash64(host)",
+    )
+    # Fleet-wide hourly rollup, filled by a materialized view: a flamegraph over
+    # a day of every host reads ~24 x distinct stacks rows instead of every sample.
+    out += lay.create(
+        "samples_hourly",
+        "hour DateTime('UTC'), event_type LowCardinality(String), comm LowCardinality(String), "
+        "proc_pid UInt32, stack_hash UInt64, value UInt64",
+        lay.engine("samples_hourly", "SummingMergeTree", "value"),
+        "PARTITION BY toDate(hour) ORDER BY (event_type, hour, comm, proc_pid, stack_hash) "
+        f"{lay.ttl('samples_hourly')} " + lay.settings("ttl_only_drop_parts = 1"),
+        "rand()",
+    )
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {lay.database}.samples_hourly_mv"
+        f"{lay.on_cluster} TO {lay.local('samples_hourly')} AS SELECT toStartOfHour(ts) AS hour, "
+        "event_type, comm, if(comm = '', pid, toUInt32(0)) AS proc_pid, stack_hash, "
+        f"sum(value) AS value FROM {lay.local('samples')} "
+        "GROUP BY hour, event_type, comm, proc_pid, stack_hash"
     )
     out += lay.create(
         "lock_stats",

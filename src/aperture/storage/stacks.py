@@ -27,6 +27,7 @@ _NODE_KIND = {
     FrameKind.JIT: flamegraph.JIT,
     FrameKind.UNKNOWN: flamegraph.UNKNOWN,
 }
+_FRAME_KIND = {kind.value: kind for kind in FrameKind}
 FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
 
 
@@ -52,8 +53,8 @@ class StackCache:
     def __init__(self, max_stacks: int = 300_000) -> None:
         self.max_stacks = max_stacks
         self._stacks: OrderedDict[int, Stack] = OrderedDict()
-        self._frames: dict[tuple[str, str, str, int], Frame] = {}
-        self._keys: dict[Key, Key] = {}
+        # (name, module, kind, offset) -> the frame, its flamegraph key and its function id
+        self._frames: dict[tuple[str, str, str, int], tuple[Frame, Key, int]] = {}
         # (name, module) of each function id: top() sums values per id with numpy
         self.functions: list[tuple[str, str]] = []
         self._function_ids: dict[tuple[str, str], int] = {}
@@ -63,8 +64,18 @@ class StackCache:
     def _reset(self) -> None:
         # New containers, not clear(): a query still holding the old ones stays valid.
         self._stacks = OrderedDict()
-        self._frames, self._keys = {}, {}
+        self._frames = {}
         self.functions, self._function_ids = [], {}
+
+    def _frame(self, name: str, module: str, kind: str, offset: int) -> tuple[Frame, Key, int]:
+        """A new frame's shared Frame, node key and function id."""
+        frame = Frame(name, module, _FRAME_KIND[kind], offset)
+        key = (name, module, _NODE_KIND[frame.kind])
+        fid = self._function_ids.get((name, module))
+        if fid is None:
+            fid = self._function_ids[(name, module)] = len(self.functions)
+            self.functions.append((name, module))
+        return frame, key, fid
 
     def __len__(self) -> int:
         return len(self._stacks)
@@ -100,26 +111,19 @@ class StackCache:
         kinds: Sequence[str],
         offsets: Sequence[int],
     ) -> Stack:
-        frames_cache, keys_cache = self._frames, self._keys
+        known = self._frames
         frames: list[Frame] = []
         keys: list[Key] = []
-        for name, module, kind, offset in zip(names, modules, kinds, offsets, strict=True):
-            ident = (name, module, kind, offset)
-            frame = frames_cache.get(ident)
-            if frame is None:
-                frame = frames_cache[ident] = Frame(name, module, FrameKind(kind), offset)
-            key = (name, module, _NODE_KIND[frame.kind])
-            keys.append(keys_cache.setdefault(key, key))
+        fids: list[int] = []
+        for ident in zip(names, modules, kinds, offsets, strict=True):
+            hit = known.get(ident)
+            if hit is None:
+                hit = known[ident] = self._frame(*ident)
+            frame, key, fid = hit
             frames.append(frame)
-        ids = self._function_ids
-        fids = []
-        for frame in frames:
-            fid = ids.get((frame.name, frame.module))
-            if fid is None:
-                fid = ids[(frame.name, frame.module)] = len(self.functions)
-                self.functions.append((frame.name, frame.module))
+            keys.append(key)
             fids.append(fid)
-        distinct = np.unique(np.array(fids, dtype=np.int64))
+        distinct = np.fromiter(set(fids), dtype=np.int64, count=len(set(fids)))
         leaf = fids[-1] if fids else -1
         stack = Stack(tuple(frames), tuple(keys), distinct, leaf, self.functions)
         if len(self._stacks) >= self.max_stacks:
