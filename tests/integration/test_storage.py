@@ -435,3 +435,39 @@ def test_server_round_trip(server_store: Store) -> None:
         BufferFilter(), 100
     )
     assert server_store.seen("agent-h1", 2)
+
+
+def test_hourly_rollup_and_raw_edges_agree(store: Store) -> None:
+    hour = 3600 * S
+    ends = [T0 - 3 * hour + 5 * S, T0 - 3 * hour + 40 * 60 * S, T0 - 2 * hour, T0 - hour - S,
+            T0 - hour, T0 - 30 * 60 * S, T0, T0 + 10 * S]  # fmt: skip
+    batches = [
+        batch(i + 1, [cpu(end, ((MAIN, HOT), i + 1, 1, "app"), ((MAIN, COLD), 2 * i + 1, 2, ""))])
+        for i, end in enumerate(ends)
+    ]
+    store.insert_batches(batches)
+    mem = buffer_backend(batches)
+    for lo, hi in [(T0 - 3 * hour + S, T0 + 5 * S), (T0 - 3 * hour, T0), (0, T0 - hour),
+                   (T0 - 2 * hour - 1, T0 + hour), (T0 - 3 * hour + 6 * S, T0 - S)]:  # fmt: skip
+        f, bf = Filter(from_ns=lo, to_ns=hi), BufferFilter(from_ns=lo, to_ns=hi)
+        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(bf, 100)
+        assert queries.top(store, f, 10, "total") == mem.top(bf, 10, "total")
+        f, bf = (
+            Filter(from_ns=lo, to_ns=hi, comm="app"),
+            BufferFilter(from_ns=lo, to_ns=hi, comm="app"),
+        )
+        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(bf, 100)
+
+
+def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> None:
+    writer = StorageWriter(store, flush_rows=8, flush_interval_s=3600)
+    batches = [batch(i + 1, [cpu(T0 + i * S, ((MAIN, HOT), i + 1, 1, "app"))]) for i in range(60)]
+    for b in batches:
+        writer.submit(b.SerializeToString())
+    writer.start()
+    assert writer.drain(20.0)
+    stats = writer.stats()
+    assert (stats.written_batches, stats.flush_failed, stats.pending_rows) == (60, 0, 0)
+    assert stats.flush_ok >= 7
+    assert queries.top(store, Filter(), 5)["total"] == sum(range(1, 61))
+    assert len(store.recent_sequences(0)["agent-h1"]) == 60

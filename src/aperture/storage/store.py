@@ -50,6 +50,18 @@ class InsertResult:
     stacks: int = 0  # new stack rows written
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Batches turned into Arrow tables, ready for :meth:`Store.write`."""
+
+    tables: dict[str, Any]  # ClickHouse table name -> pyarrow.Table
+    token: str  # the insert deduplication token of this group
+    new_stacks: list[int]
+    batches: int
+    duplicates: int
+    rejected: int
+
+
 def as_batch(item: pb.ProfileBatch | Decoded | bytes) -> pb.ProfileBatch:
     """A ProfileBatch from what ingest holds (a parsed message, raw bytes or a Decoded)."""
     if isinstance(item, pb.ProfileBatch):
@@ -250,17 +262,15 @@ class Store:
         replaced by hash, the other tables carry a deduplication token, and a
         batch counts as stored once its ``batches`` row (written last) exists.
         """
-        batches = [as_batch(item) for item in items]
-        with self._write_lock:
-            try:
-                return self._insert(batches)
-            except StoreError:
-                raise
-            except Exception as exc:
-                self._recover("write")
-                raise StoreError(f"the store rejected an insert: {exc}") from exc
+        return self.write(self.prepare(items))
 
-    def _insert(self, batches: list[pb.ProfileBatch]) -> InsertResult:
+    def prepare(self, items: Iterable[pb.ProfileBatch | Decoded | bytes]) -> Prepared:
+        """The Python half of an insert (dedupe, rows as Arrow tables), to :meth:`write`.
+
+        Runs while another group's :meth:`write` is in ClickHouse (which
+        releases the GIL): the writer overlaps the two halves on two cores.
+        """
+        batches = [as_batch(item) for item in items]
         keys = [(b.agent.agent_id, b.sequence) for b in batches]
         taken = self.stored(keys)
         now = time.monotonic()
@@ -284,26 +294,39 @@ class Store:
                 continue
             taken.add(key)
             accepted.append(key)
-        tables = builder.tables()
         token = hashlib.blake2b(repr(sorted(accepted)).encode(), digest_size=16).hexdigest()
-        client = self._client("write")
-        for name in ("stacks", "samples", "lock_stats", "syscall_stats", "batches"):
-            table = tables.get(name)
-            if table is None:
-                continue
-            # stacks: no token (ReplacingMergeTree absorbs repeats; a retry may add stacks)
-            settings = {} if name == "stacks" else {"insert_deduplication_token": f"{token}-{name}"}
-            client.insert_arrow(name, table, database=self.database, settings=settings)
-        self._known.update(builder.new_stacks)
+        return Prepared(builder.tables(), token, builder.new_stacks, len(accepted), duplicates,
+                        rejected)  # fmt: skip
+
+    def write(self, prepared: Prepared) -> InsertResult:
+        """The ClickHouse half of an insert; retrying the same Prepared is safe."""
+        tables = prepared.tables
+        with self._write_lock:
+            try:
+                client = self._client("write")
+                for name in ("stacks", "samples", "lock_stats", "syscall_stats", "batches"):
+                    table = tables.get(name)
+                    if table is None:
+                        continue
+                    # stacks: no token (ReplacingMergeTree absorbs repeats)
+                    token = f"{prepared.token}-{name}"
+                    settings = {} if name == "stacks" else {"insert_deduplication_token": token}
+                    client.insert_arrow(name, table, database=self.database, settings=settings)
+            except StoreError:
+                raise
+            except Exception as exc:
+                self._recover("write")
+                raise StoreError(f"the store rejected an insert: {exc}") from exc
+            self._known.update(prepared.new_stacks)
 
         def rows(name: str) -> int:
             table = tables.get(name)
-            return 0 if table is None else table.num_rows
+            return 0 if table is None else int(table.num_rows)
 
         return InsertResult(
-            batches=len(accepted),
-            duplicates=duplicates,
-            rejected=rejected,
+            batches=prepared.batches,
+            duplicates=prepared.duplicates,
+            rejected=prepared.rejected,
             samples=rows("samples"),
             locks=rows("lock_stats"),
             syscalls=rows("syscall_stats"),
