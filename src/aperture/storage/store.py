@@ -238,7 +238,7 @@ class Store:
             f"SELECT DISTINCT agent_id, sequence FROM {self.table('batches')} "
             "WHERE (agent_id, sequence) IN {keys:Array(Tuple(String, UInt64))}",
             {"keys": list(keys)},
-            role="write",
+            role="dedupe",  # its own client: not queued behind an insert or a long query
         )
         return {(str(a), int(s)) for a, s in rows}
 
