@@ -98,6 +98,17 @@ class AggregatorProcess:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=30)
 
+    def wait_stored(self, timeout: float = 30.0) -> None:
+        """Wait until the store holds every accepted batch (queries read the store)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            health = self.get("/api/v1/health", headers=self.headers()).json()
+            storage = health.get("storage")
+            if storage is None or storage["pending_batches"] == 0:
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"the store still has pending batches after {timeout}s")
+
     def metric(self, series: str) -> float:
         """One series' value, named as exposed: ``aperture_pushes_total{status="accepted"}``."""
         text = self.get("/metrics", headers=self.headers()).text

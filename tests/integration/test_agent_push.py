@@ -49,6 +49,7 @@ def test_hot_function_arrives_with_the_counts_the_agent_recorded(
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
         recorded = load_json(local.read_text())
+        agg.wait_stored()
         channel = grpc.insecure_channel(agg.grpc_target)
         stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
         md = [("authorization", "Bearer test-token")]

@@ -69,6 +69,7 @@ def test_push_query_and_rest(agg: AggregatorProcess) -> None:
     assert [(b.agent_id, b.sequence, b.cpu_samples) for b in queried.batches] == [
         ("agent-1", 1, 10)
     ]
+    agg.wait_stored()
     summed = raw.stub.Aggregate(apb.AggregateRequest(event_type="cpu"), metadata=raw.md)
     assert summed.total == 10 and summed.functions[0].name == "hot"
     rows = httpx.get(f"{agg.http}/api/v1/batches", headers=agg.headers()).json()
@@ -189,3 +190,22 @@ def test_cli_query_table_and_json(agg: AggregatorProcess) -> None:
     wrong = subprocess.run([*base[:-1], "wrong"], capture_output=True, text=True)
     assert wrong.returncode == 1 and "rejected the token" in wrong.stderr
     assert "Traceback" not in wrong.stderr
+
+
+def test_a_restart_keeps_the_data_in_the_store(tmp_path: Path) -> None:
+    agg = AggregatorProcess(tmp_path / "agg").start()
+    raw = Raw(agg)
+    for seq in range(1, 6):
+        assert raw.push(batch(seq, value=7)).accepted
+    agg.wait_stored()
+    assert agg.stop() == 0
+    # no journal this time: whatever answers now comes from the store
+    agg.args.append("--no-journal")
+    agg.start()
+    try:
+        top = agg.get("/api/v1/top", params={"from": "-1h"}, headers=agg.headers()).json()
+        assert top["total"] == 35
+        health = agg.get("/api/v1/health", headers=agg.headers()).json()
+        assert health["buffer"]["batches"] == 0 and health["storage"]["reachable"]
+    finally:
+        assert agg.stop() == 0

@@ -58,6 +58,7 @@ def agg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AggregatorProcess]
         Profile(EventType.LOCK, "nanoseconds", start_ns=sys_end - 10**10, end_ns=sys_end,
                 locks=locks),
     ])  # fmt: skip
+    proc.wait_stored()
     yield proc
     proc.stop()
 

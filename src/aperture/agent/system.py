@@ -46,9 +46,18 @@ def check_btf() -> None:
         )
 
 
+def _tracefs_ready() -> bool:
+    try:
+        return (TRACEFS / "events").is_dir()
+    except PermissionError:
+        raise AgentError(
+            f"cannot read {TRACEFS}: run the agent as root or grant it CAP_DAC_READ_SEARCH."
+        ) from None
+
+
 def ensure_tracefs() -> None:
     """Mount tracefs if it is not mounted: libbpf resolves tracepoint ids through it."""
-    if (TRACEFS / "events").is_dir():
+    if _tracefs_ready():
         return
     libc = ctypes.CDLL(None, use_errno=True)
     mount = libc.mount
@@ -61,7 +70,7 @@ def ensure_tracefs() -> None:
     ]
     mount.restype = ctypes.c_int
     rc = mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None)
-    if rc != 0 and not (TRACEFS / "events").is_dir():
+    if rc != 0 and not _tracefs_ready():
         err: int = ctypes.get_errno()
         raise AgentError(
             f"tracefs is not mounted at {TRACEFS} and mounting it failed "

@@ -15,6 +15,7 @@ from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.interop_routes import add_interop_routes
 from aperture.aggregator.query_routes import add_query_routes
+from aperture.aggregator.storage_link import StorageLink
 from aperture.aggregator.web import WEB_DIR, mount_ui
 from aperture.model import EventType
 
@@ -27,8 +28,10 @@ class AppState:
         *,
         metrics_public: bool,
         backend: Backend | None = None,
+        storage: StorageLink | None = None,
     ) -> None:
         self.ingest = ingest
+        self.storage = storage
         self.backend: Backend = backend or BufferBackend(ingest.buffer)
         self.check = check
         self.metrics_public = metrics_public
@@ -70,6 +73,8 @@ def create_app(state: AppState) -> FastAPI:
         if not state.metrics_public:
             require_token(request)
         state.ingest.refresh_gauges()
+        if state.storage is not None:
+            state.storage.refresh_gauges()
         if state.ingest.journal is not None:
             metrics.journal_bytes.set(state.ingest.journal.size())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -92,6 +97,7 @@ def create_app(state: AppState) -> FastAPI:
                 "evictions": buffer.stats.evictions,
             },
             "journal_bytes": state.ingest.journal.size() if state.ingest.journal else None,
+            "storage": state.storage.health() if state.storage else None,
         }
 
     @api.get("/batches")

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive profiles from Aperture agents over gRPC, keep recent ones in "
         "memory (and in a crash-safe journal), serve the REST API, metrics and health.",
         epilog="Environment: APERTURE_AUTH_TOKEN (bearer token agents and clients must send), "
-        "APERTURE_AGGREGATOR_LISTEN, APERTURE_ADMIN_LISTEN. Flags override the environment.",
+        "APERTURE_AGGREGATOR_LISTEN, APERTURE_ADMIN_LISTEN, APERTURE_CLICKHOUSE_ENDPOINT, "
+        "APERTURE_CLICKHOUSE_DATABASE, APERTURE_CLICKHOUSE_USER, APERTURE_CLICKHOUSE_PASSWORD. "
+        "Flags override the environment.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -103,6 +105,38 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not journal accepted batches (a crash then loses the buffer)",
     )
+    store = parser.add_argument_group(
+        "storage",
+        "Profiles are stored in ClickHouse: embedded chDB under --data-dir by default, or a "
+        "ClickHouse server or cluster. One aggregator process owns an embedded store.",
+    )
+    store.add_argument(
+        "--storage",
+        default=env("APERTURE_CLICKHOUSE_ENDPOINT"),
+        metavar="DSN",
+        help="chdb:///PATH or http(s)://HOST:8123 (default: $APERTURE_CLICKHOUSE_ENDPOINT "
+        "or chdb://DATA_DIR/store)",
+    )
+    store.add_argument(
+        "--clickhouse-database",
+        default=env("APERTURE_CLICKHOUSE_DATABASE", "aperture"),
+        help="database name (default: $APERTURE_CLICKHOUSE_DATABASE or aperture)",
+    )
+    store.add_argument(
+        "--clickhouse-user",
+        default=env("APERTURE_CLICKHOUSE_USER"),
+        help="server user (default: $APERTURE_CLICKHOUSE_USER)",
+    )
+    store.add_argument(
+        "--retention",
+        default="7d",
+        help="how long profiles are kept, in whole days: 7d, 30d (default: 7d)",
+    )
+    store.add_argument(
+        "--no-storage",
+        action="store_true",
+        help="keep only the in-memory buffer (queries see recent batches only)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
@@ -118,6 +152,25 @@ def settings_from(args: argparse.Namespace) -> object:
         if path is not None and not os.access(path, os.R_OK):
             raise UsageError(f"cannot read {path}: check the path and its permissions.")
     token = args.token or os.environ.get("APERTURE_AUTH_TOKEN") or None
+    storage = None
+    if not args.no_storage:
+        from aperture.aggregator.storage_link import StorageSettings
+        from aperture.units import parse_duration
+
+        try:
+            days = parse_duration(args.retention) / 86400
+        except ValueError as exc:
+            raise UsageError(f"--retention: {exc}.") from None
+        if days < 1 or days != int(days):
+            raise UsageError("--retention must be a whole number of days (e.g. 7d).")
+        dsn = args.storage or f"chdb://{(args.data_dir / 'store').resolve()}"
+        storage = StorageSettings(
+            dsn=dsn,
+            database=args.clickhouse_database,
+            username=args.clickhouse_user,
+            password=os.environ.get("APERTURE_CLICKHOUSE_PASSWORD") or None,
+            retention_days=int(days),
+        )
     return Settings(
         grpc_host=grpc_host,
         grpc_port=grpc_port,
@@ -132,6 +185,7 @@ def settings_from(args: argparse.Namespace) -> object:
         buffer_batches=args.buffer_batches,
         data_dir=args.data_dir,
         journal=not args.no_journal,
+        storage=storage,
     )
 
 

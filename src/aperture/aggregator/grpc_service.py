@@ -2,23 +2,24 @@
 
 Push takes the raw request bytes (no generated deserializer), so oversize and
 garbage payloads reach our own checks and are counted, not dropped inside gRPC.
-Query, Aggregate and Diff answer from the in-memory buffer of recent batches.
+Query lists the in-memory buffer of recent batches; Aggregate and Diff answer
+from the query backend (the store, or the buffer with --no-storage).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
+from aperture.aggregator.backend import Backend, Filter
 from aperture.aggregator.buffer import BufferedBatch
 from aperture.aggregator.ingest import Ingest, Outcome
-from aperture.analysis import aggregate, diff_functions
-from aperture.model import EventType, Profile
+from aperture.analysis import aggregate
+from aperture.model import EventType
 from aperture.proto.v1 import aggregator_pb2 as apb
-from aperture.wire import decode, parse
 
 SERVICE = "aperture.v1.Aggregator"
 _STATUS = {
@@ -28,33 +29,24 @@ _STATUS = {
 }
 
 
-def select_profiles(
-    batches: Iterable[BufferedBatch], request: apb.AggregateRequest
-) -> list[Profile]:
-    """Decode the buffered batches matching a request's type, window and filters."""
-    event_type = EventType(request.event_type or "cpu")
-    out = []
-    for batch in batches:
-        if request.agent_id and batch.agent_id != request.agent_id:
-            continue
-        if request.host and batch.host != request.host:
-            continue
-        if request.from_ns and batch.end_ns < request.from_ns:
-            continue
-        if request.to_ns and batch.start_ns > request.to_ns:
-            continue
-        if event_type not in batch.event_types:
-            continue
-        profile = decode(parse(batch.data)).profiles[event_type]
-        if request.pid:
-            profile.samples = [s for s in profile.samples if s.pid == request.pid]
-        out.append(profile)
-    return out
+def request_filter(request: apb.AggregateRequest) -> Filter:
+    """The backend filter of a gRPC request (0 means unbounded)."""
+    return Filter(
+        event_type=EventType(request.event_type or "cpu"),
+        from_ns=request.from_ns or 0,
+        to_ns=request.to_ns or 2**63 - 1,
+        host=request.host or None,
+        agent=request.agent_id or None,
+        pid=request.pid or None,
+    )
 
 
 class AggregatorService:
-    def __init__(self, ingest: Ingest) -> None:
+    """Push into the ingest path; Aggregate and Diff from the backend (store or buffer)."""
+
+    def __init__(self, ingest: Ingest, backend: Backend) -> None:
         self.ingest = ingest
+        self.backend = backend
 
     async def push(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         result = await asyncio.to_thread(self.ingest.push, data)
@@ -88,21 +80,22 @@ class AggregatorService:
         self, request: apb.AggregateRequest, context: grpc.aio.ServicerContext
     ) -> apb.AggregateResponse:
         try:
-            profiles = await asyncio.to_thread(
-                select_profiles, self.ingest.buffer.snapshot(), request
-            )
+            f = request_filter(request)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
-        result = aggregate(profiles, limit=request.limit or 100)
+        if f.event_type is EventType.SYSCALL:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
+        profile = await asyncio.to_thread(self.backend.export_profile, f)
+        result = aggregate([profile], limit=request.limit or 100)
         return apb.AggregateResponse(
             total=result.total,
             unit=result.unit,
-            batches=len(profiles),
+            batches=1 if profile.samples else 0,
             functions=[
                 apb.FunctionValue(
-                    name=f.name, module=f.module, self=f.self_value, total=f.total_value
+                    name=fn.name, module=fn.module, self=fn.self_value, total=fn.total_value
                 )
-                for f in result.functions
+                for fn in result.functions
             ],
             stacks=[
                 apb.FoldedStack(frames=list(path), value=value)
@@ -113,26 +106,26 @@ class AggregatorService:
     async def diff(
         self, request: apb.DiffRequest, context: grpc.aio.ServicerContext
     ) -> apb.DiffResponse:
-        snapshot = self.ingest.buffer.snapshot()
         try:
-            base = select_profiles(snapshot, request.baseline)
-            comp = select_profiles(snapshot, request.comparison)
+            base, comp = request_filter(request.baseline), request_filter(request.comparison)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
-        base_total, comp_total, rows = diff_functions(base, comp, limit=request.limit or 100)
+        answer = await asyncio.to_thread(
+            self.backend.diff, base, comp, 100_000, request.limit or 100
+        )
         return apb.DiffResponse(
-            baseline_total=base_total,
-            comparison_total=comp_total,
+            baseline_total=answer["baseline_total"],
+            comparison_total=answer["comparison_total"],
             functions=[
                 apb.DiffEntry(
-                    name=r.name,
-                    baseline_self=r.baseline,
-                    comparison_self=r.comparison,
-                    baseline_share=r.baseline_share,
-                    comparison_share=r.comparison_share,
-                    delta_share=r.delta_share,
+                    name=r["name"],
+                    baseline_self=r["baseline_self"],
+                    comparison_self=r["comparison_self"],
+                    baseline_share=r["baseline_pct"] / 100,
+                    comparison_share=r["comparison_pct"] / 100,
+                    delta_share=r["delta_pct"] / 100,
                 )
-                for r in rows
+                for r in answer["functions"]
             ],
         )
 

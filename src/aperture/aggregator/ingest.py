@@ -6,6 +6,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,12 +45,15 @@ class Ingest:
         journal: Journal | None = None,
         max_message_bytes: int = 16 << 20,
         backpressure_ratio: float = 0.9,
+        on_accept: Callable[[bytes], None] | None = None,
     ) -> None:
         self.buffer = buffer
         self.metrics = metrics
         self.journal = journal
         self.max_message_bytes = max_message_bytes
         self.backpressure_ratio = backpressure_ratio
+        # Called with each accepted batch's bytes after it is journaled: the store's writer.
+        self.on_accept = on_accept
         self.deduper = Deduper()
         self.agents: dict[str, AgentInfo] = {}
         # One push at a time from the dedupe check to the buffer: two retries of
@@ -128,6 +132,8 @@ class Ingest:
 
     def _store(self, batch: pb.ProfileBatch, summary: Summary, raw: bytes, now_ns: int) -> None:
         self.buffer.add(BufferedBatch.of(batch, summary, raw, now_ns))
+        if self.on_accept is not None:
+            self.on_accept(raw)  # queued for the store, never blocking (it skips replays)
         agent = batch.agent
         info = self.agents.get(agent.agent_id)
         if info is None:

@@ -69,6 +69,27 @@ class Metrics:
             registry=r,
         )
         self.agents = Gauge("aperture_agents", "Agents seen since start.", registry=r)
+        self.storage_flushes = Counter(
+            "aperture_storage_flush", "Store writes by outcome (ok, error).", ["status"],
+            registry=r,
+        )  # fmt: skip
+        for status in ("ok", "error"):
+            self.storage_flushes.labels(status)
+        self.storage_flush_seconds = Histogram(
+            "aperture_storage_flush_duration_seconds", "Time of one write to the store.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r,
+        )  # fmt: skip
+        self.storage_pending_rows = Gauge(
+            "aperture_storage_pending_rows", "Rows accepted but not yet in the store.", registry=r
+        )
+        self.storage_pending_bytes = Gauge(
+            "aperture_storage_pending_bytes", "Bytes of batches waiting for the store.", registry=r
+        )
+        self.storage_dropped = Gauge(
+            "aperture_storage_dropped_batches",
+            "Batches dropped (oldest first) because the store queue overflowed its bound.",
+            registry=r,
+        )
         self.journal_bytes = Gauge(
             "aperture_journal_bytes", "Bytes in the on-disk journal.", registry=r
         )

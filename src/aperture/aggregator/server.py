@@ -22,6 +22,7 @@ from aperture.aggregator.grpc_service import SERVICE, AggregatorService
 from aperture.aggregator.ingest import Ingest, journal_dir
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
+from aperture.aggregator.storage_link import StorageLink, StorageSettings
 from aperture.errors import AgentError
 
 log = logging.getLogger("aperture.aggregator")
@@ -43,6 +44,8 @@ class Settings:
     data_dir: Path = Path("data")
     journal: bool = True
     shutdown_grace_s: float = 5.0
+    # None: buffer only (--no-storage)
+    storage: StorageSettings | None = None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -87,8 +90,18 @@ class Aggregator:
             max_message_bytes=settings.max_message_bytes,
         )
         self.ingest.buffer._on_evict = self.ingest.on_evict
+        self.storage: StorageLink | None = None
+        if settings.storage is not None:
+            self.storage = StorageLink(settings.storage, self.metrics)
+            self.ingest.on_accept = self.storage.submit
         self.check = TokenCheck(settings.token)
-        self.state = AppState(self.ingest, self.check, metrics_public=settings.metrics_public)
+        self.state = AppState(
+            self.ingest,
+            self.check,
+            metrics_public=settings.metrics_public,
+            backend=self.storage.backend if self.storage else None,
+            storage=self.storage,
+        )
         self.stop_event = asyncio.Event()
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -100,7 +113,11 @@ class Aggregator:
 
     async def run(self) -> None:
         s = self.settings
-        http_sock = bind(s.http_host, s.http_port, "HTTP", "--admin-listen")
+        try:
+            http_sock = bind(s.http_host, s.http_port, "HTTP", "--admin-listen")
+        except AgentError:
+            self._close_storage()
+            raise
         self.http_port = http_sock.getsockname()[1]
         await asyncio.to_thread(self.ingest.replay)
 
@@ -113,7 +130,8 @@ class Aggregator:
                 ("grpc.max_send_message_length", 64 << 20),
             ],
         )
-        server.add_generic_rpc_handlers((AggregatorService(self.ingest).handler(),))
+        service = AggregatorService(self.ingest, self.state.backend)
+        server.add_generic_rpc_handlers((service.handler(),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         address = f"{s.grpc_host}:{s.grpc_port}"
@@ -129,6 +147,7 @@ class Aggregator:
             self.grpc_port = 0
         if not self.grpc_port:
             http_sock.close()
+            self._close_storage()
             raise AgentError(
                 f"cannot listen for gRPC on {address}: choose another address with --listen."
             )
@@ -163,9 +182,15 @@ class Aggregator:
         http.should_exit = True
         await http_task
         stop_task.cancel()
+        await asyncio.to_thread(self._close_storage)
         if self.ingest.journal is not None:
             self.ingest.journal.close()
         log.info("stopped")
+
+    def _close_storage(self) -> None:
+        if self.storage is not None:
+            self.storage.close()
+            self.storage = None
 
 
 async def serve(settings: Settings) -> None:
