@@ -15,6 +15,7 @@ from typing import Any
 
 from aperture.aggregator.metrics import Metrics
 from aperture.errors import AgentError
+from aperture.model import Profile
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -59,7 +60,7 @@ class StorageLink:
         self.writer = StorageWriter(
             self.store, max_pending_bytes=settings.max_pending_bytes, on_flush=on_flush
         ).start()
-        self.backend = StoreBackend(self.store)
+        self.backend = FreshBackend(StoreBackend(self.store), self.writer)
 
     def submit(self, raw: bytes) -> None:
         self.writer.submit(raw)
@@ -92,3 +93,49 @@ class StorageLink:
                 "journal and are written on the next start"
             )
         self.store.close()
+
+
+class FreshBackend:
+    """Store queries that first let queued batches reach the store (read your writes).
+
+    The wait is bounded (``max_wait_s``): under a heavy, continuous ingest a query
+    answers after at most that long with whatever the store holds then.
+    """
+
+    def __init__(self, inner: Any, writer: Any, max_wait_s: float = 1.0) -> None:
+        self._inner = inner
+        self._writer = writer
+        self._max_wait_s = max_wait_s
+
+    def _settle(self) -> None:
+        if self._writer.stats().pending_batches:
+            self._writer.flush(self._max_wait_s)
+
+    def flamegraph(self, f: Any, max_nodes: int) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.flamegraph(f, max_nodes))
+
+    def top(self, f: Any, limit: int, sort: str) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.top(f, limit, sort))
+
+    def diff(self, base: Any, comp: Any, max_nodes: int, limit: int) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.diff(base, comp, max_nodes, limit))
+
+    def timeline(self, f: Any, step_s: int, group_by: str | None) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.timeline(f, step_s, group_by))
+
+    def syscalls(self, f: Any, per_process: bool) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.syscalls(f, per_process))
+
+    def locks(self, f: Any, limit: int) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.locks(f, limit))
+
+    def export_profile(self, f: Any) -> Profile:
+        self._settle()
+        profile: Profile = self._inner.export_profile(f)
+        return profile

@@ -9,11 +9,20 @@ from pathlib import Path
 from types import ModuleType
 
 from aperture import __version__
-from aperture.cli.commands import export, import_profile, query
+from aperture.cli.commands import aggregate, diff, export, import_profile, query, syscalls, top
+from aperture.cli.rest import add_api_argument
 from aperture.errors import AgentError
 
 PROG = "aperture"
-COMMANDS: dict[str, ModuleType] = {"query": query, "export": export, "import": import_profile}
+COMMANDS: dict[str, ModuleType] = {
+    "query": query,
+    "aggregate": aggregate,
+    "diff": diff,
+    "top": top,
+    "syscalls": syscalls,
+    "export": export,
+    "import": import_profile,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,16 +40,36 @@ def build_parser() -> argparse.ArgumentParser:
             "--token", default=None, help="bearer token (default: $APERTURE_AUTH_TOKEN)"
         )
         cmd.add_argument("--tls-ca", type=Path, default=None, help="CA file for https endpoints")
+        add_api_argument(cmd)
         cmd.add_argument("--json", action="store_true", help="print JSON for machines")
         module.prepare_parser(cmd)
     return parser
+
+
+# Flags whose values may start with "-" (relative times): argparse would read
+# "--from -1h" as two options, so such pairs become "--from=-1h".
+TIME_FLAGS = ("--from", "--to", "--baseline", "--comparison")
+
+
+def join_time_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in TIME_FLAGS and i + 1 < len(args) and args[i + 1].startswith("-"):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+            continue
+        out.append(args[i])
+        i += 1
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (callable from tests)."""
     from aperture.cli.client import Client
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_time_values(sys.argv[1:] if argv is None else argv))
     try:
         client = Client(args.endpoint, token=args.token, tls_ca=args.tls_ca)
         try:

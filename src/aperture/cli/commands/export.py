@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from aperture.cli.client import Client
-from aperture.cli.rest import RestClient, add_api_argument, parse_label
+from aperture.cli.filters import add_filter_arguments, filter_params
+from aperture.cli.rest import RestClient
 from aperture.errors import AgentError, UsageError
 from aperture.formats.registry import write_atomic
 
@@ -24,7 +25,6 @@ _BY_SUFFIX = (
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    add_api_argument(parser)
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -34,15 +34,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="file to write (default: print text formats)")  # fmt: skip
     parser.add_argument("--type", choices=["cpu", "lock"], default="cpu", help="event type")
-    parser.add_argument("--from", dest="from_", default="-1h", metavar="TIME",
-                        help="start: RFC 3339, unix ns or relative (default: -1h)")  # fmt: skip
-    parser.add_argument("--to", default="now", metavar="TIME", help="end (default: now)")
-    parser.add_argument("--host", default=None, help="only this host")
-    parser.add_argument("--agent", default=None, help="only this agent_id")
-    parser.add_argument("--comm", default=None, help="only this process name")
-    parser.add_argument("--pid", type=int, default=None, help="only this process id")
-    parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
-                        help="only batches with this label (repeatable)")  # fmt: skip
+    add_filter_arguments(parser)
 
 
 def pick_format(fmt: str | None, output: Path | None) -> str:
@@ -65,15 +57,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
     fmt = pick_format(args.format, args.output)
     if fmt == "pprof" and args.output is None:
         raise UsageError("pprof is a binary format: write it to a file with -o FILE.pb.gz.")
-    params: list[tuple[str, str]] = [("format", fmt), ("type", args.type),
-                                     ("from", args.from_), ("to", args.to)]  # fmt: skip
-    for key in ("host", "agent", "comm", "pid"):
-        value = getattr(args, key)
-        if value is not None:
-            params.append((key, str(value)))
-    for text in args.label:
-        key, value = parse_label(text)
-        params.append((f"label.{key}", value))
+    params = [("format", fmt), ("type", args.type), *filter_params(args)]
     rest = RestClient(args.api, token=args.token, tls_ca=args.tls_ca)
     try:
         body = rest.request("GET", "/api/v1/export", params=params).content

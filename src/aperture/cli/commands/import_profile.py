@@ -8,14 +8,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aperture.cli.client import Client
-from aperture.cli.rest import RestClient, add_api_argument, parse_label
+from aperture.cli.rest import RestClient, parse_label
 from aperture.errors import UsageError
 
 HELP = "store a pprof file (.pb.gz or raw) in an aggregator"
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    add_api_argument(parser)
     parser.add_argument("file", type=Path, help="the pprof profile (gzip or raw)")
     parser.add_argument("--service", default=None,
                         help="the service it is from (default: the file's name)")  # fmt: skip
