@@ -14,9 +14,9 @@ BPF_ARCH := $(if $(filter aarch64,$(MACHINE)),arm64,x86)
 MULTIARCH:= $(shell gcc -dumpmachine 2>/dev/null || echo $(MACHINE)-linux-gnu)
 CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
-            linux-perf bpftrace strace golang-go prometheus chromium
+            linux-perf bpftrace strace golang-go prometheus chromium lld
 
-.PHONY: help setup apt venv bpf proto run test lint bench clean dist docs ui
+.PHONY: help setup apt venv bpf filters proto run test lint bench clean dist docs ui
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
@@ -25,7 +25,7 @@ help:
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
 	@echo "make dist   the wheel in dist/ (BPF objects, and the dashboard if built);  make docs  the site"
 
-setup: apt venv bpf ui
+setup: apt venv bpf filters ui
 
 # Installs only what is missing, so a second run costs a dpkg query.
 apt:
@@ -53,6 +53,16 @@ $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
 	llvm-strip -g $@
 
 bpf: $(BPF_OBJ)
+
+# The example WASM filters (docs/filters.md): clang's wasm32 target and Debian lld's
+# wasm-ld, no libc (the header brings memset/memcpy); the .wasm files are git-ignored.
+FILTER_DIR := src/aperture/filters/examples
+FILTER_WASM := $(patsubst %.c,%.wasm,$(wildcard $(FILTER_DIR)/*.c))
+$(FILTER_DIR)/%.wasm: $(FILTER_DIR)/%.c $(FILTER_DIR)/aperture_filter.h
+	$(CLANG) --target=wasm32 -O2 -Wall -Werror -nostdlib -Wl,--no-entry \
+	  -Wl,--export=aperture_alloc -Wl,--export=aperture_filter -o $@ $<
+
+filters: $(FILTER_WASM)
 
 # The dashboard (ui/ -> src/aperture/aggregator/web/): `npm ci` when the lock file
 # changes, `npm run build` (type check + vite) when a UI source changes; both stamps
@@ -118,5 +128,5 @@ docs: venv
 	@echo "the site is in build/site (mkdocs serve for a live preview)"
 
 clean:
-	rm -f $(BPF_OBJ)
+	rm -f $(BPF_OBJ) $(FILTER_WASM)
 	rm -rf out build dist .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from aperture import __version__
 from aperture.agent import k8s
 from aperture.agent.push_options import DEFAULT_FLUSH_TIMEOUT, add_push_arguments, duration_arg
 from aperture.errors import AgentError, UsageError
+from aperture.filters.options import add_filter_arguments, build_filter
 from aperture.formats import (
     UnknownFormatError,
     split_suffix,
@@ -154,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-q", "--quiet", action="store_true", help="no progress line and no summary"
     )
     add_push_arguments(parser)
+    add_filter_arguments(parser)
     return parser
 
 
@@ -259,6 +261,7 @@ def run(args: argparse.Namespace) -> int:
     def warn(text: str) -> None:
         progress.log(f"{PROG}: warning: {text}")
 
+    flt = build_filter(args, on_failure=warn)  # a bad module fails before any BPF
     pusher = build_pusher(args, warn)
     report = None
     try:
@@ -275,6 +278,12 @@ def run(args: argparse.Namespace) -> int:
         system.ensure_tracefs()
 
         collectors = build_collectors(args, modes)
+        if flt is not None:
+            from aperture.filters.collector import FilteredCollector
+
+            for mode in ("cpu", "lock"):  # syscall records carry no stacks
+                if mode in collectors:
+                    collectors[mode] = FilteredCollector(collectors[mode], flt)
         stop, again = threading.Event(), threading.Event()
         started: list[Collector] = []
         with stop_on_signals(stop, again):
@@ -323,6 +332,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_summary(profiles, per_process=args.per_process), file=sys.stderr)
         if report is not None:
             print("\n" + format_push_summary(report, args.aggregator), file=sys.stderr)
+        if flt is not None:
+            print(flt.summary(), file=sys.stderr)
         for path in outputs.values():
             print(f"wrote {path}", file=sys.stderr)
     if report is not None and report.lost_total:

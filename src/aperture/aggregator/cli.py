@@ -12,6 +12,7 @@ from pathlib import Path
 
 from aperture import __version__
 from aperture.errors import AgentError, UsageError
+from aperture.filters.options import add_filter_arguments, build_filter
 
 PROG = "aperture-aggregator"
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep only the in-memory buffer (queries see recent batches only)",
     )
+    add_filter_arguments(parser, prefix="ingest-")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
 
@@ -186,6 +188,7 @@ def settings_from(args: argparse.Namespace) -> object:
         data_dir=args.data_dir,
         journal=not args.no_journal,
         storage=storage,
+        ingest_filter=build_filter(args, prefix="ingest-"),
     )
 
 

@@ -9,12 +9,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aperture.aggregator.buffer import AgentInfo, BatchBuffer, BufferedBatch, Deduper
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import MalformedBatch, Summary, check, parse
+
+if TYPE_CHECKING:
+    from aperture.filters.host import Filter
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -46,6 +50,7 @@ class Ingest:
         max_message_bytes: int = 16 << 20,
         backpressure_ratio: float = 0.9,
         on_accept: Callable[[bytes], None] | None = None,
+        ingest_filter: Filter | None = None,
     ) -> None:
         self.buffer = buffer
         self.metrics = metrics
@@ -54,6 +59,8 @@ class Ingest:
         self.backpressure_ratio = backpressure_ratio
         # Called with each accepted batch's bytes after it is journaled: the store's writer.
         self.on_accept = on_accept
+        # --ingest-filter: a WASM filter run on each new batch before it is journaled.
+        self.filter = ingest_filter
         self.deduper = Deduper()
         self.agents: dict[str, AgentInfo] = {}
         # One push at a time from the dedupe check to the buffer: two retries of
@@ -101,6 +108,11 @@ class Ingest:
             summary = check(batch)
         except MalformedBatch as exc:
             return PushResult(Outcome.MALFORMED, f"malformed ProfileBatch: {exc}")
+        if self.filter is not None:
+            from aperture.filters.batch import filter_batch
+
+            batch, summary = filter_batch(self.filter, batch)
+            data = batch.SerializeToString()  # what is journaled and stored: the filtered batch
         # Keep the uncompressed bytes: exact buffer accounting and a cheap journal.
         raw = data if data[:2] != b"\x1f\x8b" else batch.SerializeToString()
         self.metrics.received_bytes.inc(len(raw))

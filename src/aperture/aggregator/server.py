@@ -24,6 +24,7 @@ from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.aggregator.storage_link import StorageLink, StorageSettings
 from aperture.errors import AgentError
+from aperture.filters.host import Filter
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -46,6 +47,8 @@ class Settings:
     shutdown_grace_s: float = 5.0
     # None: buffer only (--no-storage)
     storage: StorageSettings | None = None
+    # --ingest-filter, loaded (and checked) by the CLI
+    ingest_filter: Filter | None = None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -88,6 +91,7 @@ class Aggregator:
             self.metrics,
             journal=journal,
             max_message_bytes=settings.max_message_bytes,
+            ingest_filter=settings.ingest_filter,
         )
         self.ingest.buffer._on_evict = self.ingest.on_evict
         self.storage: StorageLink | None = None

@@ -9,7 +9,16 @@ from pathlib import Path
 from types import ModuleType
 
 from aperture import __version__
-from aperture.cli.commands import aggregate, diff, export, import_profile, query, syscalls, top
+from aperture.cli.commands import (
+    aggregate,
+    diff,
+    export,
+    filter_test,
+    import_profile,
+    query,
+    syscalls,
+    top,
+)
 from aperture.cli.rest import add_api_argument
 from aperture.errors import AgentError
 
@@ -22,6 +31,7 @@ COMMANDS: dict[str, ModuleType] = {
     "syscalls": syscalls,
     "export": export,
     "import": import_profile,
+    "filter-test": filter_test,
 }
 
 

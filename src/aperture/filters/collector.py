@@ -1,0 +1,38 @@
+"""A collector whose every drained window passes through a filter (the agent's hook)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aperture.filters.host import Filter, apply_filter
+from aperture.model import Profile
+
+
+class _Collector(Protocol):
+    def start(self) -> None: ...
+
+    def drain(self) -> Profile: ...
+
+    def sample_count(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class FilteredCollector:
+    """Filters each window right after the drain, so pushes and local output agree."""
+
+    def __init__(self, inner: _Collector, flt: Filter) -> None:
+        self.inner = inner
+        self.filter = flt
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def drain(self) -> Profile:
+        return apply_filter(self.filter, self.inner.drain())
+
+    def sample_count(self) -> int:
+        return self.inner.sample_count()
+
+    def close(self) -> None:
+        self.inner.close()

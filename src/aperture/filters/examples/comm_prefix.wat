@@ -1,0 +1,58 @@
+;; Keeps only processes whose comm starts with --filter-arg (header: arg_offset at +24,
+;; arg_length at +28); the WAT twin of comm_prefix.c.
+(module
+  (memory (export "memory") 1)
+  (global $top (mut i32) (i32.const 1024))
+
+  (func $alloc (export "aperture_alloc") (param $size i32) (result i32)
+    (local $ptr i32) (local $end i32) (local $have i32)
+    (local.set $ptr (i32.and (i32.add (global.get $top) (i32.const 7)) (i32.const -8)))
+    (local.set $end (i32.add (local.get $ptr) (local.get $size)))
+    (local.set $have (i32.mul (memory.size) (i32.const 65536)))
+    (if (i32.gt_u (local.get $end) (local.get $have))
+      (then
+        (if (i32.eq
+              (memory.grow (i32.div_u (i32.add (i32.sub (local.get $end) (local.get $have))
+                                               (i32.const 65535)) (i32.const 65536)))
+              (i32.const -1))
+          (then (return (i32.const 0))))))
+    (global.set $top (local.get $end))
+    (local.get $ptr))
+
+  ;; 1 when string $index starts with the arg bytes
+  (func $has_prefix (param $b i32) (param $index i32) (result i32)
+    (local $entry i32) (local $p i32) (local $arg i32) (local $n i32) (local $i i32)
+    (local.set $entry (i32.add (i32.add (local.get $b) (i32.load offset=16 (local.get $b)))
+                               (i32.shl (local.get $index) (i32.const 3))))
+    (local.set $n (i32.load offset=28 (local.get $b)))
+    (local.set $arg (i32.add (local.get $b) (i32.load offset=24 (local.get $b))))
+    (if (i32.lt_u (i32.load offset=4 (local.get $entry)) (local.get $n))
+      (then (return (i32.const 0))))
+    (local.set $p (i32.add (local.get $b) (i32.load (local.get $entry))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (if (i32.ne (i32.load8_u (i32.add (local.get $p) (local.get $i)))
+                    (i32.load8_u (i32.add (local.get $arg) (local.get $i))))
+          (then (return (i32.const 0))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (i32.const 1))
+
+  (func (export "aperture_filter") (param $b i32) (param $len i32) (result i32)
+    (local $n i32) (local $out i32) (local $i i32) (local $rec i32)
+    (if (i32.ne (i32.load (local.get $b)) (i32.const 0x46545041)) (then unreachable))
+    (if (i32.ne (i32.load16_u offset=4 (local.get $b)) (i32.const 1)) (then unreachable))
+    (local.set $n (i32.load offset=8 (local.get $b)))
+    (local.set $out (call $alloc (i32.add (local.get $n) (i32.const 1))))
+    (if (i32.eqz (local.get $out)) (then unreachable))
+    (local.set $rec (i32.add (local.get $b) (i32.load offset=20 (local.get $b))))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (i32.store8 (i32.add (local.get $out) (local.get $i))
+          (call $has_prefix (local.get $b) (i32.load offset=12 (local.get $rec))))
+        (local.set $rec (i32.add (local.get $rec) (i32.const 32)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.get $out)))
