@@ -136,11 +136,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--agents", default="250,500,1000,1500,2000")
     parser.add_argument("--seconds", type=float, default=30.0, help="per step")
+    parser.add_argument("--aggregator-args", default="", help="extra aggregator flags")
     args = parser.parse_args()
     body, samples_per_batch = template(1)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        agg = AggregatorProcess(Path(tmp) / "agg", token="bench").start()
+        extra = args.aggregator_args.split()
+        agg = AggregatorProcess(Path(tmp) / "agg", *extra, token="bench").start()
         assert agg.proc is not None
         pid = agg.proc.pid
         try:
@@ -165,7 +167,9 @@ def main() -> int:
         f"{os.cpu_count()} CPUs)",
         "",
         f"Batch: 2,000 distinct stacks, {samples_per_batch} samples, {batch_kb:.0f} KiB gzip; "
-        f"each agent pushes every {INTERVAL_S:.0f} s; journal fsync'd per push.",
+        f"each agent pushes every {INTERVAL_S:.0f} s; journal fsync'd per push; "
+        f"aggregator flags: `{args.aggregator_args or '(defaults: embedded chDB store)'}`; "
+        f"load average at start {os.getloadavg()[0]:.1f}.",
         "",
         "| agents | pushes/s | samples/s | p50 ms | p99 ms | errors | aggregator CPU % | RSS MB |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -179,7 +183,8 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "ingest.md").write_text(text)
+    name = "ingest-no-storage.md" if "--no-storage" in extra else "ingest.md"
+    (RESULTS / name).write_text(text)
     return 0
 
 
