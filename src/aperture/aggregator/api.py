@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aperture import __version__
+from aperture.aggregator.alerts.engine import AlertEngine
+from aperture.aggregator.alerts.routes import add_alert_routes
 from aperture.aggregator.auth import TokenCheck
 from aperture.aggregator.backend import Backend, BufferBackend
 from aperture.aggregator.grpc_service import summary
@@ -37,6 +39,7 @@ class AppState:
         self.metrics_public = metrics_public
         self.ready = False
         self.started = time.time()
+        self.alerts: AlertEngine | None = None
 
 
 def create_app(state: AppState) -> FastAPI:
@@ -157,6 +160,8 @@ def create_app(state: AppState) -> FastAPI:
         ]
 
     add_query_routes(api, state.backend)
+    if state.alerts is not None:
+        add_alert_routes(api, state.alerts)
     app.include_router(api)
     add_interop_routes(app, state.ingest, state.check, metrics)
     mount_ui(app, WEB_DIR)

@@ -138,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep only the in-memory buffer (queries see recent batches only)",
     )
+    alerts = parser.add_argument_group("alerts", "Alert rules are managed with `aperture alerts`.")
+    alerts.add_argument(
+        "--alert-interval",
+        default="30s",
+        metavar="DURATION",
+        help="how often alert rules are evaluated (default: 30s)",
+    )
+    alerts.add_argument(
+        "--alert-webhook",
+        default=env("APERTURE_ALERT_WEBHOOK"),
+        metavar="URL",
+        help="webhook for rules without their own (default: $APERTURE_ALERT_WEBHOOK)",
+    )
+    alerts.add_argument(
+        "--alert-renotify",
+        default="0",
+        metavar="DURATION",
+        help="repeat a firing alert's notification this often; 0: never (default: 0)",
+    )
     add_filter_arguments(parser, prefix="ingest-")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
     return parser
@@ -173,6 +192,13 @@ def settings_from(args: argparse.Namespace) -> object:
             password=os.environ.get("APERTURE_CLICKHOUSE_PASSWORD") or None,
             retention_days=int(days),
         )
+    from aperture.units import parse_duration as _duration
+
+    try:
+        alert_interval = _duration(args.alert_interval)
+        renotify = 0.0 if args.alert_renotify in ("0", "0s") else _duration(args.alert_renotify)
+    except ValueError as exc:
+        raise UsageError(f"--alert-interval/--alert-renotify: {exc}.") from None
     return Settings(
         grpc_host=grpc_host,
         grpc_port=grpc_port,
@@ -189,6 +215,9 @@ def settings_from(args: argparse.Namespace) -> object:
         journal=not args.no_journal,
         storage=storage,
         ingest_filter=build_filter(args, prefix="ingest-"),
+        alert_interval_s=alert_interval,
+        alert_webhook=args.alert_webhook or None,
+        alert_renotify_s=renotify,
     )
 
 

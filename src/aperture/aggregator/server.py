@@ -15,6 +15,7 @@ import grpc
 import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aperture.aggregator.alerts.setup import build_engine
 from aperture.aggregator.api import AppState, create_app
 from aperture.aggregator.auth import AuthInterceptor, TokenCheck
 from aperture.aggregator.buffer import BatchBuffer
@@ -49,6 +50,9 @@ class Settings:
     storage: StorageSettings | None = None
     # --ingest-filter, loaded (and checked) by the CLI
     ingest_filter: Filter | None = None
+    alert_interval_s: float = 30.0
+    alert_webhook: str | None = None
+    alert_renotify_s: float = 0.0
 
 
 class _Uvicorn(uvicorn.Server):
@@ -106,6 +110,10 @@ class Aggregator:
             backend=self.storage.backend if self.storage else None,
             storage=self.storage,
         )
+        self.alerts = self.state.alerts = build_engine(
+            self.ingest, self.state.backend, self.storage, settings.data_dir,
+            webhook=settings.alert_webhook, renotify_s=settings.alert_renotify_s,
+        )  # fmt: skip
         self.stop_event = asyncio.Event()
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -176,6 +184,8 @@ class Aggregator:
         log.info("gRPC on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host,
                  self.http_port)  # fmt: skip
         stop_task = asyncio.create_task(self.stop_event.wait())
+        alerts_stop = asyncio.Event()
+        alerts_task = asyncio.create_task(self.alerts.run(s.alert_interval_s, alerts_stop))
         await asyncio.wait({http_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
 
         # Drain: refuse new calls, let running pushes finish, then close the journal.
@@ -186,6 +196,8 @@ class Aggregator:
         http.should_exit = True
         await http_task
         stop_task.cancel()
+        alerts_stop.set()
+        await alerts_task
         await asyncio.to_thread(self._close_storage)
         if self.ingest.journal is not None:
             self.ingest.journal.close()

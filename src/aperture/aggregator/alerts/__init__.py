@@ -1,0 +1,1 @@
+"""Alerts: rules over operational metrics and profiles, evaluated on a schedule."""

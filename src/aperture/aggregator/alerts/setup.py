@@ -1,0 +1,39 @@
+"""The engine as the aggregator builds it: persistence picked by whether there is a store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aperture.aggregator.alerts.engine import AlertEngine
+from aperture.aggregator.alerts.persist import (
+    AlertPersistence,
+    JsonFilePersistence,
+    StorePersistence,
+)
+from aperture.aggregator.alerts.sources import Sources
+from aperture.aggregator.backend import Backend
+from aperture.aggregator.ingest import Ingest
+from aperture.aggregator.storage_link import StorageLink
+
+
+def build_engine(
+    ingest: Ingest,
+    backend: Backend,
+    storage: StorageLink | None,
+    data_dir: Path,
+    *,
+    webhook: str | None = None,
+    renotify_s: float = 0.0,
+) -> AlertEngine:
+    persistence: AlertPersistence
+    if storage is not None:
+        persistence = StorePersistence(storage.store)
+    else:
+        persistence = JsonFilePersistence(data_dir / "alerts.json")
+    return AlertEngine(
+        Sources(ingest, backend, storage),
+        persistence,
+        ingest.metrics.registry,
+        webhook=webhook,
+        renotify_s=renotify_s,
+    )
