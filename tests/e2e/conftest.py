@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ui_session import Session
+from ui_session import Session, wait_stored
 
 from aggregator_proc import AggregatorProcess
 
@@ -66,6 +66,7 @@ def agg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AggregatorProcess]
     proc = AggregatorProcess(tmp_path_factory.mktemp("e2e") / "agg").start()
     try:
         seed(proc.grpc_target, proc.token)
+        wait_stored(proc)
         yield proc
     finally:
         assert proc.stop() == 0, proc.log.read_text()

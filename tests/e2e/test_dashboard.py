@@ -170,7 +170,7 @@ def test_diff_shows_regression_red_and_improvement_green(ui: Session) -> None:
 def test_timeline_drag_sets_the_range_everywhere(ui: Session) -> None:
     page = ui.open("/timeline")
     chart = page.get_by_test_id("chart-cpu")
-    chart.locator("polyline").first.wait_for()
+    chart.locator("polyline").first.wait_for(state="attached")  # a flat line has no height
     legend = page.locator(".legend-list").first.inner_text()
     assert "web-1" in legend and "web-2" in legend
     assert chart.locator("polyline").count() == 2
@@ -277,3 +277,21 @@ def test_login_prompt_on_bad_token(browser: Any, agg: Any, artifacts: Any) -> No
         assert page.evaluate("sessionStorage.getItem('aperture.token')") == agg.token
     finally:
         context.close()
+
+
+def test_wide_screen_uses_the_width(browser: Any, agg: Any, artifacts: Path) -> None:
+    context = browser.new_context(viewport={"width": 1920, "height": 1080})
+    context.add_init_script(f"sessionStorage.setItem('aperture.token', {agg.token!r})")
+    ui = Session(context.new_page(), agg, artifacts)
+    try:
+        page = ui.open("/flamegraph")
+        canvas = page.locator("[data-testid=flame-main] canvas.flame-canvas")
+        ui.frames()
+        assert canvas.bounding_box()["width"] > 1300
+        ui.shot("flamegraph-wide")
+        ui.open("/")
+        page.get_by_test_id("agents-table").get_by_text("agent-web-1").wait_for()
+        ui.shot("overview-wide")
+    finally:
+        context.close()
+    assert not ui.errors, ui.errors

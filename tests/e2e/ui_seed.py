@@ -165,27 +165,50 @@ def batches(now_ns: int | None = None) -> Iterator[tuple[Host, int, list[Profile
             )
 
 
-def big_tree(n_nodes: int, fan: int = 10, seed: int = 7) -> Profile:
-    """A CPU profile whose flame graph has about n_nodes nodes (distinct stacks, fan-out fan)."""
+def big_tree(n_nodes: int, *, deep: bool = False, seed: int = 7) -> Profile:
+    """A CPU profile whose flame graph has about n_nodes nodes.
+
+    Bushy (default): fan-out 10 at every level, heavy-tailed values, so most leaves
+    are far below a pixel. Deep: 1600 branches each ending in a 62-frame chain of
+    equal weight, so in the 835 px graph of a 1280 px window nearly every node is
+    just over half a pixel wide and must be drawn: the worst case for the renderer.
+    """
     rng = random.Random(seed)
+    comm = "deeptree" if deep else "bigtree"
     samples: list[Sample] = []
-    depth = 1
-    while sum(fan**d for d in range(1, depth + 1)) < n_nodes:
-        depth += 1
+    if deep:
+        chain = 65
+        for a in range(10):
+            for b in range(10):
+                for c in range(16):
+                    prefix = (
+                        f(f"module_{a}", f"lib{a % 7}.so"),
+                        f(f"svc_{a}_{b}"),
+                        f(f"op_{b}_{c}"),
+                    )
+                    tail = tuple(f(f"step_{k}_{c % 5}") for k in range(chain - 3))
+                    samples.append(Sample((*prefix, *tail), 50, pid=778, comm=comm))
+    else:
+        depth = 1
+        while sum(10**d for d in range(1, depth + 1)) < n_nodes:
+            depth += 1
 
-    def walk(prefix: tuple[Frame, ...], d: int, budget: list[int]) -> None:
-        for c in range(fan):
-            if budget[0] <= 0:
-                return
-            frame = f(f"fn_{d}_{len(prefix)}_{c}" if d > 1 else f"module_{c}", f"lib{c % 7}.so")
-            budget[0] -= 1
-            stack = (*prefix, frame)
-            if d == depth:
-                samples.append(Sample(stack, rng.randint(1, 60), pid=777, comm="bigtree"))
-            else:
-                walk(stack, d + 1, budget)
+        def walk(prefix: tuple[Frame, ...], d: int, budget: list[int]) -> None:
+            for c in range(10):
+                if budget[0] <= 0:
+                    return
+                name = f"fn_{d}_{len(prefix)}_{c}" if d > 1 else f"module_{c}"
+                frame = f(name, f"lib{c % 7}.so")
+                budget[0] -= 1
+                stack = (*prefix, frame)
+                if d == depth:
+                    # heavy-tailed, as real profiles are: a few hot paths, a long tail
+                    value = int(rng.paretovariate(0.9) * 10)
+                    samples.append(Sample(stack, value, pid=777, comm=comm))
+                else:
+                    walk(stack, d + 1, budget)
 
-    walk((), 1, [n_nodes])
+        walk((), 1, [n_nodes])
     now = time.time_ns()
     return Profile(EventType.CPU, "samples", samples=samples, start_ns=now - 10**10, end_ns=now,
                    frequency_hz=99)  # fmt: skip

@@ -8,6 +8,21 @@ from typing import Any
 from aggregator_proc import AggregatorProcess
 
 
+def wait_stored(agg: AggregatorProcess, timeout: float = 60.0) -> None:
+    """Wait until queries see every accepted batch (an aggregator with a store writes
+    batches in the background and says how many are pending in /api/v1/health)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = agg.get("/api/v1/health", headers=agg.headers()).json()
+        storage = health.get("storage")
+        if not storage or not storage.get("pending_batches"):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the aggregator's store still has pending batches after {timeout}s")
+
+
 class Session:
     """A page with the token already in sessionStorage, and a few helpers."""
 

@@ -2,7 +2,7 @@
 
 import * as fmt from "../format";
 
-function range(hist: number[]): [number, number] {
+export function range(hist: number[]): [number, number] {
   let lo = hist.findIndex((v) => v > 0);
   let hi = hist.length - 1;
   while (hi > 0 && hist[hi] === 0) hi--;
@@ -14,15 +14,31 @@ export function bucketLabel(i: number): string {
   return fmt.duration(2 ** i);
 }
 
-/** A sparkline of the histogram for a table cell. */
-export function MiniHistogram({ hist, width = 120, height = 22 }: { hist: number[]; width?: number; height?: number }) {
+/** The bucket range covering every histogram, so the table's sparklines share one axis. */
+export function sharedRange(hists: number[][]): [number, number] {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const h of hists) {
+    if (!h.some((v) => v > 0)) continue;
+    const [a, b] = range(h);
+    lo = Math.min(lo, a);
+    hi = Math.max(hi, b);
+  }
+  return Number.isFinite(lo) ? [lo, hi] : [0, 0];
+}
+
+/** A sparkline of the histogram for a table cell, on the table's shared latency axis. */
+export function MiniHistogram({ hist, domain, width = 150, height = 22 }: { hist: number[]; domain: [number, number]; width?: number; height?: number }) {
   if (hist.length === 0 || hist.every((v) => v === 0)) return <span className="muted small">—</span>;
-  const [lo, hi] = range(hist);
+  const [lo, hi] = domain;
   const n = hi - lo + 1;
   const max = Math.max(...hist);
-  const bw = width / Math.max(n, 8);
+  const bw = width / n;
+  const [a, b] = range(hist);
   return (
-    <svg width={width} height={height} className="mini-hist" aria-label={`latency ${bucketLabel(lo)} to ${bucketLabel(hi + 1)}`} role="img">
+    <svg width={width} height={height} className="mini-hist" aria-label={`latency ${bucketLabel(a)} to ${bucketLabel(b + 1)}`} role="img">
+      <title>{`${bucketLabel(a)} – ${bucketLabel(b + 1)}`}</title>
+      <line x1={0} x2={width} y1={height - 0.5} y2={height - 0.5} className="mini-hist-axis" />
       {hist.slice(lo, hi + 1).map((v, k) => {
         const h = v > 0 ? Math.max(1.5, (Math.log1p(v) / Math.log1p(max)) * (height - 2)) : 0;
         return <rect key={k} x={k * bw} y={height - h} width={Math.max(bw - 1, 1)} height={h} />;

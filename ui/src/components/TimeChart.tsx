@@ -38,6 +38,14 @@ function timeTicks(lo: number, hi: number, n: number): number[] {
   return out;
 }
 
+/** A time label as precise as the span needs: dates past a day, seconds under 10 minutes. */
+export function axisTime(ms: number, spanMs: number): string {
+  const text = formatTime(ms);
+  if (spanMs > 86400e3) return text.slice(5, 16);
+  if (spanMs > 600e3) return text.slice(11, 16);
+  return text.slice(11, 19);
+}
+
 export function TimeChart({ title, series, fromMs, toMs, scale, format, onSelect, testid }: Props) {
   const svg = useRef<SVGSVGElement>(null);
   const [width, setWidth] = useState(900);
@@ -118,7 +126,7 @@ export function TimeChart({ title, series, fromMs, toMs, scale, format, onSelect
         ))}
         {timeTicks(fromMs, toMs, Math.max(2, Math.floor(plotW / 110))).map((t) => (
           <text key={t} x={x(t)} y={H - 6} className="axis" textAnchor="middle">
-            {formatTime(t).slice(toMs - fromMs > 86400e3 ? 5 : 11, toMs - fromMs > 86400e3 ? 16 : 19)}
+            {axisTime(t, toMs - fromMs)}
           </text>
         ))}
         {series.map((s, k) => (

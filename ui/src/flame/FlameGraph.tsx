@@ -4,7 +4,7 @@
 import { useEffect, useLayoutEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import type { Colors } from "./colors";
 import { hitTest, layout, type Layout } from "./layout";
-import { draw, rowY } from "./render";
+import { drawLabels, paint, rowY } from "./render";
 import type { FlameTree } from "./tree";
 
 export const ROW_HEIGHT = 18;
@@ -47,7 +47,9 @@ function charWidth(ctx: CanvasRenderingContext2D): number {
 export function FlameGraph({ tree, colors, focus, highlight, upsideDown = false, onFocus, onHover, tooltip, label }: Props) {
   const wrap = useRef<HTMLDivElement>(null);
   const canvas = useRef<FlameCanvas>(null);
-  const overlay = useRef<HTMLCanvasElement>(null);
+  // the hover outline is a small positioned box: redrawing a canvas overlay as big as
+  // the graph on every hover made the compositor repaint all of it (30 ms at 1 Mpx)
+  const outlineBox = useRef<HTMLDivElement>(null);
   const tip = useRef<HTMLDivElement>(null);
   const layoutRef = useRef<Layout | null>(null);
   const [width, setWidth] = useState(0);
@@ -63,70 +65,76 @@ export function FlameGraph({ tree, colors, focus, highlight, upsideDown = false,
     return () => ro.disconnect();
   }, []);
 
-  const rows = useMemo(() => tree.maxDepth + 1, [tree]);
-  const height = rows * ROW_HEIGHT;
+  // the layout decides the height: rows that are all culled take no space
+  const laid = useMemo(() => {
+    if (width === 0) return null;
+    const t0 = performance.now();
+    const out = layout(tree, focus, width);
+    return { l: out, ms: performance.now() - t0 };
+  }, [tree, focus, width]);
+  const l = laid?.l ?? null;
+  const height = Math.max(1, l?.rows ?? 1) * ROW_HEIGHT;
 
   useLayoutEffect(() => {
     const c = canvas.current;
-    const o = overlay.current;
-    if (!c || !o || width === 0) return;
+    if (!c || !l || !laid) return;
     const t0 = performance.now();
-    const l = layout(tree, focus, width);
-    layoutRef.current = l;
     const dpr = window.devicePixelRatio || 1;
-    for (const el of [c, o]) {
-      el.width = Math.round(width * dpr);
-      el.height = Math.round(height * dpr);
-      el.style.width = `${width}px`;
-      el.style.height = `${height}px`;
-    }
+    const pw = Math.round(width * dpr);
+    const ph = Math.round(height * dpr);
+    c.width = pw;
+    c.height = ph;
+    c.style.width = `${width}px`;
+    c.style.height = `${height}px`;
     const ctx = c.getContext("2d");
     if (!ctx) return;
+    const image = ctx.createImageData(pw, ph);
+    const geometry = { rowHeight: ROW_HEIGHT, upsideDown, height };
+    const t1 = performance.now();
+    const rects = paint(
+      { data: new Uint32Array(image.data.buffer), width: pw, height: ph },
+      l,
+      { ...geometry, colors, rgba: colors.rgba, highlight, dpr },
+    );
+    const t2 = performance.now();
+    ctx.putImageData(image, 0, 0);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    ctx.clearRect(0, 0, width, height);
-    const stats = draw(ctx, tree, l, {
-      rowHeight: ROW_HEIGHT,
-      upsideDown,
-      height,
-      colors,
-      highlight,
-      font: FONT,
-      charWidth: charWidth(ctx),
-      textColor: "#1f2328",
-    });
-    const ms = performance.now() - t0;
+    const labels = drawLabels(ctx, tree, l, { ...geometry, font: FONT, charWidth: charWidth(ctx), textColor: "#1f2328" });
+    // layout + raster + labels: what a new tree, zoom or resize costs
+    const ms = performance.now() - t0 + laid.ms;
+    layoutRef.current = l;
     c.dataset.renderMs = ms.toFixed(2);
-    c.dataset.rects = String(stats.rects);
-    c.dataset.labels = String(stats.labels);
+    // the parts, for the performance test's report
+    c.dataset.phases = [laid.ms, t1 - t0, t2 - t1, performance.now() - t2].map((v) => v.toFixed(1)).join(" ");
+    c.dataset.rects = String(rects);
+    c.dataset.labels = String(labels);
     c.dataset.culled = String(l.culled);
     c.dataset.nodes = String(tree.n);
+    c.dataset.paintedAt = performance.now().toFixed(1);
     c.apertureFrames = () => {
       const out: FrameInfo[] = [];
       for (let k = 0; k < l.count; k++) {
         const i = l.node[k];
-        out.push({ name: tree.names[tree.name[i]], x: l.x[k], y: rowY(l.row[k], { rowHeight: ROW_HEIGHT, upsideDown, height }), w: l.w[k], node: i });
+        out.push({ name: tree.names[tree.name[i]], x: l.x[k], y: rowY(l.row[k], geometry), w: l.w[k], node: i });
       }
       return out;
     };
-    const octx = o.getContext("2d");
-    octx?.setTransform(dpr, 0, 0, dpr, 0, 0);
-    octx?.clearRect(0, 0, width, height);
+    if (outlineBox.current) outlineBox.current.hidden = true;
     hoverRef.current = -1;
     setHover(-1);
-  }, [tree, focus, width, height, colors, highlight, upsideDown]);
+  }, [laid, l, tree, width, height, colors, highlight, upsideDown]);
 
-  // outline the hovered frame on the overlay; the big canvas is not redrawn
+  // outline the hovered frame; the canvas itself is not redrawn
   const outline = (k: number) => {
-    const o = overlay.current;
+    const box = outlineBox.current;
     const l = layoutRef.current;
-    const ctx = o?.getContext("2d");
-    if (!ctx || !l) return;
-    ctx.clearRect(0, 0, width, height);
+    if (!box || !l) return;
+    box.hidden = k < 0;
     if (k < 0) return;
     const y = rowY(l.row[k], { rowHeight: ROW_HEIGHT, upsideDown, height });
-    ctx.strokeStyle = "#111827";
-    ctx.lineWidth = 1.5;
-    ctx.strokeRect(l.x[k] + 0.75, y + 0.75, Math.max(l.w[k] - 1.5, 1), ROW_HEIGHT - 2.5);
+    box.style.transform = `translate(${l.x[k]}px, ${y}px)`;
+    box.style.width = `${Math.max(l.w[k], 2)}px`;
+    box.style.height = `${ROW_HEIGHT - 1}px`;
   };
 
   const locate = (e: React.MouseEvent): number => {
@@ -188,7 +196,7 @@ export function FlameGraph({ tree, colors, focus, highlight, upsideDown = false,
         onClick={onClick}
         style={{ cursor: onFocus ? "pointer" : "default" }}
       />
-      <canvas ref={overlay} className="flame-overlay" aria-hidden="true" />
+      <div ref={outlineBox} className="flame-outline" aria-hidden="true" hidden />
       <div ref={tip} className="tooltip" role="tooltip" hidden={hover < 0} data-testid="flame-tooltip">
         {hover >= 0 && tooltip(hover)}
       </div>

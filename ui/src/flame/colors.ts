@@ -2,12 +2,39 @@
 // or by share change for a diff. Colours are palette indices so the renderer
 // can fill every frame of one colour in a single path.
 
+import { packRgba } from "./render";
 import { diffDelta, Kind, type FlameTree } from "./tree";
 
 export interface Colors {
+  /** CSS colours, for legends */
   palette: string[];
+  /** the same colours packed for the raster, then the dim colour last */
+  rgba: Uint32Array;
   /** palette index per node */
   index: Uint16Array;
+}
+
+type RGB = [number, number, number];
+
+/** HSL (degrees, %, %) to RGB 0..255. */
+export function hslToRgb(h: number, s: number, l: number): RGB {
+  const S = s / 100;
+  const L = l / 100;
+  const a = S * Math.min(L, 1 - L);
+  const f = (n: number) => {
+    const k = (n + h / 30) % 12;
+    return Math.round(255 * (L - a * Math.max(-1, Math.min(k - 3, 9 - k, 1))));
+  };
+  return [f(0), f(8), f(4)];
+}
+
+const css = (c: RGB) => `rgb(${c[0]} ${c[1]} ${c[2]})`;
+
+function pack(colors: RGB[]): Uint32Array {
+  const out = new Uint32Array(colors.length + 1);
+  colors.forEach((c, k) => (out[k] = packRgba(c[0], c[1], c[2])));
+  out[colors.length] = packRgba(DIM_RGB[0], DIM_RGB[1], DIM_RGB[2]);
+  return out;
 }
 
 const SHADES = 12;
@@ -32,62 +59,71 @@ const FAMILIES: Record<number, [number, number, number, number]> = {
   [Kind.other]: [40, 40, 10, 82],
 };
 
-export const DIM = "#e4e4e7";
-export const HIGHLIGHT = "#c026d3";
+const DIM_RGB: RGB = [0xe4, 0xe4, 0xe7];
+export const DIM = css(DIM_RGB);
 
 /** Colour each frame by its module, in a hue family chosen by its kind. */
 export function moduleColors(tree: FlameTree): Colors {
-  const palette: string[] = [];
+  const rgb: RGB[] = [];
   const slot = new Map<string, number>();
   const index = new Uint16Array(tree.n);
-  const byModule = new Map<number, number>(); // (kind, module) -> palette index
+  // palette slot per (module string, kind), -1 until first seen: an array, not a Map,
+  // because this runs once per node of a 100k-node tree
+  const byModule = new Int32Array(tree.names.length * 8).fill(-1);
   for (let i = 0; i < tree.n; i++) {
     const kind = tree.kind[i];
-    const key = tree.module[i] * 8 + kind;
-    let c = byModule.get(key);
-    if (c === undefined) {
+    const key = tree.module[i] * 8 + (kind & 7);
+    let c = byModule[key];
+    if (c < 0) {
       const [h0, h1, s, l] = FAMILIES[kind] ?? FAMILIES[Kind.unknown];
       const shade = hash(tree.names[tree.module[i]]) % SHADES;
       const hue = h0 + ((h1 - h0) * shade) / (SHADES - 1);
       const light = l + ((shade % 3) - 1) * 4;
-      const css = `hsl(${hue.toFixed(0)} ${s}% ${light}%)`;
-      c = slot.get(css);
-      if (c === undefined) {
-        c = palette.length;
-        palette.push(css);
-        slot.set(css, c);
+      const color = hslToRgb(Math.round(hue), s, light);
+      const id = color.join(",");
+      const known = slot.get(id);
+      if (known === undefined) {
+        c = rgb.length;
+        rgb.push(color);
+        slot.set(id, c);
+      } else {
+        c = known;
       }
-      byModule.set(key, c);
+      byModule[key] = c;
     }
     index[i] = c;
   }
-  return { palette, index };
+  return { palette: rgb.map(css), rgba: pack(rgb), index };
 }
 
 export type DiffScheme = "redgreen" | "colorblind";
 
 const LEVELS = 8;
 // grew, shrank: end colours at full intensity (mixed towards NEUTRAL when smaller)
-const SCHEMES: Record<DiffScheme, { grew: [number, number, number]; shrank: [number, number, number] }> = {
+const SCHEMES: Record<DiffScheme, { grew: RGB; shrank: RGB }> = {
   redgreen: { grew: [220, 38, 38], shrank: [22, 163, 74] },
   // blue/orange stays distinct for protanopia, deuteranopia and tritanopia
   colorblind: { grew: [230, 97, 1], shrank: [33, 102, 172] },
 };
-const NEUTRAL: [number, number, number] = [226, 226, 230];
+const NEUTRAL: RGB = [226, 226, 230];
 /** share changes smaller than this (0.05 percentage points) are noise */
 export const DIFF_NOISE = 0.0005;
 
-function mix(a: [number, number, number], b: [number, number, number], t: number): string {
-  const c = a.map((v, k) => Math.round(v + (b[k] - v) * t));
-  return `rgb(${c[0]} ${c[1]} ${c[2]})`;
+function mix(a: RGB, b: RGB, t: number): RGB {
+  return [0, 1, 2].map((k) => Math.round(a[k] + (b[k] - a[k]) * t)) as RGB;
 }
 
-export function diffPalette(scheme: DiffScheme): string[] {
+function diffRgb(scheme: DiffScheme): RGB[] {
   const { grew, shrank } = SCHEMES[scheme];
-  const palette = [mix(NEUTRAL, NEUTRAL, 0)];
-  for (let k = 1; k <= LEVELS; k++) palette.push(mix(NEUTRAL, grew, 0.25 + (0.75 * k) / LEVELS));
-  for (let k = 1; k <= LEVELS; k++) palette.push(mix(NEUTRAL, shrank, 0.25 + (0.75 * k) / LEVELS));
-  return palette;
+  const out = [NEUTRAL];
+  for (let k = 1; k <= LEVELS; k++) out.push(mix(NEUTRAL, grew, 0.25 + (0.75 * k) / LEVELS));
+  for (let k = 1; k <= LEVELS; k++) out.push(mix(NEUTRAL, shrank, 0.25 + (0.75 * k) / LEVELS));
+  return out;
+}
+
+/** CSS colours of a diff scheme: unchanged, LEVELS shades of grew, LEVELS of shrank. */
+export function diffPalette(scheme: DiffScheme): string[] {
+  return diffRgb(scheme).map(css);
 }
 
 /** 0 = unchanged, 1..LEVELS = grew, LEVELS+1..2*LEVELS = shrank; scaled to the largest change. */
@@ -99,12 +135,13 @@ export function diffLevel(delta: number, maxAbs: number): number {
 
 export function diffColors(tree: FlameTree, scheme: DiffScheme): Colors {
   const index = new Uint16Array(tree.n);
+  const rgb = diffRgb(scheme);
   const d = tree.diff;
-  if (!d) return { palette: diffPalette(scheme), index };
+  if (!d) return { palette: rgb.map(css), rgba: pack(rgb), index };
   let maxAbs = 0;
   for (let i = 1; i < tree.n; i++) maxAbs = Math.max(maxAbs, Math.abs(diffDelta(d, i)));
   for (let i = 0; i < tree.n; i++) index[i] = diffLevel(diffDelta(d, i), maxAbs);
-  return { palette: diffPalette(scheme), index };
+  return { palette: rgb.map(css), rgba: pack(rgb), index };
 }
 
 export function isGrew(level: number): boolean {

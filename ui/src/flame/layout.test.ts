@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { diffColors, diffLevel, DIFF_NOISE, isGrew, isShrank, moduleColors } from "./colors";
+import { diffColors, diffLevel, DIFF_NOISE, hslToRgb, isGrew, isShrank, moduleColors } from "./colors";
 import { fitLabel, hitTest, layout } from "./layout";
-import { draw, type Ctx } from "./render";
+import { drawLabels, paint, type Raster } from "./render";
 import { folded, wide } from "./testing";
 import { findPath, fromDiff } from "./tree";
 
@@ -46,7 +46,7 @@ describe("layout", () => {
     const big = wide(100_000, 8);
     const t0 = performance.now();
     for (let k = 0; k < 10; k++) layout(big, 0, 1280);
-    expect((performance.now() - t0) / 10).toBeLessThan(50);
+    expect((performance.now() - t0) / 10).toBeLessThan(100); // ~5 ms warm: a guard against going quadratic
   });
 
   it("finds the frame under the pointer", () => {
@@ -66,38 +66,105 @@ describe("layout", () => {
   });
 });
 
-function recorder(): Ctx & { rects: number; fills: string[]; texts: string[] } {
+function textRecorder() {
   const r = {
     fillStyle: "" as string | CanvasGradient | CanvasPattern,
     font: "",
     textBaseline: "alphabetic" as CanvasTextBaseline,
-    rects: 0,
-    fills: [] as string[],
     texts: [] as string[],
-    beginPath() {},
-    rect() { r.rects++; },
-    fill() { r.fills.push(String(r.fillStyle)); },
-    fillText(text: string) { r.texts.push(text); },
-    clearRect() {},
+    fillText(text: string) {
+      r.texts.push(text);
+    },
   };
   return r;
 }
 
-describe("draw", () => {
-  it("fills once per colour and labels only frames that fit", () => {
+function raster(width: number, height: number): Raster {
+  return { data: new Uint32Array(width * height), width, height };
+}
+
+const GEOMETRY = { rowHeight: 18, upsideDown: false };
+
+describe("paint", () => {
+  const t = folded({ "p;main@app;a@libc.so.6": 30, "p;main@app;b@app": 1, "q;x@libz": 1000 });
+  const colors = moduleColors(t);
+
+  it("fills each frame with its colour, 1 px gap to the right, 1 px below", () => {
+    const l = layout(t, 0, 300);
+    const r = raster(300, l.rows * 18);
+    expect(paint(r, l, { ...GEOMETRY, height: l.rows * 18, colors, rgba: colors.rgba, highlight: null, dpr: 1 })).toBe(l.count);
+    const at = (x: number, y: number) => r.data[y * r.width + x];
+    const main = findPath(t, ["p", "main"]);
+    const a = findPath(t, ["p", "main", "a"]);
+    expect(at(2, 18 * 2 + 5)).toBe(colors.rgba[colors.index[main]]);
+    expect(at(2, 18 * 3 + 5)).toBe(colors.rgba[colors.index[a]]);
+    expect(at(2, 18 * 3 + 17)).toBe(0); // the gap under a row
+    const aw = l.w[Array.from(l.node).indexOf(a)];
+    expect(at(Math.floor(aw) - 1, 18 * 3 + 5)).toBe(0); // the gap right of a frame
+    expect(at(299, 18 * 3 + 5)).toBe(0); // x has no children
+  });
+
+  it("keeps a frame of half a pixel visible, one device pixel wide", () => {
+    const l = layout(t, 0, 620); // b: 1 of 1031 samples = 0.6 px
+    const b = findPath(t, ["p", "main", "b"]);
+    const k = Array.from(l.node.subarray(0, l.count)).indexOf(b);
+    expect(l.w[k]).toBeGreaterThan(0.5);
+    expect(l.w[k]).toBeLessThan(1);
+    const r = raster(620, l.rows * 18);
+    paint(r, l, { ...GEOMETRY, height: l.rows * 18, colors, rgba: colors.rgba, highlight: null, dpr: 1 });
+    expect(r.data[(18 * 3 + 5) * 620 + Math.floor(l.x[k])]).toBe(colors.rgba[colors.index[b]]);
+  });
+
+  it("dims what the search did not match, and scales by the device pixel ratio", () => {
+    const l = layout(t, 0, 300);
+    const highlight = new Uint8Array(t.n);
+    const x = findPath(t, ["q", "x"]);
+    highlight[x] = 1;
+    const r = raster(600, l.rows * 36);
+    paint(r, l, { ...GEOMETRY, height: l.rows * 18, colors, rgba: colors.rgba, highlight, dpr: 2 });
+    const dim = colors.rgba[colors.rgba.length - 1];
+    expect(r.data[(36 * 2 + 10) * 600 + 4]).toBe(dim); // main
+    expect(r.data[(36 * 2 + 10) * 600 + 590]).toBe(colors.rgba[colors.index[x]]);
+    expect(r.data[10 * 600 + 4]).toBe(colors.rgba[colors.index[0]]); // the root is never dimmed
+  });
+
+  it("draws callers upward from the bottom", () => {
+    const l = layout(t, 0, 300);
+    const h = l.rows * 18;
+    const r = raster(300, h);
+    paint(r, l, { rowHeight: 18, upsideDown: true, height: h, colors, rgba: colors.rgba, highlight: null, dpr: 1 });
+    expect(r.data[(h - 10) * 300 + 4]).toBe(colors.rgba[colors.index[0]]);
+  });
+
+  it("paints 100k visible frames quickly", () => {
+    // 1600 chains of 62 frames: every frame over half a pixel at 835 px
+    const stacks: Record<string, number> = {};
+    for (let c = 0; c < 1600; c++) {
+      const tail = Array.from({ length: 62 }, (_, k) => `s${k}_${c % 5}`).join(";");
+      stacks[`p;m${c % 10};op${c};${tail}`] = 5;
+    }
+    const big = folded(stacks);
+    expect(big.n).toBeGreaterThan(100_000);
+    const big_colors = moduleColors(big);
+    const l = layout(big, 0, 835);
+    expect(l.count).toBe(big.n);
+    const r = raster(835, l.rows * 18);
+    const t0 = performance.now();
+    paint(r, l, { ...GEOMETRY, height: l.rows * 18, colors: big_colors, rgba: big_colors.rgba, highlight: null, dpr: 1 });
+    expect(performance.now() - t0).toBeLessThan(250); // ~5-40 ms: a guard against going quadratic
+  });
+});
+
+describe("labels", () => {
+  it("labels only frames that fit", () => {
     const t = folded({ "p;main@app;a@libc.so.6": 30, "p;main@app;b@app": 1, "q;x@libz": 1000 });
     const l = layout(t, 0, 300);
-    const ctx = recorder();
-    const stats = draw(ctx, t, l, {
-      rowHeight: 18, upsideDown: false, height: 100, colors: moduleColors(t), highlight: null,
-      font: "12px monospace", charWidth: 7, textColor: "#000",
-    });
-    expect(ctx.rects).toBe(l.count);
-    expect(new Set(ctx.fills).size).toBe(ctx.fills.length);
+    const ctx = textRecorder();
+    const n = drawLabels(ctx, t, l, { ...GEOMETRY, height: 100, font: "12px monospace", charWidth: 7, textColor: "#000" });
     expect(ctx.texts).toContain("all");
     expect(ctx.texts).toContain("x");
     expect(ctx.texts).not.toContain("b"); // under a pixel wide
-    expect(stats.labels).toBe(ctx.texts.length);
+    expect(n).toBe(ctx.texts.length);
   });
 
   it("colours the same module the same way", () => {
@@ -105,6 +172,13 @@ describe("draw", () => {
     const c = moduleColors(t);
     expect(c.index[2]).toBe(c.index[4]);
     expect(c.index[2]).not.toBe(c.index[3]);
+    expect(c.rgba.length).toBe(c.palette.length + 1);
+  });
+
+  it("converts HSL like CSS does", () => {
+    expect(hslToRgb(0, 100, 50)).toEqual([255, 0, 0]);
+    expect(hslToRgb(120, 100, 25)).toEqual([0, 128, 0]);
+    expect(hslToRgb(210, 0, 50)).toEqual([128, 128, 128]);
   });
 });
 

@@ -24,5 +24,8 @@ describe("timeline buckets", () => {
     expect(d.points[1][0]).toBe(60 * S);
     const [closed] = densify(series, 0, 400e3, 60);
     expect(closed.points.map((p) => p[1])).toEqual([0, 7, 0, 0, 7, 0]);
+    const [cut] = densify(series, 10e3, 300e3, 60); // the bucket at 0 starts before the range
+    expect(cut.points.map((p) => p[1])).toEqual([7, 0, 0, 7]);
+    expect(cut.points[0][0]).toBe(60 * S);
   });
 });

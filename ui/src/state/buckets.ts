@@ -45,8 +45,10 @@ export function densify(series: TimelineSeries[], fromMs: number, toMs: number, 
   });
   // the bucket still being filled shows as a drop to zero: leave it out until it has data
   while (n > 1 && first + (n - 1) * stepMs > toMs - stepMs && all.every((v) => v[n - 1] === 0)) n--;
+  // likewise a bucket cut by the range's start, when it has nothing
+  const lead = first < fromMs && n > 1 && all.every((v) => v[0] === 0) ? 1 : 0;
   return series.map((s, j) => ({
     key: s.key,
-    points: Array.from(all[j].subarray(0, n), (v, k): [number, number] => [(first + k * stepMs) * 1e6, v]),
+    points: Array.from(all[j].subarray(lead, n), (v, k): [number, number] => [(first + (k + lead) * stepMs) * 1e6, v]),
   }));
 }

@@ -3,7 +3,7 @@
 
 import { useCallback, useMemo, useState } from "react";
 import { useApi } from "../api/hooks";
-import type { FlamegraphResponse, TopResponse } from "../api/types";
+import type { FlamegraphResponse, TopFunction, TopResponse } from "../api/types";
 import { ExportButtons } from "../components/ExportButtons";
 import { SearchBox } from "../components/SearchBox";
 import { Empty, ErrorBox, Loading } from "../components/States";
@@ -110,6 +110,16 @@ export function FlamegraphView() {
     [shown],
   );
   const onSearch = useCallback((search: string) => update({ search, fn: "", fnModule: "" }, { replace: true }), [update]);
+  // stable props: the table's rows then skip re-rendering while the pointer moves
+  const selected = useMemo(() => ({ name: s.fn, module: s.fnModule }), [s.fn, s.fnModule]);
+  const onSelect = useCallback(
+    (f: TopFunction | null) => update({ fn: f?.name ?? "", fnModule: f?.module ?? "", search: "" }),
+    [update],
+  );
+  const onSandwich = useCallback(
+    (f: TopFunction) => update({ fn: f.name, fnModule: f.module, sandwich: true, search: "" }),
+    [update],
+  );
 
   let body;
   if (fg.error) body = <ErrorBox error={fg.error} retry={fg.reload} />;
@@ -137,7 +147,6 @@ export function FlamegraphView() {
         <SearchBox value={s.search} onChange={onSearch} />
         {matched !== null && (
           <span className="match-info" data-testid="match-info">
-            <span className="swatch highlight" aria-hidden="true" />
             {highlight.result!.nodes === 0 ? `no frame matches “${highlight.what}”` : `“${highlight.what}”: ${fmt.pct(matched)} of total`}
             {s.fn && (
               <button type="button" className="link-button small" onClick={() => update({ fn: "", fnModule: "", sandwich: false })}>
@@ -158,7 +167,7 @@ export function FlamegraphView() {
         <ExportButtons type={s.type} />
       </div>
       {tree && tree.n > 1 && (
-        <div className="statusline small muted" data-testid="flame-status">
+        <div className="statusline small muted" data-testid="flame-status" data-build-ms={built.ms.toFixed(2)}>
           {fmt.value(tree.total[0], tree.unit)} · {fmt.exact(tree.n)} nodes · built in {built.ms.toFixed(1)} ms
           {fg.loading ? " · refreshing…" : ""}
         </div>
@@ -178,10 +187,10 @@ export function FlamegraphView() {
               top={top.data}
               sort={s.topSort}
               onSort={(topSort) => update({ topSort }, { replace: true })}
-              selected={{ name: s.fn, module: s.fnModule }}
+              selected={selected}
               hovered={hovered}
-              onSelect={(f) => update({ fn: f?.name ?? "", fnModule: f?.module ?? "", search: "" })}
-              onSandwich={(f) => update({ fn: f.name, fnModule: f.module, sandwich: true, search: "" })}
+              onSelect={onSelect}
+              onSandwich={onSandwich}
             />
           )}
         </aside>

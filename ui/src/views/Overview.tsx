@@ -148,11 +148,13 @@ function TopCpu() {
   const res = useApi<TopResponse>("/api/v1/top", { ...filterParams(s), type: "cpu", limit: 8, sort: "self" });
   if (res.error) return <ErrorBox error={res.error} retry={res.reload} />;
   if (!res.data) return <Loading what="top functions" />;
-  if (res.data.functions.length === 0) return <div className="muted small">No CPU samples in this range.</div>;
+  // callers with no self time do not belong in a "where the CPU goes" list
+  const functions = res.data.functions.filter((f) => f.self > 0);
+  if (functions.length === 0) return <div className="muted small">No CPU samples in this range.</div>;
   return (
     <table className="data compact">
       <tbody>
-        {res.data.functions.map((f) => (
+        {functions.map((f) => (
           <tr key={`${f.name}/${f.module}`}>
             <td className="fn">
               <Link to={{ view: "flamegraph", type: "cpu", fn: f.name, fnModule: f.module, search: "", focus: [] }}>{f.name}</Link>

@@ -4,7 +4,7 @@
 import { Fragment, useMemo, useState } from "react";
 import { useApi } from "../api/hooks";
 import type { SyscallRow, SyscallsResponse } from "../api/types";
-import { Histogram, MiniHistogram } from "../components/Histogram";
+import { bucketLabel, Histogram, MiniHistogram, sharedRange } from "../components/Histogram";
 import { Empty, Guard } from "../components/States";
 import * as fmt from "../format";
 import { filterParams } from "../state/url";
@@ -41,6 +41,7 @@ export function SyscallsView() {
   const [open, setOpen] = useState<string | null>(null);
   const res = useApi<SyscallsResponse>("/api/v1/syscalls", { ...filterParams(s), per_process: perProcess });
   const rows = useMemo(() => (res.data ? sortRows(res.data.syscalls, s.sort, s.asc) : []), [res.data, s.sort, s.asc]);
+  const domain = useMemo(() => sharedRange(rows.map((r) => r.hist)), [rows]);
   const sortBy = (key: string) => update(key === s.sort ? { asc: !s.asc } : { sort: key, asc: key === "name" }, { replace: true });
   const th = (key: string, label: string, title?: string, num = true) => (
     <th
@@ -80,7 +81,9 @@ export function SyscallsView() {
                     {perProcess && th("pid", "PID")}
                     {COLS.map((c) => th(c.key, c.label, c.title))}
                     <th>Top errno</th>
-                    <th>Latency</th>
+                    <th title="log2 latency histogram; every row on the same axis">
+                      Latency <span className="muted small">{bucketLabel(domain[0])} … {bucketLabel(domain[1] + 1)}</span>
+                    </th>
                   </tr>
                 </thead>
                 <tbody>
@@ -102,7 +105,7 @@ export function SyscallsView() {
                             {r.top_errno.length === 0 ? <span className="muted">—</span> : r.top_errno.slice(0, 2).map(([e, n]) => `${e} ×${fmt.count(n)}`).join(", ")}
                           </td>
                           <td>
-                            <MiniHistogram hist={r.hist} />
+                            <MiniHistogram hist={r.hist} domain={domain} />
                           </td>
                         </tr>
                         {isOpen && (
