@@ -209,3 +209,30 @@ def test_agent_silent_on_schedule(tmp_path: Path, receiver: Receiver) -> None:
         receiver.wait_for("silent-a9", ["firing", "resolved"], timeout=5)
     finally:
         agg.stop()
+
+
+def test_cli_create_list_test_delete(
+    agg: AggregatorProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from aperture.cli.main import main
+
+    Client(agg).push([cpu(hot=60, cold=40)])
+    rule = tmp_path / "rule.yaml"
+    rule.write_text(
+        "name: cli-hot\nexpression:\n  metric: cpu_share\n  params: {function: hot}\n"
+        "operator: '>'\nthreshold: 10\nseverity: critical\n"
+    )
+    common = ["--api", agg.http, "--token", "test-token"]
+    assert main(["alerts", "create", str(rule), *common]) == 0
+    rule_id = capsys.readouterr().out.split()[1]
+    assert main(["alerts", "list", *common]) == 0
+    assert "cli-hot" in capsys.readouterr().out
+    assert main(["alerts", "test", rule_id, "--dry-run", *common]) == 0
+    result = json.loads(capsys.readouterr().out)["results"][0]
+    assert result["matches"] is True and result["state"] == "inactive"  # nothing changed
+    assert main(["alerts", "delete", rule_id, *common]) == 0
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"name": "x", "expression": {"metric": "nope"}, "operator": ">", '
+                   '"threshold": 1}')  # fmt: skip
+    assert main(["alerts", "create", str(bad), *common]) == 1
+    assert "unknown metric 'nope'" in capsys.readouterr().err

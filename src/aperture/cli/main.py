@@ -11,6 +11,7 @@ from types import ModuleType
 from aperture import __version__
 from aperture.cli.commands import (
     aggregate,
+    alerts,
     diff,
     export,
     filter_test,
@@ -32,6 +33,7 @@ COMMANDS: dict[str, ModuleType] = {
     "export": export,
     "import": import_profile,
     "filter-test": filter_test,
+    "alerts": alerts,
 }
 
 
