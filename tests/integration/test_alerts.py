@@ -106,13 +106,14 @@ def agg(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 
 def test_invalid_rules_are_rejected_with_reasons(agg: AggregatorProcess) -> None:
     c = Client(agg)
-    base = {"name": "r", "expression": {"metric": "buffer_utilization"}, "operator": ">",
-            "threshold": 0.5}  # fmt: skip
-    for change, reason in [
+    base: dict[str, Any] = {"name": "r", "expression": {"metric": "buffer_utilization"},
+                            "operator": ">", "threshold": 0.5}  # fmt: skip
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"expression": {"metric": "gpu_temp"}}, "unknown metric 'gpu_temp'"),
         ({"operator": "=>"}, "bad operator '=>'"),
         ({"threshold": -3}, "threshold must not be negative"),
-    ]:
+    ]
+    for change, reason in cases:
         assert reason in c.call("POST", "/rules", {**base, **change}, 422)["detail"]
     rid = c.create(**base)
     assert c.call("GET", f"/rules/{rid}")["name"] == "r"

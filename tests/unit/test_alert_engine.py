@@ -145,3 +145,94 @@ def test_rates_cover_the_window(tmp_path: Path) -> None:
     result = e.evaluate()[0]
     assert result["value"] == pytest.approx(50 / 20)
     assert result["state"] == "firing"
+
+
+def test_webhook_retries_with_backoff_and_records_attempts(tmp_path: Path) -> None:
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    got: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(503 if len(got) < 3 else 200)  # two failures, then ok
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    sleeps: list[float] = []
+    clock = Clock()
+    try:
+        e = engine(tmp_path, clock, Recorder())
+        e.notifier = Notifier(sleep=sleeps.append, backoff_s=0.5)
+        rule = e.put_rule(parse_rule(silent_rule(webhook=url)))
+        clock.now += 11
+        e.evaluate()
+    finally:
+        server.shutdown()
+    assert sleeps == [0.5, 1.0]
+    assert [g["status"] for g in got] == ["firing"] * 3
+    attempts = [(h["target"], h["attempt"], h["ok"]) for h in e.history_for(rule.id, 10)[::-1]
+                if h["kind"] == "notification"]  # fmt: skip
+    assert attempts == [("log", 1, True), (url, 1, False), (url, 2, False), (url, 3, True)]
+    registry = e.sources.ingest.metrics.registry
+    errors = {"status": "error"}
+    assert registry.get_sample_value("aperture_alert_notifications_total", errors) == 2
+
+
+def test_profile_metrics_from_pushed_batches(tmp_path: Path) -> None:
+    from aperture.model import EventType, Frame, LockStat, Profile, Sample, SyscallStat
+    from aperture.wire import Identity, encode
+
+    clock, rec = Clock(), Recorder()
+    e = engine(tmp_path, clock, rec)
+    main, hot, cold = (Frame(n, "app") for n in ("main", "hot", "cold"))
+    end = int(clock.now * 1e9)
+    seq = iter(range(1, 100))
+
+    def push_batch(*profiles: Profile) -> None:
+        batch = encode(list(profiles), Identity("a1", "h", {}), next(seq))
+        assert e.sources.ingest.push(batch.SerializeToString()).outcome.value == "accepted"
+
+    def cpu(end_ns: int, hot_n: int, cold_n: int) -> Profile:
+        return Profile(EventType.CPU, "samples", start_ns=end_ns - 10**9, end_ns=end_ns,
+                       samples=[Sample((main, hot), hot_n, pid=7, comm="app"),
+                                Sample((main, cold), cold_n, pid=7, comm="app")])  # fmt: skip
+
+    push_batch(cpu(end - 90 * 10**9, 10, 90))  # previous minute: hot 10 %
+    push_batch(cpu(end - 10 * 10**9, 40, 60))  # this minute: hot 40 %
+    calls = [SyscallStat(7, "app", 257, "openat", count=10, errors=4, total_ns=50_000,
+                         min_ns=2000, max_ns=8000, hist=(0,) * 11 + (10,))]  # fmt: skip
+    locks = [LockStat(7, "app", 0xABC0, (main, hot), contentions=3, wait_ns=3 * 10**9,
+                      max_ns=2 * 10**9, hist=(0,) * 30 + (3,))]  # fmt: skip
+    push_batch(
+        Profile(EventType.SYSCALL, "nanoseconds", start_ns=end - 2 * 10**9, end_ns=end - 10**9,
+                syscalls=calls),
+        Profile(EventType.LOCK, "nanoseconds", start_ns=end - 2 * 10**9, end_ns=end - 10**9,
+                locks=locks),
+    )  # fmt: skip
+
+    def value(metric: str, **params: Any) -> float | None:
+        rule = parse_rule({"name": metric, "expression": {"metric": metric, "params": params},
+                           "operator": ">", "threshold": 0})  # fmt: skip
+        return e.evaluate(dry_run=True, rule=rule)[0]["value"]  # type: ignore[no-any-return]
+
+    assert value("cpu_share", function="hot", window="1m") == pytest.approx(40.0)
+    assert value("cpu_share", function="main", mode="total", window="1m") == pytest.approx(100)
+    assert value("cpu_share_change", function="hot", window="1m") == pytest.approx(30.0)
+    assert value("cpu_share", function="hot", comm="other", window="1m") is None  # no data
+    assert value("syscall_error_rate", syscall="openat") == pytest.approx(0.4)
+    assert value("syscall_p99_ns", syscall="openat") > 1000  # type: ignore[operator]
+    assert value("syscall_p99_ns", syscall="read") is None
+    assert value("lock_wait_per_second", pid=7, window="10s") == pytest.approx(0.3)
+    assert value("ingest_samples_rate") is None  # no time has passed since the start
+    clock.now += 10
+    # 200 CPU samples + 10 syscalls + 3 contentions over the 10 s since the engine started
+    assert value("ingest_samples_rate") == pytest.approx(21.3)
+    assert value("ingest_samples_rate", event_type="cpu") == pytest.approx(20.0)
