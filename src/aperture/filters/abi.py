@@ -27,6 +27,8 @@ docs/filters.md for the table; this module is its only implementation.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,7 +56,11 @@ class Record:
 
 
 def encode_batch(records: Sequence[Record], arg: bytes = b"") -> bytes:
-    """The batch bytes for ``records`` (ABI version 1)."""
+    """The batch bytes for ``records`` (ABI version 1).
+
+    Frames and whole stacks are interned by identity: a profile shares one tuple per
+    distinct stack, so records with the same stack point at the same frame list.
+    """
     index: dict[str, int] = {}
     strings: list[bytes] = []
 
@@ -65,40 +71,46 @@ def encode_batch(records: Sequence[Record], arg: bytes = b"") -> bytes:
             strings.append(text.encode("utf-8", "surrogateescape"))
         return i
 
-    stacks: list[tuple[int, ...]] = []
+    frame_ids: dict[int, tuple[int, int]] = {}
+    stack_at: dict[int, tuple[int, int]] = {}  # id(stack) -> (first u32, frame count)
+    flat = array("I")
     comms: list[int] = []
+    stacks: list[tuple[int, int]] = []
     for rec in records:
         comms.append(intern(rec.comm))
-        flat: list[int] = []
-        for frame in rec.stack:
-            flat.append(intern(frame.name))
-            flat.append(intern(frame.module))
-        stacks.append(tuple(flat))
+        where = stack_at.get(id(rec.stack))
+        if where is None:
+            start = len(flat)
+            for frame in rec.stack:
+                ids = frame_ids.get(id(frame))
+                if ids is None:
+                    ids = frame_ids[id(frame)] = (intern(frame.name), intern(frame.module))
+                flat.extend(ids)
+            where = stack_at[id(rec.stack)] = (start, len(rec.stack))
+        stacks.append(where)
 
     strings_offset = HEADER.size
     data_offset = strings_offset + 8 * len(strings)
-    entries = bytearray()
-    blob = bytearray()
-    for s in strings:
-        entries += struct.pack("<II", data_offset + len(blob), len(s))
-        blob += s
-    blob += b"\0" * (-len(blob) % 8)
-    records_offset = data_offset + len(blob)
+    entries = array("I")
+    pos = data_offset
+    for text in strings:
+        entries.append(pos)
+        entries.append(len(text))
+        pos += len(text)
+    blob = b"".join(strings)
+    pad = -len(blob) % 8
+    records_offset = data_offset + len(blob) + pad
     stacks_offset = records_offset + RECORD.size * len(records)
-    body = bytearray()
-    stack_bytes = bytearray()
-    for rec, comm, ids in zip(records, comms, stacks, strict=True):
-        body += RECORD.pack(
-            EVENT_CODES[rec.event_type],
-            rec.pid & U32_MAX,
-            rec.tid & U32_MAX,
-            comm,
-            min(max(rec.value, 0), U64_MAX),
-            stacks_offset + len(stack_bytes),
-            len(ids) // 2,
-        )
-        stack_bytes += struct.pack(f"<{len(ids)}I", *ids)
-    arg_offset = stacks_offset + len(stack_bytes)
+    body = bytearray(RECORD.size * len(records))
+    pack = RECORD.pack_into
+    for i, (rec, comm, (start, length)) in enumerate(zip(records, comms, stacks, strict=True)):
+        value = rec.value if 0 <= rec.value <= U64_MAX else (0 if rec.value < 0 else U64_MAX)
+        pack(body, i * RECORD.size, EVENT_CODES[rec.event_type], rec.pid & U32_MAX,
+             rec.tid & U32_MAX, comm, value, stacks_offset + 4 * start, length)  # fmt: skip
+    if sys.byteorder != "little":
+        entries.byteswap()
+        flat.byteswap()
+    arg_offset = stacks_offset + 4 * len(flat)
     header = HEADER.pack(
         MAGIC,
         ABI_VERSION,
@@ -110,7 +122,7 @@ def encode_batch(records: Sequence[Record], arg: bytes = b"") -> bytes:
         arg_offset,
         len(arg),
     )
-    out = header + entries + blob + body + stack_bytes + arg
+    out = b"".join((header, entries.tobytes(), blob, b"\0" * pad, body, flat.tobytes(), arg))
     if len(out) > U32_MAX:
         raise ValueError("a filter batch must be under 4 GiB")
     return out

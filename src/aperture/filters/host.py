@@ -150,9 +150,12 @@ class Filter:
 
     def run(self, records: Sequence[Record]) -> list[bool]:
         """Keep flags for ``records`` (one call for the whole batch); raises on failure."""
+        return self.run_encoded(encode_batch(records, self.options.arg), len(records))
+
+    def run_encoded(self, batch: bytes, count: int) -> list[bool]:
+        """Keep flags for an already encoded batch of ``count`` records."""
         import wasmtime
 
-        batch = encode_batch(records, self.options.arg)
         store, instance = self._instantiate()
         exports = instance.exports(store)
         memory, alloc = exports["memory"], exports["aperture_alloc"]
@@ -171,9 +174,9 @@ class Filter:
                 )
             memory.write(store, batch, ptr)
             out = _u32(run(store, ptr, len(batch)))
-            if out == 0 or out + len(records) > memory.data_len(store):
+            if out == 0 or out + count > memory.data_len(store):
                 raise _BatchFailed("abi", "aperture_filter returned a result outside memory")
-            result = bytes(memory.read(store, out, out + len(records)))
+            result = bytes(memory.read(store, out, out + count))
         except wasmtime.Trap as exc:
             code = exc.trap_code
             reason = "fuel" if code == wasmtime.TrapCode.OUT_OF_FUEL else "trap"
@@ -181,7 +184,7 @@ class Filter:
             raise _BatchFailed(reason, what) from None
         except wasmtime.WasmtimeError as exc:
             raise _BatchFailed("trap", _one_line(exc)) from None
-        return decode_result(result, len(records))
+        return decode_result(result, count)
 
     def summary(self) -> str:
         """One line: what the filter kept and how often it failed."""

@@ -55,7 +55,8 @@ def run(args: argparse.Namespace, _client: Client) -> str:
     try:
         profile = load_json(text)
     except ValueError as exc:
-        raise UsageError(f"{args.input} is not an Aperture JSON profile ({exc}).") from None
+        reason = str(exc).rstrip(".")
+        raise UsageError(f"{args.input} is not an Aperture JSON profile ({reason}).") from None
     filtered = apply_filter(flt, profile)
     lines = _describe(flt, profile, filtered)
     if flt.stats.failures:
