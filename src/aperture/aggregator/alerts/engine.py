@@ -118,13 +118,22 @@ class AlertEngine:
                 rules = [self.rules[rule_id]]
             else:
                 rules = [r for r in self.rules.values() if r.enabled]
-            results = [self._evaluate_one(r, now, dry_run) for r in rules]
+            outbox: list[tuple[Rule, RuleState, str]] = []
+            results = [self._evaluate_one(r, now, dry_run, outbox) for r in rules]
             if not dry_run:
                 self.sources.snapshot(now)
                 self.metrics.firing.set(self._firing_count())
-            return results
+        # Sent without the lock: a slow webhook (retries, timeouts) must not hold up
+        # rule edits or another evaluation.
+        for target, st, status in outbox:
+            entries = self._notify(target, st, now, status)
+            with self._lock:
+                self.history = (self.history + entries)[-HISTORY_KEEP:]
+                self.persistence.add_history(entries)
+        return results
 
-    def _evaluate_one(self, rule: Rule, now: float, dry_run: bool) -> dict[str, Any]:
+    def _evaluate_one(self, rule: Rule, now: float, dry_run: bool,
+                      outbox: list[tuple[Rule, RuleState, str]]) -> dict[str, Any]:  # fmt: skip
         error = None
         try:
             value = self.sources.value(rule, now)
@@ -145,19 +154,23 @@ class AlertEngine:
             st.state, st.since = to, now
             events.append(self._entry(rule, now, "state", value, state=to))
 
+        def notify(status: str) -> None:
+            st.last_notified = now
+            outbox.append((rule, RuleState(**asdict(st)), status))
+
         if matches:
             if st.state in ("inactive", "resolved"):
                 move("pending")
             if st.state == "pending" and now - st.since >= rule.for_s:
                 move("firing")
-                events += self._notify(rule, st, now, "firing")
+                notify("firing")
             elif st.state == "firing":
                 renotify = rule.renotify_s if rule.renotify_s is not None else self.renotify_s
                 if renotify and st.last_notified is not None and now - st.last_notified >= renotify:
-                    events += self._notify(rule, st, now, "firing")
+                    notify("firing")
         elif st.state == "firing":
             move("resolved")
-            events += self._notify(rule, st, now, "resolved")
+            notify("resolved")
         elif st.state in ("pending", "resolved"):
             move("inactive")
         self.states[rule.id] = st
@@ -181,7 +194,6 @@ class AlertEngine:
             "labels": rule.labels,
             "severity": rule.severity,
         }
-        st.last_notified = now
         out = []
         for a in self.notifier.send(payload, rule.webhook or self.webhook):
             self.metrics.notifications.labels("ok" if a.ok else "error").inc()
