@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,29 @@ def test_agent_refuses_a_filter_with_imports(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "imports wasi_snapshot_preview1.proc_exit" in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_agent_filters_lock_records(
+    filters: Path, workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    go = tmp_path / "go"
+    proc = subprocess.Popen(
+        [str(workloads / "mutex_contend"), str(go), "4", "40", "2000"], stdout=subprocess.PIPE
+    )
+    spawn.append(proc)
+    out = tmp_path / "locks.json"
+    agent_proc = subprocess.Popen(
+        [sys.executable, "-m", "aperture.agent.cli", "--mode", "lock", "-d", "4s", "-q",
+         "-o", str(out), "--filter", str(filters / "comm_prefix.wasm"),
+         "--filter-arg", "mutex_c"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(2)
+    go.touch()
+    proc.wait(timeout=60)
+    _, err = agent_proc.communicate(timeout=60)
+    assert agent_proc.returncode == 0, err
+    profile = load_json(out.read_text())
+    assert profile.locks and {k.comm for k in profile.locks} == {"mutex_contend"}
+    assert {s.comm for s in profile.samples} == {"mutex_contend"}
+    assert profile.total == sum(k.wait_ns for k in profile.locks)
