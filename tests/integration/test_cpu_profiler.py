@@ -92,7 +92,7 @@ def test_kernel_frames_sit_above_user_frames(
     assert result.returncode == 0, result.stderr
     profile = load_json(out.read_text())
     with_vfs = [s for s in profile.samples if any(f.name == "vfs_read" for f in s.stack)]
-    assert sum(s.value for s in with_vfs) > 0.2 * profile.total
+    assert sum(s.value for s in with_vfs) > 0.05 * profile.total
     for sample in with_vfs:
         kinds = [f.kind for f in sample.stack]
         first_kernel = kinds.index(FrameKind.KERNEL)

@@ -110,7 +110,12 @@ def test_exits_mid_syscall_execve_and_churn_fill_nothing(
             windows += [syscalls.drain(), locks.drain()]
         windows += [syscalls.drain(), locks.drain()]
     for window in windows:
-        assert all(n == 0 for n in window.losses.values()), window.losses
+        # nothing filled up; stack-map hash collisions are counted, and rare
+        full = {k: n for k, n in window.losses.items() if "collision" not in k}
+        assert all(n == 0 for n in full.values()), window.losses
+        assert window.losses.get("stack_collisions", 0) <= 0.01 * max(
+            1, sum(lock.contentions + lock.eagain + lock.timeouts for lock in window.locks)
+        ), window.losses
     churn = [s for w in windows for s in w.syscalls if s.comm == "churn"]
     by_name: dict[str, int] = {}
     for record in churn:

@@ -21,6 +21,8 @@ from aperture.wire import Identity, encode
 MAIN, A, B, C = (Frame(n, "app") for n in ("main", "a", "b", "c"))
 NOW = time.time_ns() // 10**9 * 10**9
 MIN = 60 * 10**9
+# Absolute bounds: the module may run long after NOW was taken.
+FROM = str(NOW - 60 * MIN)
 
 
 def cpu(end_ns: int, *samples: tuple[tuple[Frame, ...], int]) -> Profile:
@@ -82,7 +84,7 @@ def tree(data: dict[str, Any]) -> dict[tuple[str, ...], int]:
 
 
 def test_flamegraph_flat_arrays(agg: AggregatorProcess) -> None:
-    data = get(agg, "flamegraph", **{"from": "-1h"})
+    data = get(agg, "flamegraph", **{"from": FROM})
     t = tree(data)
     assert data["total"] == 90 + 10 + 100 + 300 + 100 + 5
     assert t[("all",)] == data["total"]
@@ -94,23 +96,23 @@ def test_time_and_label_filters_are_exact_at_the_boundaries(agg: AggregatorProce
     at = str(NOW - 10 * MIN)
     assert get(agg, "top", **{"from": at, "to": "now", "host": "h2"})["total"] == 5
     assert get(agg, "top", **{"from": str(NOW - 10 * MIN + 1), "host": "h2"})["total"] == 0
-    assert get(agg, "top", **{"from": "-1h", "to": at, "host": "h2"})["total"] == 0
-    assert get(agg, "top", **{"from": "-1h", "label.env": "dev"})["total"] == 5
-    assert get(agg, "top", **{"from": "-1h", "label.env": "prod"})["total"] == 600
-    assert get(agg, "top", **{"from": "-1h", "label.env": "x' OR '1'='1"})["total"] == 0
+    assert get(agg, "top", **{"from": FROM, "to": at, "host": "h2"})["total"] == 0
+    assert get(agg, "top", **{"from": FROM, "label.env": "dev"})["total"] == 5
+    assert get(agg, "top", **{"from": FROM, "label.env": "prod"})["total"] == 600
+    assert get(agg, "top", **{"from": FROM, "label.env": "x' OR '1'='1"})["total"] == 0
 
 
 def test_top_functions(agg: AggregatorProcess) -> None:
-    data = get(agg, "top", **{"from": "-1h", "limit": 2})
+    data = get(agg, "top", **{"from": FROM, "limit": 2})
     assert [(f["name"], f["self"]) for f in data["functions"]] == [("b", 310), ("a", 195)]
     assert data["functions"][0]["self_pct"] == pytest.approx(100 * 310 / 605)
-    by_total = get(agg, "top", **{"from": "-1h", "sort": "total", "limit": 1})
+    by_total = get(agg, "top", **{"from": FROM, "sort": "total", "limit": 1})
     assert by_total["functions"][0]["name"] == "main"
 
 
 def test_diff_is_normalized_per_side_and_covers_the_union(agg: AggregatorProcess) -> None:
-    data = get(agg, "diff", baseline_from="-40m", baseline_to="-20m",
-               comparison_from="-7m", comparison_to="now")  # fmt: skip
+    data = get(agg, "diff", baseline_from=str(NOW - 40 * MIN), baseline_to=str(NOW - 20 * MIN),
+               comparison_from=str(NOW - 7 * MIN), comparison_to="now")  # fmt: skip
     assert (data["baseline_total"], data["comparison_total"]) == (100, 500)
     rows = {r["name"]: r for r in data["functions"]}
     assert rows["a"]["baseline_pct"] == pytest.approx(90.0)
@@ -124,32 +126,32 @@ def test_diff_is_normalized_per_side_and_covers_the_union(agg: AggregatorProcess
 
 
 def test_timeline_buckets(agg: AggregatorProcess) -> None:
-    data = get(agg, "timeline", **{"from": "-1h", "step": "1m", "group_by": "host"})
+    data = get(agg, "timeline", **{"from": FROM, "step": "1m", "group_by": "host"})
     series = {s["key"]: s["points"] for s in data["series"]}
     assert series["h2"] == [[(NOW - 10 * MIN) // MIN * MIN, 5]]
     assert sum(v for _, v in series["h1"]) == 600
 
 
 def test_syscalls_and_locks(agg: AggregatorProcess) -> None:
-    rows = {r["name"]: r for r in get(agg, "syscalls", **{"from": "-1h"})["syscalls"]}
+    rows = {r["name"]: r for r in get(agg, "syscalls", **{"from": FROM})["syscalls"]}
     assert rows["read"]["count"] == 100 and rows["read"]["errors"] == 4
     assert rows["read"]["top_errno"] == [["EAGAIN", 4]]
     assert 512 <= rows["read"]["p50_ns"] < 1024 and rows["read"]["max_ns"] == 9000
     assert rows["openat"]["error_rate"] == 1.0
-    locks = get(agg, "locks", **{"from": "-1h"})["locks"]
+    locks = get(agg, "locks", **{"from": FROM})["locks"]
     assert locks[0]["address"] == "0xabc0" and locks[0]["contentions"] == 3
     assert [f["name"] for f in locks[0]["top_stack"]] == ["main", "a"]
-    lock_tree = get(agg, "flamegraph", type="lock", address="0xabc0", pid=7, **{"from": "-1h"})
+    lock_tree = get(agg, "flamegraph", type="lock", address="0xabc0", pid=7, **{"from": FROM})
     assert lock_tree["total"] == 3_000_000
 
 
 def test_exports_parse_back(agg: AggregatorProcess) -> None:
-    folded = parse_collapsed(get(agg, "export", format="collapsed", **{"from": "-1h"}))
+    folded = parse_collapsed(get(agg, "export", format="collapsed", **{"from": FROM}))
     assert folded[("app", "main", "b")] == 310
-    speedscope = get(agg, "export", format="speedscope", **{"from": "-1h"})
+    speedscope = get(agg, "export", format="speedscope", **{"from": FROM})
     assert speedscope["$schema"].startswith("https://www.speedscope.app/")
     assert (
-        json.loads(json.dumps(get(agg, "export", format="json", **{"from": "-1h"})))["total"] == 605
+        json.loads(json.dumps(get(agg, "export", format="json", **{"from": FROM})))["total"] == 605
     )
 
 
