@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -409,6 +410,11 @@ def test_aggregator_restart_on_the_same_port(fake_time: FakeTime, logs: list[str
     pusher.start()
     pusher.submit([profile()])
     assert first.got_one.wait(30)
+    # Stop only once the acknowledgement is back: stopping between the server's
+    # receipt and the reply makes the pusher (rightly) send the batch again.
+    deadline = time.monotonic() + 30
+    while pusher.stats().sent < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     server.stop(None).wait()
     pusher.submit([profile()])
     pusher.submit([profile()])
