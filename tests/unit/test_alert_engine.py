@@ -236,3 +236,13 @@ def test_profile_metrics_from_pushed_batches(tmp_path: Path) -> None:
     # 200 CPU samples + 10 syscalls + 3 contentions over the 10 s since the engine started
     assert value("ingest_samples_rate") == pytest.approx(21.3)
     assert value("ingest_samples_rate", event_type="cpu") == pytest.approx(20.0)
+
+
+def test_corrupt_rules_file_is_one_sentence(tmp_path: Path) -> None:
+    from aperture.aggregator.alerts.setup import build_engine
+    from aperture.errors import AgentError
+
+    (tmp_path / "alerts.json").write_text("{not json")
+    ingest = Ingest(BatchBuffer(1 << 20), Metrics())
+    with pytest.raises(AgentError, match=r"cannot load the alert rules from .*alerts\.json"):
+        build_engine(ingest, BufferBackend(ingest.buffer), None, tmp_path)

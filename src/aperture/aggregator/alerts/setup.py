@@ -14,6 +14,7 @@ from aperture.aggregator.alerts.sources import Sources
 from aperture.aggregator.backend import Backend
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.storage_link import StorageLink
+from aperture.errors import AgentError
 
 
 def build_engine(
@@ -26,14 +27,21 @@ def build_engine(
     renotify_s: float = 0.0,
 ) -> AlertEngine:
     persistence: AlertPersistence
-    if storage is not None:
-        persistence = StorePersistence(storage.store)
-    else:
-        persistence = JsonFilePersistence(data_dir / "alerts.json")
-    return AlertEngine(
-        Sources(ingest, backend, storage),
-        persistence,
-        ingest.metrics.registry,
-        webhook=webhook,
-        renotify_s=renotify_s,
-    )
+    path = data_dir / "alerts.json"
+    try:
+        if storage is not None:
+            persistence = StorePersistence(storage.store)
+        else:
+            persistence = JsonFilePersistence(path)
+        return AlertEngine(
+            Sources(ingest, backend, storage),
+            persistence,
+            ingest.metrics.registry,
+            webhook=webhook,
+            renotify_s=renotify_s,
+        )
+    except Exception as exc:  # a corrupt file, an unreachable store
+        where = "the store's alert tables" if storage is not None else str(path)
+        raise AgentError(
+            f"cannot load the alert rules from {where} ({exc}): repair or move it aside."
+        ) from None
