@@ -105,8 +105,13 @@ lint: venv
 	$(VENV)/bin/mypy
 	cd $(UI_DIR) && npm run lint --silent
 
+# Each benchmark prints a table and writes it to bench/results/ (roughly 25 min in all).
 bench: setup
 	$(PY) bench/cpu_overhead.py
+	$(PY) bench/syscall_overhead.py
+	$(PY) bench/ingest.py
+	$(PY) bench/storage.py
+	$(PY) bench/filters.py
 
 # A wheel with the prebuilt CO-RE objects, so hosts need no clang, and the dashboard
 # (built first when npm is there). Without a built dashboard the wheel still builds,

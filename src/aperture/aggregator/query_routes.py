@@ -44,6 +44,8 @@ def parse_filter(
     from_key: str = "from",
     to_key: str = "to",
     prefix: str = "",
+    default_from: str = "-1h",
+    default_to: str = "now",
 ) -> Filter:
     """A Filter from query parameters; ``prefix`` (``baseline.``) overrides per side."""
     params = request.query_params
@@ -53,8 +55,8 @@ def parse_filter(
         return params.get(prefix + key) if prefix and prefix + key in params else params.get(key)
 
     try:
-        from_ns = parse_time(params.get(from_key) or "-1h", now_ns=now)
-        to_ns = parse_time(params.get(to_key) or "now", now_ns=now)
+        from_ns = parse_time(params.get(from_key) or default_from, now_ns=now)
+        to_ns = parse_time(params.get(to_key) or default_to, now_ns=now)
     except ValueError as exc:
         raise _bad(str(exc)) from None
     if to_ns <= from_ns:
@@ -127,9 +129,12 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         if event_type is EventType.SYSCALL:
             raise _bad("syscall data has no stacks: use type=cpu or type=lock")
         base = parse_filter(request, event_type=event_type, from_key="baseline_from",
-                            to_key="baseline_to", prefix="baseline.")  # fmt: skip
+                            to_key="baseline_to", prefix="baseline.",
+                            default_from=baseline_from, default_to=baseline_to)  # fmt: skip
         comp = parse_filter(request, event_type=event_type, from_key="comparison_from",
-                            to_key="comparison_to", prefix="comparison.")  # fmt: skip
+                            to_key="comparison_to", prefix="comparison.",
+                            default_from=comparison_from,
+                            default_to=comparison_to)  # fmt: skip
         return backend.diff(base, comp, max_nodes, limit)
 
     @router.get("/timeline")
