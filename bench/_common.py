@@ -38,6 +38,8 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 # BPF program types that hook kernel events (the ones that can slow a benchmark).
 TRACING_PROG_TYPES = {"tracing", "raw_tracepoint", "tracepoint", "perf_event", "kprobe"}
+# The host's load when the benchmark started (it shares the machine with other work).
+START_LOAD = " ".join(Path("/proc/loadavg").read_text().split()[:3])
 _PR_SET_PDEATHSIG = 1
 # Resolved before any fork: a child must not dlopen while another thread may hold its lock.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl
@@ -532,14 +534,13 @@ def cpu_model() -> str:
 
 def machine_header(title: str, command: str) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = Path("/proc/loadavg").read_text().split()[:3]
     return "\n".join(
         [
             f"# {title}",
             "",
             f"- date: {now}",
             f"- machine: kernel {platform.release()}, {NCPU} CPUs ({cpu_model()}), "
-            f"load average at start {' '.join(load)}",
+            f"load average at start {START_LOAD}",
             f"- command: `{command}`",
         ]
     )
