@@ -254,12 +254,14 @@ class BpfMap:
         """
         out: list[tuple[_CT, Any]] = []
         chunk = max(1, min(self.max_entries, 4096))
-        keys = (key_type * chunk)()  # type: ignore[operator]
-        values = (value_type * chunk)()
         token = c_uint32()
         opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))
         first = True
         while True:
+            # Fresh arrays per batch: the rows handed out are views into them,
+            # so reusing one buffer would overwrite earlier rows.
+            keys = (key_type * chunk)()  # type: ignore[operator]
+            values = (value_type * chunk)()
             count = c_uint32(chunk)
             rc = lib().bpf_map_lookup_and_delete_batch(
                 self.fd,
