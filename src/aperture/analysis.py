@@ -1,4 +1,4 @@
-"""Questions asked of a set of profiles: top functions, folded stacks, diffs."""
+"""Questions asked of a set of profiles: top functions and folded stacks."""
 
 from __future__ import annotations
 
@@ -50,47 +50,3 @@ def aggregate(profiles: Iterable[Profile], *, limit: int = 100) -> Aggregate:
         functions=[FunctionStat(n, m, self_[(n, m)], total[(n, m)]) for n, m in ranked],
         stacks=stacks,
     )
-
-
-@dataclass(frozen=True)
-class DiffStat:
-    name: str
-    baseline: int
-    comparison: int
-    baseline_share: float
-    comparison_share: float
-
-    @property
-    def delta_share(self) -> float:
-        return self.comparison_share - self.baseline_share
-
-
-def diff_functions(
-    baseline: Iterable[Profile], comparison: Iterable[Profile], *, limit: int = 100
-) -> tuple[int, int, list[DiffStat]]:
-    """Self value per function on both sides, each normalized to its side's total."""
-    sides = []
-    totals = []
-    for profiles in (baseline, comparison):
-        counts: Counter[str] = Counter()
-        grand = 0
-        for profile in profiles:
-            for sample in profile.samples:
-                grand += sample.value
-                if sample.stack:
-                    counts[sample.stack[-1].name] += sample.value
-        sides.append(counts)
-        totals.append(grand)
-    base, comp = sides
-    rows = [
-        DiffStat(
-            name,
-            base[name],
-            comp[name],
-            base[name] / totals[0] if totals[0] else 0.0,
-            comp[name] / totals[1] if totals[1] else 0.0,
-        )
-        for name in set(base) | set(comp)
-    ]
-    rows.sort(key=lambda r: (-abs(r.delta_share), r.name))
-    return totals[0], totals[1], rows[:limit]
