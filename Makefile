@@ -16,13 +16,14 @@ CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
             linux-perf bpftrace strace golang-go prometheus chromium lld
 
-.PHONY: help setup apt venv bpf filters proto run test lint bench clean dist docs ui
+.PHONY: help setup apt venv bpf filters proto run test lint bench soak fuzz reliability-doc clean dist docs ui
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
 	@echo "            the dashboard is at http://127.0.0.1:9090"
 	@echo "make test   set up, then run every test (BPF tests need root)"
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
+	@echo "make soak   load, soak and fault runs (about 60 min);  make fuzz  long fuzzing runs"
 	@echo "make dist   the wheel in dist/ (BPF objects, and the dashboard if built);  make docs  the site"
 
 setup: apt venv bpf filters ui
@@ -112,6 +113,20 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/storage.py
 	$(PY) bench/filters.py
+
+# Reliability (docs/reliability.md): each run writes reliability/results/<name>.json,
+# and the page is generated from those files, never written by hand.
+soak: setup
+	$(PY) reliability/soak.py
+	$(PY) reliability/faults.py
+	$(PY) tools/gen_reliability_doc.py
+
+fuzz: setup
+	$(PY) reliability/fuzz.py
+	$(PY) tools/gen_reliability_doc.py
+
+reliability-doc: venv
+	$(PY) tools/gen_reliability_doc.py
 
 # A wheel with the prebuilt CO-RE objects, so hosts need no clang, and the dashboard
 # (built first when npm is there). Without a built dashboard the wheel still builds,
