@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -360,7 +361,7 @@ def parse(data: bytes, *, max_bytes: int = 64 << 20) -> pb.ProfileBatch:
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
                 data = f.read(max_bytes + 1)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:  # zlib.error is no OSError
             raise MalformedBatch(f"the gzip data is damaged ({exc})") from None
         if len(data) > max_bytes:
             raise MalformedBatch(f"the batch inflates to more than {max_bytes} bytes")

@@ -1,0 +1,58 @@
+"""Fuzzing fixtures: the hypothesis profiles and one real aggregator for the HTTP properties.
+
+``make test`` runs the ``ci`` profile (a few dozen examples per property, the whole
+directory well under 90 s); ``APERTURE_FUZZ=1`` selects the ``fuzz`` profile that
+``reliability/fuzz.py`` runs, with ``APERTURE_FUZZ_EXAMPLES`` examples per property.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, settings
+
+from aggregator_proc import AggregatorProcess
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", max_examples=40, deadline=None, suppress_health_check=_QUIET, derandomize=False
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("APERTURE_FUZZ_EXAMPLES", "2000")),
+    deadline=None,
+    suppress_health_check=_QUIET,
+)
+settings.load_profile("fuzz" if os.environ.get("APERTURE_FUZZ") == "1" else "ci")
+
+
+class Aggregator:
+    """A running aggregator with an HTTP client that sends the token."""
+
+    def __init__(self, proc: AggregatorProcess) -> None:
+        self.proc = proc
+        self.client = httpx.Client(base_url=proc.http, headers=proc.headers(), timeout=30)
+        self.anonymous = httpx.Client(base_url=proc.http, timeout=30)
+
+    def assert_healthy(self) -> None:
+        """The process is alive and its health endpoints answer."""
+        assert self.proc.proc is not None and self.proc.proc.poll() is None, "aggregator died"
+        assert self.anonymous.get("/healthz").status_code == 200
+        assert self.client.get("/api/v1/health").status_code == 200
+
+
+@pytest.fixture(scope="session")
+def aggregator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Aggregator]:
+    """One real aggregator (embedded store, token "test-token") for every HTTP property."""
+    proc = AggregatorProcess(Path(tmp_path_factory.mktemp("fuzz")) / "agg").start()
+    agg = Aggregator(proc)
+    try:
+        yield agg
+    finally:
+        agg.client.close()
+        agg.anonymous.close()
+        assert proc.stop() == 0, proc.log.read_text()[-4000:]
