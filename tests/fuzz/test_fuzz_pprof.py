@@ -1,0 +1,125 @@
+"""pprof import: any bytes, and any structurally odd Profile message, import or MalformedPprof."""
+
+from __future__ import annotations
+
+import gzip
+
+from fuzz_batches import byte_edits, mutate_bytes, stacks
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aperture.formats.pprof import (
+    MalformedPprof,
+    from_pprof,
+    from_pprof_message,
+    inflate,
+    to_pprof,
+)
+from aperture.model import EventType, Profile, Sample
+from aperture.proto.pprof import profile_pb2 as pp
+
+I64 = st.integers(-(2**63), 2**63 - 1)
+SMALL = st.integers(0, 6)  # indices and ids: mostly in range, sometimes not
+WORDS = st.sampled_from(["", "samples", "count", "cpu", "nanoseconds", "contentions", "delay",
+                         "pid", "thread", "comm", "main", "libc.so.6", "[kernel]"])  # fmt: skip
+
+
+@st.composite
+def pprof_messages(draw: st.DrawFn) -> pp.Profile:
+    """A Profile message whose references may or may not resolve."""
+    p = pp.Profile()
+    p.string_table.extend(draw(st.lists(WORDS | st.text(max_size=5), max_size=10)))
+    for _ in range(draw(st.integers(0, 3))):
+        p.sample_type.add(type=draw(SMALL), unit=draw(SMALL))
+    p.period_type.type, p.period_type.unit = draw(SMALL), draw(SMALL)
+    p.period = draw(I64)
+    p.time_nanos, p.duration_nanos = draw(I64), draw(I64)
+    for _ in range(draw(st.integers(0, 3))):
+        p.mapping.add(id=draw(SMALL), filename=draw(SMALL))
+    for _ in range(draw(st.integers(0, 4))):
+        p.function.add(id=draw(SMALL), name=draw(SMALL), filename=draw(SMALL))
+    for _ in range(draw(st.integers(0, 4))):
+        loc = p.location.add(id=draw(SMALL), mapping_id=draw(SMALL), address=draw(SMALL))
+        for _ in range(draw(st.integers(0, 3))):
+            loc.line.add(function_id=draw(SMALL), line=draw(I64))
+    for _ in range(draw(st.integers(0, 6))):
+        sample = p.sample.add()
+        sample.location_id.extend(draw(st.lists(SMALL, max_size=5)))
+        sample.value.extend(draw(st.lists(I64 | SMALL, max_size=3)))
+        for _ in range(draw(st.integers(0, 2))):
+            sample.label.add(key=draw(SMALL), str=draw(SMALL), num=draw(I64))
+    return p
+
+
+def _import(data: bytes) -> None:
+    try:
+        imported = from_pprof(data, comm="svc", now_ns=10**18)
+    except MalformedPprof as exc:
+        assert str(exc)
+        return
+    for one in imported:
+        assert one.profile.event_type in (EventType.CPU, EventType.LOCK)
+        assert all(s.value > 0 for s in one.profile.samples)
+
+
+@given(pprof_messages())
+def test_odd_pprof_messages_import_or_are_refused(p: pp.Profile) -> None:
+    _import(p.SerializeToString())
+
+
+@given(pprof_messages(), st.booleans())
+def test_pprof_messages_gzipped_import_or_are_refused(p: pp.Profile, twice: bool) -> None:
+    data = gzip.compress(p.SerializeToString())
+    _import(gzip.compress(data) if twice else data)
+
+
+@given(st.lists(st.tuples(stacks, st.integers(1, 2**30)), max_size=6), byte_edits, st.booleans())
+def test_damaged_pprof_files_import_or_are_refused(
+    samples: list[tuple[tuple[object, ...], int]],
+    edits: list[tuple[int, int, int]],
+    gunzip: bool,
+) -> None:
+    profile = Profile(EventType.CPU, "samples", start_ns=1, end_ns=2, frequency_hz=99)
+    profile.samples = [Sample(stack, v) for stack, v in samples]  # type: ignore[arg-type]
+    data = to_pprof(profile)
+    if gunzip:
+        data = gzip.decompress(data)
+    _import(mutate_bytes(data, edits))
+
+
+@given(st.binary(max_size=400))
+def test_random_bytes_are_refused_or_imported(data: bytes) -> None:
+    _import(data)
+    _import(b"\x1f\x8b" + data)
+
+
+@given(st.lists(st.tuples(stacks, st.integers(1, 2**30)), max_size=6))
+def test_pprof_round_trip_keeps_every_sample(samples: list[tuple[tuple[object, ...], int]]) -> None:
+    profile = Profile(EventType.CPU, "samples", start_ns=10**9, end_ns=2 * 10**9, frequency_hz=100)
+    profile.samples = [Sample(stack, v, comm="svc") for stack, v in samples]  # type: ignore[arg-type]
+    imported = from_pprof(to_pprof(profile), comm="svc")
+    got = sum(s.value for one in imported for s in one.profile.samples)
+    assert got == sum(v for _, v in samples)
+
+
+def test_pprof_inflation_is_bounded() -> None:
+    bomb = gzip.compress(b"\0" * (4 << 20), compresslevel=9)
+    try:
+        inflate(bomb, max_bytes=1 << 20)
+    except MalformedPprof as exc:
+        assert "inflates to more than" in str(exc)
+    else:
+        raise AssertionError("a 4 MB inflation passed a 1 MB limit")
+
+
+def test_message_level_import_refuses_short_value_lists() -> None:
+    p = pp.Profile(string_table=["", "samples", "count"])
+    p.sample_type.add(type=1, unit=2)
+    p.sample.add(value=[])
+    try:
+        from_pprof(p.SerializeToString())
+    except MalformedPprof as exc:
+        assert "values for 1 sample types" in str(exc)
+    else:
+        raise AssertionError("a sample without values imported")
+    assert from_pprof_message is not None
