@@ -40,7 +40,7 @@ INTERVAL_S = 10.0
 RESULTS = Path(__file__).parent / "results"
 
 
-def template(seed: int) -> tuple[bytes, int]:
+def template(seed: int, stacks: int = 2000) -> tuple[bytes, int]:
     """A realistic CPU batch (gzip) without agent id/sequence, and its sample count."""
     rng = random.Random(seed)
     modules = [f"lib{i}.so" for i in range(40)] + ["[kernel]"]
@@ -50,7 +50,7 @@ def template(seed: int) -> tuple[bytes, int]:
         for i in range(5000)
     ]  # fmt: skip
     samples = []
-    for _ in range(2000):
+    for _ in range(stacks):
         stack = tuple(rng.choice(functions) for _ in range(rng.randint(8, 32)))
         samples.append(Sample(stack, 1, pid=rng.randint(1, 300), tid=1, comm="proc", thread="t"))
     now = time.time_ns()
