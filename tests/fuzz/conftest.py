@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from fuzz_server import Aggregator
 from hypothesis import HealthCheck, settings
 
 from aggregator_proc import AggregatorProcess
@@ -28,21 +28,6 @@ settings.register_profile(
     suppress_health_check=_QUIET,
 )
 settings.load_profile("fuzz" if os.environ.get("APERTURE_FUZZ") == "1" else "ci")
-
-
-class Aggregator:
-    """A running aggregator with an HTTP client that sends the token."""
-
-    def __init__(self, proc: AggregatorProcess) -> None:
-        self.proc = proc
-        self.client = httpx.Client(base_url=proc.http, headers=proc.headers(), timeout=30)
-        self.anonymous = httpx.Client(base_url=proc.http, timeout=30)
-
-    def assert_healthy(self) -> None:
-        """The process is alive and its health endpoints answer."""
-        assert self.proc.proc is not None and self.proc.proc.poll() is None, "aggregator died"
-        assert self.anonymous.get("/healthz").status_code == 200
-        assert self.client.get("/api/v1/health").status_code == 200
 
 
 @pytest.fixture(scope="session")

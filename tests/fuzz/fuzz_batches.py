@@ -1,4 +1,4 @@
-"""Hypothesis strategies for profiles, valid ProfileBatches and their mutations."""
+"""Hypothesis strategies: profiles, valid ProfileBatches, their mutations, pprof messages."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.proto.pprof import profile_pb2 as pp
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import Identity, encode
 
@@ -170,3 +171,36 @@ def mutate_bytes(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
 byte_edits = st.lists(
     st.tuples(st.integers(0, 2**16), st.integers(0, 2), st.integers(0, 255)), max_size=8
 )
+
+
+I64 = st.integers(-(2**63), 2**63 - 1)
+SMALL = st.integers(0, 6)  # indices and ids: mostly in range, sometimes not
+WORDS = st.sampled_from(["", "samples", "count", "cpu", "nanoseconds", "contentions", "delay",
+                         "pid", "thread", "comm", "main", "libc.so.6", "[kernel]"])  # fmt: skip
+
+
+@st.composite
+def pprof_messages(draw: st.DrawFn) -> pp.Profile:
+    """A Profile message whose references may or may not resolve."""
+    p = pp.Profile()
+    p.string_table.extend(draw(st.lists(WORDS | st.text(max_size=5), max_size=10)))
+    for _ in range(draw(st.integers(0, 3))):
+        p.sample_type.add(type=draw(SMALL), unit=draw(SMALL))
+    p.period_type.type, p.period_type.unit = draw(SMALL), draw(SMALL)
+    p.period = draw(I64)
+    p.time_nanos, p.duration_nanos = draw(I64), draw(I64)
+    for _ in range(draw(st.integers(0, 3))):
+        p.mapping.add(id=draw(SMALL), filename=draw(SMALL))
+    for _ in range(draw(st.integers(0, 4))):
+        p.function.add(id=draw(SMALL), name=draw(SMALL), filename=draw(SMALL))
+    for _ in range(draw(st.integers(0, 4))):
+        loc = p.location.add(id=draw(SMALL), mapping_id=draw(SMALL), address=draw(SMALL))
+        for _ in range(draw(st.integers(0, 3))):
+            loc.line.add(function_id=draw(SMALL), line=draw(I64))
+    for _ in range(draw(st.integers(0, 6))):
+        sample = p.sample.add()
+        sample.location_id.extend(draw(st.lists(SMALL, max_size=5)))
+        sample.value.extend(draw(st.lists(I64 | SMALL, max_size=3)))
+        for _ in range(draw(st.integers(0, 2))):
+            sample.label.add(key=draw(SMALL), str=draw(SMALL), num=draw(I64))
+    return p

@@ -4,51 +4,18 @@ from __future__ import annotations
 
 import gzip
 
-from fuzz_batches import byte_edits, mutate_bytes, stacks
+from fuzz_batches import byte_edits, mutate_bytes, pprof_messages, stacks
 from hypothesis import given
 from hypothesis import strategies as st
 
 from aperture.formats.pprof import (
     MalformedPprof,
     from_pprof,
-    from_pprof_message,
     inflate,
     to_pprof,
 )
 from aperture.model import EventType, Profile, Sample
 from aperture.proto.pprof import profile_pb2 as pp
-
-I64 = st.integers(-(2**63), 2**63 - 1)
-SMALL = st.integers(0, 6)  # indices and ids: mostly in range, sometimes not
-WORDS = st.sampled_from(["", "samples", "count", "cpu", "nanoseconds", "contentions", "delay",
-                         "pid", "thread", "comm", "main", "libc.so.6", "[kernel]"])  # fmt: skip
-
-
-@st.composite
-def pprof_messages(draw: st.DrawFn) -> pp.Profile:
-    """A Profile message whose references may or may not resolve."""
-    p = pp.Profile()
-    p.string_table.extend(draw(st.lists(WORDS | st.text(max_size=5), max_size=10)))
-    for _ in range(draw(st.integers(0, 3))):
-        p.sample_type.add(type=draw(SMALL), unit=draw(SMALL))
-    p.period_type.type, p.period_type.unit = draw(SMALL), draw(SMALL)
-    p.period = draw(I64)
-    p.time_nanos, p.duration_nanos = draw(I64), draw(I64)
-    for _ in range(draw(st.integers(0, 3))):
-        p.mapping.add(id=draw(SMALL), filename=draw(SMALL))
-    for _ in range(draw(st.integers(0, 4))):
-        p.function.add(id=draw(SMALL), name=draw(SMALL), filename=draw(SMALL))
-    for _ in range(draw(st.integers(0, 4))):
-        loc = p.location.add(id=draw(SMALL), mapping_id=draw(SMALL), address=draw(SMALL))
-        for _ in range(draw(st.integers(0, 3))):
-            loc.line.add(function_id=draw(SMALL), line=draw(I64))
-    for _ in range(draw(st.integers(0, 6))):
-        sample = p.sample.add()
-        sample.location_id.extend(draw(st.lists(SMALL, max_size=5)))
-        sample.value.extend(draw(st.lists(I64 | SMALL, max_size=3)))
-        for _ in range(draw(st.integers(0, 2))):
-            sample.label.add(key=draw(SMALL), str=draw(SMALL), num=draw(I64))
-    return p
 
 
 def _import(data: bytes) -> None:
@@ -122,4 +89,3 @@ def test_message_level_import_refuses_short_value_lists() -> None:
         assert "values for 1 sample types" in str(exc)
     else:
         raise AssertionError("a sample without values imported")
-    assert from_pprof_message is not None
