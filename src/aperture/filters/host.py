@@ -131,6 +131,9 @@ class Filter:
             raise FilterError(
                 f"the filter {path} does not export {', '.join(missing)} (see docs/filters.md)."
             )
+        wrong = _wrong_exports(self._module)
+        if wrong:
+            raise FilterError(f"the filter {path} exports {wrong} (see docs/filters.md).")
         try:  # the limits must at least let the module start
             self._instantiate()
         except _BatchFailed as exc:
@@ -221,6 +224,33 @@ class Filter:
                 return None
             self.stats.records_kept += sum(flags)
             return flags
+
+
+# The ABI's exports: a call with other parameter types would fail in the wasmtime binding.
+_SIGNATURES = {"aperture_alloc": (["i32"], ["i32"]), "aperture_filter": (["i32", "i32"], ["i32"])}
+
+
+def _wrong_exports(module: wasmtime.Module) -> str:
+    """What is wrong with the kinds and signatures of the ABI exports, or ""."""
+    import wasmtime
+
+    for export in module.exports:
+        ty = export.type
+        if export.name == "memory" and not isinstance(ty, wasmtime.MemoryType):
+            return "'memory' as something other than a memory"
+        want = _SIGNATURES.get(export.name)
+        if want is None:
+            continue
+        params, results = want
+        if not isinstance(ty, wasmtime.FuncType):
+            return f"{export.name} as something other than a function"
+        got = ([str(t) for t in ty.params], [str(t) for t in ty.results])
+        if got != want:
+            return (
+                f"{export.name}({', '.join(got[0])}) -> ({', '.join(got[1])}), not "
+                f"{export.name}({', '.join(params)}) -> {results[0]}"
+            )
+    return ""
 
 
 def _u32(value: object) -> int:
