@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,40 +17,10 @@ from aggregator_proc import AggregatorProcess
 from aperture.model import EventType, Frame, Profile, Sample, SyscallStat
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
+from webhook_receiver import Receiver
 
 SEQUENCE = itertools.count(1)  # one per push: a repeated (agent, sequence) is a duplicate
 MAIN, HOT, COLD = (Frame(n, "app") for n in ("main", "hot", "cold"))
-
-
-class Receiver:
-    """A webhook on loopback that keeps every JSON body it is sent."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def statuses(self, rule: str) -> list[str]:
-        return [b["status"] for b in self.bodies if b["rule"]["name"] == rule]
-
-    def wait_for(self, rule: str, statuses: list[str], timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while self.statuses(rule) != statuses and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert self.statuses(rule) == statuses
 
 
 class Client:

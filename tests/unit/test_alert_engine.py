@@ -246,3 +246,14 @@ def test_corrupt_rules_file_is_one_sentence(tmp_path: Path) -> None:
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
     with pytest.raises(AgentError, match=r"cannot load the alert rules from .*alerts\.json"):
         build_engine(ingest, BufferBackend(ingest.buffer), None, tmp_path)
+
+
+def test_every_metric_has_a_unit_and_a_description() -> None:
+    from aperture.aggregator.alerts.rules import METRICS, metric_catalog
+
+    catalog = {m["metric"]: m for m in metric_catalog()}
+    assert set(catalog) == set(METRICS)
+    for name, (required, optional) in METRICS.items():
+        entry = catalog[name]
+        assert entry["required"] == list(required) and entry["optional"] == list(optional)
+        assert entry["unit"] and entry["description"]

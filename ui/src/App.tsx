@@ -6,6 +6,7 @@ import { isRelative } from "./state/time";
 import { LIVE_INTERVAL_MS, LiveContext } from "./state/live";
 import { VIEWS, VIEW_TITLES, type View } from "./state/url";
 import { useUrlState } from "./state/useUrlState";
+import { AlertsView } from "./views/Alerts";
 import { DiffView } from "./views/Diff";
 import { FlamegraphView } from "./views/Flamegraph";
 import { Link } from "./views/Overview";
@@ -21,6 +22,7 @@ const VIEW_COMPONENTS: Record<View, () => React.JSX.Element> = {
   timeline: TimelineView,
   syscalls: SyscallsView,
   locks: LocksView,
+  alerts: AlertsView,
 };
 
 function useLiveTick(enabled: boolean): number {
@@ -74,7 +76,8 @@ export function App() {
         <span className="grow" />
         <SignOut />
       </header>
-      <FiltersBar />
+      {/* rules are not scoped by the time range or the filters */}
+      {s.view !== "alerts" && <FiltersBar />}
       <main>
         {/* remount per view: each view's local state starts fresh */}
         <ViewComponent key={s.view} />

@@ -9,6 +9,8 @@ export class ApiError extends Error {
     message: string,
     readonly status: number,
     readonly path: string,
+    /** the aggregator's own reason (its `detail`), when it gave one */
+    readonly reason: string = "",
   ) {
     super(message);
   }
@@ -107,6 +109,8 @@ async function explain(res: Response, path: string): Promise<ApiError> {
   if (res.status === 401) {
     auth.needToken();
     msg = "The aggregator needs a token: enter it in the sign-in dialog.";
+  } else if (res.status === 403) {
+    msg = `This token may not do that: ${why}`;
   } else if (res.status === 404 && (why === "Not Found" || why === "")) {
     msg = `This aggregator does not serve ${path}: upgrade it to a version with this endpoint.`;
   } else if (res.status === 400 || res.status === 404 || res.status === 422) {
@@ -116,7 +120,7 @@ async function explain(res: Response, path: string): Promise<ApiError> {
   } else {
     msg = `Unexpected answer from the aggregator (HTTP ${res.status}: ${why}).`;
   }
-  return new ApiError(msg, res.status, path);
+  return new ApiError(msg, res.status, path, why);
 }
 
 async function send(path: string, params: Params, signal?: AbortSignal): Promise<Response> {
@@ -160,4 +164,25 @@ export async function download(path: string, params: Params, fallbackName: strin
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
   return name;
+}
+
+/** POST/PUT/DELETE a JSON body; the answer's JSON (undefined for 204). */
+export async function sendJson<T>(method: "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { ...headers(), ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(
+      "Cannot reach the aggregator: check that aperture-aggregator is running and reload the page.",
+      0,
+      path,
+    );
+  }
+  if (!res.ok) throw await explain(res, path);
+  if (res.status === 204) return undefined as T;
+  return (await res.json()) as T;
 }

@@ -157,3 +157,72 @@ export interface Health {
   journal_bytes?: number | null;
   [key: string]: unknown;
 }
+
+// -- alerts (docs/alerting.md) --------------------------------------------------
+
+export type AlertState = "inactive" | "pending" | "firing" | "resolved";
+export type Severity = "info" | "warning" | "critical";
+export type Operator = ">" | ">=" | "<" | "<=" | "==";
+
+export interface AlertMetric {
+  metric: string;
+  required: string[];
+  optional: string[];
+  /** percent, pp, ratio, ns, seconds, per_second, seconds_per_second, rows, count */
+  unit: string;
+  description: string;
+}
+
+export interface RuleStatus {
+  rule_id: string;
+  state: AlertState;
+  since: number;
+  value: number | null;
+  last_evaluated: number | null;
+  last_notified: number | null;
+  error: string | null;
+}
+
+/** A rule as the API stores it (what POST/PUT take, plus id and status). */
+export interface AlertRuleBody {
+  name: string;
+  expression: { metric: string; params: Record<string, string | number> };
+  operator: Operator;
+  threshold: number;
+  for: number | string;
+  severity: Severity;
+  labels: Record<string, string>;
+  enabled: boolean;
+  renotify_interval: number | string | null;
+  webhook: string | null;
+}
+
+export interface AlertRule extends AlertRuleBody {
+  id: string;
+  for: number;
+  renotify_interval: number | null;
+  status: RuleStatus;
+}
+
+export interface AlertHistoryEntry {
+  ts: number;
+  rule_id: string;
+  rule_name: string;
+  kind: "state" | "notification";
+  value: number | null;
+  state?: AlertState;
+  status?: "firing" | "resolved";
+  target?: string;
+  attempt?: number;
+  ok?: boolean;
+  error?: string | null;
+}
+
+export interface EvaluateResult {
+  rule_id: string;
+  name: string;
+  value: number | null;
+  matches: boolean;
+  state: AlertState;
+  error: string | null;
+}

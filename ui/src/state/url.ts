@@ -2,7 +2,7 @@
 
 import type { DiffScheme } from "../flame/colors";
 
-export const VIEWS = ["overview", "flamegraph", "diff", "timeline", "syscalls", "locks"] as const;
+export const VIEWS = ["overview", "flamegraph", "diff", "timeline", "syscalls", "locks", "alerts"] as const;
 export type View = (typeof VIEWS)[number];
 
 export const VIEW_TITLES: Record<View, string> = {
@@ -12,6 +12,7 @@ export const VIEW_TITLES: Record<View, string> = {
   timeline: "Timeline",
   syscalls: "Syscalls",
   locks: "Locks",
+  alerts: "Alerts",
 };
 
 export type ProfileType = "cpu" | "lock";
@@ -50,6 +51,8 @@ export interface UrlState {
   // locks
   lock: string;
   lockPid: string;
+  // alerts: the selected rule's id
+  alert: string;
 }
 
 export const DEFAULTS: UrlState = {
@@ -79,6 +82,7 @@ export const DEFAULTS: UrlState = {
   perProcess: false,
   lock: "",
   lockPid: "",
+  alert: "",
 };
 
 // URL parameter name of each field (the path carries the view)
@@ -106,6 +110,7 @@ const PARAMS: Partial<Record<keyof UrlState, string>> = {
   perProcess: "per_process",
   lock: "lock",
   lockPid: "lock_pid",
+  alert: "alert",
 };
 
 // the focused frame is a path of names; ";" as in folded stacks
@@ -146,6 +151,7 @@ export function parseUrl(pathname: string, search: string): UrlState {
   s.perProcess = str("perProcess") === "1";
   s.lock = str("lock") ?? "";
   s.lockPid = str("lockPid") ?? "";
+  s.alert = str("alert") ?? "";
   const focus = q.get(FOCUS);
   s.focus = focus ? focus.split(";") : [];
   for (const [k, v] of q) {

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Query
 
 from aperture.aggregator.alerts.engine import AlertEngine
-from aperture.aggregator.alerts.rules import RuleError, parse_rule
+from aperture.aggregator.alerts.rules import RuleError, metric_catalog, parse_rule
 
 
 def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
@@ -23,6 +23,11 @@ def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
         if rule is None:
             raise HTTPException(status_code=404, detail=f"no alert rule {rule_id!r}")
         return {**rule.to_json(), "status": asdict(engine.state_of(rule_id))}
+
+    @api.get("/alerts/metrics")
+    def metrics() -> list[dict[str, Any]]:
+        """What a rule can measure: each metric's parameters, unit and meaning."""
+        return metric_catalog()
 
     @api.get("/alerts/rules")
     def list_rules() -> list[dict[str, Any]]:

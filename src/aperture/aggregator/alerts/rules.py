@@ -28,6 +28,38 @@ METRICS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "lock_wait_per_second": ((), _FILTER),
 }
 
+# metric -> (unit, one line): what the dashboard's rule editor shows. The unit says how
+# to read a value: percent, pp (percentage points), ratio (0..1), ns, seconds, per_second
+# (events/s), seconds_per_second, rows, count.
+METRIC_INFO: dict[str, tuple[str, str]] = {
+    "buffer_utilization": ("ratio", "buffer bytes / its limit"),
+    "push_error_rate": ("per_second", "refused pushes per second"),
+    "auth_failure_rate": ("per_second", "requests refused for the token, per second"),
+    "storage_flush_failures": ("count", "failed store writes in the window"),
+    "storage_pending_rows": ("rows", "rows accepted but not yet in the store"),
+    "ingest_samples_rate": ("per_second", "samples ingested per second"),
+    "agent_silent_seconds": ("seconds", "seconds since an agent's last push"),
+    "cpu_share": ("percent", "percent of CPU samples in a function (self or total)"),
+    "cpu_share_change": ("pp", "a function's CPU share minus its share the window before"),
+    "syscall_p99_ns": ("ns", "p99 latency of a syscall"),
+    "syscall_error_rate": ("ratio", "failed calls / calls of a syscall"),
+    "lock_wait_per_second": ("seconds_per_second", "seconds spent waiting for locks per second"),
+}
+
+
+def metric_catalog() -> list[dict[str, Any]]:
+    """Every metric a rule can use, with its parameters, unit and meaning."""
+    return [
+        {
+            "metric": m,
+            "required": list(req),
+            "optional": list(opt),
+            "unit": METRIC_INFO[m][0],
+            "description": METRIC_INFO[m][1],
+        }
+        for m, (req, opt) in METRICS.items()
+    ]
+
 
 class RuleError(ValueError):
     """A rule that cannot be accepted; the message says why."""
