@@ -63,7 +63,8 @@ class AggregatorProcess:
 
     def start(self, timeout: float = 30.0) -> AggregatorProcess:
         env = dict(os.environ)
-        env.pop("APERTURE_AUTH_TOKEN", None)
+        for variable in ("APERTURE_AUTH_TOKEN", "APERTURE_INGEST_TOKEN", "APERTURE_READ_TOKEN"):
+            env.pop(variable, None)  # scoped tokens come as flags in args
         if self.token:
             env["APERTURE_AUTH_TOKEN"] = self.token
         self.data_dir.mkdir(parents=True, exist_ok=True)

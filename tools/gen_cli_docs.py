@@ -165,8 +165,10 @@ def cli_page(parser: argparse.ArgumentParser, sources: list[Path]) -> str:
 
 # What each variable is, where a help text only names it.
 ENV_MEANING = {
-    "APERTURE_AUTH_TOKEN": "bearer token: sent by agents and clients, required by the "
-    "aggregator when set",
+    "APERTURE_AUTH_TOKEN": "bearer token sent by agents and clients; on the aggregator, the "
+    "admin token (may do everything), required when set",
+    "APERTURE_INGEST_TOKEN": "the aggregator's push-only tokens, comma-separated",
+    "APERTURE_READ_TOKEN": "the aggregator's read-only tokens, comma-separated",
     "APERTURE_AGGREGATOR_LISTEN": "the aggregator's gRPC ingest address (HOST:PORT)",
     "APERTURE_ADMIN_LISTEN": "the aggregator's HTTP address: REST API, /metrics, /healthz, "
     "/readyz, dashboard",

@@ -855,6 +855,6 @@ def test_wrong_token_stops_the_agent_before_bpf(aggregator: tuple[FakeAggregator
     assert_one_line_error(
         result,
         1,
-        f"the aggregator at {url} rejected the token: set APERTURE_AUTH_TOKEN to the "
-        "aggregator's token.",
+        f"the aggregator at {url} rejected the token: set APERTURE_AUTH_TOKEN to one of the "
+        "aggregator's ingest tokens.",
     )

@@ -227,14 +227,15 @@ class Pusher:
             query(apb.QueryRequest(limit=1), timeout=timeout_s, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code()
-            if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            if code == grpc.StatusCode.UNAUTHENTICATED:
                 what = "rejected the token" if self._metadata else "requires a token"
                 raise AgentError(
                     f"the aggregator at {self.endpoint.url} {what}: set "
-                    "APERTURE_AUTH_TOKEN to the aggregator's token."
+                    "APERTURE_AUTH_TOKEN to one of the aggregator's ingest tokens."
                 ) from None
-            if code == grpc.StatusCode.UNIMPLEMENTED:
-                return True  # it answered, and authentication passed to get this far
+            if code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.PERMISSION_DENIED):
+                # It answered and knows the token; an ingest token may push but not query.
+                return True
             hint = ""
             if any(w in (exc.details() or "").lower() for w in ("ssl", "handshake", "certif")):
                 hint = " (check --tls-ca)"

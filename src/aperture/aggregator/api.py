@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Query, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aperture import __version__
+from aperture.aggregator.access import Access
 from aperture.aggregator.alerts.engine import AlertEngine
 from aperture.aggregator.alerts.routes import add_alert_routes
-from aperture.aggregator.auth import TokenCheck
+from aperture.aggregator.auth import HttpAuth, Tokens
 from aperture.aggregator.backend import Backend, BufferBackend
 from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
@@ -26,7 +27,7 @@ class AppState:
     def __init__(
         self,
         ingest: Ingest,
-        check: TokenCheck,
+        tokens: Tokens,
         *,
         metrics_public: bool,
         backend: Backend | None = None,
@@ -35,7 +36,7 @@ class AppState:
         self.ingest = ingest
         self.storage = storage
         self.backend: Backend = backend or BufferBackend(ingest.buffer)
-        self.check = check
+        self.tokens = tokens
         self.metrics_public = metrics_public
         self.ready = False
         self.started = time.time()
@@ -46,19 +47,12 @@ def create_app(state: AppState) -> FastAPI:
     app = FastAPI(
         title="Aperture aggregator",
         version=__version__,
-        description="REST API of the Aperture aggregator. Every /api route needs the bearer "
-        "token (APERTURE_AUTH_TOKEN) when one is configured.",
+        description="REST API of the Aperture aggregator. When tokens are configured, GET "
+        "routes need a read token (APERTURE_READ_TOKEN), ingest routes an ingest token "
+        "(APERTURE_INGEST_TOKEN), alert rule changes and evaluate the admin token "
+        "(APERTURE_AUTH_TOKEN), which may also do everything else.",
     )
     metrics = state.ingest.metrics
-
-    def require_token(request: Request) -> None:
-        if not state.check.check_header(request.headers.get("authorization")):
-            metrics.auth_failures.labels("http").inc()
-            raise HTTPException(
-                status_code=401,
-                detail="missing or wrong token: send 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -72,9 +66,7 @@ def create_app(state: AppState) -> FastAPI:
         return {"status": "ready"}
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus(request: Request) -> Response:
-        if not state.metrics_public:
-            require_token(request)
+    def prometheus() -> Response:
         state.ingest.refresh_gauges()
         if state.storage is not None:
             state.storage.refresh_gauges()
@@ -82,7 +74,7 @@ def create_app(state: AppState) -> FastAPI:
             metrics.journal_bytes.set(state.ingest.journal.size())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    api = APIRouter(prefix="/api/v1", dependencies=[Depends(require_token)])
+    api = APIRouter(prefix="/api/v1")
 
     @api.get("/health")
     def health() -> dict[str, Any]:
@@ -163,6 +155,17 @@ def create_app(state: AppState) -> FastAPI:
     if state.alerts is not None:
         add_alert_routes(api, state.alerts)
     app.include_router(api)
-    add_interop_routes(app, state.ingest, state.check, metrics)
+    add_interop_routes(app, state.ingest, metrics)
     mount_ui(app, WEB_DIR)
+
+    def denied(transport: str, status: int, access: Access) -> None:
+        metrics.count_denied(transport, status, is_push=access is Access.INGEST)
+
+    # Every route's scope is in aperture.aggregator.access.HTTP_ROUTES.
+    app.add_middleware(
+        HttpAuth,
+        tokens=state.tokens,
+        public=frozenset({"/metrics"}) if state.metrics_public else frozenset(),
+        on_denied=denied,
+    )
     return app

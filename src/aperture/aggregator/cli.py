@@ -38,13 +38,20 @@ def _size(text: str) -> int:
     return value
 
 
+def scoped_tokens(flags: Sequence[str], variable: str) -> tuple[str, ...]:
+    """Tokens from repeated, comma-separated flags, else from the environment variable."""
+    texts = flags or [os.environ.get(variable, "")]
+    return tuple(t.strip() for text in texts for t in text.split(",") if t.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Receive profiles from Aperture agents over gRPC, keep recent ones in "
         "memory (and in a crash-safe journal), serve the REST API, metrics and health.",
-        epilog="Environment: APERTURE_AUTH_TOKEN (bearer token agents and clients must send), "
+        epilog="Environment: APERTURE_AUTH_TOKEN (admin token), APERTURE_INGEST_TOKEN and "
+        "APERTURE_READ_TOKEN (scoped tokens, comma-separated), "
         "APERTURE_AGGREGATOR_LISTEN, APERTURE_ADMIN_LISTEN, APERTURE_CLICKHOUSE_ENDPOINT, "
         "APERTURE_CLICKHOUSE_DATABASE, APERTURE_CLICKHOUSE_USER, APERTURE_CLICKHOUSE_PASSWORD. "
         "Flags override the environment.",
@@ -64,11 +71,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--token",
         default=None,
-        help="bearer token required on every gRPC call and /api route (prefer the "
+        help="admin bearer token: allowed every gRPC call and /api route (prefer the "
         "APERTURE_AUTH_TOKEN environment variable: flags show in `ps`)",
     )
     parser.add_argument(
-        "--metrics-public", action="store_true", help="serve /metrics without the token"
+        "--ingest-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a token that may only push profiles (agents, pprof and Pyroscope ingest); "
+        "repeat, or comma-separate, to rotate (default: $APERTURE_INGEST_TOKEN)",
+    )
+    parser.add_argument(
+        "--read-token",
+        action="append",
+        default=[],
+        metavar="TOKEN",
+        help="a token that may only read: queries, exports, the dashboard, alert state; "
+        "repeat or comma-separate (default: $APERTURE_READ_TOKEN)",
+    )
+    parser.add_argument(
+        "--metrics-public",
+        action="store_true",
+        help="serve /metrics without a token (otherwise a read or admin token)",
     )
     parser.add_argument(
         "--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS"
@@ -173,6 +198,14 @@ def settings_from(args: argparse.Namespace) -> object:
         if path is not None and not os.access(path, os.R_OK):
             raise UsageError(f"cannot read {path}: check the path and its permissions.")
     token = args.token or os.environ.get("APERTURE_AUTH_TOKEN") or None
+    ingest_tokens = scoped_tokens(args.ingest_token, "APERTURE_INGEST_TOKEN")
+    read_tokens = scoped_tokens(args.read_token, "APERTURE_READ_TOKEN")
+    given = [t for t in (token, *ingest_tokens, *read_tokens) if t]
+    if len(set(given)) != len(given):
+        raise UsageError(
+            "the same token is given twice among --token, --ingest-token and --read-token: "
+            "give each scope its own tokens."
+        )
     storage = None
     if not args.no_storage:
         from aperture.aggregator.storage_link import StorageSettings
@@ -205,6 +238,8 @@ def settings_from(args: argparse.Namespace) -> object:
         http_host=http_host,
         http_port=http_port,
         token=token,
+        ingest_tokens=ingest_tokens,
+        read_tokens=read_tokens,
         metrics_public=args.metrics_public,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,

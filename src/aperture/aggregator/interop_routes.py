@@ -7,14 +7,13 @@
 Every route converts the whole request first and refuses it (400, with the
 reason) before anything is stored; the profiles then go through
 :meth:`Ingest.push` like an agent's batches. Pyroscope SDKs send the token as a
-bearer or as the basic-auth password, so those routes accept both.
+bearer or as the basic-auth password, so those routes accept both (the token
+check is :class:`aperture.aggregator.auth.HttpAuth`'s, before these handlers).
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
@@ -22,7 +21,6 @@ from typing import Annotated, Any, NoReturn
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from aperture.aggregator.auth import TokenCheck
 from aperture.aggregator.importer import Importer, ImportRefused, Item
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.metrics import Metrics
@@ -37,7 +35,7 @@ from aperture.aggregator.pyroscope import (
 from aperture.formats.pprof import MAX_INFLATED_BYTES, MalformedPprof, from_pprof, inflate
 
 # Connect's error codes for the HTTP statuses we answer with.
-_CONNECT_CODES = {400: "invalid_argument", 401: "unauthenticated", 413: "resource_exhausted",
+_CONNECT_CODES = {400: "invalid_argument", 413: "resource_exhausted",
                   415: "invalid_argument", 503: "unavailable"}  # fmt: skip
 
 
@@ -57,7 +55,7 @@ def _public(labels: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if not k.startswith("__")}
 
 
-def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics: Metrics) -> None:
+def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
     """Register the pprof upload route and the Pyroscope-compatible ingest routes."""
     importer = Importer(ingest)
     max_body = ingest.max_message_bytes
@@ -68,22 +66,6 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
         elif status == 413:
             metrics.pushes.labels("too_large").inc()
         raise ImportRefused(status, message)
-
-    def authorized(request: Request, *, basic: bool) -> bool:
-        header = request.headers.get("authorization")
-        if check.check_header(header):
-            return True
-        if basic and header and header[:6].lower() == "basic ":
-            try:
-                decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                decoded = ""
-            _user, sep, password = decoded.partition(":")
-            if sep and check.check_header(f"Bearer {password}"):
-                return True
-        metrics.auth_failures.labels("http").inc()
-        metrics.pushes.labels("unauthenticated").inc()
-        return False
 
     async def body_of(request: Request) -> bytes:
         """The request body, bounded, with a gzip content-encoding undone."""
@@ -132,8 +114,6 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
                                       description="the service the profile is from")] = "pprof",
     ) -> JSONResponse:  # fmt: skip
         """A pprof file (gzip or raw) as the body; ``label.KEY=VALUE`` parameters label it."""
-        if not authorized(request, basic=False):
-            return _json_error(401, "missing or wrong token: send 'Authorization: Bearer <token>'")
         labels = {"service": service}
         for key, value in request.query_params.multi_items():
             if key.startswith("label.") and len(key) > len("label."):
@@ -155,8 +135,6 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
         """Pyroscope SDKs' push: series of labels (``service_name``, tags) and raw pprof."""
         content_type = request.headers.get("content-type", "")
         as_json = content_type.split(";")[0].strip().lower() == "application/json"
-        if not authorized(request, basic=True):
-            return _connect_error(401, "missing or wrong token (bearer or basic-auth password)")
         now = time.time_ns()
         try:
             body = await body_of(request)
@@ -203,8 +181,6 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
         aggregationType: str = "sum",
     ) -> Response:  # fmt: skip
         """Folded stacks, one stack per line, or pprof (raw or the ``profile`` form field)."""
-        if not authorized(request, basic=True):
-            return _json_error(401, "missing or wrong token (bearer or basic-auth password)")
         now = time.time_ns()
         try:
             if format in ("trie", "tree"):
@@ -248,8 +224,7 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, check: TokenCheck, metrics:
 
 
 def _json_error(status: int, message: str) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse({"detail": message}, status_code=status, headers=headers)
+    return JSONResponse({"detail": message}, status_code=status)
 
 
 def _connect_error(status: int, message: str) -> JSONResponse:

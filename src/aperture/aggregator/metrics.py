@@ -11,6 +11,7 @@ PUSH_STATUSES = (
     "accepted",
     "duplicate",
     "unauthenticated",
+    "forbidden",
     "malformed",
     "too_large",
     "unavailable",
@@ -54,11 +55,17 @@ class Metrics:
             registry=r,
         )  # fmt: skip
         self.auth_failures = Counter(
-            "aperture_auth_failures", "Requests refused for a wrong or missing token.",
+            "aperture_auth_failures", "Requests refused for a wrong or missing token (HTTP 401).",
+            ["transport"], registry=r,
+        )  # fmt: skip
+        self.auth_forbidden = Counter(
+            "aperture_auth_forbidden",
+            "Requests refused because the token's scope does not allow them (HTTP 403).",
             ["transport"], registry=r,
         )  # fmt: skip
         for transport in ("grpc", "http"):
             self.auth_failures.labels(transport)
+            self.auth_forbidden.labels(transport)
         self.dedupe_hits = Counter(
             "aperture_dedupe_hits", "Pushes of an already stored (agent, sequence).", registry=r
         )
@@ -93,3 +100,10 @@ class Metrics:
         self.journal_bytes = Gauge(
             "aperture_journal_bytes", "Bytes in the on-disk journal.", registry=r
         )
+
+    def count_denied(self, transport: str, status: int, is_push: bool) -> None:
+        """One request refused by the token check: 401 (no or unknown token) or 403."""
+        counter = self.auth_failures if status == 401 else self.auth_forbidden
+        counter.labels(transport).inc()
+        if is_push:
+            self.pushes.labels("unauthenticated" if status == 401 else "forbidden").inc()

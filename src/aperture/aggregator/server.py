@@ -15,9 +15,10 @@ import grpc
 import uvicorn
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from aperture.aggregator.access import Access
 from aperture.aggregator.alerts.setup import build_engine
 from aperture.aggregator.api import AppState, create_app
-from aperture.aggregator.auth import AuthInterceptor, TokenCheck
+from aperture.aggregator.auth import AuthInterceptor, Tokens
 from aperture.aggregator.buffer import BatchBuffer
 from aperture.aggregator.grpc_service import SERVICE, AggregatorService
 from aperture.aggregator.ingest import Ingest, journal_dir
@@ -37,6 +38,8 @@ class Settings:
     http_host: str = "0.0.0.0"
     http_port: int = 9090
     token: str | None = None
+    ingest_tokens: tuple[str, ...] = ()
+    read_tokens: tuple[str, ...] = ()
     metrics_public: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -102,10 +105,10 @@ class Aggregator:
         if settings.storage is not None:
             self.storage = StorageLink(settings.storage, self.metrics)
             self.ingest.on_accept = self.storage.submit
-        self.check = TokenCheck(settings.token)
+        self.tokens = Tokens(settings.token, settings.ingest_tokens, settings.read_tokens)
         self.state = AppState(
             self.ingest,
-            self.check,
+            self.tokens,
             metrics_public=settings.metrics_public,
             backend=self.storage.backend if self.storage else None,
             storage=self.storage,
@@ -118,10 +121,8 @@ class Aggregator:
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
 
-    def _count_auth_failure(self, method: str) -> None:
-        self.metrics.auth_failures.labels("grpc").inc()
-        if method.endswith("/Push"):
-            self.metrics.pushes.labels("unauthenticated").inc()
+    def _count_denied(self, transport: str, status: int, access: Access) -> None:
+        self.metrics.count_denied(transport, status, is_push=access is Access.INGEST)
 
     async def run(self) -> None:
         s = self.settings
@@ -134,7 +135,7 @@ class Aggregator:
         await asyncio.to_thread(self.ingest.replay)
 
         server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.check, self._count_auth_failure)],
+            interceptors=[AuthInterceptor(self.tokens, self._count_denied)],
             options=[
                 # gRPC itself refuses beyond twice the limit; between the two our
                 # own check answers RESOURCE_EXHAUSTED and counts it.
@@ -177,9 +178,13 @@ class Aggregator:
         http = _Uvicorn(config)
         http_task = asyncio.create_task(http.serve(sockets=[http_sock]))
         self.state.ready = True
-        if not self.check.enabled:
+        if not self.tokens.enabled:
             log.warning(
                 "no APERTURE_AUTH_TOKEN set: anyone who can reach these ports can push and read"
+            )
+        elif not self.tokens.has_admin:
+            log.warning(
+                "no admin token (APERTURE_AUTH_TOKEN): alert rules cannot be changed or evaluated"
             )
         log.info("gRPC on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host,
                  self.http_port)  # fmt: skip

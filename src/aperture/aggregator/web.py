@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 WEB_DIR = Path(__file__).with_name("web")
 
 # Paths that belong to the server, never to the app: an unknown one is a JSON 404.
-_SERVER_PREFIXES = frozenset(
+SERVER_PREFIXES = frozenset(
     {
         "api",
         "metrics",
@@ -72,7 +72,7 @@ def mount_ui(app: FastAPI, directory: Path) -> None:
     @app.api_route("/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     def dashboard(path: str, request: Request) -> Response:
         first = path.split("/", 1)[0]
-        if first in _SERVER_PREFIXES:
+        if first in SERVER_PREFIXES:
             raise HTTPException(status_code=404, detail=f"no route {request.url.path}")
         if not index.is_file():
             return not_built()

@@ -59,6 +59,8 @@ def explain(error: grpc.RpcError, endpoint: str) -> AgentError:
             f"the aggregator at {endpoint} rejected the token: set APERTURE_AUTH_TOKEN "
             "(or --token) to the aggregator's token."
         )
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return AgentError(f"the aggregator at {endpoint} refused the token: {error.details()}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return AgentError(f"the aggregator at {endpoint} did not answer in time.")
     return AgentError(f"the aggregator at {endpoint} answered {code.name}: {error.details()}")

@@ -67,6 +67,8 @@ class RestClient:
                 f"the aggregator at {self.api} rejected the token: set APERTURE_AUTH_TOKEN "
                 "(or --token) to the aggregator's token."
             )
+        if response.status_code == 403:
+            raise AgentError(f"the aggregator at {self.api} refused the token: {_detail(response)}")
         if response.status_code >= 400:
             raise AgentError(
                 f"the aggregator at {self.api} answered {response.status_code}: {_detail(response)}"

@@ -13,7 +13,7 @@ from aperture.aggregator.storage_link import StorageLink
 from aperture.model import EventType
 
 # Counter series sampled at each evaluation, so rates cover the rule's window.
-_ERROR_PUSHES = ("malformed", "too_large", "unavailable", "unauthenticated")
+_ERROR_PUSHES = ("malformed", "too_large", "unavailable", "unauthenticated", "forbidden")
 
 
 @dataclass
