@@ -18,6 +18,8 @@ from aperture.timeparse import parse_time
 from aperture.units import parse_duration
 
 _FILTER_KEYS = ("host", "agent", "comm", "pid", "address")
+# Each label filter adds a condition to the SQL text, which ClickHouse bounds (256 KiB).
+MAX_LABEL_FILTERS = 64
 _EXPORTS: dict[str, tuple[str, str, Callable[[Profile], str | bytes]]] = {
     "collapsed": ("text/plain; charset=utf-8", "folded", to_collapsed),
     "json": ("application/json", "json", to_json),
@@ -66,6 +68,8 @@ def parse_filter(
         for p in ("", prefix) if prefix else ("",):
             if key.startswith(p + "label."):
                 labels[key[len(p + "label.") :]] = value
+    if len(labels) > MAX_LABEL_FILTERS:
+        raise _bad(f"{len(labels)} label filters: at most {MAX_LABEL_FILTERS} are allowed")
     pid, address = get("pid"), get("address")
     return Filter(
         event_type=event_type,
