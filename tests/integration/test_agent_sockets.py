@@ -74,11 +74,12 @@ def watch(proc: subprocess.Popen[str], seconds: float) -> tuple[set[str], list[s
 
 
 def test_the_agent_listens_on_nothing_while_recording_and_pushing(tmp_path: Path) -> None:
-    agg = AggregatorProcess(tmp_path / "agg").start()
+    # with the push-only token agents are meant to get (its start-up check cannot Query)
+    agg = AggregatorProcess(tmp_path / "agg", "--ingest-token", "agent-token").start()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-m", "aperture.agent.cli", "--aggregator", agg.endpoint,
-             "--token", "test-token", "--push-interval", "1s", "--duration", "6s",
+             "--token", "agent-token", "--push-interval", "1s", "--duration", "6s",
              "-o", str(tmp_path / "out.json"), "-q"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -89,6 +90,7 @@ def test_the_agent_listens_on_nothing_while_recording_and_pushing(tmp_path: Path
         assert proc.returncode == 0, err
         assert seen, "the agent held no socket at all: was it pushing?"
         assert problems == []
+        assert agg.metric('aperture_pushes_total{status="accepted"}') > 0
     finally:
         assert agg.stop() == 0
 

@@ -26,6 +26,7 @@ from aperture.model import EventType, Frame, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
+from webhook_receiver import Receiver
 
 ADMIN, INGEST, INGEST_2, READ = "admin-secret", "ingest-secret", "ingest-rotated", "read-secret"
 TOKENS: dict[str, Scope | None] = {
@@ -297,4 +298,35 @@ def test_probes_and_the_dashboard_need_no_token(agg: AggregatorProcess) -> None:
         # the dashboard answers 503 with a page saying how to build it when it is not built
         assert agg.get(path).status_code in (200, 503), path
     assert agg.get("/api/v1/health").status_code == 401
+    # a doubled slash is the dashboard's path, not a way around the token
+    assert agg.get("//api/v1/agents").status_code in (200, 503)
+    assert "scoped" not in agg.get("//api/v1/agents").text
     assert agg.get("/api/v1/not-a-route", headers=bearer(READ)).status_code == 403
+
+
+def test_a_read_token_sees_webhook_hosts_not_their_secret_paths(agg: AggregatorProcess) -> None:
+    receiver = Receiver()
+    try:
+        secret_url = receiver.url + "/T000/B000/s3cret?key=s3cret"
+        rule = {"name": "webhook-secret", "expression": {"metric": "buffer_utilization"},
+                "operator": ">=", "threshold": 0, "webhook": secret_url}  # fmt: skip
+        created = request(agg, "POST", "/api/v1/alerts/rules", ADMIN, json=rule)
+        assert created.status_code == 201, created.text
+        rid = created.json()["id"]
+        fired = request(agg, "POST", "/api/v1/alerts/evaluate", ADMIN, json={"rule_id": rid})
+        assert fired.status_code == 200, fired.text
+        receiver.wait_for("webhook-secret", ["firing"])
+        assert request(agg, "GET", f"/api/v1/alerts/rules/{rid}", ADMIN).json()["webhook"] == (
+            secret_url
+        )
+        for path in (f"/api/v1/alerts/rules/{rid}", "/api/v1/alerts/rules",
+                     f"/api/v1/alerts/history?rule={rid}"):  # fmt: skip
+            seen = request(agg, "GET", path, READ)
+            assert seen.status_code == 200 and "s3cret" not in seen.text, (path, seen.text)
+        shown = request(agg, "GET", f"/api/v1/alerts/rules/{rid}", READ).json()["webhook"]
+        assert shown == "http://127.0.0.1/…"
+        history = request(agg, "GET", f"/api/v1/alerts/history?rule={rid}", ADMIN).text
+        assert "s3cret" in history
+        assert request(agg, "DELETE", f"/api/v1/alerts/rules/{rid}", ADMIN).status_code == 204
+    finally:
+        receiver.server.shutdown()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
@@ -38,6 +39,14 @@ _VERBS = {
     Access.ADMIN: "change or evaluate alert rules",
 }
 _CONNECT_PATH = "/push.v1.PusherService/Push"
+_SCOPE_KEY = "aperture_token_scope"
+
+
+def is_admin(request: Request) -> bool:
+    """Whether a request came with the admin token, or auth is off (no token at all)."""
+    if _SCOPE_KEY not in request.scope.get("state", {}):
+        return True  # HttpAuth did not run: no token is configured
+    return request.scope["state"][_SCOPE_KEY] is Scope.ADMIN
 
 
 @dataclass(frozen=True)
@@ -166,8 +175,13 @@ class HttpAuth:
         for key, value in scope["headers"]:
             if key == b"authorization":
                 header = value.decode("latin-1")
-        denied = self.tokens.check(header, access, basic=path in BASIC_AUTH_PATHS)
+        basic = path in BASIC_AUTH_PATHS
+        denied = self.tokens.check(header, access, basic=basic)
         if denied is None:
+            # for routes that show an admin more (alert rules' webhook URLs)
+            scope.setdefault("state", {})[_SCOPE_KEY] = self.tokens.scope_of_header(
+                header, basic=basic
+            )
             await self.app(scope, receive, send)
             return
         self.on_denied("http", denied.status, access)

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 
 from aperture.aggregator.alerts.engine import AlertEngine
 from aperture.aggregator.alerts.rules import RuleError, metric_catalog, parse_rule
+from aperture.aggregator.auth import is_admin
+
+
+def hide_secret(url: str | None) -> str | None:
+    """A webhook URL without its path and query, which often hold a secret (Slack's do)."""
+    if not url or "://" not in url:
+        return url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname or ''}/…"
 
 
 def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
@@ -18,11 +28,14 @@ def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
         except RuleError as exc:
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
-    def view(rule_id: str) -> dict[str, Any]:
+    def view(rule_id: str, admin: bool = True) -> dict[str, Any]:
         rule = engine.rules.get(rule_id)
         if rule is None:
             raise HTTPException(status_code=404, detail=f"no alert rule {rule_id!r}")
-        return {**rule.to_json(), "status": asdict(engine.state_of(rule_id))}
+        out = {**rule.to_json(), "status": asdict(engine.state_of(rule_id))}
+        if not admin:  # a read token sees where notifications go, not the URL's secret
+            out["webhook"] = hide_secret(out["webhook"])
+        return out
 
     @api.get("/alerts/metrics")
     def metrics() -> list[dict[str, Any]]:
@@ -30,8 +43,8 @@ def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
         return metric_catalog()
 
     @api.get("/alerts/rules")
-    def list_rules() -> list[dict[str, Any]]:
-        return [view(rid) for rid in list(engine.rules)]
+    def list_rules(request: Request) -> list[dict[str, Any]]:
+        return [view(rid, is_admin(request)) for rid in list(engine.rules)]
 
     @api.post("/alerts/rules", status_code=201)
     def create_rule(body: Annotated[Any, Body()]) -> dict[str, Any]:
@@ -42,8 +55,8 @@ def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
         return view(rule.id)
 
     @api.get("/alerts/rules/{rule_id}")
-    def get_rule(rule_id: str) -> dict[str, Any]:
-        return view(rule_id)
+    def get_rule(rule_id: str, request: Request) -> dict[str, Any]:
+        return view(rule_id, is_admin(request))
 
     @api.put("/alerts/rules/{rule_id}")
     def replace_rule(rule_id: str, body: Annotated[Any, Body()]) -> dict[str, Any]:
@@ -69,11 +82,23 @@ def add_alert_routes(api: APIRouter, engine: AlertEngine) -> None:
 
     @api.get("/alerts/history")
     def history(
+        request: Request,
         rule: Annotated[str | None, Query(description="only this rule id")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     ) -> list[dict[str, Any]]:
         """State changes and notification attempts, newest first."""
-        return engine.history_for(rule, limit)
+        rows = engine.history_for(rule, limit)
+        if is_admin(request):
+            return rows
+        hidden = []
+        for row in rows:
+            target = row.get("target")
+            if isinstance(target, str) and target != "log":
+                row = {**row, "target": hide_secret(target)}
+                if isinstance(row.get("error"), str):  # errors may quote the URL
+                    row["error"] = row["error"].replace(target, hide_secret(target) or "")
+            hidden.append(row)
+        return hidden
 
     @api.post("/alerts/evaluate")
     def evaluate(body: Annotated[dict[str, Any] | None, Body()] = None) -> dict[str, Any]:
