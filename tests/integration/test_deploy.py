@@ -301,6 +301,7 @@ def test_compose_services() -> None:
     assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     aggregator, agent = services["aggregator"], services["agent"]
     assert aggregator["environment"]["APERTURE_CLICKHOUSE_ENDPOINT"] == "http://clickhouse:8123"
+    assert agent["environment"]["APERTURE_AUTH_TOKEN"].startswith("${APERTURE_INGEST_TOKEN")
     assert "clickhouse" in aggregator["depends_on"]
     for service in (aggregator, agent):
         build = service["build"]
@@ -376,7 +377,8 @@ def test_agent_daemonset() -> None:
     }
     assert set(fields) == set(k8s.ENV_LABELS)
     token = next(e for e in container["env"] if e["name"] == "APERTURE_AUTH_TOKEN")
-    assert token["valueFrom"]["secretKeyRef"] == {"name": "aperture-token", "key": "token"}
+    # agents get the push-only token, never the admin one
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "aperture-token", "key": "ingest-token"}
     env = {e["name"]: e.get("value", "node-a") for e in container["env"]}
     args = agent_cli.build_parser().parse_args([_expand(a, env) for a in container["args"]])
     assert args.agent_id == "node-a" and args.mode == "all"
@@ -395,6 +397,10 @@ def test_aggregator_deployment() -> None:
     assert pod["securityContext"]["runAsNonRoot"] is True
     env = {e["name"]: e for e in container["env"]}
     assert env["APERTURE_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == "aperture-token"
+    assert env["APERTURE_INGEST_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "aperture-token",
+        "key": "ingest-token",
+    }
     assert env["APERTURE_CLICKHOUSE_ENDPOINT"]["value"].startswith("http://clickhouse.")
     args = aggregator_cli.build_parser().parse_args(container["args"])
     assert args.data_dir == Path("/var/lib/aperture")
