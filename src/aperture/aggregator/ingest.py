@@ -50,6 +50,7 @@ class Ingest:
         max_message_bytes: int = 16 << 20,
         backpressure_ratio: float = 0.9,
         on_accept: Callable[[bytes], None] | None = None,
+        admit: Callable[[int], bool] | None = None,
         ingest_filter: Filter | None = None,
     ) -> None:
         self.buffer = buffer
@@ -59,6 +60,10 @@ class Ingest:
         self.backpressure_ratio = backpressure_ratio
         # Called with each accepted batch's bytes after it is journaled: the store's writer.
         self.on_accept = on_accept
+        # Whether the store's queue has room for a batch of this many bytes: when it has
+        # not, the push is refused (the agent keeps it and retries) rather than
+        # acknowledged and then dropped from that bounded queue.
+        self.admit = admit
         # --ingest-filter: a WASM filter run on each new batch before it is journaled.
         self.filter = ingest_filter
         self.deduper = Deduper()
@@ -127,6 +132,12 @@ class Ingest:
             if info is not None:
                 info.duplicates += 1
             return PushResult(Outcome.DUPLICATE, "already stored")
+        if self.admit is not None and not self.admit(len(raw)):
+            return PushResult(
+                Outcome.UNAVAILABLE,
+                "the store is behind (its queue is full): retry later",
+                5000,
+            )
         if self.journal is not None:
             try:
                 self.journal.append(raw)

@@ -105,6 +105,7 @@ class Aggregator:
         if settings.storage is not None:
             self.storage = StorageLink(settings.storage, self.metrics)
             self.ingest.on_accept = self.storage.submit
+            self.ingest.admit = self.storage.has_room
         self.tokens = Tokens(settings.token, settings.ingest_tokens, settings.read_tokens)
         self.state = AppState(
             self.ingest,

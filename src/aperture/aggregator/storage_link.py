@@ -65,6 +65,10 @@ class StorageLink:
     def submit(self, raw: bytes) -> None:
         self.writer.submit(raw)
 
+    def has_room(self, size: int) -> bool:
+        """Whether the writer's bounded queue takes ``size`` more bytes without a drop."""
+        return bool(self.writer.has_room(size))
+
     def refresh_gauges(self) -> None:
         stats = self.writer.stats()
         self.metrics.storage_pending_rows.set(stats.pending_rows)

@@ -4,8 +4,10 @@
 loop never waits on ClickHouse. The thread parses what was queued, flushes
 when ``flush_rows`` rows wait or the oldest batch has waited
 ``flush_interval_s``, and on failure keeps the group queued and retries with
-exponential backoff. The queue is bounded in bytes: past the bound the oldest
-batches are dropped and counted (the aggregator's journal still holds them).
+exponential backoff. The queue is bounded in bytes: the aggregator refuses a
+push that would not fit (``has_room``), so acknowledged batches are not shed;
+past the bound (a journal replay at start) the oldest batches are dropped and
+counted (the aggregator's journal still holds them).
 """
 
 from __future__ import annotations
@@ -164,6 +166,11 @@ class StorageWriter:
             self._c.pending_bytes += size
             self._shed()
             self._cv.notify_all()
+
+    def has_room(self, size: int) -> bool:
+        """Whether a batch of ``size`` bytes fits the queue without shedding an older one."""
+        with self._cv:
+            return not self._queue or self._c.pending_bytes + size <= self.max_pending_bytes
 
     def _shed(self) -> None:
         """Drop the oldest batches not being written while over the byte bound.
