@@ -1,15 +1,17 @@
 """Simulated agents: real gRPC clients pushing bench/ingest.py's batches, with retries.
 
-Each agent pushes one batch per interval (open loop, staggered) with its own
-increasing sequence; a push that fails is retried like the real agent does
-(exponential backoff, same sequence) until it is acknowledged or the run's
-retry deadline passes. What was acknowledged is recorded per (agent, sequence)
-with its sample count, so a run can check the store holds every one of them.
+Each agent produces one batch per interval (open loop, staggered) with its own
+increasing sequence and delivers them in order, one in flight, retrying a
+failed push like the real agent does (exponential backoff, same sequence)
+until it is acknowledged or the run's retry deadline passes. What was
+acknowledged is recorded per (agent, sequence) with its sample count, so a run
+can check the store holds every one of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ class FleetStats:
     gave_up: set[tuple[str, int]] = field(default_factory=set)
     error_kinds: dict[str, int] = field(default_factory=dict)
     ack_times: list[float] = field(default_factory=list)  # monotonic time of every ack
+    delays_s: list[float] = field(default_factory=list)  # window due -> acknowledged
 
     def p(self, q: float) -> float:
         return percentile(self.latencies_s, q) * 1e3
@@ -81,7 +84,12 @@ class Fleet:
         return sum(stacks * share for stacks, share in mix)
 
     async def run(self, seconds: float, retry_for_s: float = 120.0) -> FleetStats:
-        """Push for ``seconds``, then keep retrying unacknowledged pushes up to ``retry_for_s``."""
+        """Push for ``seconds``, then keep retrying unacknowledged pushes up to ``retry_for_s``.
+
+        Like the real agent, each simulated agent has one push in flight: its windows queue
+        behind the oldest undelivered one, which is retried with backoff (and after the
+        aggregator's retry-after hint on success).
+        """
         channel = grpc.aio.insecure_channel(
             self.target, options=[("grpc.max_send_message_length", 64 << 20)]
         )
@@ -92,47 +100,57 @@ class Fleet:
         )
         start = time.monotonic()
         give_up_at = start + seconds + retry_for_s
-        tasks: set[asyncio.Task[None]] = set()
+        rounds = max(1, int(seconds / self.interval_s))
+        gap = self.interval_s / self.agents
         s = self.stats
 
-        async def one(agent: int, seq: int) -> None:
-            (body, samples) = self.body[agent]
-            key = (agent_name(agent), seq)
-            request = body + header(agent, seq)
-            backoff = 0.5
-            first = True
+        async def agent_loop(agent: int) -> None:
+            body, samples = self.body[agent]
+            name = agent_name(agent)
+            pending: collections.deque[tuple[int, float]] = collections.deque()
+            next_seq, next_due = 1, start + agent * gap
+            backoff, not_before, retried = 0.5, 0.0, False
             while True:
+                now = time.monotonic()
+                while next_seq <= rounds and now >= next_due:
+                    pending.append((next_seq, next_due))
+                    next_seq, next_due = next_seq + 1, next_due + self.interval_s
+                if not pending:
+                    if next_seq > rounds:
+                        return
+                    await asyncio.sleep(next_due - now)
+                    continue
+                if now >= give_up_at:
+                    s.gave_up.update((name, seq) for seq, _ in pending)
+                    return
+                if now < not_before:
+                    wake = min(not_before, next_due) if next_seq <= rounds else not_before
+                    await asyncio.sleep(max(0.0, wake - now))
+                    continue
+                seq, due = pending[0]
                 t0 = time.perf_counter()
                 s.attempts += 1
                 try:
-                    await push(request, metadata=self.md, timeout=self.timeout_s)
+                    response = await push(body + header(agent, seq), metadata=self.md,
+                                          timeout=self.timeout_s)  # fmt: skip
                 except grpc.aio.AioRpcError as exc:
                     s.errors += 1
                     kind = exc.code().name
                     s.error_kinds[kind] = s.error_kinds.get(kind, 0) + 1
-                    first = False
-                    if time.monotonic() + backoff > give_up_at:
-                        s.gave_up.add(key)
-                        return
-                    await asyncio.sleep(random.uniform(0, backoff))
+                    retried = True
+                    not_before = time.monotonic() + random.uniform(0, backoff)
                     backoff = min(backoff * 2, 10.0)
                     continue
-                if first:
+                if not retried:
                     s.latencies_s.append(time.perf_counter() - t0)
-                s.acked[key] = samples
-                s.ack_times.append(time.monotonic())
-                return
+                done = time.monotonic()
+                s.acked[(name, seq)] = samples
+                s.ack_times.append(done)
+                s.delays_s.append(done - due)
+                pending.popleft()
+                backoff, retried = 0.5, False
+                not_before = done + response.retry_after_ms / 1000
 
-        rounds = max(1, int(seconds / self.interval_s))
-        gap = self.interval_s / self.agents
-        for r in range(rounds):
-            for agent in range(self.agents):
-                delay = start + r * self.interval_s + agent * gap - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                task = asyncio.create_task(one(agent, r + 1))
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-        await asyncio.gather(*tasks)
+        await asyncio.gather(*(agent_loop(a) for a in range(self.agents)))
         await channel.close()
         return s

@@ -134,7 +134,7 @@ def aggregator_kill9(tmp: Path) -> Result:
     res = Result(
         "fault", "fault-aggregator-kill9",
         "aggregator killed (-9) and restarted while agents push",
-        "1 real agent (cpu, 1 s windows, spool) + 100 simulated agents (every 2 s); "
+        "1 real agent (cpu, 1 s windows, spool) + 50 simulated agents (every 5 s); "
         "kill -9 at 15 s, restart 5 s later; 40 s of pushes",
     )  # fmt: skip
     data, local = tmp / "agg", tmp / "local.json"
@@ -142,7 +142,7 @@ def aggregator_kill9(tmp: Path) -> Result:
     agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "cpu", "--push-interval", "1s",
                         "--duration", "40s", "--spool-dir", str(tmp / "spool"),
                         "--flush-timeout", "60s", "-o", str(local))  # fmt: skip
-    fleet = Fleet(agg.grpc_target, agg.token, 100, interval_s=2.0)
+    fleet = Fleet(agg.grpc_target, agg.token, 50, interval_s=5.0)
     pushing = run_fleet(fleet, 40, retry_for_s=60)
     time.sleep(15)
     killed_ns, t_kill = time.time_ns(), time.monotonic()
@@ -169,6 +169,8 @@ def aggregator_kill9(tmp: Path) -> Result:
         fleet_acked_missing=fleet_missing, fleet_samples_missing=fleet_short,
         fleet_push_errors=fleet.stats.errors, fleet_gave_up=len(fleet.stats.gave_up),
         downtime_s=t_restart - t_kill, restart_to_ready_s=ready_s, agent_exit=code,
+        fleet_first_ack_after_kill_s=min((t for t in fleet.stats.ack_times if t > t_kill),
+                                         default=float("nan")) - t_kill,
         **agent_summary((tmp / "agent.log").read_text(errors="replace")),
     )  # fmt: skip
     res.recovery_s = None if recovered is None else (t_restart - t_kill) + ready_s + recovered
@@ -191,8 +193,8 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
     res = Result(
         "fault", "fault-store-unavailable",
         f"store unavailable for {outage_s:.0f} s (its disk full)",
-        f"1 real agent + 100 simulated agents push for {outage_s + 40:.0f} s; the embedded "
-        f"store's filesystem is full for {outage_s:.0f} s",
+        f"1 real agent + 100 simulated agents (every 2 s) push for {outage_s + 40:.0f} s; "
+        f"the embedded store's filesystem is full for {outage_s:.0f} s",
     )  # fmt: skip
     data, local = tmp / "agg", tmp / "local.json"
     with tmpfs(tmp / "storefs", "1g") as storefs:
@@ -202,8 +204,9 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
         agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "cpu", "--push-interval",
                             "1s", "--duration", f"{outage_s + 40:.0f}s", "--flush-timeout",
                             "60s", "--spool-dir", str(tmp / "spool"), "-o", str(local))  # fmt: skip
+        # Enough ingest that 60 s of it overflow the store queue's 256 MiB bound.
         fleet = Fleet(agg.grpc_target, agg.token, 100, interval_s=2.0)
-        pushing = run_fleet(fleet, outage_s + 40, retry_for_s=60)
+        pushing = run_fleet(fleet, outage_s + 40, retry_for_s=120)
         time.sleep(15)
         filled = fill(storefs)
         log(f"store filesystem full ({filled >> 20} MiB filler) for {outage_s:.0f} s")
@@ -214,6 +217,7 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
                 pending_peak = max(pending_peak, agg.metric("aperture_storage_pending_rows"))
             time.sleep(1)
         flush_errors = agg.metric('aperture_storage_flush_total{status="error"}') - errors_before
+        refused = agg.metric('aperture_pushes_total{status="unavailable"}')
         (storefs / "filler").unlink()
         t_heal = time.monotonic()
         recovered = wait_until(
@@ -233,6 +237,7 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
     res.metrics.update(
         store_flush_errors=flush_errors, pending_rows_peak=pending_peak,
         store_dropped_batches=health.get("dropped_batches", 0),
+        pushes_refused_store_full=refused,
         agent_sequences_missing=missing, duplicate_batches=dups + stored["duplicate_rows"],
         agent_samples_recorded=recorded, agent_samples_stored=stored_samples,
         fleet_pushes_acked=len(fleet.stats.acked), fleet_acked_missing=fleet_missing,
@@ -249,16 +254,20 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
     res.notes.append(
         "The store is embedded chDB, so 'unavailable' is made real by filling the filesystem "
         "that holds it (a 1 GiB tmpfs, --storage chdb://...; the journal stays on another "
-        "disk): every insert fails with ENOSPC while pushes go on being acknowledged from the "
-        f"journal. {flush_errors:.0f} store writes failed. Recovery: from freeing the space "
-        "until no batch is pending for the store."
+        "disk): every insert fails with ENOSPC; pushes are journaled and acknowledged while "
+        "the store's queue (256 MiB) has room, then refused (UNAVAILABLE, retry after 5 s) so "
+        f"that agents keep them. {flush_errors:.0f} store writes failed, {refused:.0f} pushes "
+        "were refused. Recovery: from freeing the space until no batch is pending for the "
+        "store."
     )
     if flush_errors == 0:
         res.notes.append("No store write failed: the outage was not real, so this did not hold.")
     return res
 
 
-def agent_kill9_spool(tmp: Path) -> Result:
+def agent_kill9_spool(
+    tmp: Path, run_s: float = 10.0, stall_s: float = 10.0, rerun_s: float = 15.0
+) -> Result:
     res = Result(
         "fault", "fault-agent-kill9-spool",
         "agent killed (-9) with a spool directory, then restarted",
@@ -270,15 +279,15 @@ def agent_kill9_spool(tmp: Path) -> Result:
     assert agg.proc is not None
     args = ("--mode", "cpu", "--push-interval", "1s", "--spool-dir", str(spool))
     first = start_agent(agg, AGENT, tmp / "agent1.log", *args)
-    time.sleep(10)
+    time.sleep(run_s)
     agg.proc.send_signal(signal.SIGSTOP)
-    time.sleep(10)
+    time.sleep(stall_s)
     first.send_signal(signal.SIGKILL)
     first.wait()
     spooled = sorted(int(p.name.split(".")[0]) for p in spool.glob("*.batch"))
     agg.proc.send_signal(signal.SIGCONT)
     t_restart = time.monotonic()
-    second = start_agent(agg, AGENT, tmp / "agent2.log", *args, "--duration", "15s",
+    second = start_agent(agg, AGENT, tmp / "agent2.log", *args, "--duration", f"{rerun_s:.0f}s",
                          "--flush-timeout", "60s")  # fmt: skip
     drained = wait_until(lambda: not any(int(p.name.split(".")[0]) in set(spooled)
                                          for p in spool.glob("*.batch")), 90)  # fmt: skip
@@ -316,24 +325,27 @@ def agent_kill9_spool(tmp: Path) -> Result:
     return res
 
 
-def spool_disk_full(tmp: Path) -> Result:
+def spool_disk_full(
+    tmp: Path, run_s: float = 8.0, stall_s: float = 30.0, after_s: float = 12.0
+) -> Result:
     res = Result(
         "fault", "fault-spool-disk-full",
         "agent's spool disk full while the aggregator is stalled",
-        "real agent (--mode all, 1 s windows, --queue-bytes 256KiB) spooling to a 256 KiB "
-        "tmpfs; aggregator stalled (SIGSTOP) 30 s, then resumed",
+        "real agent (--mode all, 1 s windows, --queue-bytes 1MiB) spooling to a 256 KiB "
+        f"tmpfs; aggregator stalled (SIGSTOP) {stall_s:.0f} s, then resumed",
     )  # fmt: skip
     data = tmp / "agg"
     with tmpfs(tmp / "spoolfs", "256k") as spool:
         agg = AggregatorProcess(data, token="fault").start()
         assert agg.proc is not None
         agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "all", "--push-interval",
-                            "1s", "--duration", "50s", "--spool-dir", str(spool),
-                            "--queue-bytes", "256KiB", "--flush-timeout", "60s")  # fmt: skip
+                            "1s", "--duration", f"{run_s + stall_s + after_s:.0f}s",
+                            "--spool-dir", str(spool),
+                            "--queue-bytes", "1MiB", "--flush-timeout", "60s")  # fmt: skip
         sampler = Sampler({"agent": agent.pid}, 1.0).start()
-        time.sleep(8)
+        time.sleep(run_s)
         agg.proc.send_signal(signal.SIGSTOP)
-        time.sleep(30)
+        time.sleep(stall_s)
         agg.proc.send_signal(signal.SIGCONT)
         t_resume_ns, t_resume = time.time_ns(), time.monotonic()
         recovered = wait_until(lambda: caught_up(agg, AGENT, t_resume_ns), 90)
@@ -359,7 +371,7 @@ def spool_disk_full(tmp: Path) -> Result:
     ok = missing == dropped and code == 0 and agent.returncode == 0
     res.held = ok and recovery_s is not None and summary.get("agent_spool_write_failures", 0) > 0
     res.lost = (f"{missing} batches, all counted by the agent as drops ({dropped}) when its "
-                "256 KiB queue bound overflowed; nothing acknowledged") if ok else (
+                "1 MiB queue bound overflowed; nothing acknowledged") if ok else (
                 f"{missing} batches missing but {dropped} drops counted")  # fmt: skip
     res.notes.append(
         "ENOSPC on the spool: the agent counts each batch it could not write, keeps it in "
@@ -377,7 +389,7 @@ def slow_aggregator(tmp: Path, stall_s: float = 30.0) -> Result:
     res = Result(
         "fault", "fault-slow-aggregator",
         f"aggregator stalled (SIGSTOP) for {stall_s:.0f} s: backpressure",
-        f"1 real agent (cpu, 1 s windows, no spool) + 100 simulated agents (every 2 s); "
+        f"1 real agent (cpu, 1 s windows, no spool) + 50 simulated agents (every 5 s); "
         f"aggregator stopped {stall_s:.0f} s then resumed",
     )  # fmt: skip
     data, local = tmp / "agg", tmp / "local.json"
@@ -386,7 +398,7 @@ def slow_aggregator(tmp: Path, stall_s: float = 30.0) -> Result:
     agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "cpu", "--push-interval", "1s",
                         "--duration", f"{stall_s + 40:.0f}s", "--flush-timeout", "60s",
                         "-o", str(local))  # fmt: skip
-    fleet = Fleet(agg.grpc_target, agg.token, 100, interval_s=2.0)
+    fleet = Fleet(agg.grpc_target, agg.token, 50, interval_s=5.0)
     pushing = run_fleet(fleet, stall_s + 40, retry_for_s=90)
     time.sleep(10)
     rss_before = rss_mb(agent.pid)
