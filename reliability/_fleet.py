@@ -22,6 +22,8 @@ import grpc
 from aperture.proto.v1 import aggregator_pb2 as apb
 from ingest import header, percentile, template  # bench/ingest.py
 
+__all__ = ["DEFAULT_MIX", "Fleet", "FleetStats", "percentile"]
+
 # Distinct stacks per 10 s CPU window, and the share of agents sending that many.
 DEFAULT_MIX: tuple[tuple[int, float], ...] = ((200, 0.5), (600, 0.3), (2000, 0.2))
 
@@ -40,7 +42,7 @@ class FleetStats:
     delays_s: list[float] = field(default_factory=list)  # window due -> acknowledged
 
     def p(self, q: float) -> float:
-        return percentile(self.latencies_s, q) * 1e3
+        return float(percentile(self.latencies_s, q)) * 1e3
 
     def acked_samples(self) -> dict[str, int]:
         out: dict[str, int] = {}

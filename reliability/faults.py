@@ -90,6 +90,10 @@ def agent_summary(text: str) -> dict[str, int]:
         out["agent_restored_from_spool"] = int(m.group(1))
     if m := re.search(r"(\d+) batch(?:es)? could not be written to the spool", text):
         out["agent_spool_write_failures"] = int(m.group(1))
+    if m := re.search(r"(\d+) batch(?:es)? still spooled", text):
+        out["agent_spooled_at_exit"] = int(m.group(1))
+    if m := re.search(r"(\d+) batch(?:es)? lost, not delivered", text):
+        out["agent_lost_at_exit"] = int(m.group(1))
     if m := re.search(r"dropped: (.*)", text):
         for n, why in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", m.group(1)):
             out[f"agent_dropped_{why.strip().replace(' ', '_')}"] = int(n)
@@ -203,7 +207,8 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
         errors_before = agg.metric('aperture_storage_flush_total{status="error"}')
         agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "cpu", "--push-interval",
                             "1s", "--duration", f"{outage_s + 40:.0f}s", "--flush-timeout",
-                            "60s", "--spool-dir", str(tmp / "spool"), "-o", str(local))  # fmt: skip
+                            "120s", "--spool-dir", str(tmp / "spool"),
+                            "-o", str(local))  # fmt: skip
         # Enough ingest that 60 s of it overflow the store queue's 256 MiB bound.
         fleet = Fleet(agg.grpc_target, agg.token, 100, interval_s=2.0)
         pushing = run_fleet(fleet, outage_s + 40, retry_for_s=120)
@@ -243,6 +248,7 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
         fleet_pushes_acked=len(fleet.stats.acked), fleet_acked_missing=fleet_missing,
         fleet_samples_missing=fleet_short, fleet_push_errors=fleet.stats.errors,
         agent_exit=code, aggregator_exit=agg_code,
+        **agent_summary((tmp / "agent.log").read_text(errors="replace")),
     )  # fmt: skip
     res.recovery_s = recovery_s
     ok = (missing == 0 and fleet_missing == 0 and fleet_short == 0 and recorded == stored_samples
