@@ -130,7 +130,14 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
 
     # -- Pyroscope: Connect push API -------------------------------------------------------
 
-    @app.post("/push.v1.PusherService/Push", summary="Pyroscope push (Connect)")
+    @app.post(
+        "/push.v1.PusherService/Push",
+        summary="Pyroscope push (Connect)",
+        response_class=Response,
+        responses={200: {"description": "stored: an empty PushResponse in the request's codec",
+                         "content": {"application/proto": {},
+                                     "application/json": {"schema": {"type": "object"}}}}},
+    )  # fmt: skip
     async def pyroscope_push(request: Request) -> Response:
         """Pyroscope SDKs' push: series of labels (``service_name``, tags) and raw pprof."""
         content_type = request.headers.get("content-type", "")
@@ -167,7 +174,12 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
 
     # -- Pyroscope: legacy /ingest ---------------------------------------------------------
 
-    @app.post("/ingest", summary="Pyroscope legacy ingest")
+    @app.post(
+        "/ingest",
+        summary="Pyroscope legacy ingest",
+        response_class=Response,
+        responses={200: {"description": "stored (an empty body, as Pyroscope answers)"}},
+    )
     async def pyroscope_ingest(
         request: Request,
         name: Annotated[str, Query(min_length=1, max_length=4096,
