@@ -23,8 +23,12 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-# per operation: a modest count keeps `make test` fast, `make fuzz` digs
-EXAMPLES = settings.default.max_examples // 4 if os.environ.get("APERTURE_FUZZ") == "1" else 6
+# per operation: a modest count keeps `make test` fast; `make fuzz` sets its own
+EXAMPLES = (
+    int(os.environ.get("APERTURE_FUZZ_OPERATION_EXAMPLES", "50"))
+    if os.environ.get("APERTURE_FUZZ") == "1"
+    else 6
+)
 WRONG = [None, "Bearer wrong-token", "bearer test-token-x", "Basic Og==", "Bearer ", "test-token"]
 
 
