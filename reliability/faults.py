@@ -376,9 +376,17 @@ def spool_disk_full(
     # Missing windows must be exactly the drops the agent counted (the queue bound overflowed).
     ok = missing == dropped and code == 0 and agent.returncode == 0
     res.held = ok and recovery_s is not None and summary.get("agent_spool_write_failures", 0) > 0
-    res.lost = (f"{missing} batches, all counted by the agent as drops ({dropped}) when its "
-                "1 MiB queue bound overflowed; nothing acknowledged") if ok else (
-                f"{missing} batches missing but {dropped} drops counted")  # fmt: skip
+    failures = summary.get("agent_spool_write_failures", 0)
+    if not ok:
+        res.lost = f"{missing} batches missing but {dropped} drops counted"
+    elif missing:
+        res.lost = (f"{missing} batches, all counted by the agent as drops when its 1 MiB "
+                    "queue bound overflowed; nothing acknowledged")  # fmt: skip
+    else:
+        res.lost = (
+            f"nothing: {failures} spool writes failed (ENOSPC); those batches stayed in "
+            "memory (the 1 MiB queue bound was not reached) and were delivered"
+        )
     res.notes.append(
         "ENOSPC on the spool: the agent counts each batch it could not write, keeps it in "
         "memory, and drops the oldest (counted) only when --queue-bytes overflows; it keeps "
