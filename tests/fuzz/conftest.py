@@ -1,6 +1,6 @@
 """Fuzzing fixtures: the hypothesis profiles and one real aggregator for the HTTP properties.
 
-``make test`` runs the ``ci`` profile (25 examples per property, the whole
+``make test`` runs the ``ci`` profile (20 examples per property, the whole
 directory well under 90 s); ``APERTURE_FUZZ=1`` selects the ``fuzz`` profile that
 ``reliability/fuzz.py`` runs, with ``APERTURE_FUZZ_EXAMPLES`` examples per property.
 """
@@ -19,7 +19,7 @@ from aggregator_proc import AggregatorProcess
 
 _QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 settings.register_profile(
-    "ci", max_examples=25, deadline=None, suppress_health_check=_QUIET, derandomize=False
+    "ci", max_examples=20, deadline=None, suppress_health_check=_QUIET, derandomize=False
 )
 settings.register_profile(
     "fuzz",
