@@ -89,3 +89,21 @@ def test_message_level_import_refuses_short_value_lists() -> None:
         assert "values for 1 sample types" in str(exc)
     else:
         raise AssertionError("a sample without values imported")
+
+
+@given(st.lists(st.tuples(stacks, st.integers(1, 2**64 - 1)), min_size=1, max_size=4))
+def test_export_of_any_counts_round_trips_or_says_why(
+    samples: list[tuple[tuple[object, ...], int]],
+) -> None:
+    """Found by the fuzzer: counts past int64 (x the period) raised "Value out of range"."""
+    profile = Profile(EventType.CPU, "samples", start_ns=1, end_ns=2, frequency_hz=99)
+    profile.samples = [Sample(stack, v) for stack, v in samples]  # type: ignore[arg-type]
+    try:
+        data = to_pprof(profile)
+    except ValueError as exc:
+        assert "does not fit pprof's signed 64-bit values" in str(exc)
+        return
+    imported = from_pprof(data)
+    assert sum(s.value for one in imported for s in one.profile.samples) == sum(
+        v for _, v in samples
+    )

@@ -33,6 +33,7 @@ from aperture.transforms import lock_samples
 # A pprof of this many bytes once inflated is not a profile any tool would write
 # in one piece; refusing it bounds the memory a hostile gzip can make us spend.
 MAX_INFLATED_BYTES = 64 << 20
+_INT64_MAX = 2**63 - 1  # pprof sample values are int64
 # Distinct sample label sets kept apart; past this the labels are dropped (the
 # samples stay) so a per-request label (span ids) cannot fan out into batches.
 MAX_LABEL_SETS = 100
@@ -150,6 +151,11 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
     for sample, values in rows:
         if not any(values):
             continue
+        if max(values) > _INT64_MAX:
+            raise ValueError(
+                f"a sample value of {max(values)} does not fit pprof's signed 64-bit values: "
+                "export a shorter time range or another format"
+            )
         message = out.sample.add(
             location_id=[location(f) for f in reversed(sample.stack)], value=values
         )
