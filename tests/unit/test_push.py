@@ -764,9 +764,8 @@ def test_one_batch_per_window_per_mode(
     kinds = [next(iter(decode(b).profiles)) for b in servicer.batches]
     assert kinds == [EventType.CPU, EventType.LOCK] * 3
     assert servicer.received == sorted(servicer.received)
-    merged = recording.merged("cpu")
-    assert merged is not None and merged.total == 1 + 2 + 3
-    assert len(recording.windows["cpu"]) == 1  # a running merge, not every window
+    assert recording.totals.modes["cpu"].profile().total == 1 + 2 + 3
+    assert recording.windows == {}  # totals only, no window kept
 
 
 # -- flags ---------------------------------------------------------------------------------

@@ -302,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
                     progress=progress,
                     status=pusher.status_line if pusher is not None else None,
                     keep_windows=bool(outputs),
+                    per_process=args.per_process,
                 )
             finally:
                 for collector in started:
@@ -316,20 +317,17 @@ def run(args: argparse.Namespace) -> int:
     identity = {**k8s_labels, "host": host, "kernel": platform.release(), "agent": __version__}
     if args.pid:
         identity["pid"] = str(args.pid)
-    profiles: dict[str, Profile] = {}
-    for mode in modes:
+    failures = []
+    for mode, path in outputs.items():
         profile = recording.merged(mode)
         assert profile is not None  # record() always drains once
         profile.labels.update(identity)
-        profiles[mode] = profile
-    failures = []
-    for mode, path in outputs.items():
         try:
-            _save(profiles[mode], path)
+            _save(profile, path)
         except AgentError as exc:  # keep writing the other modes' outputs
             failures.append(str(exc))
     if not args.quiet:
-        print(format_summary(profiles, per_process=args.per_process), file=sys.stderr)
+        print(format_summary(recording.totals), file=sys.stderr)
         if report is not None:
             print("\n" + format_push_summary(report, args.aggregator), file=sys.stderr)
         if flt is not None:

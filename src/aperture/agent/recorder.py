@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Protocol, TextIO
 
+from aperture.agent.run_totals import RunTotals
 from aperture.model import Profile
 from aperture.transforms import merge
 from aperture.units import format_duration
@@ -29,23 +30,23 @@ class Collector(Protocol):
 
 @dataclass
 class Recording:
-    """Every window each collector produced, merged on demand.
+    """The run's totals for the summary, and every window when an output file needs them.
 
-    With ``keep_windows`` False only a running merge is kept, so an agent that
-    pushes for weeks does not hold every window it ever drained.
+    Without ``keep_windows`` nothing per window is kept: an agent that pushes for
+    weeks holds only :class:`RunTotals`, bounded by the code it profiles.
     """
 
+    totals: RunTotals = field(default_factory=RunTotals)
     windows: dict[str, list[Profile]] = field(default_factory=dict)
     keep_windows: bool = True
 
     def add(self, name: str, profile: Profile) -> None:
-        windows = self.windows.setdefault(name, [])
-        if self.keep_windows or not windows:
-            windows.append(profile)
-        else:
-            windows[0] = merge([windows[0], profile])
+        self.totals.add(name, profile)
+        if self.keep_windows:
+            self.windows.setdefault(name, []).append(profile)
 
     def merged(self, name: str) -> Profile | None:
+        """Every window of a mode merged (only with ``keep_windows``)."""
         windows = self.windows.get(name)
         return merge(windows) if windows else None
 
@@ -119,14 +120,15 @@ def record(
     progress: Progress | None = None,
     status: Callable[[], str] | None = None,
     keep_windows: bool = True,
+    per_process: bool = False,
     clock: Callable[[], float] = time.monotonic,
 ) -> Recording:
     """Drain every collector each window until ``duration_s`` or ``stop``; final drain always.
 
     ``status`` adds to the progress line (the push state); ``keep_windows``
-    False keeps only a running merge of the windows.
+    False keeps only the run's totals (``per_process``: syscall rows per process).
     """
-    recording = Recording(keep_windows=keep_windows)
+    recording = Recording(RunTotals(per_process=per_process), keep_windows=keep_windows)
     progress = progress or Progress(sys.stderr, enabled=False)
     started = clock()
     next_drain = started + window_s

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aperture.agent.run_totals import ModeTotals, RunTotals
 from aperture.formats.tables import format_lock_table, format_ns, format_syscall_table
 from aperture.model import FrameKind, Profile, self_and_total
 
@@ -17,16 +18,17 @@ def unknown_frame_share(profile: Profile) -> float:
     return unknown / frames if frames else 0.0
 
 
-def format_cpu_summary(profile: Profile, *, top: int = 10) -> str:
+def format_cpu_summary(totals: ModeTotals, *, top: int = 10) -> str:
+    profile = totals.profile()
     total = profile.total
-    processes = {s.pid for s in profile.samples}
     lines = [
         f"CPU: {total} samples at {profile.frequency_hz} Hz over {profile.duration_s:.1f}s, "
-        f"{len(processes)} processes, {len({s.tid for s in profile.samples})} threads",
+        f"{totals.processes} processes, {totals.threads} threads",
     ]
-    idle = profile.labels.get("idle_samples")
-    if idle and idle != "0":
-        lines.append(f"  idle samples not recorded: {idle} (use --include-idle to keep them)")
+    if totals.idle_samples:
+        lines.append(
+            f"  idle samples not recorded: {totals.idle_samples} (use --include-idle to keep them)"
+        )
     lines.append(f"  unknown frames: {unknown_frame_share(profile):.1%}")
     lines.append(_losses(profile))
     if total:
@@ -42,41 +44,40 @@ def _losses(profile: Profile) -> str:
     return "  losses: " + (", ".join(f"{n} {name}" for name, n in lost.items()) if lost else "none")
 
 
-def format_lock_summary(profile: Profile, *, top: int = 10) -> str:
-    waits = sum(lock.contentions for lock in profile.locks)
-    wait_ns = sum(lock.wait_ns for lock in profile.locks)
-    addresses = {(lock.pid, lock.address) for lock in profile.locks if lock.contentions}
+def format_lock_summary(totals: ModeTotals, *, top: int = 10) -> str:
+    profile = totals.profile()
     lines = [
-        f"Locks: {waits} futex waits, {format_ns(wait_ns)} waited in total, "
-        f"{len(addresses)} contended lock addresses over {profile.duration_s:.1f}s "
+        f"Locks: {totals.lock_waits} futex waits, {format_ns(totals.lock_wait_ns)} waited in "
+        f"total, {totals.contended} contended lock addresses over {profile.duration_s:.1f}s "
         "(wait time, not hold time)",
         _losses(profile),
     ]
-    if addresses:
+    if totals.contended.seen:
         lines.append(format_lock_table(profile, limit=top).rstrip())
     return "\n".join(lines)
 
 
-def format_syscall_summary(profile: Profile, *, top: int = 15, per_process: bool = False) -> str:
-    calls = sum(s.count for s in profile.syscalls)
-    errors = sum(s.errors for s in profile.syscalls)
+def format_syscall_summary(totals: ModeTotals, *, top: int = 15, per_process: bool = False) -> str:
+    profile = totals.profile()
     lines = [
-        f"Syscalls: {calls} calls ({errors} errors) by "
-        f"{len({s.pid for s in profile.syscalls})} processes over {profile.duration_s:.1f}s",
+        f"Syscalls: {totals.calls} calls ({totals.errors} errors) by "
+        f"{totals.processes} processes over {profile.duration_s:.1f}s",
         _losses(profile),
     ]
-    if calls:
+    if totals.calls:
         lines.append(format_syscall_table(profile, per_process=per_process, limit=top).rstrip())
     return "\n".join(lines)
 
 
-def format_summary(profiles: dict[str, Profile], *, per_process: bool = False) -> str:
+def format_summary(totals: RunTotals) -> str:
     """One summary for every mode that ran."""
     parts = []
-    if "cpu" in profiles:
-        parts.append(format_cpu_summary(profiles["cpu"]))
-    if "lock" in profiles:
-        parts.append(format_lock_summary(profiles["lock"]))
-    if "syscall" in profiles:
-        parts.append(format_syscall_summary(profiles["syscall"], per_process=per_process))
+    if "cpu" in totals.modes:
+        parts.append(format_cpu_summary(totals.modes["cpu"]))
+    if "lock" in totals.modes:
+        parts.append(format_lock_summary(totals.modes["lock"]))
+    if "syscall" in totals.modes:
+        parts.append(
+            format_syscall_summary(totals.modes["syscall"], per_process=totals.per_process)
+        )
     return "\n\n".join(parts)

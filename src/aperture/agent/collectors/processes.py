@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections import OrderedDict
 from ctypes import c_char, c_uint32
 from typing import Protocol
 
@@ -11,6 +12,8 @@ from aperture.agent.collectors.bpfobj import check_layout, decode_comm
 from aperture.agent.libbpf import BpfObject, RingBuffer
 
 COMM_LEN = 16
+# Process names kept (most recently announced or looked up).
+MAX_NAMES = 16_384
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -37,7 +40,10 @@ class ProcessWatcher:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
-        self._names: dict[int, str] = {}
+        # A name is needed until the process's last samples are drained (a window or
+        # two after it exits); capped so a host that forks all day does not grow it.
+        self._names: OrderedDict[int, str] = OrderedDict()
+        self._names_lock = threading.Lock()  # the ring's thread and the drain both write
         self._ring = RingBuffer(obj.map("proc_events"), self._on_event)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="proc-events", daemon=True)
@@ -57,8 +63,15 @@ class ProcessWatcher:
 
     def _on_event(self, data: bytes) -> None:
         event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
-        self._names[event.tgid] = decode_comm(event.comm)
+        self._keep(event.tgid, decode_comm(event.comm))
         self._symbolizer.remember(event.tgid)
+
+    def _keep(self, tgid: int, name: str) -> None:
+        with self._names_lock:
+            self._names[tgid] = name
+            self._names.move_to_end(tgid)
+            while len(self._names) > MAX_NAMES:
+                self._names.popitem(last=False)
 
     def name(self, tgid: int, fallback: str) -> str:
         """The process name: announced, else still in the kernel map, else ``fallback``."""
@@ -66,5 +79,5 @@ class ProcessWatcher:
         if name is None:
             info = ProcInfo()
             name = decode_comm(info.comm) if self._procs.lookup(c_uint32(tgid), info) else fallback
-            self._names[tgid] = name
+            self._keep(tgid, name)
         return name

@@ -1,0 +1,140 @@
+"""What the end-of-run summary needs, kept in memory bounded by the code profiled,
+not by how many processes and threads came and went.
+
+An agent that pushes for weeks on a host that forks all day must not keep a record
+per pid and tid: the 30-minute churn soak (docs/reliability.md) grew a running merge
+of every window, keyed by pid and tid, from 227 MB to 1 GB and spent a third of a
+core re-merging it each window. Here each window is folded in once:
+
+- CPU: sample counts per stack (pid and tid dropped), distinct pids and tids counted;
+- locks: exact totals, and records per lock and stack, the smallest dropped past a cap;
+- syscalls: exact totals, rows per syscall (per process and syscall with
+  ``per_process``, the smallest dropped past a cap).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from aperture.model import EventType, Frame, LockStat, Profile, Sample, SyscallStat
+from aperture.transforms import merge_lock, merge_syscall
+
+# Distinct pids/tids are counted exactly up to this many, then shown as "at least".
+DISTINCT_CAP = 100_000
+# Lock records and per-process syscall rows kept for the summary's tables.
+MAX_ROWS = 20_000
+
+
+@dataclass
+class Distinct:
+    """Distinct ids, counted exactly up to ``cap``."""
+
+    cap: int = DISTINCT_CAP
+    seen: set[object] = field(default_factory=set)
+
+    def update(self, ids: Iterable[object]) -> None:
+        for i in ids:
+            if len(self.seen) >= self.cap:
+                return
+            self.seen.add(i)
+
+    def __str__(self) -> str:
+        n = len(self.seen)
+        return f"at least {n}" if n >= self.cap else str(n)
+
+
+@dataclass
+class ModeTotals:
+    """One mode's totals over the whole run."""
+
+    event_type: EventType
+    unit: str
+    start_ns: int
+    end_ns: int
+    frequency_hz: int = 0
+    losses: Counter[str] = field(default_factory=Counter)
+    idle_samples: int = 0
+    processes: Distinct = field(default_factory=Distinct)
+    threads: Distinct = field(default_factory=Distinct)
+    stacks: Counter[tuple[Frame, ...]] = field(default_factory=Counter)
+    locks: dict[tuple[int, str, int, tuple[Frame, ...]], LockStat] = field(default_factory=dict)
+    lock_waits: int = 0
+    lock_wait_ns: int = 0
+    contended: Distinct = field(default_factory=Distinct)
+    syscalls: dict[tuple[int, str, int], SyscallStat] = field(default_factory=dict)
+    calls: int = 0
+    errors: int = 0
+
+    def profile(self) -> Profile:
+        """A compact profile for the tables: samples per stack, the records kept."""
+        return Profile(
+            event_type=self.event_type,
+            unit=self.unit,
+            samples=[Sample(stack, value) for stack, value in self.stacks.items()],
+            start_ns=self.start_ns,
+            end_ns=self.end_ns,
+            frequency_hz=self.frequency_hz,
+            losses={name: self.losses[name] for name in sorted(self.losses)},
+            locks=list(self.locks.values()),
+            syscalls=list(self.syscalls.values()),
+        )
+
+
+class RunTotals:
+    """Each window folded into per-mode totals, once."""
+
+    def __init__(self, *, per_process: bool = False, max_rows: int = MAX_ROWS) -> None:
+        self.per_process = per_process
+        self.max_rows = max_rows
+        self.modes: dict[str, ModeTotals] = {}
+
+    def add(self, name: str, window: Profile) -> None:
+        t = self.modes.get(name)
+        if t is None:
+            t = self.modes[name] = ModeTotals(
+                window.event_type, window.unit, window.start_ns, window.end_ns
+            )
+        t.start_ns = min(t.start_ns, window.start_ns)
+        t.end_ns = max(t.end_ns, window.end_ns)
+        t.frequency_hz = window.frequency_hz or t.frequency_hz
+        t.losses.update(window.losses)
+        idle = window.labels.get("idle_samples", "0")
+        t.idle_samples += int(idle) if idle.isdigit() else 0
+        if window.samples and window.event_type is EventType.CPU:
+            t.processes.update(s.pid for s in window.samples)
+            t.threads.update(s.tid for s in window.samples)
+            for s in window.samples:
+                t.stacks[s.stack] += s.value
+        self._add_locks(t, window.locks)
+        self._add_syscalls(t, window.syscalls)
+
+    def _add_locks(self, t: ModeTotals, locks: list[LockStat]) -> None:
+        for lock in locks:
+            t.lock_waits += lock.contentions
+            t.lock_wait_ns += lock.wait_ns
+            if lock.contentions:
+                t.contended.update([(lock.pid, lock.address)])
+            key = (lock.pid, lock.comm, lock.address, lock.stack)
+            t.locks[key] = merge_lock(t.locks[key], lock) if key in t.locks else lock
+        if len(t.locks) > 2 * self.max_rows:
+            kept = sorted(t.locks.items(), key=lambda kv: -kv[1].wait_ns)[: self.max_rows]
+            t.locks = dict(kept)
+
+    def _add_syscalls(self, t: ModeTotals, calls: list[SyscallStat]) -> None:
+        for call in calls:
+            t.calls += call.count
+            t.errors += call.errors
+            t.processes.update([call.pid])
+            if self.per_process:
+                key = (call.pid, call.comm, call.nr)
+            else:  # the summary's table merges processes: so does the record
+                key = (0, "", call.nr)
+                call = SyscallStat(0, "", call.nr, call.name, call.count, call.errors,
+                                   call.total_ns, call.min_ns, call.max_ns, call.hist,
+                                   call.errnos)  # fmt: skip
+            t.syscalls[key] = merge_syscall(t.syscalls[key], call) if key in t.syscalls else call
+        if len(t.syscalls) > 2 * self.max_rows:
+            kept = sorted(t.syscalls.items(), key=lambda kv: -kv[1].total_ns)[: self.max_rows]
+            t.syscalls = dict(kept)

@@ -1,0 +1,98 @@
+"""The run's totals: exact numbers, memory bounded by code rather than by process churn."""
+
+from __future__ import annotations
+
+from aperture.agent.run_totals import RunTotals
+from aperture.agent.summary import format_summary
+from aperture.model import EventType, Frame, LockStat, Profile, Sample, SyscallStat
+from aperture.transforms import merge
+
+MAIN, WORK, SPIN = Frame("main", "app"), Frame("work", "app"), Frame("spin", "app")
+HOT = (MAIN, WORK, SPIN)
+
+
+def cpu_window(i: int) -> Profile:
+    """One window of a forking workload: the same two stacks, in new pids and tids."""
+    pid = 1000 + i
+    return Profile(EventType.CPU, "samples", start_ns=i * 10**9, end_ns=(i + 1) * 10**9,
+                   frequency_hz=99, labels={"idle_samples": "3"}, losses={"stack_collisions": 1},
+                   samples=[Sample((MAIN, WORK), 3, pid=pid, tid=pid, comm="w"),
+                            Sample(HOT, 1, pid=pid, tid=-pid, comm="w")])  # fmt: skip
+
+
+def syscall_window(i: int) -> Profile:
+    pid = 1000 + i
+    return Profile(EventType.SYSCALL, "calls", start_ns=i * 10**9, end_ns=(i + 1) * 10**9,
+                   syscalls=[SyscallStat(pid, "w", 0, "read", count=10, errors=1, total_ns=100 * i,
+                                         min_ns=5, max_ns=50 + i, hist=(0, 10), errnos={11: 1}),
+                             SyscallStat(pid, "w", 1, "write", count=2, total_ns=40, min_ns=20,
+                                         max_ns=20, hist=(0, 2))])  # fmt: skip
+
+
+def lock_window(i: int) -> Profile:
+    pid = 1000 + i
+    return Profile(EventType.LOCK, "nanoseconds", start_ns=i * 10**9, end_ns=(i + 1) * 10**9,
+                   locks=[LockStat(pid, "w", 0x1000, (MAIN, WORK), contentions=2, wait_ns=i + 1,
+                                   max_ns=i + 1, hist=(0, 2))])  # fmt: skip
+
+
+def test_cpu_totals_are_exact_and_do_not_grow_with_new_processes() -> None:
+    totals = RunTotals()
+    windows = [cpu_window(i) for i in range(1000)]
+    for w in windows:
+        totals.add("cpu", w)
+    cpu = totals.modes["cpu"]
+    assert len(cpu.stacks) == 2  # 2,000 (pid, tid, stack) keys in a running merge
+    merged = merge(windows)
+    assert cpu.profile().total == merged.total == 4000
+    assert str(cpu.processes) == "1000" and str(cpu.threads) == "2000"
+    assert cpu.idle_samples == 3000  # every window's, not the first one's
+    assert cpu.profile().losses == {"stack_collisions": 1000}
+    text = format_summary(totals)
+    assert "CPU: 4000 samples at 99 Hz over 1000.0s, 1000 processes, 2000 threads" in text
+    assert "idle samples not recorded: 3000" in text
+    assert "75.0%     3000  work" in text
+
+
+def test_distinct_counts_saturate_instead_of_growing() -> None:
+    totals = RunTotals()
+    totals.modes.clear()
+    totals.add("cpu", cpu_window(0))
+    totals.modes["cpu"].processes.cap = 10
+    for i in range(1, 50):
+        totals.add("cpu", cpu_window(i))
+    assert str(totals.modes["cpu"].processes) == "at least 10"
+
+
+def test_syscall_rows_merge_processes_but_totals_stay_exact() -> None:
+    totals = RunTotals()
+    for i in range(500):
+        totals.add("syscall", syscall_window(i))
+    sc = totals.modes["syscall"]
+    assert len(sc.syscalls) == 2  # one row per syscall, not per process
+    assert (sc.calls, sc.errors, str(sc.processes)) == (6000, 500, "500")
+    read = next(r for r in sc.syscalls.values() if r.name == "read")
+    assert read.max_ns == 50 + 499 and read.errnos == {11: 500} and read.hist == (0, 5000)
+    assert "Syscalls: 6000 calls (500 errors) by 500 processes" in format_summary(totals)
+
+
+def test_per_process_rows_are_capped_keeping_the_largest() -> None:
+    totals = RunTotals(per_process=True, max_rows=100)
+    for i in range(500):
+        totals.add("syscall", syscall_window(i))
+    sc = totals.modes["syscall"]
+    assert len(sc.syscalls) <= 200
+    assert sc.calls == 6000  # the totals count every row, kept or not
+    # the slowest processes' read rows are the ones kept
+    assert max(r.total_ns for r in sc.syscalls.values()) == 100 * 499
+
+
+def test_lock_totals_and_capped_records() -> None:
+    totals = RunTotals(max_rows=10)
+    for i in range(100):
+        totals.add("lock", lock_window(i))
+    lk = totals.modes["lock"]
+    assert (lk.lock_waits, lk.lock_wait_ns, str(lk.contended)) == (200, sum(range(1, 101)), "100")
+    assert len(lk.locks) <= 20
+    assert max(lock.wait_ns for lock in lk.locks.values()) == 100
+    assert "Locks: 200 futex waits" in format_summary(totals)
