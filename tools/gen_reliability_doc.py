@@ -28,6 +28,20 @@ SECTIONS = (
 )  # fmt: skip
 
 
+# The metrics shown in a section's summary table (every metric is in the run's own table).
+KEY_METRICS = {
+    "load": ("pushes_per_s", "p50_push_ms", "p99_push_ms", "rss_growth_pct", "pending_rows_max"),
+    "soak": ("rss_growth_pct", "agent_cpu_pct_of_core", "bpf_map_fills", "sequences_missing"),
+    "fault": ("downtime_s", "pushes_refused_store_full", "agent_spool_write_failures"),
+}
+
+
+def key_metrics(run: dict[str, Any]) -> str:
+    metrics = run.get("metrics") or {}
+    keys = KEY_METRICS.get(str(run.get("kind")), ())
+    return ", ".join(f"{k} {cell(metrics[k])}" for k in keys if k in metrics) or "n/a"
+
+
 def cell(value: Any) -> str:
     """A value as a table cell: numbers readable, pipes and newlines escaped."""
     if value is None:
@@ -83,7 +97,8 @@ def section(kind: str, title: str, blurb: str, runs: list[dict[str, Any]]) -> li
             "",
         ]
     recovery = kind == "fault"
-    headers = ["Run", "Tried", "Held", "Lost"] + (["Recovery"] if recovery else []) + ["When"]
+    headers = ["Run", "Tried", "Held", "Lost"] + (["Recovery"] if recovery else [])
+    headers += ["Key metrics", "When"]
     rows = []
     for run in runs:
         row = [f"[{cell(run.get('name'))}](#{run.get('name')})", cell(run.get("tried")),
@@ -91,7 +106,7 @@ def section(kind: str, title: str, blurb: str, runs: list[dict[str, Any]]) -> li
         if recovery:
             rec = run.get("recovery_s")
             row.append("n/a" if rec is None else f"{cell(float(rec))} s")
-        row.append(cell(when(run)))
+        row += [key_metrics(run), cell(when(run))]
         rows.append(row)
     lines += [*table(headers, rows), ""]
     for run in runs:
