@@ -101,8 +101,8 @@ test: setup
 	$(PY) -m pytest -q tests
 
 lint: venv
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench reliability tools
+	$(VENV)/bin/ruff format --check src tests bench reliability tools
 	$(VENV)/bin/mypy
 	cd $(UI_DIR) && npm run lint --silent
 
