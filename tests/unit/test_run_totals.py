@@ -96,3 +96,11 @@ def test_lock_totals_and_capped_records() -> None:
     assert len(lk.locks) <= 20
     assert max(lock.wait_ns for lock in lk.locks.values()) == 100
     assert "Locks: 200 futex waits" in format_summary(totals)
+
+
+def test_stacks_are_kept_by_function_not_by_call_site() -> None:
+    totals = RunTotals()
+    for offset in range(100):  # one function sampled at 100 different addresses
+        stack = (MAIN, Frame("spin", "app", offset=offset))
+        totals.add("cpu", Profile(EventType.CPU, "samples", samples=[Sample(stack, 1)]))
+    assert dict(totals.modes["cpu"].stacks) == {(MAIN, SPIN): 100}

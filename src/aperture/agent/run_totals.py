@@ -6,7 +6,9 @@ per pid and tid: the 30-minute churn soak (docs/reliability.md) grew a running m
 of every window, keyed by pid and tid, from 227 MB to 1 GB and spent a third of a
 core re-merging it each window. Here each window is folded in once:
 
-- CPU: sample counts per stack (pid and tid dropped), distinct pids and tids counted;
+- CPU: sample counts per stack of function names (pid, tid and each frame's address
+  dropped: a function called from many places is one frame), distinct pids and tids
+  counted;
 - locks: exact totals, and records per lock and stack, the smallest dropped past a cap;
 - syscalls: exact totals, rows per syscall (per process and syscall with
   ``per_process``, the smallest dropped past a cap).
@@ -18,7 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aperture.model import EventType, Frame, LockStat, Profile, Sample, SyscallStat
+from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.transforms import merge_lock, merge_syscall
 
 # Distinct pids/tids are counted exactly up to this many, then shown as "at least".
@@ -89,6 +91,15 @@ class RunTotals:
         self.per_process = per_process
         self.max_rows = max_rows
         self.modes: dict[str, ModeTotals] = {}
+        # one Frame per (name, module, kind): the summary reads names, not addresses
+        self._frames: dict[tuple[str, str, FrameKind], Frame] = {}
+
+    def _function(self, frame: Frame) -> Frame:
+        key = (frame.name, frame.module, frame.kind)
+        found = self._frames.get(key)
+        if found is None:
+            found = self._frames[key] = Frame(frame.name, frame.module, frame.kind)
+        return found
 
     def add(self, name: str, window: Profile) -> None:
         t = self.modes.get(name)
@@ -105,8 +116,9 @@ class RunTotals:
         if window.samples and window.event_type is EventType.CPU:
             t.processes.update(s.pid for s in window.samples)
             t.threads.update(s.tid for s in window.samples)
+            function = self._function
             for s in window.samples:
-                t.stacks[s.stack] += s.value
+                t.stacks[tuple(function(f) for f in s.stack)] += s.value
         self._add_locks(t, window.locks)
         self._add_syscalls(t, window.syscalls)
 
