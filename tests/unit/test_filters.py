@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -294,6 +295,39 @@ def test_memory_grow_past_the_limit_is_contained(tmp_path: Path) -> None:
     roomy = Filter(path, FilterOptions(memory_bytes=128 << 20))
     assert apply_filter(roomy, cpu_profile()).samples == []
     assert not roomy.stats.failures
+
+
+TRAP_WAT = (
+    "(module"
+    + ALLOC_WAT
+    + """(func (export "aperture_filter") (param i32 i32) (result i32)
+       (i32.load (i32.const 0x7ffffff0))))"""
+)
+TRAP_AFTER_CHDB = """
+import sys
+from pathlib import Path
+from aperture.filters import Filter, FilterOptions, apply_filter
+from aperture.model import EventType, Frame, Profile, Sample
+
+profile = Profile(EventType.CPU, "samples", samples=[Sample((Frame("main", "app"),), 1)])
+flt = Filter(Path(sys.argv[1]), FilterOptions(failure="closed"))
+apply_filter(flt, profile)
+import chdb  # the aggregator's embedded store installs signal handlers of its own
+chdb.query("SELECT 1")
+apply_filter(flt, profile)
+print(flt.stats.failures["trap"])
+"""
+
+
+def test_a_trap_after_the_store_loaded_is_still_contained(tmp_path: Path) -> None:
+    # In one process with chDB (the aggregator's --ingest-filter), a filter's
+    # out-of-bounds load killed the process with SIGSEGV when traps used signals.
+    pytest.importorskip("chdb", reason="chdb comes with the aggregator extra")
+    path = _wat(tmp_path, TRAP_WAT)
+    run = subprocess.run([sys.executable, "-c", TRAP_AFTER_CHDB, str(path)],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == "2"
 
 
 def test_a_batch_larger_than_the_memory_limit_is_contained(built: dict[str, Path]) -> None:

@@ -111,6 +111,10 @@ class Filter:
             raise FilterError(f"cannot read the filter {path}: {exc.strerror or exc}.") from None
         config = wasmtime.Config()
         config.consume_fuel = True
+        # Traps by explicit checks, not by SIGSEGV/SIGILL handlers: the aggregator
+        # embeds chDB, whose own handlers replace wasmtime's, and a filter's trap
+        # (an out-of-bounds load, `unreachable`) then killed the whole process.
+        config.signals_based_traps = False
         self._engine = wasmtime.Engine(config)
         try:
             if path.suffix == ".wat":
