@@ -332,16 +332,20 @@ def agent_kill9_spool(
 
 
 def spool_disk_full(
-    tmp: Path, run_s: float = 8.0, stall_s: float = 30.0, after_s: float = 12.0
+    tmp: Path,
+    run_s: float = 8.0,
+    stall_s: float = 30.0,
+    after_s: float = 12.0,
+    spool_size: str = "256k",
 ) -> Result:
     res = Result(
         "fault", "fault-spool-disk-full",
         "agent's spool disk full while the aggregator is stalled",
-        "real agent (--mode all, 1 s windows, --queue-bytes 1MiB) spooling to a 256 KiB "
-        f"tmpfs; aggregator stalled (SIGSTOP) {stall_s:.0f} s, then resumed",
+        "real agent (--mode all, 1 s windows, --queue-bytes 1MiB) spooling to a "
+        f"{spool_size.upper()}iB tmpfs; aggregator stalled (SIGSTOP) {stall_s:.0f} s, then resumed",
     )  # fmt: skip
     data = tmp / "agg"
-    with tmpfs(tmp / "spoolfs", "256k") as spool:
+    with tmpfs(tmp / "spoolfs", spool_size) as spool:
         agg = AggregatorProcess(data, token="fault").start()
         assert agg.proc is not None
         agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "all", "--push-interval",

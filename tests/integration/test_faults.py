@@ -29,9 +29,11 @@ def test_agent_killed_with_a_spool_delivers_every_spooled_batch_after_restart(
 def test_spool_disk_full_counts_every_drop_and_the_agent_keeps_recording(
     tmp_path: Path,
 ) -> None:
-    res = faults.spool_disk_full(tmp_path, run_s=3, stall_s=12, after_s=4)
+    # 32 KiB fills within a few windows however quiet the host is (a quiet host's
+    # batches over a 12 s stall did not always fill 256 KiB)
+    res = faults.spool_disk_full(tmp_path, run_s=3, stall_s=12, after_s=4, spool_size="32k")
     m = res.metrics
     assert m["agent_exit"] == 0 or m["agent_drops_counted"] > 0  # exit 1 reports drops
-    assert m["agent_spool_write_failures"] > 0  # the tmpfs really filled
+    assert m.get("agent_spool_write_failures", 0) > 0, res.notes  # the tmpfs really filled
     assert m["sequences_missing"] == m["agent_drops_counted"], res.lost  # drops are counted
     assert m["duplicate_batches"] == 0
