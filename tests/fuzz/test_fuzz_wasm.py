@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from aperture.filters import Filter, FilterError, FilterOptions, Record
 from aperture.model import EventType, Frame
 
-pytest.importorskip("wasmtime")
+pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 
 SMALL_FUEL = FilterOptions(fuel=200_000, memory_bytes=1 << 20)
 RECORDS = [Record(EventType.CPU, i, i, "app", i + 1, (Frame("main"), Frame(f"f{i}")))

@@ -12,7 +12,7 @@ import pytest
 
 from aperture.formats.json_format import load_json
 
-pytest.importorskip("wasmtime")
+pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 pytestmark = pytest.mark.usefixtures("bpf")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "src/aperture/filters/examples"

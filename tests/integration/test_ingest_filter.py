@@ -16,7 +16,7 @@ from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
 
-pytest.importorskip("wasmtime")
+pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 
 WAT = Path(__file__).resolve().parents[2] / "src/aperture/filters/examples"
 

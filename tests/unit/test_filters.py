@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-wasmtime = pytest.importorskip("wasmtime")
+wasmtime = pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 
 from aperture.filters import Filter, FilterError, FilterOptions, Record, apply_filter  # noqa: E402
 from aperture.filters.abi import HEADER, MAGIC, RECORD, encode_batch  # noqa: E402

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("wasmtime")
+pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 
 from aperture.agent.cli import build_parser
 from aperture.agent.cli import main as agent_main

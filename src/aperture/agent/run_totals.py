@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.transforms import merge_lock, merge_syscall
@@ -143,9 +143,7 @@ class RunTotals:
                 key = (call.pid, call.comm, call.nr)
             else:  # the summary's table merges processes: so does the record
                 key = (0, "", call.nr)
-                call = SyscallStat(0, "", call.nr, call.name, call.count, call.errors,
-                                   call.total_ns, call.min_ns, call.max_ns, call.hist,
-                                   call.errnos)  # fmt: skip
+                call = replace(call, pid=0, comm="")
             t.syscalls[key] = merge_syscall(t.syscalls[key], call) if key in t.syscalls else call
         if len(t.syscalls) > 2 * self.max_rows:
             kept = sorted(t.syscalls.items(), key=lambda kv: -kv[1].total_ns)[: self.max_rows]
