@@ -1,0 +1,997 @@
+"""x86_64 unwind tables from an ELF file's ``.eh_frame`` (and ``.debug_frame``).
+
+A table is a sorted array of 12-byte rows, each saying how to find the caller's frame
+for the pcs from its ``pc`` up to the next row's: where the CFA is (rsp or rbp plus an
+offset, the PLT expression, or a kind the BPF walker stops at) and where the caller's
+rbp was saved. The return address is always at CFA-8 on x86_64; any other rule for it
+makes the row UNSUPPORTED, so the walker yields a short stack, never a wrong one.
+
+The CFI interpreter is our own: pyelftools' decoder is 5-10x slower and raises on some
+glibc FDEs. Only three columns are tracked (CFA, rbp, return address); opcodes for the
+other registers are decoded to skip their operands and otherwise ignored.
+
+The module is longer than most because the ELF reading, the CFI interpreter and the
+table type share private row keys and are only useful together.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import sys
+import zlib
+from array import array
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import BinaryIO, NamedTuple
+
+from aperture.agent.symbols.debuginfo import (
+    DEFAULT_DEBUG_DIRS,
+    find_debug_file,
+    parse_debuglink,
+)
+
+__all__ = [
+    "CFA_NONE",
+    "CFA_PLT",
+    "CFA_RBP",
+    "CFA_RSP",
+    "CFA_SIGNAL",
+    "CFA_STOP",
+    "CFA_UNSUPPORTED",
+    "DEFAULT_DEBUG_DIRS",
+    "RBP_OFFSET",
+    "RBP_UNCHANGED",
+    "RBP_UNDEFINED",
+    "ROW_FORMAT",
+    "ROW_SIZE",
+    "Row",
+    "UnwindTable",
+    "build_table",
+    "build_table_from_bytes",
+    "unwind_step",
+]
+
+# Mirrors the C struct the BPF walker reads: {u32 pc; u8 cfa_type; u8 rbp_type;
+# s16 cfa_offset; s16 rbp_offset; s16 ra_offset}, little-endian, no padding.
+ROW_FORMAT = "<IBBhhh"
+ROW_SIZE = 12
+_ROW = struct.Struct(ROW_FORMAT)
+
+CFA_NONE, CFA_RSP, CFA_RBP, CFA_PLT, CFA_STOP, CFA_SIGNAL, CFA_UNSUPPORTED = range(7)
+RBP_UNCHANGED, RBP_OFFSET, RBP_UNDEFINED = range(3)
+
+# x86_64 rt_sigframe as seen by the signal trampoline (__restore_rt): the handler's
+# `ret` popped pretcode, so rsp points at the ucontext; uc_mcontext is at +40 in it
+# (uc_flags 8, uc_link 8, uc_stack 24), and sigcontext holds r8..r15, rdi, rsi, rbp,
+# rbx, rdx, rax, rcx, rsp, rip in that order (8 bytes each).
+SIGFRAME_MCONTEXT = 40
+SIGCONTEXT_RBP = 80
+SIGCONTEXT_RSP = 120
+SIGCONTEXT_RIP = 128
+
+_TABLE_MAGIC = b"APUW"
+_TABLE_VERSION = 1
+_HEADER = struct.Struct("<4sHI")  # magic, version, metadata length (JSON follows)
+
+_X86_64 = 62
+_SHT_NOBITS = 8
+_SHT_NOTE = 7
+_SHF_EXECINSTR = 0x4
+_SHF_COMPRESSED = 0x800
+_U32_MAX = 0xFFFFFFFF
+_MASK64 = (1 << 64) - 1
+
+# DWARF x86_64 register numbers.
+_RBP = 6
+_RSP = 7
+_REG_NAMES = (
+    "rax rdx rcx rbx rsi rdi rbp rsp r8 r9 r10 r11 r12 r13 r14 r15 rip".split()  # noqa: SIM905
+)
+
+# Register rule kinds tracked by the interpreter (rbp and the return address).
+_R_SAME = 0  # not mentioned, same_value, or restored to "not mentioned"
+_R_OFFSET = 1  # saved at CFA + offset
+_R_OTHER = 2  # register, expression, val_offset, val_expression
+_R_UNDEF = 3  # DW_CFA_undefined
+# CFA "register" values for expression-defined CFAs (the offset holds the PLT threshold).
+_CFA_EXPR_PLT = -1
+_CFA_EXPR_OTHER = -2
+_CFA_EXPR_PLT_BAD = -3  # the PLT shape, but rsp's offset in it is not 8
+
+# Why a row is UNSUPPORTED: the fifth element of a row key (0 for supported rows).
+_CAUSE_RA = 1
+_CAUSE_EXPR = 2
+_CAUSE_PLT_OFFSET = 3
+_CAUSE_CFA_RANGE = 4
+_CAUSE_RBP_RANGE = 5
+_CAUSE_REG = 100  # + the CFA's DWARF register number
+_CAUSE_NAMES = {
+    _CAUSE_RA: "return address not at CFA-8",
+    _CAUSE_EXPR: "CFA from a DWARF expression",
+    _CAUSE_PLT_OFFSET: "PLT expression with rsp offset other than 8",
+    _CAUSE_CFA_RANGE: "CFA offset outside s16",
+    _CAUSE_RBP_RANGE: "rbp offset outside s16",
+}
+
+# Row key: (cfa_type, rbp_type, cfa_offset, rbp_offset, cause).
+_Key = tuple[int, int, int, int, int]
+_NONE_KEY: _Key = (CFA_NONE, RBP_UNCHANGED, 0, 0, 0)
+_STOP_KEY: _Key = (CFA_STOP, RBP_UNCHANGED, 0, 0, 0)
+_SIGNAL_KEY: _Key = (CFA_SIGNAL, RBP_UNCHANGED, 0, 0, 0)
+
+# The PLT CFA expression gcc/binutils emit for lazy-binding stubs:
+# DW_OP_breg7 <8>; DW_OP_breg16 <0>; DW_OP_lit15; DW_OP_and; DW_OP_lit<k>; DW_OP_ge;
+# DW_OP_lit3; DW_OP_shl; DW_OP_plus  => rsp + 8 + ((rip & 15) >= k) << 3.
+_PLT_HEAD = 0x77
+_PLT_MIDDLE = b"\x80\x00\x3f\x1a"
+_PLT_TAIL = b"\x2a\x33\x24\x22"
+
+
+class Row(NamedTuple):
+    """One table row, unpacked."""
+
+    pc: int
+    cfa_type: int
+    rbp_type: int
+    cfa_offset: int
+    rbp_offset: int
+    ra_offset: int  # arm64 only (RA's place relative to CFA, 0 = in LR); always 0 on x86_64
+
+
+@dataclass(frozen=True)
+class UnwindTable:
+    """The unwind rows of one ELF file, with how they were obtained."""
+
+    rows: bytes
+    build_id: str | None
+    reason: str
+    fdes: int
+    fde_errors: int
+    unsupported_rows: int
+    sources: tuple[str, ...]
+    # UNSUPPORTED rows by cause (e.g. "CFA from register rdi"), for reports and tests.
+    unsupported_causes: tuple[tuple[str, int], ...] = ()
+    _pcs: array[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.rows) % ROW_SIZE:
+            raise ValueError(f"rows are not a multiple of {ROW_SIZE} bytes")
+        pcs = array("I", self.rows)
+        if sys.byteorder != "little":
+            pcs.byteswap()
+        object.__setattr__(self, "_pcs", pcs[::3])  # pc is the first of three u32 words
+
+    def __len__(self) -> int:
+        return len(self.rows) // ROW_SIZE
+
+    def row(self, i: int) -> Row:
+        """The ``i``-th row."""
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return Row(*_ROW.unpack_from(self.rows, i * ROW_SIZE))
+
+    def lookup(self, pc: int) -> Row | None:
+        """The row covering ``pc``, or None before the first row."""
+        i = bisect_right(self._pcs, pc) - 1
+        return None if i < 0 else self.row(i)
+
+    def to_bytes(self) -> bytes:
+        """A versioned header, the metadata as JSON, then the rows (for a disk cache)."""
+        meta = {
+            "build_id": self.build_id,
+            "reason": self.reason,
+            "fdes": self.fdes,
+            "fde_errors": self.fde_errors,
+            "unsupported_rows": self.unsupported_rows,
+            "sources": list(self.sources),
+            "unsupported_causes": [list(c) for c in self.unsupported_causes],
+        }
+        blob = json.dumps(meta, separators=(",", ":")).encode()
+        return _HEADER.pack(_TABLE_MAGIC, _TABLE_VERSION, len(blob)) + blob + self.rows
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> UnwindTable:
+        """Inverse of :meth:`to_bytes`; ValueError on a bad or old header."""
+        if len(data) < _HEADER.size:
+            raise ValueError("unwind table cache entry is truncated")
+        magic, version, size = _HEADER.unpack_from(data)
+        if magic != _TABLE_MAGIC or version != _TABLE_VERSION:
+            raise ValueError("not an unwind table of this version")
+        end = _HEADER.size + size
+        if end > len(data) or (len(data) - end) % ROW_SIZE:
+            raise ValueError("unwind table cache entry is truncated")
+        try:
+            meta = json.loads(data[_HEADER.size : end])
+            return cls(
+                rows=bytes(data[end:]),
+                build_id=meta["build_id"],
+                reason=str(meta["reason"]),
+                fdes=int(meta["fdes"]),
+                fde_errors=int(meta["fde_errors"]),
+                unsupported_rows=int(meta["unsupported_rows"]),
+                sources=tuple(str(s) for s in meta["sources"]),
+                unsupported_causes=tuple((str(n), int(c)) for n, c in meta["unsupported_causes"]),
+            )
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"bad unwind table metadata: {e}") from None
+
+
+def unwind_step(
+    row: Row, regs: dict[str, int], read_u64: Callable[[int], int | None]
+) -> dict[str, int] | None:
+    """The caller's ``rip``/``rsp``/``rbp`` from this frame's, or None where the walk ends.
+
+    ``row`` is the row for this frame's pc (for a caller frame, look up its return
+    address minus one). ``rbp`` is absent from the result when the caller's rbp is
+    unknown (RBP_UNDEFINED); an RBP-based CFA then ends the walk.
+    """
+    kind = row.cfa_type
+    rsp = regs["rsp"]
+    rbp = regs.get("rbp")
+    if kind == CFA_SIGNAL:
+        mcontext = rsp + SIGFRAME_MCONTEXT
+        values = [read_u64(mcontext + o) for o in (SIGCONTEXT_RIP, SIGCONTEXT_RSP, SIGCONTEXT_RBP)]
+        if None in values:
+            return None
+        rip_v, rsp_v, rbp_v = (v for v in values if v is not None)
+        return {"rip": rip_v, "rsp": rsp_v, "rbp": rbp_v}
+    if kind == CFA_RSP:
+        cfa = rsp + row.cfa_offset
+    elif kind == CFA_RBP:
+        if rbp is None:
+            return None
+        cfa = rbp + row.cfa_offset
+    elif kind == CFA_PLT:
+        cfa = rsp + 8 + (8 if (regs["rip"] & 15) >= row.cfa_offset else 0)
+    else:
+        return None
+    ra = read_u64(cfa - 8)
+    if ra is None:
+        return None
+    out = {"rip": ra, "rsp": cfa}
+    if row.rbp_type == RBP_OFFSET:
+        saved = read_u64(cfa + row.rbp_offset)
+        if saved is None:
+            return None
+        out["rbp"] = saved
+    elif row.rbp_type == RBP_UNCHANGED and rbp is not None:
+        out["rbp"] = rbp
+    return out
+
+
+def build_table(path: str, *, debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS) -> UnwindTable:
+    """The unwind table of the ELF file at ``path`` (never raises)."""
+    try:
+        with open(path, "rb") as f:
+            return _build(_FileSource(f), path, debug_dirs)
+    except OSError as e:
+        return _empty(f"cannot read {path}: {e.strerror or e}")
+
+
+def build_table_from_bytes(data: bytes, name: str) -> UnwindTable:
+    """The unwind table of an ELF image in memory (the vDSO); no debug file lookup."""
+    return _build(_BytesSource(data), name, None)
+
+
+# --- ELF sections -------------------------------------------------------------------
+
+
+class _Section(NamedTuple):
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+
+
+class _NotUsable(Exception):
+    """The file cannot give a table; the message is the table's reason."""
+
+
+class _BytesSource:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, offset: int, size: int) -> bytes:
+        return self.data[offset : offset + size]
+
+
+class _FileSource:
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+
+    def read(self, offset: int, size: int) -> bytes:
+        self.f.seek(offset)
+        return self.f.read(size)
+
+
+_Source = _BytesSource | _FileSource
+_SHDR = struct.Struct("<IIQQQQIIQQ")
+
+
+def _sections(src: _Source, name: str) -> list[_Section]:
+    ehdr = src.read(0, 64)
+    if len(ehdr) < 64 or ehdr[:4] != b"\x7fELF":
+        raise _NotUsable(f"{name} is not an ELF file")
+    if ehdr[4] != 2 or ehdr[5] != 1:
+        raise _NotUsable(f"{name} is not a 64-bit little-endian ELF file")
+    machine = struct.unpack_from("<H", ehdr, 18)[0]
+    if machine != _X86_64:
+        raise _NotUsable(f"{name} is not an x86_64 ELF file (e_machine {machine})")
+    shoff = struct.unpack_from("<Q", ehdr, 40)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", ehdr, 58)
+    if shoff == 0 or shentsize < _SHDR.size:
+        raise _NotUsable(f"{name} has no section headers")
+    if shnum == 0 or shstrndx == 0xFFFF:  # extended numbering: the values are in section 0
+        first = src.read(shoff, _SHDR.size)
+        if len(first) < _SHDR.size:
+            raise _NotUsable(f"{name} is truncated (section headers)")
+        _, _, _, _, _, size0, link0, *_ = _SHDR.unpack(first)
+        shnum = shnum or size0
+        shstrndx = link0 if shstrndx == 0xFFFF else shstrndx
+    raw = src.read(shoff, shnum * shentsize)
+    if len(raw) < shnum * shentsize:
+        raise _NotUsable(f"{name} is truncated (section headers)")
+    headers = [_SHDR.unpack_from(raw, i * shentsize) for i in range(shnum)]
+    if not 0 < shstrndx < shnum:
+        raise _NotUsable(f"{name} has no section name table")
+    strtab = src.read(headers[shstrndx][4], headers[shstrndx][5])
+    out = []
+    for name_off, sh_type, flags, addr, offset, size, *_ in headers:
+        end = strtab.find(b"\0", name_off)
+        section_name = strtab[name_off : end if end >= 0 else None].decode("latin-1")
+        out.append(_Section(section_name, sh_type, flags, addr, offset, size))
+    return out
+
+
+def _section_data(src: _Source, section: _Section) -> bytes:
+    if section.type == _SHT_NOBITS:
+        return b""
+    data = src.read(section.offset, section.size)
+    if len(data) < section.size:
+        raise _NotUsable(f"section {section.name} is truncated")
+    if section.flags & _SHF_COMPRESSED:
+        ch_type = struct.unpack_from("<I", data)[0] if len(data) >= 24 else 0
+        if ch_type != 1:  # ELFCOMPRESS_ZLIB; zstd has no decoder in the standard library
+            raise _NotUsable(f"section {section.name} has an unsupported compression")
+        try:
+            return zlib.decompress(data[24:])
+        except zlib.error as e:
+            raise _NotUsable(f"section {section.name} does not decompress: {e}") from None
+    return data
+
+
+def _build_id(src: _Source, sections: list[_Section]) -> str | None:
+    for section in sections:
+        if section.type != _SHT_NOTE:
+            continue
+        notes = src.read(section.offset, section.size)
+        p = 0
+        while p + 12 <= len(notes):
+            namesz, descsz, kind = struct.unpack_from("<III", notes, p)
+            name_at = p + 12
+            desc_at = name_at + ((namesz + 3) & ~3)
+            if kind == 3 and notes[name_at : name_at + namesz] == b"GNU\0":
+                return notes[desc_at : desc_at + descsz].hex() or None
+            p = desc_at + ((descsz + 3) & ~3)
+    return None
+
+
+# --- building -----------------------------------------------------------------------
+
+
+class _Fde(NamedTuple):
+    begin: int
+    end: int
+    rows: list[tuple[int, _Key]]  # (pc, key), pcs increasing, first at begin
+
+
+class _Parsed(NamedTuple):
+    fdes: list[_Fde]
+    errors: int
+
+
+def _empty(reason: str, build_id: str | None = None) -> UnwindTable:
+    return UnwindTable(b"", build_id, reason, 0, 0, 0, ())
+
+
+def _build(src: _Source, name: str, debug_dirs: Sequence[str] | None) -> UnwindTable:
+    build_id = None
+    try:
+        sections = _sections(src, name)
+        build_id = _build_id(src, sections)
+        by_name = {s.name: s for s in sections}
+        code = _code_ranges(sections)
+        segments: list[_Fde] = []
+        sources: list[str] = []
+        errors = 0
+        eh = by_name.get(".eh_frame")
+        if eh is not None and eh.type != _SHT_NOBITS and eh.size:
+            parsed = _parse_frames(_section_data(src, eh), eh.addr, True)
+            segments = _clip_overlaps(parsed.fdes)
+            errors += parsed.errors
+            sources.append(".eh_frame")
+        uncovered = _subtract(code, [(f.begin, f.end) for f in segments])
+        if any(e - s >= _MIN_UNCOVERED for s, e in uncovered) or not segments:
+            debug = _debug_frame(src, name, by_name, build_id, debug_dirs)
+            if debug is not None:
+                extra = _fill(debug.fdes, uncovered)
+                errors += debug.errors
+                sources.append(".debug_frame")
+                segments.extend(extra)
+        if not sources:
+            return _empty(f"{name} has no .eh_frame or .debug_frame", build_id)
+        if segments and max(f.end for f in segments) > _U32_MAX:
+            return _empty(f"{name} has code addresses above 4 GiB", build_id)
+        rows, unsupported, causes = _assemble(segments)
+    except _NotUsable as e:
+        return _empty(str(e), build_id)
+    except OSError as e:
+        return _empty(f"cannot read {name}: {e.strerror or e}", build_id)
+    reason = "" if rows else f"{name} has no usable FDEs"
+    return UnwindTable(
+        rows, build_id, reason, len(segments), errors, unsupported, tuple(sources), causes
+    )
+
+
+# An uncovered stretch of code shorter than this is alignment padding between
+# functions, not code without CFI: it does not send us looking for a debug file.
+_MIN_UNCOVERED = 64
+
+
+def _code_ranges(sections: list[_Section]) -> list[tuple[int, int]]:
+    ranges = sorted(
+        (s.addr, s.addr + s.size)
+        for s in sections
+        if s.flags & _SHF_EXECINSTR and s.type != _SHT_NOBITS and s.size
+    )
+    merged: list[tuple[int, int]] = []
+    for start, end in ranges:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _subtract(
+    ranges: list[tuple[int, int]], covered: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
+    """The parts of sorted disjoint ``ranges`` outside sorted disjoint ``covered``."""
+    out = []
+    j = 0
+    for start, end in ranges:
+        while j < len(covered) and covered[j][1] <= start:
+            j += 1
+        k = j
+        while start < end:
+            if k >= len(covered) or covered[k][0] >= end:
+                out.append((start, end))
+                break
+            if covered[k][0] > start:
+                out.append((start, covered[k][0]))
+            start = max(start, covered[k][1])
+            k += 1
+    return out
+
+
+def _debug_frame(
+    src: _Source,
+    name: str,
+    by_name: dict[str, _Section],
+    build_id: str | None,
+    debug_dirs: Sequence[str] | None,
+) -> _Parsed | None:
+    """FDEs of ``.debug_frame``: in the file itself, else in its separate debug file."""
+    own = by_name.get(".debug_frame")
+    if own is not None and own.type != _SHT_NOBITS and own.size:
+        return _parse_frames(_section_data(src, own), 0, False)
+    if debug_dirs is None:
+        return None
+    link = by_name.get(".gnu_debuglink")
+    debuglink = parse_debuglink(_section_data(src, link)) if link is not None else None
+    path = find_debug_file(
+        build_id=build_id,
+        debuglink=debuglink,
+        binary_path=name,
+        logical_path=name,
+        debug_dirs=debug_dirs,
+    )
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            debug_src = _FileSource(f)
+            for section in _sections(debug_src, path):
+                if section.name == ".debug_frame" and section.type != _SHT_NOBITS:
+                    return _parse_frames(_section_data(debug_src, section), 0, False)
+    except (OSError, _NotUsable):
+        return None
+    return None
+
+
+def _clip_overlaps(fdes: list[_Fde]) -> list[_Fde]:
+    """Sorted, non-overlapping FDEs.
+
+    Where FDEs overlap (rare), the earlier-starting one is cut where the next begins;
+    of FDEs starting at the same pc, the first in the section wins. A pc inside an
+    earlier FDE but after a nested one ends gets no rule (NONE).
+    """
+    fdes = sorted(fdes, key=lambda f: f.begin)  # stable: section order among equals
+    out: list[_Fde] = []
+    for fde in fdes:
+        if out and fde.begin == out[-1].begin:
+            continue
+        if out and fde.begin < out[-1].end:
+            prev = out[-1]
+            out[-1] = _Fde(prev.begin, fde.begin, [r for r in prev.rows if r[0] < fde.begin])
+        out.append(fde)
+    return out
+
+
+def _fill(fdes: list[_Fde], holes: list[tuple[int, int]]) -> list[_Fde]:
+    """``.debug_frame`` FDEs cut to the code ranges ``.eh_frame`` leaves uncovered."""
+    out: list[_Fde] = []
+    for fde in _clip_overlaps(fdes):
+        for start, end in holes:
+            lo, hi = max(start, fde.begin), min(end, fde.end)
+            if lo >= hi:
+                continue
+            rows = fde.rows
+            first = max(i for i, r in enumerate(rows) if r[0] <= lo)
+            piece = [(lo, rows[first][1])] + [r for r in rows[first + 1 :] if r[0] < hi]
+            out.append(_Fde(lo, hi, piece))
+    return out
+
+
+def _assemble(fdes: list[_Fde]) -> tuple[bytes, int, tuple[tuple[str, int], ...]]:
+    """Packed rows of disjoint FDEs: merged, with NONE rows over the gaps."""
+    fdes = sorted(fdes, key=lambda f: f.begin)
+    out = bytearray()
+    pack = _ROW.pack
+    last: tuple[int, int, int, int] | None = None
+    causes: dict[int, int] = {}
+    for i, fde in enumerate(fdes):
+        for pc, key in fde.rows:
+            short = key[:4]
+            if short != last:
+                out += pack(pc, key[0], key[1], key[2], key[3], 0)
+                last = short
+                if key[4]:
+                    causes[key[4]] = causes.get(key[4], 0) + 1
+        if (i + 1 == len(fdes) or fdes[i + 1].begin != fde.end) and last != _NONE_KEY[:4]:
+            out += pack(fde.end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0)
+            last = _NONE_KEY[:4]
+    named = sorted(((_cause_name(c), n) for c, n in causes.items()), key=lambda x: -x[1])
+    return bytes(out), sum(causes.values()), tuple(named)
+
+
+def _cause_name(cause: int) -> str:
+    if cause >= _CAUSE_REG:
+        reg = cause - _CAUSE_REG
+        return f"CFA from register {_REG_NAMES[reg] if reg < len(_REG_NAMES) else reg}"
+    return _CAUSE_NAMES[cause]
+
+
+# --- CFI ----------------------------------------------------------------------------
+
+
+class _CfiError(Exception):
+    pass
+
+
+class _Cie(NamedTuple):
+    code_align: int
+    data_align: int
+    ra_reg: int
+    fde_enc: int  # pointer encoding of initial_location (absptr in .debug_frame)
+    augmented: bool  # 'z': FDEs carry an augmentation data length
+    signal: bool  # 'S'
+    state: tuple[int, int, int, int, int, int]  # after the initial instructions
+
+
+def _uleb(d: bytes, p: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = d[p]
+        p += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, p
+        shift += 7
+
+
+def _sleb(d: bytes, p: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        b = d[p]
+        p += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            if b & 0x40:
+                value -= 1 << shift
+            return value, p
+
+
+_FIXED = {0x02: "<H", 0x03: "<I", 0x04: "<Q", 0x0A: "<h", 0x0B: "<i", 0x0C: "<q"}
+_FIXED_SIZE = {0x02: 2, 0x03: 4, 0x04: 8, 0x0A: 2, 0x0B: 4, 0x0C: 8}
+
+
+def _pointer(d: bytes, p: int, enc: int, field_addr: int) -> tuple[int, int]:
+    """Decode a DW_EH_PE-encoded pointer at ``p``; ``field_addr`` is its vaddr (pcrel)."""
+    fmt = enc & 0x0F
+    if fmt == 0x00:
+        value = struct.unpack_from("<Q", d, p)[0]
+        end = p + 8
+    elif fmt == 0x01:
+        value, end = _uleb(d, p)
+    elif fmt == 0x09:
+        value, end = _sleb(d, p)
+    elif fmt in _FIXED:
+        value = struct.unpack_from(_FIXED[fmt], d, p)[0]
+        end = p + _FIXED_SIZE[fmt]
+    else:
+        raise _CfiError(f"pointer format {fmt:#x}")
+    app = enc & 0x70
+    if app == 0x10:
+        value += field_addr
+    elif app:  # textrel/datarel/funcrel/aligned: not used for x86_64 FDE addresses
+        raise _CfiError(f"pointer application {app:#x}")
+    if enc & 0x80:
+        raise _CfiError("indirect pointer")
+    return value & _MASK64, end
+
+
+def _parse_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Parsed:
+    """All FDEs of a ``.eh_frame`` (``is_eh``) or ``.debug_frame`` section."""
+    cies: dict[int, _Cie | None] = {}
+    fdes: list[_Fde] = []
+    errors = 0
+    n = len(d)
+    pos = 0
+    unpack_from = struct.unpack_from
+    while pos + 4 <= n:
+        length = unpack_from("<I", d, pos)[0]
+        if length == 0:
+            if is_eh:
+                break  # the terminator
+            pos += 4
+            continue
+        if length == 0xFFFFFFFF:
+            if pos + 12 > n:
+                break
+            length = unpack_from("<Q", d, pos + 4)[0]
+            start = pos + 12
+            id_size = 8
+        else:
+            start = pos + 4
+            id_size = 4
+        end = start + length
+        if end > n or length < id_size:
+            errors += 1
+            break
+        pos = end
+        cie_id = unpack_from("<I" if id_size == 4 else "<Q", d, start)[0]
+        if is_eh:
+            if cie_id == 0:
+                continue
+            cie_at = start - cie_id
+        else:
+            if cie_id == (1 << (8 * id_size)) - 1:
+                continue
+            cie_at = cie_id
+        if cie_at not in cies:
+            cies[cie_at] = _parse_cie(d, cie_at, is_eh)
+        cie = cies[cie_at]
+        if cie is None:
+            errors += 1
+            continue
+        try:
+            fde = _parse_fde(d, start + id_size, end, sec_addr, cie)
+        except (_CfiError, IndexError, struct.error):
+            errors += 1
+            continue
+        if fde is not None:
+            fdes.append(fde)
+    return _Parsed(fdes, errors)
+
+
+def _parse_cie(d: bytes, at: int, is_eh: bool) -> _Cie | None:
+    try:
+        length = struct.unpack_from("<I", d, at)[0]
+        if length == 0xFFFFFFFF:
+            length = struct.unpack_from("<Q", d, at + 4)[0]
+            p, id_size = at + 12, 8
+        else:
+            p, id_size = at + 4, 4
+        end = p + length
+        if end > len(d):
+            return None
+        cie_id = int.from_bytes(d[p : p + id_size], "little")
+        if cie_id != (0 if is_eh else (1 << (8 * id_size)) - 1):
+            return None
+        p += id_size
+        version = d[p]
+        aug_end = d.index(b"\0", p + 1)
+        aug = d[p + 1 : aug_end].decode("latin-1")
+        p = aug_end + 1
+        if "eh" in aug:
+            p += 8
+        if version >= 4:
+            p += 2  # address_size, segment_size (8 and 0 on x86_64)
+        code_align, p = _uleb(d, p)
+        data_align, p = _sleb(d, p)
+        if version == 1:
+            ra_reg = d[p]
+            p += 1
+        else:
+            ra_reg, p = _uleb(d, p)
+        if aug and not aug.startswith("z") and aug.replace("eh", ""):
+            return None  # an augmentation without a length to skip it by
+        fde_enc = 0x00  # absptr unless 'R' says otherwise
+        signal = False
+        if aug.startswith("z"):
+            aug_len, p = _uleb(d, p)
+            instructions = p + aug_len
+            for ch in aug[1:]:
+                if ch == "R":
+                    fde_enc = d[p]
+                    p += 1
+                elif ch == "P":
+                    _, p = _pointer(d, p + 1, d[p] & 0x7F, 0)
+                elif ch == "L":
+                    p += 1
+                elif ch == "S":
+                    signal = True
+                elif ch != "B":
+                    break
+            p = instructions
+        state = _run(d, p, end, code_align, data_align, ra_reg, 0, 0, None, 0, [], _INITIAL)
+        return _Cie(code_align, data_align, ra_reg, fde_enc, aug.startswith("z"), signal, state)
+    except (_CfiError, IndexError, ValueError, struct.error):
+        return None
+
+
+_INITIAL = (_RSP, 8, _R_SAME, 0, _R_SAME, 0)
+
+
+def _parse_fde(d: bytes, p: int, end: int, sec_addr: int, cie: _Cie) -> _Fde | None:
+    enc = cie.fde_enc
+    if enc == 0x1B:  # pcrel sdata4, almost every .eh_frame FDE
+        begin, size = struct.unpack_from("<iI", d, p)
+        begin = (begin + sec_addr + p) & _MASK64
+        p += 8
+    else:
+        begin, p = _pointer(d, p, enc, sec_addr + p)
+        size, p = _pointer(d, p, enc & 0x0F, 0)
+    if cie.augmented:
+        aug_len, p = _uleb(d, p)
+        p += aug_len
+    if p > end:
+        raise _CfiError("FDE header overruns its length")
+    if size == 0:
+        return None
+    pc_end = begin + size
+    if cie.signal:
+        return _Fde(begin, pc_end, [(begin, _SIGNAL_KEY)])
+    rows: list[tuple[int, _Key]] = []
+    caf, daf, ra = cie.code_align, cie.data_align, cie.ra_reg
+    _run(d, p, end, caf, daf, ra, begin, pc_end, enc, sec_addr, rows, cie.state)
+    if not rows:  # every row was past the end (advance beyond pc_range)
+        return None
+    return _Fde(begin, pc_end, rows)
+
+
+def _row_key(
+    cfa_reg: int, cfa_off: int, rbp_kind: int, rbp_off: int, ra_kind: int, ra_off: int
+) -> _Key:
+    if ra_kind != _R_OFFSET or ra_off != -8:
+        return _STOP_KEY if ra_kind == _R_UNDEF else (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_RA)
+    if cfa_reg == _RSP:
+        cfa_type = CFA_RSP
+    elif cfa_reg == _RBP:
+        cfa_type = CFA_RBP
+    elif cfa_reg == _CFA_EXPR_PLT:
+        cfa_type = CFA_PLT
+    elif cfa_reg == _CFA_EXPR_OTHER:
+        return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_EXPR)
+    elif cfa_reg == _CFA_EXPR_PLT_BAD:
+        return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_PLT_OFFSET)
+    else:
+        return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_REG + cfa_reg)
+    if not -0x8000 <= cfa_off < 0x8000:
+        return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_CFA_RANGE)
+    if rbp_kind == _R_SAME:
+        return (cfa_type, RBP_UNCHANGED, cfa_off, 0, 0)
+    if rbp_kind == _R_OFFSET:
+        if not -0x8000 <= rbp_off < 0x8000:
+            return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_RBP_RANGE)
+        return (cfa_type, RBP_OFFSET, cfa_off, rbp_off, 0)
+    return (cfa_type, RBP_UNDEFINED, cfa_off, 0, 0)
+
+
+def _cfa_expression(block: bytes) -> tuple[int, int]:
+    """(CFA register code, offset) for a DW_CFA_def_cfa_expression block."""
+    if (
+        len(block) == 11
+        and block[0] == _PLT_HEAD
+        and block[2:6] == _PLT_MIDDLE
+        and 0x30 <= block[6] <= 0x4F
+        and block[7:] == _PLT_TAIL
+    ):
+        if block[1] != 8:
+            return _CFA_EXPR_PLT_BAD, 0
+        return _CFA_EXPR_PLT, block[6] - 0x30
+    return _CFA_EXPR_OTHER, 0
+
+
+def _run(
+    d: bytes,
+    p: int,
+    end: int,
+    caf: int,
+    daf: int,
+    ra_reg: int,
+    loc: int,
+    pc_end: int,
+    enc: int | None,
+    sec_addr: int,
+    rows: list[tuple[int, _Key]],
+    init: tuple[int, int, int, int, int, int],
+) -> tuple[int, int, int, int, int, int]:
+    """Interpret CFA instructions ``d[p:end]`` from state ``init``; append rows.
+
+    Rows are appended at each advance where the rule changed, for pcs in
+    ``[loc, pc_end)``; returns the final state (a CIE's initial state).
+    """
+    cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off = init
+    stack: list[tuple[int, int, int, int, int, int]] = []
+    last: _Key | None = None
+    changed = True
+    while p < end:
+        op = d[p]
+        p += 1
+        high = op & 0xC0
+        delta = 0
+        if high == 0x40:
+            delta = (op & 0x3F) * caf
+        elif high == 0x80:
+            reg = op & 0x3F
+            b = d[p]
+            p += 1
+            if b < 0x80:
+                off = b * daf
+            else:
+                off, p = _uleb(d, p - 1)
+                off *= daf
+            if reg == _RBP:
+                rbp_kind, rbp_off, changed = _R_OFFSET, off, True
+            elif reg == ra_reg:
+                ra_kind, ra_off, changed = _R_OFFSET, off, True
+        elif high == 0xC0:
+            reg = op & 0x3F
+            if reg == _RBP:
+                rbp_kind, rbp_off, changed = init[2], init[3], True
+            elif reg == ra_reg:
+                ra_kind, ra_off, changed = init[4], init[5], True
+        elif op == 0x0E:  # def_cfa_offset
+            b = d[p]
+            p += 1
+            if b < 0x80:
+                cfa_off = b
+            else:
+                cfa_off, p = _uleb(d, p - 1)
+            changed = True
+        elif op == 0x00:  # nop
+            pass
+        elif op == 0x02:  # advance_loc1
+            delta = d[p] * caf
+            p += 1
+        elif op == 0x03:  # advance_loc2
+            delta = (d[p] | d[p + 1] << 8) * caf
+            p += 2
+        elif op == 0x04:  # advance_loc4
+            delta = int.from_bytes(d[p : p + 4], "little") * caf
+            p += 4
+        elif op == 0x0A:  # remember_state
+            stack.append((cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off))
+        elif op == 0x0B:  # restore_state
+            if not stack:
+                raise _CfiError("restore_state with an empty stack")
+            cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off = stack.pop()
+            changed = True
+        elif op == 0x0C or op == 0x12:  # def_cfa, def_cfa_sf
+            cfa_reg, p = _uleb(d, p)
+            if op == 0x0C:
+                cfa_off, p = _uleb(d, p)
+            else:
+                cfa_off, p = _sleb(d, p)
+                cfa_off *= daf
+            changed = True
+        elif op == 0x0D:  # def_cfa_register
+            cfa_reg, p = _uleb(d, p)
+            changed = True
+        elif op == 0x13:  # def_cfa_offset_sf
+            cfa_off, p = _sleb(d, p)
+            cfa_off *= daf
+            changed = True
+        elif op == 0x0F:  # def_cfa_expression
+            size, p = _uleb(d, p)
+            cfa_reg, cfa_off = _cfa_expression(d[p : p + size])
+            p += size
+            changed = True
+        elif op in (0x05, 0x11, 0x14, 0x15, 0x2F):
+            # offset_extended, offset_extended_sf, val_offset, val_offset_sf,
+            # GNU_negative_offset_extended
+            reg, p = _uleb(d, p)
+            if op == 0x11 or op == 0x15:
+                off, p = _sleb(d, p)
+            else:
+                off, p = _uleb(d, p)
+            off = -off * daf if op == 0x2F else off * daf
+            kind = _R_OFFSET if op in (0x05, 0x11, 0x2F) else _R_OTHER
+            if reg == _RBP:
+                rbp_kind, rbp_off, changed = kind, off, True
+            elif reg == ra_reg:
+                ra_kind, ra_off, changed = kind, off, True
+        elif op in (0x06, 0x07, 0x08):  # restore_extended, undefined, same_value
+            reg, p = _uleb(d, p)
+            if reg == _RBP:
+                if op == 0x06:
+                    rbp_kind, rbp_off = init[2], init[3]
+                else:
+                    rbp_kind, rbp_off = (_R_UNDEF if op == 0x07 else _R_SAME), 0
+                changed = True
+            elif reg == ra_reg:
+                if op == 0x06:
+                    ra_kind, ra_off = init[4], init[5]
+                else:
+                    ra_kind, ra_off = (_R_UNDEF if op == 0x07 else _R_SAME), 0
+                changed = True
+        elif op == 0x09:  # register
+            reg, p = _uleb(d, p)
+            _, p = _uleb(d, p)
+            if reg == _RBP:
+                rbp_kind, rbp_off, changed = _R_OTHER, 0, True
+            elif reg == ra_reg:
+                ra_kind, ra_off, changed = _R_OTHER, 0, True
+        elif op == 0x10 or op == 0x16:  # expression, val_expression
+            reg, p = _uleb(d, p)
+            size, p = _uleb(d, p)
+            p += size
+            if reg == _RBP:
+                rbp_kind, rbp_off, changed = _R_OTHER, 0, True
+            elif reg == ra_reg:
+                ra_kind, ra_off, changed = _R_OTHER, 0, True
+        elif op == 0x2E:  # GNU_args_size
+            _, p = _uleb(d, p)
+        elif op == 0x2D:  # GNU_window_save (SPARC; aarch64 negate_ra_state): no operands
+            pass
+        elif op == 0x01:  # set_loc
+            if enc is None:
+                raise _CfiError("set_loc in a CIE")
+            target, p = _pointer(d, p, enc, sec_addr + p)
+            if target < loc:
+                raise _CfiError("set_loc moves backwards")
+            delta = target - loc
+        else:
+            raise _CfiError(f"unknown CFA opcode {op:#x}")
+        if delta:
+            if changed and loc < pc_end:
+                key = _row_key(cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off)
+                if key != last:
+                    rows.append((loc, key))
+                    last = key
+            changed = False
+            loc += delta
+    if p > end:
+        raise _CfiError("instructions overrun the entry")
+    if changed and loc < pc_end:
+        key = _row_key(cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off)
+        if key != last:
+            rows.append((loc, key))
+    return cfa_reg, cfa_off, rbp_kind, rbp_off, ra_kind, ra_off
