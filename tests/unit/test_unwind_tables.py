@@ -294,6 +294,55 @@ def test_compiled_program(tmp_path: Path, compiler: str) -> None:
             assert r.cfa_offset in (10, 11)
 
 
+DEBUG_FRAME_SOURCE = r"""
+__attribute__((noinline)) long leaf(long x) { return x * 3 + 1; }
+__attribute__((noinline)) long twice(long x) { volatile long a[64]; a[x & 63] = x; return leaf(a[1]) + leaf(x); }
+int main(int argc, char **argv) { (void)argv; return (int)twice(argc); }
+"""
+
+
+@needs_readelf
+def test_debug_frame(tmp_path: Path) -> None:
+    """Code without .eh_frame CFI: rows come from .debug_frame, in the file or its debug file."""
+    if shutil.which("gcc") is None or shutil.which("objcopy") is None:
+        pytest.skip("gcc or objcopy is not installed")
+    src = tmp_path / "d.c"
+    src.write_text(DEBUG_FRAME_SOURCE)
+    binary = tmp_path / "d"
+    flags = ["-O2", "-g", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"]
+    subprocess.run(["gcc", *flags, "-o", str(binary), str(src)], check=True)
+    syms = symbols(binary)
+    # .eh_frame holds only the C runtime's FDEs (_start); main and leaf are in .debug_frame
+    table = build_table(str(binary), debug_dirs=[])
+    assert table.sources == (".eh_frame", ".debug_frame")
+    stats = compare(str(binary))
+    assert stats["agree"] == stats["checked"] > 10
+    for name in ("leaf", "twice", "main"):
+        row = table.lookup(syms[name])
+        assert row is not None and row.cfa_type == CFA_RSP and row.cfa_offset == 8, name
+    assert any(table.row(i).cfa_offset > 64 * 8 for i in range(len(table)))
+
+    # stripped, with the debug file found by build-id under a debug dir
+    stripped = tmp_path / "d.stripped"
+    debug_dir = tmp_path / "debug"
+    subprocess.run(
+        ["objcopy", "--only-keep-debug", str(binary), str(tmp_path / "d.dbg")], check=True
+    )
+    subprocess.run(["objcopy", "--strip-debug", str(binary), str(stripped)], check=True)
+    build_id = build_table(str(stripped), debug_dirs=[]).build_id
+    assert build_id
+    target = debug_dir / ".build-id" / build_id[:2] / (build_id[2:] + ".debug")
+    target.parent.mkdir(parents=True)
+    shutil.copy(tmp_path / "d.dbg", target)
+    without = build_table(str(stripped), debug_dirs=[])
+    assert without.sources == (".eh_frame",)
+    none = without.lookup(syms["main"])
+    assert none is not None and none.cfa_type == CFA_NONE
+    found = build_table(str(stripped), debug_dirs=[str(debug_dir)])
+    assert found.sources == (".eh_frame", ".debug_frame")
+    assert found.rows == table.rows
+
+
 def test_vdso() -> None:
     maps = Path("/proc/self/maps").read_text().splitlines()
     vdso = [line for line in maps if line.endswith("[vdso]")]

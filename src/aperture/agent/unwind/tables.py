@@ -473,7 +473,8 @@ def _subtract(
                 break
             if covered[k][0] > start:
                 out.append((start, covered[k][0]))
-            start = max(start, covered[k][1])
+            if covered[k][1] > start:
+                start = covered[k][1]
             k += 1
     return out
 
@@ -550,23 +551,34 @@ def _fill(fdes: list[_Fde], holes: list[tuple[int, int]]) -> list[_Fde]:
 def _assemble(fdes: list[_Fde]) -> tuple[bytes, int, tuple[tuple[str, int], ...]]:
     """Packed rows of disjoint FDEs: merged, with NONE rows over the gaps."""
     fdes = sorted(fdes, key=lambda f: f.begin)
-    out = bytearray()
-    pack = _ROW.pack
-    last: tuple[int, int, int, int] | None = None
+    flat: list[int] = []
+    add = flat.extend
+    last: _Key = (-1, 0, 0, 0, 0)
     causes: dict[int, int] = {}
     for i, fde in enumerate(fdes):
         for pc, key in fde.rows:
-            short = key[:4]
-            if short != last:
-                out += pack(pc, key[0], key[1], key[2], key[3], 0)
-                last = short
+            # the cause is not part of the row: UNSUPPORTED rows merge whatever it is
+            if key != last and not (key[0] == CFA_UNSUPPORTED == last[0]):
+                add((pc, key[0], key[1], key[2], key[3], 0))
+                last = key
                 if key[4]:
                     causes[key[4]] = causes.get(key[4], 0) + 1
-        if (i + 1 == len(fdes) or fdes[i + 1].begin != fde.end) and last != _NONE_KEY[:4]:
-            out += pack(fde.end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0)
-            last = _NONE_KEY[:4]
+        if (i + 1 == len(fdes) or fdes[i + 1].begin != fde.end) and last != _NONE_KEY:
+            add((fde.end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0))
+            last = _NONE_KEY
+    out = bytearray(len(flat) * 2)  # 6 ints -> 12 bytes per row
+    many = struct.Struct("<" + ROW_FORMAT[1:] * _PACK_CHUNK)
+    step = 6 * _PACK_CHUNK
+    full = len(flat) // step * step
+    for at in range(0, full, step):
+        many.pack_into(out, at * 2, *flat[at : at + step])
+    for at in range(full, len(flat), 6):
+        _ROW.pack_into(out, at * 2, *flat[at : at + 6])
     named = sorted(((_cause_name(c), n) for c, n in causes.items()), key=lambda x: -x[1])
     return bytes(out), sum(causes.values()), tuple(named)
+
+
+_PACK_CHUNK = 512  # rows per struct.pack_into call
 
 
 def _cause_name(cause: int) -> str:
@@ -789,8 +801,8 @@ def _parse_fde(d: bytes, p: int, end: int, sec_addr: int, cie: _Cie) -> _Fde | N
 def _row_key(
     cfa_reg: int, cfa_off: int, rbp_kind: int, rbp_off: int, ra_kind: int, ra_off: int
 ) -> _Key:
-    if ra_kind != _R_OFFSET or ra_off != -8:
-        return _STOP_KEY if ra_kind == _R_UNDEF else (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_RA)
+    if ra_kind == _R_UNDEF:
+        return _STOP_KEY
     if cfa_reg == _RSP:
         cfa_type = CFA_RSP
     elif cfa_reg == _RBP:
@@ -803,6 +815,8 @@ def _row_key(
         return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_PLT_OFFSET)
     else:
         return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_REG + cfa_reg)
+    if ra_kind != _R_OFFSET or ra_off != -8:
+        return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_RA)
     if not -0x8000 <= cfa_off < 0x8000:
         return (CFA_UNSUPPORTED, 0, 0, 0, _CAUSE_CFA_RANGE)
     if rbp_kind == _R_SAME:
