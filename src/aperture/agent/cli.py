@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, NoReturn
 
 from aperture import __version__
 from aperture.agent import k8s
-from aperture.agent.push_options import DEFAULT_FLUSH_TIMEOUT, add_push_arguments, duration_arg
+from aperture.agent.push_options import (
+    DEFAULT_FLUSH_TIMEOUT,
+    add_push_arguments,
+    duration_arg,
+    size_arg,
+)
+from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.errors import AgentError, UsageError
 from aperture.filters.options import add_filter_arguments, build_filter
 from aperture.formats import (
@@ -152,6 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU stack map entries per window buffer; raise it if collisions are reported",
     )
     parser.add_argument(
+        "--unwind",
+        choices=("auto", "dwarf", "fp"),
+        default="auto",
+        help="CPU user stacks: dwarf walks .eh_frame tables in the kernel (code built "
+        "without frame pointers, as Debian's libc and python are); fp follows frame "
+        "pointers only; auto: tables where a binary has them, frame pointers elsewhere "
+        "(JIT code) (default: auto)",
+    )
+    parser.add_argument(
+        "--unwind-table-memory",
+        type=size_arg,
+        default=DEFAULT_TABLE_MEMORY,
+        metavar="BYTES",
+        help="kernel memory for unwind tables, e.g. 64MiB; past it the least recently "
+        f"used binaries' tables are evicted and counted (default: {DEFAULT_TABLE_MEMORY >> 20}MiB)",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="keep built unwind tables here (by build-id), so a restarted agent does not "
+        "parse the same binaries again (default: no cache)",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress line and no summary"
     )
     add_push_arguments(parser)
@@ -231,6 +261,9 @@ def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str
                 pid=args.pid,
                 include_idle=args.include_idle,
                 stack_map_entries=args.stack_map_size,
+                unwind=args.unwind,
+                unwind_table_memory=args.unwind_table_memory,
+                cache_dir=args.cache_dir,
             ),
             symbolizer,
         )

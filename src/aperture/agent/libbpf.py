@@ -53,6 +53,48 @@ class _BpfMapBatchOpts(ctypes.Structure):
     _fields_ = (("sz", c_size_t), ("elem_flags", ctypes.c_uint64), ("flags", ctypes.c_uint64))
 
 
+class _BpfMapCreateOpts(ctypes.Structure):
+    """``struct bpf_map_create_opts`` of libbpf 1.x (sz tells libbpf which fields we know)."""
+
+    _fields_ = (
+        ("sz", c_size_t),
+        ("btf_fd", c_uint32),
+        ("btf_key_type_id", c_uint32),
+        ("btf_value_type_id", c_uint32),
+        ("btf_vmlinux_value_type_id", c_uint32),
+        ("inner_map_fd", c_uint32),
+        ("map_flags", c_uint32),
+        ("map_extra", ctypes.c_uint64),
+        ("numa_node", c_uint32),
+        ("map_ifindex", c_uint32),
+    )
+
+
+BPF_MAP_TYPE_ARRAY = 2
+BPF_F_INNER_MAP = 1 << 12
+
+
+def create_map(
+    map_type: int, name: str, key_size: int, value_size: int, max_entries: int, flags: int = 0
+) -> int:
+    """A new map outside any object (an inner map of a map-of-maps); returns its fd."""
+    opts = _BpfMapCreateOpts(sz=ctypes.sizeof(_BpfMapCreateOpts), map_flags=flags)
+    fd = lib().bpf_map_create(
+        map_type, name.encode()[:15], key_size, value_size, max_entries, ctypes.byref(opts)
+    )
+    return _check(fd, f"creating map {name} ({max_entries} entries of {value_size} bytes)")
+
+
+def update_batch(fd: int, keys: ctypes.Array[Any], values: ctypes.Array[Any], count: int) -> None:
+    """Write ``count`` entries in one call (arrays and hashes)."""
+    opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))
+    n = c_uint32(count)
+    _check(
+        lib().bpf_map_update_batch(fd, keys, values, ctypes.byref(n), ctypes.byref(opts)),
+        "writing a map in batch",
+    )
+
+
 _lib: ctypes.CDLL | None = None
 _libc: ctypes.CDLL | None = None
 _lock = threading.Lock()
@@ -105,6 +147,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_map_lookup_batch": (c_int, [c_int, p, p, p, p, POINTER(c_uint32), p]),
         "bpf_map_lookup_and_delete_batch": (c_int, [c_int, p, p, p, p, POINTER(c_uint32), p]),
         "bpf_map_delete_batch": (c_int, [c_int, p, POINTER(c_uint32), p]),
+        "bpf_map_update_batch": (c_int, [c_int, p, p, POINTER(c_uint32), p]),
+        "bpf_map_create": (c_int, [c_int, c_char_p, c_uint32, c_uint32, c_uint32, p]),
         "ring_buffer__new": (p, [c_int, p, p, p]),
         "ring_buffer__poll": (c_int, [p, c_int]),
         "ring_buffer__consume": (c_int, [p]),
@@ -121,9 +165,12 @@ def _declare(lib: ctypes.CDLL) -> None:
 def _on_print(level: int, fmt: bytes | None, args: int | None) -> int:
     if level > _LIBBPF_WARN or fmt is None or _libc is None:
         return 0
-    buf = ctypes.create_string_buffer(4096)
+    # The verifier log comes as one message, and its end says what failed.
+    buf = ctypes.create_string_buffer(1 << 20)
     _libc.vsnprintf(buf, len(buf), fmt, c_void_p(args))
     text = buf.value.decode(errors="replace").rstrip()
+    if len(text) > 16384:
+        text = "...\n" + text[-16384:]
     with _lock:
         _messages.append(text)
         del _messages[:-400]

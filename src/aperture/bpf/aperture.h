@@ -16,15 +16,103 @@
 struct cpu_key {
 	__u32 tgid;                    /* process id as user space sees it */
 	__u32 pid;                     /* thread id */
-	__s32 user_stack_id;           /* id in the stack map, or -errno */
+	__s32 user_stack_id;           /* frame-pointer walk: id in the stack map, or -errno */
 	__s32 kernel_stack_id;         /* id in the stack map, or -errno */
+	__u64 user_stack_hash;         /* table walk: key in the ustacks map; 0 = none */
 	char comm[APERTURE_COMM_LEN];  /* thread name at sample time */
+};
+
+/* How user stacks are unwound (--unwind). */
+enum unwind_mode {
+	UNWIND_MODE_FP = 0,            /* the kernel's frame-pointer walk only */
+	UNWIND_MODE_DWARF = 1,         /* tables only: stop where a frame has none */
+	UNWIND_MODE_AUTO = 2,          /* tables, frame pointers where there are none */
 };
 
 /* Read-only settings the agent writes into .rodata before load. */
 struct cpu_config {
 	__u32 target_tgid;             /* 0: every process; else only this tgid */
 	__u32 include_idle;            /* non-zero: record idle (pid 0) samples */
+	__u32 unwind_mode;             /* enum unwind_mode */
+	__u32 reserved;
+};
+
+/* ---- Table unwinding (see unwind.bpf.h and aperture/agent/unwind/) ----------
+ *
+ * Each binary's .eh_frame becomes a sorted array of rows (one inner ARRAY map
+ * per binary, found by file id in `unwind_tables`); each process has a sorted
+ * list of its executable mappings (`proc_mappings`) giving the file id and the
+ * load bias of each. Rows describe the caller's frame at a pc as x86_64 needs
+ * it; arm64 would use ra_offset (return address saved at CFA + ra_offset, or
+ * still in LR when 0) and the same CFA rules with sp/fp for rsp/rbp.
+ */
+#define APERTURE_MAX_USER_FRAMES 128
+#define APERTURE_MAX_MAPPINGS 256
+
+enum cfa_type {
+	CFA_NONE = 0,                  /* no FDE covers the pc */
+	CFA_RSP = 1,                   /* CFA = rsp + cfa_offset */
+	CFA_RBP = 2,                   /* CFA = rbp + cfa_offset */
+	CFA_PLT = 3,                   /* CFA = rsp + 8 + ((rip & 15) >= cfa_offset ? 8 : 0) */
+	CFA_STOP = 4,                  /* return address undefined: the stack's bottom */
+	CFA_SIGNAL = 5,                /* signal trampoline: registers saved in the sigframe */
+	CFA_UNSUPPORTED = 6,           /* a rule the walker cannot follow: stop */
+};
+
+enum rbp_type {
+	RBP_UNCHANGED = 0,
+	RBP_OFFSET = 1,                /* caller's rbp saved at CFA + rbp_offset */
+	RBP_UNDEFINED = 2,             /* caller's rbp unknown */
+};
+
+/* One row: how to find the caller for pcs from `pc` up to the next row. 12 B. */
+struct unwind_row {
+	__u32 pc;                      /* ELF virtual address */
+	__u8 cfa_type;                 /* enum cfa_type */
+	__u8 rbp_type;                 /* enum rbp_type */
+	__s16 cfa_offset;
+	__s16 rbp_offset;
+	__s16 ra_offset;               /* arm64 only; 0 on x86_64 (RA at CFA - 8) */
+};
+
+/* One executable mapping of a process: pc - bias is the ELF virtual address. */
+struct exec_mapping {
+	__u64 start;
+	__u64 end;
+	__u64 bias;
+	__u32 file_id;                 /* key in unwind_tables; 0: no table (JIT, ...) */
+	__u32 rows;                    /* rows in that table */
+};
+
+struct proc_mappings {
+	__u32 count;                   /* entries used in m[], sorted by start */
+	__u32 reserved;
+	__u64 refresh_requested_ns;    /* last time the agent was asked to re-read maps */
+	struct exec_mapping m[APERTURE_MAX_MAPPINGS];
+};
+
+/* Why a table walk ended. */
+enum unwind_end {
+	UNWIND_END_BOTTOM = 0,         /* reached the stack's bottom: complete */
+	UNWIND_END_DEPTH,              /* APERTURE_MAX_USER_FRAMES frames: truncated */
+	UNWIND_END_NO_MAPPING,         /* pc in no known mapping of the process */
+	UNWIND_END_NO_TABLE,           /* pc in code without a table (dwarf mode) */
+	UNWIND_END_NO_INFO,            /* pc in a gap of its binary's table */
+	UNWIND_END_UNSUPPORTED,        /* a rule the walker cannot follow */
+	UNWIND_END_READ_FAULT,         /* user memory could not be read */
+	UNWIND_END_BAD_FRAME,          /* a frame that goes nowhere (sp not rising, RA outside code) */
+	UNWIND_END_MAX,
+};
+
+/* An unwound user stack, leaf first. Addresses with bit 63 set are not return
+ * addresses (the interrupted pc after a signal frame): look them up as is. */
+#define APERTURE_NOT_CALL_BIT (1ULL << 63)
+struct user_stack {
+	__u16 len;
+	__u8 end;                      /* enum unwind_end */
+	__u8 fp_frames;                /* frames found by frame pointer (auto mode) */
+	__u32 reserved;
+	__u64 ips[APERTURE_MAX_USER_FRAMES];
 };
 
 /* Process identity recorded the first time a tgid is sampled. */
@@ -34,9 +122,14 @@ struct proc_info {
 
 /* Sent through the ring buffer once per newly seen process, so the agent reads
  * /proc/PID/maps while the process still exists. */
+enum proc_event_kind {
+	PROC_EVENT_NEW = 0,            /* first sample of a process (or after exec) */
+	PROC_EVENT_MAPS_CHANGED = 1,   /* a pc in no registered mapping: re-read maps */
+};
+
 struct proc_event {
 	__u32 tgid;
-	__u32 reserved;
+	__u32 kind;                    /* enum proc_event_kind */
 	char comm[APERTURE_COMM_LEN];
 };
 
@@ -52,7 +145,13 @@ enum cpu_stat {
 	CPU_STAT_KERNEL_STACK_ERROR,   /* other kernel stack errors (not EFAULT) */
 	CPU_STAT_COUNTS_FULL,          /* sample dropped: the counts map was full */
 	CPU_STAT_PROC_EVENT_DROPPED,   /* new-process event lost: ring buffer full */
-	CPU_STAT_MAX,
+	CPU_STAT_USTACK_COLLISION,     /* table-unwound stack lost to a hash collision */
+	CPU_STAT_USTACKS_FULL,         /* table-unwound stack lost: the ustacks map was full */
+	CPU_STAT_UNWIND_UNREGISTERED,  /* process not registered yet: frame-pointer walk */
+	CPU_STAT_UNWIND_FP_FRAMES,     /* table walks that used frame pointers for a frame */
+	/* then UNWIND_END_MAX counters: table walks by how they ended */
+	CPU_STAT_UNWIND_END,
+	CPU_STAT_MAX = CPU_STAT_UNWIND_END + UNWIND_END_MAX,
 };
 
 /* log2 latency buckets: bucket i counts durations in [2^i, 2^(i+1)) ns;

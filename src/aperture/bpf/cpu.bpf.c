@@ -15,6 +15,7 @@
 #include "aperture.h"
 #include "common.bpf.h"
 #include "procs.bpf.h"
+#include "unwind.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -37,10 +38,23 @@ const volatile struct cpu_config config = {};
 		__type(value, __u64);                                          \
 	} name SEC(".maps")
 
+/* Table-unwound user stacks, interned by hash; NO_PREALLOC: memory only for
+ * the stacks a window holds. */
+#define USTACKS_MAP(name)                                                      \
+	struct {                                                               \
+		__uint(type, BPF_MAP_TYPE_HASH);                               \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
+		__uint(max_entries, 16384);                                    \
+		__type(key, __u64);                                            \
+		__type(value, struct user_stack);                              \
+	} name SEC(".maps")
+
 STACK_MAP(stacks0);
 STACK_MAP(stacks1);
 COUNTS_MAP(counts0);
 COUNTS_MAP(counts1);
+USTACKS_MAP(ustacks0);
+USTACKS_MAP(ustacks1);
 
 /* control[0]: which buffer (0 or 1) the programs write to. */
 struct {
@@ -75,6 +89,66 @@ static __always_inline void count_stack_error(long id, __u32 collision, __u32 ot
 		count_stat(other);
 }
 
+/* Fill key's user stack by table walk. Returns 0 when the frame-pointer walk
+ * should be used instead (auto mode, process not registered yet). */
+static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
+					       struct cpu_key *key, void *ustacks)
+{
+	struct proc_mappings *maps = bpf_map_lookup_elem(&proc_mappings, &key->tgid);
+	struct user_stack *stack, *seen;
+	__u64 hash = 0;
+	__u32 refresh = 0;
+
+	if (!maps) {
+		count_stat(CPU_STAT_UNWIND_UNREGISTERED);
+		if (config.unwind_mode == UNWIND_MODE_AUTO)
+			return 0;
+	}
+	stack = unwind_user_stack(key->tgid, config.unwind_mode, maps, &hash, &refresh);
+	if (!stack) {
+		key->user_stack_id = -14; /* EFAULT: no user stack, as the kernel says */
+		return 1;
+	}
+	count_stat(CPU_STAT_UNWIND_END + (stack->end & 7));
+	if (stack->fp_frames)
+		count_stat(CPU_STAT_UNWIND_FP_FRAMES);
+	if (refresh && maps) {
+		__u64 now = bpf_ktime_get_ns();
+
+		if (now - maps->refresh_requested_ns > REFRESH_INTERVAL_NS) {
+			maps->refresh_requested_ns = now;
+			if (announce_process(key->tgid, PROC_EVENT_MAPS_CHANGED))
+				count_stat(CPU_STAT_PROC_EVENT_DROPPED);
+		}
+	}
+	key->user_stack_id = -1;
+	seen = bpf_map_lookup_elem(ustacks, &hash);
+	if (seen) {
+		if (!same_stack(seen, stack)) {
+			count_stat(CPU_STAT_USTACK_COLLISION);
+			key->user_stack_id = -17; /* EEXIST, as a stack-map collision */
+			return 1;
+		}
+	} else if (bpf_map_update_elem(ustacks, &hash, stack, BPF_NOEXIST) &&
+		   !bpf_map_lookup_elem(ustacks, &hash)) {
+		count_stat(CPU_STAT_USTACKS_FULL);
+		key->user_stack_id = -28; /* ENOSPC */
+		return 1;
+	}
+	key->user_stack_hash = hash;
+	return 1;
+}
+
+/* An exec replaces the image: its registered mappings are stale. */
+SEC("tp/sched/sched_process_exec")
+int forget_mappings(void *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	bpf_map_delete_elem(&proc_mappings, &tgid);
+	return 0;
+}
+
 SEC("perf_event")
 int sample_cpu(struct bpf_perf_event_data *ctx)
 {
@@ -84,7 +158,7 @@ int sample_cpu(struct bpf_perf_event_data *ctx)
 	__u32 *active;
 	struct cpu_key key = {};
 	__u64 one = 1, *count;
-	void *counts;
+	void *counts, *stacks, *ustacks;
 
 	if (tgid == 0 && !config.include_idle) {
 		count_stat(CPU_STAT_IDLE);
@@ -102,15 +176,20 @@ int sample_cpu(struct bpf_perf_event_data *ctx)
 
 	active = bpf_map_lookup_elem(&control, &zero);
 	if (active && *active) {
-		key.user_stack_id = bpf_get_stackid(ctx, &stacks1, BPF_F_USER_STACK);
-		key.kernel_stack_id = bpf_get_stackid(ctx, &stacks1, 0);
+		stacks = &stacks1;
+		ustacks = &ustacks1;
 		counts = &counts1;
 	} else {
-		key.user_stack_id = bpf_get_stackid(ctx, &stacks0, BPF_F_USER_STACK);
-		key.kernel_stack_id = bpf_get_stackid(ctx, &stacks0, 0);
+		stacks = &stacks0;
+		ustacks = &ustacks0;
 		counts = &counts0;
 	}
-	count_stack_error(key.user_stack_id, CPU_STAT_USER_COLLISION, CPU_STAT_USER_STACK_ERROR);
+	key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
+	if (config.unwind_mode == UNWIND_MODE_FP || !user_stack_by_table(ctx, &key, ustacks)) {
+		key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
+		count_stack_error(key.user_stack_id, CPU_STAT_USER_COLLISION,
+				  CPU_STAT_USER_STACK_ERROR);
+	}
 	count_stack_error(key.kernel_stack_id, CPU_STAT_KERNEL_COLLISION,
 			  CPU_STAT_KERNEL_STACK_ERROR);
 

@@ -7,7 +7,10 @@
 #ifndef APERTURE_KERNEL_TYPES_H
 #define APERTURE_KERNEL_TYPES_H
 
+struct mm_struct;
+
 struct task_struct {
+	struct mm_struct *mm;
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;

@@ -18,25 +18,31 @@ struct {
 	__uint(max_entries, 256 * 1024);
 } proc_events SEC(".maps");
 
+/* Tell the agent about tgid; returns 1 when the event was lost. */
+static __always_inline int announce_process(__u32 tgid, __u32 kind)
+{
+	struct proc_event *event = bpf_ringbuf_reserve(&proc_events, sizeof(*event), 0);
+
+	if (!event)
+		return 1;
+	event->tgid = tgid;
+	event->kind = kind;
+	process_comm(&event->comm);
+	bpf_ringbuf_submit(event, 0);
+	return 0;
+}
+
 /* Remember tgid and announce it once; returns 1 when the announcement was lost. */
 static __always_inline int note_process(__u32 tgid)
 {
 	struct proc_info info = {};
-	struct proc_event *event;
 
 	if (bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
 	process_comm(&info.comm);
 	if (bpf_map_update_elem(&procs, &tgid, &info, BPF_NOEXIST))
 		return 0; /* another CPU noted it first */
-	event = bpf_ringbuf_reserve(&proc_events, sizeof(*event), 0);
-	if (!event)
-		return 1;
-	event->tgid = tgid;
-	event->reserved = 0;
-	__builtin_memcpy(event->comm, info.comm, sizeof(event->comm));
-	bpf_ringbuf_submit(event, 0);
-	return 0;
+	return announce_process(tgid, PROC_EVENT_NEW);
 }
 
 /* An exec replaces the process image: forget its identity so the next event

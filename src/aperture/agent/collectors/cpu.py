@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from collections import Counter
-from ctypes import c_char, c_int32, c_uint32, c_uint64
-from dataclasses import dataclass
+from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from aperture.agent import perf_event
 from aperture.agent.collectors.bpfobj import (
@@ -20,13 +22,24 @@ from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
+from aperture.agent.unwind.kernel_maps import (
+    KernelTables,
+    ProcessRegistry,
+    RegistryStats,
+    TableStats,
+)
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 
 COMM_LEN = 16
 MAX_STACK_DEPTH = 127
+MAX_USER_FRAMES = 128
 EFAULT = 14
 EEXIST = 17
+
+# --unwind: enum unwind_mode of aperture.h
+UNWIND_MODES = {"fp": 0, "dwarf": 1, "auto": 2}
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -36,15 +49,43 @@ class CpuKey(ctypes.Structure):
         ("pid", c_uint32),
         ("user_stack_id", c_int32),
         ("kernel_stack_id", c_int32),
+        ("user_stack_hash", c_uint64),
         ("comm", c_char * COMM_LEN),
     )
 
 
 class CpuConfig(ctypes.Structure):
-    _fields_ = (("target_tgid", c_uint32), ("include_idle", c_uint32))
+    _fields_ = (
+        ("target_tgid", c_uint32),
+        ("include_idle", c_uint32),
+        ("unwind_mode", c_uint32),
+        ("reserved", c_uint32),
+    )
+
+
+class UserStack(ctypes.Structure):
+    _fields_ = (
+        ("len", c_uint16),
+        ("end", c_uint8),
+        ("fp_frames", c_uint8),
+        ("reserved", c_uint32),
+        ("ips", c_uint64 * MAX_USER_FRAMES),
+    )
 
 
 StackTrace = c_uint64 * MAX_STACK_DEPTH
+
+# enum unwind_end, in order: how table walks ended
+UNWIND_ENDS = (
+    "bottom",
+    "depth",
+    "no_mapping",
+    "no_table",
+    "no_info",
+    "unsupported",
+    "read_fault",
+    "bad_frame",
+)
 
 # enum cpu_stat, in order
 STAT_NAMES = (
@@ -57,9 +98,14 @@ STAT_NAMES = (
     "kernel_stack_errors",
     "counts_map_full",
     "process_events_dropped",
+    "unwound_stack_collisions",
+    "unwound_stacks_full",
+    "unwind_unregistered",
+    "unwind_fp_frames",
+    *(f"unwind_end_{end}" for end in UNWIND_ENDS),
 )
 # Counters that mean data was lost (the rest are informational).
-LOSS_NAMES = STAT_NAMES[3:]
+LOSS_NAMES = STAT_NAMES[3:11]
 
 LOST_USER = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
 LOST_KERNEL = Frame("[kernel stack lost]", "[unknown]", FrameKind.UNKNOWN)
@@ -71,6 +117,25 @@ class CpuOptions:
     pid: int = 0
     include_idle: bool = False
     stack_map_entries: int = 16384
+    # "auto": tables where a binary has them, frame pointers elsewhere.
+    unwind: str = "auto"
+    unwind_table_memory: int = DEFAULT_TABLE_MEMORY
+    cache_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnwindReport:
+    """How one window's user stacks were unwound (counts of samples)."""
+
+    mode: str
+    table_walks: int = 0  # samples whose user stack the table walker made
+    complete: int = 0  # of those, reaching the stack's bottom
+    truncated: int = 0  # stopped early (any other end)
+    fp_frames: int = 0  # of the table walks, those that used frame pointers for a frame
+    fp_only: int = 0  # processes not registered yet: the kernel's frame-pointer walk
+    ends: dict[str, int] = field(default_factory=dict)
+    tables: TableStats = field(default_factory=TableStats)
+    processes: RegistryStats = field(default_factory=RegistryStats)
 
 
 def _decode(raw: bytes) -> str:
@@ -87,6 +152,8 @@ class CpuCollector:
         self._watcher: ProcessWatcher | None = None
         self._stats_prev = [0] * len(STAT_NAMES)
         self._window_start_ns = 0
+        self._registry: ProcessRegistry | None = None
+        self.last_unwind = UnwindReport(options.unwind)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -97,25 +164,40 @@ class CpuCollector:
             config = CpuConfig.from_buffer(obj.map(".rodata").initial_value())
             config.target_tgid = opts.pid
             config.include_idle = int(opts.include_idle)
-            for name in ("stacks0", "stacks1"):
+            if opts.unwind not in UNWIND_MODES:
+                raise AgentError(f"unknown --unwind {opts.unwind!r}: use auto, dwarf or fp")
+            config.unwind_mode = UNWIND_MODES[opts.unwind]
+            for name in ("stacks0", "stacks1", "ustacks0", "ustacks1"):
                 obj.map(name).set_max_entries(opts.stack_map_entries)
             obj.load()
             for name in ("counts0", "counts1"):
                 check_layout(obj.map(name), CpuKey, c_uint64)
+            for name in ("ustacks0", "ustacks1"):
+                check_layout(obj.map(name), c_uint64, UserStack)
             self._stats = PerCpuCounters(obj.map("stats"), len(STAT_NAMES))
             self._buffers = DoubleBuffer(obj.map("control"))
-            self._watcher = ProcessWatcher(obj, self._symbolizer)
+            if opts.unwind != "fp":
+                tables = KernelTables(
+                    obj.map("unwind_tables"),
+                    memory_limit=opts.unwind_table_memory,
+                    cache_dir=opts.cache_dir,
+                )
+                self._registry = ProcessRegistry(
+                    obj.map("proc_mappings"), tables, procs=obj.map("procs")
+                )
+            self._watcher = ProcessWatcher(
+                obj, self._symbolizer, self._registry.register if self._registry else None
+            )
             prog = obj.program("sample_cpu")
             for cpu in perf_event.online_cpus():
                 fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
                 try:
                     obj.keep(prog.attach_perf_event(fd))
                 except BpfError:
-                    import os
-
                     os.close(fd)
                     raise
             obj.keep(obj.program("on_exec").attach())
+            obj.keep(obj.program("forget_mappings").attach())
         except BaseException:
             self.close()
             raise
@@ -142,6 +224,10 @@ class CpuCollector:
         idle = self._buffers.flip()
         entries = obj.map(f"counts{idle}").drain(CpuKey, c_uint64)
         stacks = self._read_stacks(idle, entries)
+        unwound = self._read_unwound(idle)
+        if self._registry is not None:
+            self._registry.touch({k.tgid for k, _ in entries})
+            self._registry.prune()
         profile = Profile(
             event_type=EventType.CPU,
             unit="samples",
@@ -150,16 +236,50 @@ class CpuCollector:
             frequency_hz=self.options.frequency_hz,
         )
         self._window_start_ns = end_ns
-        profile.samples = self._symbolize(entries, stacks)
+        profile.samples = self._symbolize(entries, stacks, unwound)
         stats = self._stats.read()
         delta = {n: stats[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
         self._stats_prev = stats
         profile.losses = {n: delta[n] for n in LOSS_NAMES}
+        report = self._unwind_report(delta)
+        self.last_unwind = report
+        profile.losses["unwind_tables_evicted"] = report.tables.evicted
+        profile.losses["unwind_tables_too_large"] = report.tables.too_large
         profile.labels = {
             "idle_samples": str(delta["idle"]),
             "filtered_samples": str(delta["filtered"]),
+            "unwind": report.mode,
+            "unwind_table_walks": str(report.table_walks),
+            "unwind_complete": str(report.complete),
+            "unwind_truncated": str(report.truncated),
+            "unwind_fp_frames": str(report.fp_frames),
+            "unwind_fp_only": str(report.fp_only),
+            "unwind_table_bytes": str(report.tables.kernel_bytes),
         }
         return profile
+
+    def _unwind_report(self, delta: dict[str, int]) -> UnwindReport:
+        ends = {end: delta[f"unwind_end_{end}"] for end in UNWIND_ENDS}
+        walks = sum(ends.values())
+        registry = self._registry
+        return UnwindReport(
+            mode=self.options.unwind,
+            table_walks=walks,
+            complete=ends["bottom"],
+            truncated=walks - ends["bottom"],
+            fp_frames=delta["unwind_fp_frames"],
+            fp_only=delta["unwind_unregistered"] if self.options.unwind == "auto" else 0,
+            ends=ends,
+            tables=registry.table_stats() if registry else TableStats(),
+            processes=registry.stats() if registry else RegistryStats(),
+        )
+
+    def _read_unwound(self, idle: int) -> dict[int, tuple[int, ...]]:
+        """The idle buffer's table-unwound stacks by hash, leaf first; emptied."""
+        if self._registry is None:
+            return {}
+        rows = self._require().map(f"ustacks{idle}").drain(c_uint64, UserStack)
+        return {int(h): tuple(st.ips[: min(st.len, MAX_USER_FRAMES)]) for h, st in rows}
 
     def _require(self) -> BpfObject:
         if self._obj is None:
@@ -191,7 +311,10 @@ class CpuCollector:
         return self._watcher.name(tgid, thread) if self._watcher else thread
 
     def _symbolize(
-        self, entries: list[tuple[CpuKey, int]], stacks: dict[int, tuple[int, ...]]
+        self,
+        entries: list[tuple[CpuKey, int]],
+        stacks: dict[int, tuple[int, ...]],
+        unwound: dict[int, tuple[int, ...]],
     ) -> list[Sample]:
         kernel_cache: dict[int, tuple[Frame, ...]] = {}
         user_cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
@@ -201,7 +324,18 @@ class CpuCollector:
             comm = self._name(key.tgid, thread)
             user: tuple[Frame, ...] = ()
             uid = key.user_stack_id
-            if uid >= 0 and uid in stacks:
+            uhash = key.user_stack_hash
+            if uhash:
+                cache_key = (key.tgid, -uhash)
+                if cache_key not in user_cache:
+                    addrs = unwound.get(uhash)
+                    if addrs is None:
+                        user_cache[cache_key] = (LOST_USER,)
+                    else:
+                        frames = self._symbolizer.user_frames(key.tgid, addrs)
+                        user_cache[cache_key] = trim_user_stack(frames)
+                user = user_cache[cache_key]
+            elif uid >= 0 and uid in stacks:
                 cache_key = (key.tgid, uid)
                 if cache_key not in user_cache:
                     frames = self._symbolizer.user_frames(key.tgid, stacks[uid])

@@ -6,6 +6,7 @@ import ctypes
 import threading
 from collections import OrderedDict
 from ctypes import c_char, c_uint32
+from collections.abc import Callable
 from typing import Protocol
 
 from aperture.agent.collectors.bpfobj import check_layout, decode_comm
@@ -22,7 +23,12 @@ class ProcInfo(ctypes.Structure):
 
 
 class ProcEvent(ctypes.Structure):
-    _fields_ = (("tgid", c_uint32), ("reserved", c_uint32), ("comm", c_char * COMM_LEN))
+    _fields_ = (("tgid", c_uint32), ("kind", c_uint32), ("comm", c_char * COMM_LEN))
+
+
+# enum proc_event_kind
+PROC_EVENT_NEW = 0
+PROC_EVENT_MAPS_CHANGED = 1
 
 
 class Remembers(Protocol):
@@ -33,13 +39,20 @@ class ProcessWatcher:
     """Polls an object's ``proc_events`` ring buffer on a thread of its own.
 
     Each announced process has its maps snapshotted by the symbolizer at once,
-    and its name kept, so frames and names resolve after it exits.
+    and its name kept, so frames and names resolve after it exits;
+    ``on_process(tgid)`` then runs too (the unwinder registers its mappings).
     """
 
-    def __init__(self, obj: BpfObject, symbolizer: Remembers) -> None:
+    def __init__(
+        self,
+        obj: BpfObject,
+        symbolizer: Remembers,
+        on_process: Callable[[int], object] | None = None,
+    ) -> None:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
+        self._on_process = on_process
         # A name is needed until the process's last samples are drained (a window or
         # two after it exits); capped so a host that forks all day does not grow it.
         self._names: OrderedDict[int, str] = OrderedDict()
@@ -63,7 +76,11 @@ class ProcessWatcher:
 
     def _on_event(self, data: bytes) -> None:
         event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
-        self._keep(event.tgid, decode_comm(event.comm))
+        if event.kind == PROC_EVENT_NEW:
+            self._keep(event.tgid, decode_comm(event.comm))
+        # Unwinding first: the walker waits for it, the symbolizer not.
+        if self._on_process is not None:
+            self._on_process(event.tgid)
         self._symbolizer.remember(event.tgid)
 
     def _keep(self, tgid: int, name: str) -> None:

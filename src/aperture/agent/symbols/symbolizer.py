@@ -25,6 +25,9 @@ from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps
 from aperture.model import Frame, FrameKind
 
 UNKNOWN = "[unknown]"
+# Set by the table unwinder on an address that is not a return address (the
+# interrupted pc above a signal frame): looked up as is, not at addr - 1.
+NOT_CALL_BIT = 1 << 63
 VDSO = "[vdso]"
 _FileKey = tuple[int, int, str]
 _FRAME_CACHE_SIZE = 4096
@@ -85,7 +88,8 @@ class Symbolizer:
     Address arrays are **leaf-first**, as the kernel returns them: ``addrs[0]`` is
     the interrupted instruction, every later entry a return address, which points
     just after its call and may already belong to the next function. So every
-    entry but the first is looked up at ``addr - 1``. Frames come back in the same
+    entry but the first is looked up at ``addr - 1``, unless it carries
+    :data:`NOT_CALL_BIT`. Frames come back in the same
     leaf-first order (the caller reverses them into root-first stacks); a frame's
     ``offset`` is that of the unadjusted address.
     """
@@ -176,6 +180,9 @@ class Symbolizer:
         cache, counts = proc.frames, self._counts
         for i, addr in enumerate(addrs):
             adjust = 1 if i and addr else 0
+            if addr & NOT_CALL_BIT:
+                addr &= ~NOT_CALL_BIT
+                adjust = 0
             key = addr << 1 | adjust
             cached = cache.get(key)
             if cached is None:

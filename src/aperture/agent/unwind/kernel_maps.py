@@ -1,0 +1,430 @@
+"""The unwind tables and process mappings in the kernel, for unwind.bpf.h.
+
+:class:`KernelTables` loads one table per binary into ``unwind_tables`` (an
+inner ARRAY map each, sized exactly), built once per build-id (file identity
+where there is none) and, with a cache directory, kept on disk across
+restarts. The tables' kernel memory is bounded: when a new table would pass
+the limit, the least recently used ones are evicted and counted. A binary keeps
+its file id for the agent's lifetime, so a process registered while its table
+was evicted unwinds again once the table is reloaded.
+
+:class:`ProcessRegistry` writes each process's executable mappings (start,
+end, load bias, file id) into ``proc_mappings`` when the process is first seen,
+and forgets processes that have exited.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from ctypes import c_char, c_uint32, c_uint64
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aperture.agent.libbpf import (
+    BPF_F_INNER_MAP,
+    BPF_MAP_TYPE_ARRAY,
+    BpfError,
+    BpfMap,
+    create_map,
+    update_batch,
+)
+from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS
+from aperture.agent.symbols.elf import file_build_id
+from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
+from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps, read_start_time
+from aperture.agent.unwind.segments import (
+    LoadSegment,
+    load_bias,
+    parse_load_segments,
+    read_load_segments,
+)
+from aperture.agent.unwind.tables import (
+    ROW_SIZE,
+    UnwindTable,
+    build_table,
+    build_table_from_bytes,
+)
+
+MAX_MAPPINGS = 256  # APERTURE_MAX_MAPPINGS
+# An ARRAY element is rounded up to 8 bytes: a 12-byte row takes 16 in the kernel.
+KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
+# Per inner map: the bpf_array header and page rounding, roughly.
+MAP_OVERHEAD_BYTES = 4096
+VDSO = "[vdso]"
+
+
+# ctypes mirrors of src/aperture/bpf/aperture.h
+class UnwindRow(ctypes.Structure):
+    _fields_ = (
+        ("pc", c_uint32),
+        ("cfa_type", ctypes.c_uint8),
+        ("rbp_type", ctypes.c_uint8),
+        ("cfa_offset", ctypes.c_int16),
+        ("rbp_offset", ctypes.c_int16),
+        ("ra_offset", ctypes.c_int16),
+    )
+
+
+class ExecMapping(ctypes.Structure):
+    _fields_ = (
+        ("start", c_uint64),
+        ("end", c_uint64),
+        ("bias", c_uint64),
+        ("file_id", c_uint32),
+        ("rows", c_uint32),
+    )
+
+
+class ProcMappings(ctypes.Structure):
+    _fields_ = (
+        ("count", c_uint32),
+        ("reserved", c_uint32),
+        ("refresh_requested_ns", c_uint64),
+        ("m", ExecMapping * MAX_MAPPINGS),
+    )
+
+
+assert ctypes.sizeof(UnwindRow) == ROW_SIZE
+
+
+@dataclass(frozen=True, slots=True)
+class TableStats:
+    """The tables' state, for the summary, the batch's loss counters and /metrics."""
+
+    loaded: int = 0  # binaries with a table in the kernel now
+    kernel_bytes: int = 0  # their map memory
+    limit_bytes: int = 0
+    rows: int = 0
+    built: int = 0  # tables built from ELF files since start
+    from_cache: int = 0  # tables read from the cache directory
+    evicted: int = 0  # tables dropped to stay under the limit
+    too_large: int = 0  # tables larger than the whole limit: not loaded
+    no_table: int = 0  # binaries without usable unwind information
+    failed: int = 0  # tables the kernel refused (map creation failed)
+    build_seconds: float = 0.0
+
+
+@dataclass
+class _Binary:
+    file_id: int
+    name: str
+    segments: list[LoadSegment]
+    build_id: str | None = None
+    rows: int = 0
+    loaded: bool = False
+    refused: bool = False  # too large for the limit, or refused by the kernel: not retried
+    last_used: float = 0.0
+    # Kept only while unloaded and unbuilt: how to build the table again.
+    path: str | None = None
+    vdso_image: bytes | None = None
+
+
+class KernelTables:
+    """Per-binary unwind tables in ``unwind_tables``, bounded by ``memory_limit`` bytes."""
+
+    def __init__(
+        self,
+        outer: BpfMap,
+        *,
+        memory_limit: int = DEFAULT_TABLE_MEMORY,
+        cache_dir: Path | None = None,
+        debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._outer = outer
+        self._limit = memory_limit
+        self._cache_dir = cache_dir / "unwind" if cache_dir is not None else None
+        self._debug_dirs = tuple(debug_dirs)
+        self._clock = clock
+        self._by_identity: dict[object, _Binary] = {}
+        self._by_build_id: dict[str, _Binary] = {}
+        self._loaded: OrderedDict[int, _Binary] = OrderedDict()  # LRU order, oldest first
+        self._next_id = 1
+        self._bytes = 0
+        self._counts = dict.fromkeys(("built", "from_cache", "evicted", "too_large", "failed"), 0)
+        self._no_table = 0
+        self._build_seconds = 0.0
+        self._vdso: _Binary | None = None
+
+    # -- binaries --------------------------------------------------------------
+
+    def for_file(self, mapping: Mapping, path: str | None) -> _Binary | None:
+        """The binary behind a file mapping (``path``: where to read it now)."""
+        identity = (mapping.dev, mapping.inode, mapping.file_path)
+        binary = self._by_identity.get(identity)
+        if binary is None:
+            if path is None:
+                return None
+            build_id = file_build_id(path)
+            binary = self._by_build_id.get(build_id) if build_id else None
+            if binary is None:
+                binary = _Binary(self._new_id(), mapping.file_path, read_load_segments(path))
+                binary.path, binary.build_id = path, build_id
+                if build_id:
+                    self._by_build_id[build_id] = binary
+                self._build_and_load(binary)
+            self._by_identity[identity] = binary
+        elif self._evicted(binary):
+            binary.path = path or binary.path
+            self._build_and_load(binary)
+        return binary
+
+    @staticmethod
+    def _evicted(binary: _Binary) -> bool:
+        return not binary.loaded and not binary.refused and binary.rows > 0
+
+    def for_vdso(self) -> _Binary | None:
+        """The vDSO (the kernel's, the same in every process): built from our own."""
+        if self._vdso is None:
+            image = _own_vdso_image()
+            if image is None:
+                return None
+            self._vdso = _Binary(self._new_id(), VDSO, parse_load_segments(image))
+            self._vdso.vdso_image = image
+            self._build_and_load(self._vdso)
+        elif self._evicted(self._vdso):
+            self._build_and_load(self._vdso)
+        return self._vdso
+
+    def touch(self, file_ids: Iterable[int]) -> None:
+        """Mark tables as used now (processes sampled this window use them)."""
+        now = self._clock()
+        for file_id in file_ids:
+            binary = self._loaded.get(file_id)
+            if binary is not None:
+                binary.last_used = now
+                self._loaded.move_to_end(file_id)
+
+    def stats(self) -> TableStats:
+        return TableStats(
+            loaded=len(self._loaded),
+            kernel_bytes=self._bytes,
+            limit_bytes=self._limit,
+            rows=sum(b.rows for b in self._loaded.values()),
+            no_table=self._no_table,
+            build_seconds=round(self._build_seconds, 3),
+            **self._counts,
+        )
+
+    def _new_id(self) -> int:
+        file_id = self._next_id
+        self._next_id += 1
+        return file_id
+
+    def _build_and_load(self, binary: _Binary) -> None:
+        build_id = binary.build_id
+        table = self._cached(build_id)
+        if table is None:
+            started = time.perf_counter()
+            if binary.vdso_image is not None:
+                table = build_table_from_bytes(binary.vdso_image, VDSO)
+            elif binary.path is not None:
+                table = build_table(binary.path, debug_dirs=self._debug_dirs)
+            else:
+                return
+            self._build_seconds += time.perf_counter() - started
+            self._counts["built"] += 1
+            self._store(build_id, table)
+        binary.rows = len(table)
+        if not binary.rows:
+            self._no_table += 1
+            binary.path = None
+            return
+        self._load(binary, table)
+
+    def _load(self, binary: _Binary, table: UnwindTable) -> None:
+        size = binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
+        if size > self._limit:
+            self._counts["too_large"] += 1
+            binary.refused = True
+            return
+        while self._bytes + size > self._limit and self._loaded:
+            self._evict(next(iter(self._loaded.values())))
+        try:
+            fd = create_map(
+                BPF_MAP_TYPE_ARRAY, "unwind_table", 4, ROW_SIZE, binary.rows, BPF_F_INNER_MAP
+            )
+        except BpfError:
+            self._counts["failed"] += 1
+            binary.refused = True
+            return
+        try:
+            keys = (c_uint32 * binary.rows)(*range(binary.rows))
+            values = (c_char * len(table.rows)).from_buffer_copy(table.rows)
+            update_batch(fd, keys, values, binary.rows)
+            self._outer.update(c_uint32(binary.file_id), c_uint32(fd))
+        except BpfError:
+            self._counts["failed"] += 1
+            binary.refused = True
+            return
+        finally:
+            os.close(fd)  # the outer map holds the inner map now
+        binary.loaded = True
+        binary.last_used = self._clock()
+        self._loaded[binary.file_id] = binary
+        self._bytes += size
+
+    def _evict(self, binary: _Binary) -> None:
+        self._outer.delete(c_uint32(binary.file_id))
+        self._loaded.pop(binary.file_id, None)
+        self._bytes -= binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
+        binary.loaded = False
+        self._counts["evicted"] += 1
+
+    # -- the on-disk cache -------------------------------------------------------
+
+    def _cache_path(self, build_id: str | None) -> Path | None:
+        if self._cache_dir is None or not build_id or not build_id.isalnum():
+            return None
+        return self._cache_dir / f"{build_id}.table"
+
+    def _cached(self, build_id: str | None) -> UnwindTable | None:
+        path = self._cache_path(build_id)
+        if path is None:
+            return None
+        try:
+            table = UnwindTable.from_bytes(path.read_bytes())
+        except (OSError, ValueError):
+            return None
+        self._counts["from_cache"] += 1
+        return table
+
+    def _store(self, build_id: str | None, table: UnwindTable) -> None:
+        path = self._cache_path(build_id)
+        if path is None:
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(table.to_bytes())
+            tmp.replace(path)
+        except OSError:
+            pass  # a cache that cannot be written only costs a rebuild
+
+
+@dataclass
+class _Registered:
+    start_time: int | None
+    file_ids: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryStats:
+    processes: int = 0  # registered now
+    registered: int = 0  # registrations since start (refreshes included)
+    truncated: int = 0  # processes with more executable mappings than fit
+    gone: int = 0  # processes that exited before they could be registered
+
+
+class ProcessRegistry:
+    """Each process's executable mappings in ``proc_mappings``; thread-safe."""
+
+    def __init__(
+        self,
+        proc_mappings: BpfMap,
+        tables: KernelTables,
+        *,
+        procs: BpfMap | None = None,
+        proc_root: str = PROC_ROOT,
+    ) -> None:
+        self._map = proc_mappings
+        self._tables = tables
+        self._procs = procs  # the announce-once map: a pruned pid is announced again
+        self._proc_root = proc_root
+        self._lock = threading.Lock()
+        self._registered: dict[int, _Registered] = {}
+        self._counts = dict.fromkeys(("registered", "truncated", "gone"), 0)
+
+    def register(self, pid: int) -> bool:
+        """Read ``pid``'s maps now and write them for the walker; False if it is gone."""
+        maps = ProcessMaps.read(pid, self._proc_root)
+        if maps is None:
+            with self._lock:
+                self._counts["gone"] += 1
+            return False
+        with self._lock:
+            value = ProcMappings()
+            file_ids: set[int] = set()
+            count = 0
+            for mapping in maps.mappings:
+                if count == MAX_MAPPINGS:
+                    self._counts["truncated"] += 1
+                    break
+                entry = value.m[count]
+                entry.start, entry.end = mapping.start, mapping.end
+                binary = self._binary_for(maps, mapping)
+                if binary is not None:
+                    bias = load_bias(binary.segments, mapping.start, mapping.pgoff)
+                    if bias is not None:
+                        entry.bias = bias & 0xFFFFFFFFFFFFFFFF
+                        entry.file_id, entry.rows = binary.file_id, binary.rows
+                        file_ids.add(binary.file_id)
+                count += 1
+            value.count = count
+            try:
+                self._map.update(c_uint32(pid), value)
+            except BpfError:
+                return False
+            self._registered[pid] = _Registered(maps.start_time, file_ids)
+            self._counts["registered"] += 1
+            return True
+
+    def _binary_for(self, maps: ProcessMaps, mapping: Mapping) -> _Binary | None:
+        if mapping.path == VDSO:
+            return self._tables.for_vdso()
+        if not mapping.is_file:
+            return None  # anonymous executable memory (JIT): frame pointers only
+        return self._tables.for_file(mapping, maps.file_for(mapping))
+
+    def touch(self, pids: Iterable[int]) -> None:
+        """The processes sampled this window keep their tables warm."""
+        with self._lock:
+            ids: set[int] = set()
+            for pid in pids:
+                reg = self._registered.get(pid)
+                if reg is not None:
+                    ids |= reg.file_ids
+            self._tables.touch(ids)
+
+    def prune(self) -> int:
+        """Forget processes that exited (or whose pid was reused); returns how many."""
+        with self._lock:
+            gone = [
+                pid
+                for pid, reg in self._registered.items()
+                if read_start_time(pid, self._proc_root) != reg.start_time
+            ]
+            for pid in gone:
+                del self._registered[pid]
+                self._map.delete(c_uint32(pid))
+                if self._procs is not None:
+                    self._procs.delete(c_uint32(pid))
+            return len(gone)
+
+    def stats(self) -> RegistryStats:
+        with self._lock:
+            return RegistryStats(processes=len(self._registered), **self._counts)
+
+    def table_stats(self) -> TableStats:
+        with self._lock:
+            return self._tables.stats()
+
+
+def _own_vdso_image() -> bytes | None:
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            for line in f.read().decode("ascii", "replace").splitlines():
+                if line.endswith(VDSO):
+                    lo, _, hi = line.split()[0].partition("-")
+                    start, end = int(lo, 16), int(hi, 16)
+                    with open("/proc/self/mem", "rb", buffering=0) as mem:
+                        mem.seek(start)
+                        return mem.read(end - start)
+    except (OSError, ValueError):
+        return None
+    return None

@@ -1,0 +1,64 @@
+"""Where a mapped file's bytes sit in its ELF address space: the load bias of a mapping."""
+
+from __future__ import annotations
+
+import struct
+from typing import NamedTuple
+
+_PT_LOAD = 1
+_PAGE = 0x1000
+
+
+class LoadSegment(NamedTuple):
+    """A ``PT_LOAD`` header: file bytes ``[offset, offset + filesz)`` at ``vaddr``."""
+
+    offset: int
+    vaddr: int
+    filesz: int
+
+
+def parse_load_segments(header: bytes) -> list[LoadSegment]:
+    """The ``PT_LOAD`` segments of a 64-bit little-endian ELF, from its first bytes.
+
+    ``header`` must hold the program headers (the first 4 KiB do for every
+    binary seen); anything else gives an empty list.
+    """
+    if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+        return []
+    (phoff,) = struct.unpack_from("<Q", header, 32)
+    phentsize, phnum = struct.unpack_from("<HH", header, 54)
+    if phentsize < 56 or phoff + phentsize * phnum > len(header):
+        return []
+    out = []
+    for i in range(phnum):
+        p_type, _flags, p_offset, p_vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", header, phoff + i * phentsize
+        )
+        if p_type == _PT_LOAD:
+            out.append(LoadSegment(p_offset, p_vaddr, p_filesz))
+    return out
+
+
+def read_load_segments(path: str) -> list[LoadSegment]:
+    """``PT_LOAD`` segments of the file at ``path`` (empty when unreadable or not ELF)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(_PAGE)
+            segments = parse_load_segments(header)
+            if not segments and header[:4] == b"\x7fELF" and len(header) == _PAGE:
+                # Program headers past the first page: read as far as they go.
+                (phoff,) = struct.unpack_from("<Q", header, 32)
+                phentsize, phnum = struct.unpack_from("<HH", header, 54)
+                f.seek(0)
+                segments = parse_load_segments(f.read(phoff + phentsize * phnum))
+            return segments
+    except (OSError, struct.error):
+        return []
+
+
+def load_bias(segments: list[LoadSegment], start: int, pgoff: int) -> int | None:
+    """``runtime address - ELF vaddr`` for a mapping of file offset ``pgoff`` at ``start``."""
+    for seg in segments:
+        if seg.offset - seg.offset % _PAGE <= pgoff < seg.offset + max(seg.filesz, 1):
+            return start - pgoff + seg.offset - seg.vaddr
+    return None

@@ -1,0 +1,391 @@
+/* User stacks unwound with .eh_frame tables, in the kernel, at each sample.
+ *
+ * The agent builds one table per binary (aperture/agent/unwind/tables.py),
+ * loads it as an inner ARRAY of struct unwind_row into `unwind_tables`, and
+ * registers each process's executable mappings in `proc_mappings`. Here a
+ * bpf_loop walks up to APERTURE_MAX_USER_FRAMES frames: find the mapping of
+ * the pc, binary-search its table for the row, compute the CFA, read the
+ * return address at CFA - 8 and the caller's rbp if the row saved it.
+ *
+ * A wrong stack is worse than a short one: every rule the walker cannot
+ * follow ends the walk, and the reason is kept with the stack. In auto mode a
+ * frame in code without a table (JIT code, a table evicted or not built yet)
+ * is stepped by its frame pointer, and only when the return address found
+ * that way lies in a known executable mapping.
+ */
+#ifndef APERTURE_UNWIND_BPF_H
+#define APERTURE_UNWIND_BPF_H
+
+/* The template of the per-binary tables; BPF_F_INNER_MAP lets each inner map
+ * have its own size. Sizes, not __type: clang leaves a struct reached only
+ * through an inner map's pointer as a forward declaration in the BTF. */
+struct unwind_table_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct unwind_row));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__array(values, struct unwind_table_inner);
+} unwind_tables SEC(".maps");
+
+/* tgid -> its executable mappings; written by the agent, deleted at exec. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct proc_mappings);
+} proc_mappings SEC(".maps");
+
+/* The stack being built (too large for the BPF stack). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct user_stack);
+} unwind_scratch SEC(".maps");
+
+/* Offsets into the kernel's x86_64 rt_sigframe, from the sp at which the
+ * signal trampoline (__restore_rt) runs: the ucontext is there, its
+ * uc_mcontext (struct sigcontext) 40 bytes in. */
+#define SIGCONTEXT_OFFSET 40
+#define SIGCONTEXT_RBP (SIGCONTEXT_OFFSET + 80)
+#define SIGCONTEXT_RSP (SIGCONTEXT_OFFSET + 120)
+#define SIGCONTEXT_RIP (SIGCONTEXT_OFFSET + 128)
+
+/* Ask the agent to re-read a process's maps at most this often. */
+#define REFRESH_INTERVAL_NS 1000000000ULL
+
+/* Largest table: 2^24 rows (200 MB), far above any binary seen. */
+#define ROW_SEARCH_STEPS 24
+
+struct unwind_walk {
+	struct user_stack *out;
+	struct proc_mappings *maps;    /* NULL: the process is not registered */
+	__u64 pc;
+	__u64 sp;
+	__u64 bp;
+	__u64 hash;
+	__u32 end;                     /* enum unwind_end, once done */
+	__u32 pc_is_return;            /* pc is a return address: look up pc - 1 */
+	__u32 bp_valid;
+	__u32 fp_frames;
+	__u32 mode;
+	__u32 tgid;
+	__u32 refresh;                 /* a pc was in no mapping: maps changed */
+};
+
+/* Binary searches are branch-free: the verifier then follows one path per
+ * step instead of two, where 24 steps would be 2^24 paths. `ge` is 1 when
+ * key <= x; both are below 2^63 (user addresses, u32 table pcs). */
+#define STEP_GE(key, x) (1 - (((__u64)(x) - (__u64)(key)) >> 63))
+/* Hide that ge is 0 or 1 from clang, which would turn `ge * a` back into a branch. */
+#define OPAQUE(v) asm volatile("" : "+r"(v))
+
+static __always_inline struct exec_mapping *find_mapping(struct proc_mappings *pm, __u64 pc)
+{
+	__u64 lo = 0, hi, mid, ge;
+	struct exec_mapping *m;
+
+	if (!pm)
+		return NULL;
+	hi = pm->count;
+	if (hi > APERTURE_MAX_MAPPINGS)
+		hi = APERTURE_MAX_MAPPINGS;
+	/* lo ends at the first mapping starting above pc; the one before may hold it */
+	for (int i = 0; i < 9; i++) {
+		if (lo >= hi)
+			break;
+		mid = (lo + hi) / 2;
+		ge = STEP_GE(pm->m[mid & (APERTURE_MAX_MAPPINGS - 1)].start, pc);
+		OPAQUE(ge);
+		lo += ge * (mid + 1 - lo);
+		hi = ge * hi + (1 - ge) * mid;
+	}
+	if (lo == 0)
+		return NULL;
+	m = &pm->m[(lo - 1) & (APERTURE_MAX_MAPPINGS - 1)];
+	return pc < m->end ? m : NULL;
+}
+
+/* The row covering vaddr, or NULL when the table has none before it. */
+static __always_inline struct unwind_row *find_row(void *table, __u32 rows, __u64 vaddr)
+{
+	__u32 lo = 0, hi = rows, mid, ge, i;
+	struct unwind_row *row;
+
+	if (vaddr > 0xFFFFFFFFULL)
+		return NULL;
+	for (i = 0; i < ROW_SEARCH_STEPS; i++) {
+		if (lo >= hi)
+			break;
+		mid = lo + (hi - lo) / 2;
+		row = bpf_map_lookup_elem(table, &mid);
+		if (!row)
+			return NULL;
+		ge = STEP_GE(row->pc, vaddr);
+		OPAQUE(ge);
+		lo += ge * (mid + 1 - lo);
+		hi = ge * hi + (1 - ge) * mid;
+	}
+	if (lo == 0 || lo < hi)
+		return NULL;
+	mid = lo - 1;
+	return bpf_map_lookup_elem(table, &mid);
+}
+
+static __always_inline int read_user_u64(__u64 *dst, __u64 addr)
+{
+	return bpf_probe_read_user(dst, sizeof(*dst), (void *)addr);
+}
+
+/* One step by frame pointer: [rbp] = caller's rbp, [rbp + 8] = return address. */
+static __always_inline long step_frame_pointer(struct unwind_walk *w)
+{
+	__u64 ra = 0, next_bp = 0;
+
+	if (!w->bp_valid || w->bp < w->sp) {
+		w->end = UNWIND_END_BAD_FRAME;
+		return 1;
+	}
+	if (read_user_u64(&next_bp, w->bp) || read_user_u64(&ra, w->bp + 8)) {
+		w->end = UNWIND_END_READ_FAULT;
+		return 1;
+	}
+	if (ra == 0) {
+		w->end = UNWIND_END_BOTTOM;
+		return 1;
+	}
+	/* Only trust a return address that lands in code we know. */
+	if (!find_mapping(w->maps, ra - 1)) {
+		w->end = UNWIND_END_BAD_FRAME;
+		return 1;
+	}
+	w->sp = w->bp + 16;
+	w->bp = next_bp;
+	w->pc = ra;
+	w->pc_is_return = 1;
+	w->fp_frames++;
+	return 0;
+}
+
+/* One step by the table: 0 = stepped to the caller, 1 = the walk ends
+ * (w->end says why), 2 = no table covers the pc (w->end says why). */
+static __always_inline long step_table(struct unwind_walk *w)
+{
+	struct exec_mapping *m;
+	struct unwind_row *row;
+	void *table;
+	__u64 target, cfa, ra = 0;
+	__u32 file_id;
+	__s16 cfa_offset;
+
+	/* A return address points after its call, possibly into the next function. */
+	target = w->pc_is_return ? w->pc - 1 : w->pc;
+	m = find_mapping(w->maps, target);
+	if (!m) {
+		w->refresh = 1;
+		w->end = UNWIND_END_NO_MAPPING;
+		return 2;
+	}
+	file_id = m->file_id;
+	table = file_id ? bpf_map_lookup_elem(&unwind_tables, &file_id) : NULL;
+	if (!table) {
+		w->end = UNWIND_END_NO_TABLE;
+		return 2;
+	}
+	row = find_row(table, m->rows, target - m->bias);
+	if (!row || row->cfa_type == CFA_NONE) {
+		w->end = UNWIND_END_NO_INFO;
+		return 2;
+	}
+
+	cfa_offset = row->cfa_offset;
+	switch (row->cfa_type) {
+	case CFA_RSP:
+		cfa = w->sp + cfa_offset;
+		break;
+	case CFA_RBP:
+		if (!w->bp_valid) {
+			w->end = UNWIND_END_UNSUPPORTED;
+			return 1;
+		}
+		cfa = w->bp + cfa_offset;
+		break;
+	case CFA_PLT:
+		cfa = w->sp + 8 + (((w->pc & 15) >= (__u64)cfa_offset) ? 8 : 0);
+		break;
+	case CFA_STOP:
+		w->end = UNWIND_END_BOTTOM;
+		return 1;
+	case CFA_SIGNAL: {
+		__u64 sp = 0, bp = 0, pc = 0;
+
+		if (read_user_u64(&pc, w->sp + SIGCONTEXT_RIP) ||
+		    read_user_u64(&sp, w->sp + SIGCONTEXT_RSP) ||
+		    read_user_u64(&bp, w->sp + SIGCONTEXT_RBP)) {
+			w->end = UNWIND_END_READ_FAULT;
+			return 1;
+		}
+		/* The interrupted instruction itself, not a return address; its
+		 * stack may be another one (sigaltstack), so no rising-sp check. */
+		w->pc = pc;
+		w->sp = sp;
+		w->bp = bp;
+		w->bp_valid = 1;
+		w->pc_is_return = 0;
+		return 0;
+	}
+	default:
+		w->end = UNWIND_END_UNSUPPORTED;
+		return 1;
+	}
+
+	if (cfa <= w->sp) {
+		w->end = UNWIND_END_BAD_FRAME;
+		return 1;
+	}
+	if (read_user_u64(&ra, cfa - 8)) {
+		w->end = UNWIND_END_READ_FAULT;
+		return 1;
+	}
+	if (row->rbp_type == RBP_OFFSET) {
+		if (read_user_u64(&w->bp, cfa + row->rbp_offset)) {
+			w->end = UNWIND_END_READ_FAULT;
+			return 1;
+		}
+		w->bp_valid = 1;
+	} else if (row->rbp_type != RBP_UNCHANGED) {
+		w->bp_valid = 0;
+	}
+	if (ra == 0) {
+		w->end = UNWIND_END_BOTTOM;
+		return 1;
+	}
+	w->sp = cfa;
+	w->pc = ra;
+	w->pc_is_return = 1;
+	return 0;
+}
+
+/* The bpf_loop body: record the current frame, then step to its caller. The
+ * frame count lives in the map value (out->len), not in w: the verifier then
+ * does not tell iterations apart by it, and checks this body a few times
+ * instead of once per frame. */
+static long unwind_step(__u64 index, void *data)
+{
+	struct unwind_walk *w = data;
+	struct user_stack *out = w->out;
+	__u64 ip;
+	__u32 n;
+	long r;
+
+	if (!out)
+		return 1;
+	n = out->len;
+	if (n >= APERTURE_MAX_USER_FRAMES) {
+		w->end = UNWIND_END_DEPTH;
+		return 1;
+	}
+	ip = w->pc;
+	if (n && !w->pc_is_return)
+		ip |= APERTURE_NOT_CALL_BIT;
+	out->ips[n & (APERTURE_MAX_USER_FRAMES - 1)] = ip;
+	out->len = n + 1;
+	w->hash = (w->hash ^ ip) * 0x9E3779B97F4A7C15ULL;
+	w->hash ^= w->hash >> 29;
+
+	r = step_table(w);
+	if (r != 2)
+		return r;
+	/* No table here: auto mode tries the frame pointer, dwarf mode ends. */
+	if (w->mode == UNWIND_MODE_AUTO && w->maps)
+		return step_frame_pointer(w);
+	return 1;
+}
+
+/* The user-mode registers of the current task, saved at the top of its kernel
+ * stack when it last entered the kernel: by the timer interrupt that took this
+ * sample when it ran user code, by a syscall or fault otherwise. */
+static __always_inline int user_registers(__u64 *pc, __u64 *sp, __u64 *bp)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs regs;
+
+	if (!BPF_CORE_READ(task, mm))
+		return -1; /* a kernel thread: no user stack */
+	if (bpf_probe_read_kernel(&regs, sizeof(regs), (void *)bpf_task_pt_regs(task)))
+		return -1;
+	*pc = regs.rip;
+	*sp = regs.rsp;
+	*bp = regs.rbp;
+	return 0;
+}
+
+/* Unwind the current task's user stack into the scratch stack and return it
+ * (NULL for a kernel thread); *hash identifies its frames and end reason. */
+static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mode,
+							    struct proc_mappings *maps,
+							    __u64 *hash, __u32 *refresh)
+{
+	__u32 zero = 0;
+	struct unwind_walk w = {};
+	struct user_stack *out = bpf_map_lookup_elem(&unwind_scratch, &zero);
+
+	if (!out || user_registers(&w.pc, &w.sp, &w.bp))
+		return NULL;
+	out->len = 0;
+	w.out = out;
+	w.maps = maps;
+	w.bp_valid = 1;
+	w.mode = mode;
+	w.tgid = tgid;
+	w.hash = 0xCBF29CE484222325ULL;
+	w.end = UNWIND_END_DEPTH;
+	bpf_loop(APERTURE_MAX_USER_FRAMES + 1, unwind_step, &w, 0);
+	out->end = w.end;
+	out->fp_frames = w.fp_frames > 255 ? 255 : w.fp_frames;
+	out->reserved = 0;
+	w.hash = (w.hash ^ ((__u64)w.end << 56 | out->len)) * 0x9E3779B97F4A7C15ULL;
+	w.hash ^= w.hash >> 31;
+	*hash = w.hash | 1; /* 0 means "no stack" in cpu_key */
+	*refresh = w.refresh;
+	return out;
+}
+
+struct stack_pair {
+	struct user_stack *a;
+	struct user_stack *b;
+	__u64 differs;
+};
+
+static long compare_ip(__u64 i, void *data)
+{
+	struct stack_pair *pair = data;
+	__u32 k = i & (APERTURE_MAX_USER_FRAMES - 1);
+
+	if (pair->a->ips[k] != pair->b->ips[k]) {
+		pair->differs = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* Whether two stacks hold the same frames (a 64-bit hash may still collide). */
+static __always_inline int same_stack(struct user_stack *a, struct user_stack *b)
+{
+	struct stack_pair pair = {a, b, 0};
+
+	if (a->len != b->len || a->end != b->end)
+		return 0;
+	bpf_loop(a->len, compare_ip, &pair, 0);
+	return !pair.differs;
+}
+
+#endif
