@@ -163,11 +163,14 @@ def compare(path: str) -> dict[str, int]:
     fdes = sorted((f for f in readelf_fdes(path) if f.end > f.begin), key=lambda f: f.begin)
     plt = plt_ranges(path)
     rng = random.Random(1234)
-    stats = {"checked": 0, "supported": 0, "agree": 0, "unsupported": 0, "gaps": 0}
+    stats = dict.fromkeys(
+        ("checked", "supported", "agree", "unsupported", "gaps", "overlapping", "signal", "plt"), 0
+    )
     mismatches = []
     for i, fde in enumerate(fdes):
         nxt = fdes[i + 1].begin if i + 1 < len(fdes) else None
         if (i and fdes[i - 1].end > fde.begin) or (nxt is not None and nxt < fde.end):
+            stats["overlapping"] += 1
             continue  # overlapping FDEs: resolved by a documented rule, not readelf's
         for j, (pc, rule) in enumerate(fde.rows):
             stop = fde.rows[j + 1][0] if j + 1 < len(fde.rows) else fde.end
@@ -186,6 +189,8 @@ def compare(path: str) -> dict[str, int]:
                     ok = ok and have[1:2] + have[3:] == want[1:2] + want[3:]
                 else:
                     ok = have == want
+                stats["signal"] += want[0] == CFA_SIGNAL
+                stats["plt"] += want[0] == CFA_PLT
                 if want[0] == CFA_UNSUPPORTED:
                     stats["unsupported"] += 1
                 else:
@@ -210,6 +215,9 @@ def test_agrees_with_readelf(path: str) -> None:
         pytest.skip(f"{path} is not on this machine")
     stats = compare(path)
     assert stats["agree"] == stats["checked"] > 1000
+    assert stats["plt"] > 0
+    if path == LIBC:
+        assert stats["signal"] > 0  # __restore_rt
     print(path, stats)
 
 
@@ -296,7 +304,11 @@ def test_compiled_program(tmp_path: Path, compiler: str) -> None:
 
 DEBUG_FRAME_SOURCE = r"""
 __attribute__((noinline)) long leaf(long x) { return x * 3 + 1; }
-__attribute__((noinline)) long twice(long x) { volatile long a[64]; a[x & 63] = x; return leaf(a[1]) + leaf(x); }
+__attribute__((noinline)) long twice(long x) {
+    volatile long a[64];
+    a[x & 63] = x;
+    return leaf(a[1]) + leaf(x);
+}
 int main(int argc, char **argv) { (void)argv; return (int)twice(argc); }
 """
 
@@ -490,3 +502,97 @@ def test_unwind_step() -> None:
     sig = {0x8000 + 40 + 80: 0xB, 0x8000 + 40 + 120: 0xC, 0x8000 + 40 + 128: 0xD}
     step = unwind_step(Row(0, CFA_SIGNAL, 0, 0, 0, 0), {"rip": 1, "rsp": 0x8000}, sig.get)
     assert step == {"rip": 0xD, "rsp": 0xC, "rbp": 0xB}
+
+
+# --- hand-made .eh_frame ------------------------------------------------------------
+
+EH_ADDR = 0x2000
+CIE_INSTR = b"\x0c\x07\x08\x90\x01"  # def_cfa rsp+8; offset rip at cfa-8
+
+
+def eh_frame(
+    fdes: list[tuple[int, int, bytes]], aug: bytes = b"zR", eh_addr: int = EH_ADDR
+) -> bytes:
+    """One CIE (pcrel sdata4 FDE pointers) and FDEs ``(begin, size, instructions)``."""
+    cie = b"\0\0\0\0\x01" + aug + b"\0\x01\x78\x10\x01\x1b" + CIE_INSTR
+    out = bytearray(struct.pack("<I", len(cie)) + cie)
+    for begin, size, instructions in fdes:
+        at = len(out)
+        field = eh_addr + at + 8  # address of the initial_location field
+        body = struct.pack("<IiI", at + 4, begin - field, size) + b"\0" + instructions
+        out += struct.pack("<I", len(body)) + body
+    return bytes(out + b"\0\0\0\0")
+
+
+def tiny_elf(eh: bytes, text: tuple[int, int] = (0x1000, 0x1000), eh_addr: int = EH_ADDR) -> bytes:
+    names = b"\0.eh_frame\0.text\0.shstrtab\0"
+    shoff = 64 + len(eh) + len(names)
+    header = b"\x7fELF\x02\x01\x01" + b"\0" * 9
+    header += struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, 64, 0, 0, 64, 4, 3)
+    sections = [
+        (0, 0, 0, 0, 0, 0),
+        (1, 1, 2, eh_addr, 64, len(eh)),
+        (11, 1, 6, text[0], 0, text[1]),
+        (17, 3, 0, 0, 64 + len(eh), len(names)),
+    ]
+    shdrs = b"".join(struct.pack("<IIQQQQIIQQ", *s, 0, 0, 1, 0) for s in sections)
+    return header + eh + names + shdrs
+
+
+def rows_of(table: UnwindTable) -> list[tuple[int, ...]]:
+    return [tuple(table.row(i))[:5] for i in range(len(table))]
+
+
+def test_handmade_rules() -> None:
+    plt = b"\x0f\x0b\x77\x08\x80\x00\x3f\x1a\x3a\x2a\x33\x24\x22"  # lit10
+    plt_bad = plt.replace(b"\x77\x08", b"\x77\x10")
+    fdes = [
+        # push rbp; mov rsp,rbp; ...; remember; pop -> rsp+8; restore
+        (0x1000, 0x20, b"\x41\x0e\x10\x86\x02\x43\x0d\x06\x4a\x0a\x0c\x07\x08\x41\x0b"),
+        (0x1020, 0x10, plt),
+        (0x1040, 0x10, plt_bad + b"\x42\x0e\x10"),
+        (0x1050, 0x10, b"\x2e\x10\x42\x07\x10"),  # args_size; undefined rip
+        (0x1060, 0x10, b"\x42\x0c\x05\x00"),  # CFA from rdi
+        (0x1070, 0x10, b"\x42\x3f"),  # unknown opcode: the FDE is skipped
+    ]
+    table = build_table_from_bytes(tiny_elf(eh_frame(fdes)), "tiny")
+    assert table.reason == "" and table.fdes == 5 and table.fde_errors == 1
+    assert rows_of(table) == [
+        (0x1000, CFA_RSP, RBP_UNCHANGED, 8, 0),
+        (0x1001, CFA_RSP, RBP_OFFSET, 16, -16),
+        (0x1004, CFA_RBP, RBP_OFFSET, 16, -16),
+        (0x100E, CFA_RSP, RBP_OFFSET, 8, -16),
+        (0x100F, CFA_RBP, RBP_OFFSET, 16, -16),
+        (0x1020, CFA_PLT, RBP_UNCHANGED, 10, 0),
+        (0x1030, CFA_NONE, RBP_UNCHANGED, 0, 0),
+        (0x1040, CFA_UNSUPPORTED, RBP_UNCHANGED, 0, 0),
+        (0x1050, CFA_RSP, RBP_UNCHANGED, 8, 0),
+        (0x1052, CFA_STOP, RBP_UNCHANGED, 0, 0),
+        (0x1060, CFA_RSP, RBP_UNCHANGED, 8, 0),
+        (0x1062, CFA_UNSUPPORTED, RBP_UNCHANGED, 0, 0),
+        (0x1070, CFA_NONE, RBP_UNCHANGED, 0, 0),
+    ]
+    assert table.unsupported_rows == 2
+    assert dict(table.unsupported_causes) == {
+        "PLT expression with rsp offset other than 8": 1,
+        "CFA from register rdi": 1,
+    }
+
+
+def test_handmade_overlap_signal_and_range() -> None:
+    # an FDE nested in another: the outer one is cut where the inner begins
+    fdes = [(0x1000, 0x40, b"\x41\x0e\x10"), (0x1010, 0x10, b"\x41\x0e\x20")]
+    table = build_table_from_bytes(tiny_elf(eh_frame(fdes)), "overlap")
+    assert rows_of(table) == [
+        (0x1000, CFA_RSP, RBP_UNCHANGED, 8, 0),
+        (0x1001, CFA_RSP, RBP_UNCHANGED, 16, 0),
+        (0x1010, CFA_RSP, RBP_UNCHANGED, 8, 0),
+        (0x1011, CFA_RSP, RBP_UNCHANGED, 32, 0),
+        (0x1020, CFA_NONE, RBP_UNCHANGED, 0, 0),
+    ]
+    signal = build_table_from_bytes(tiny_elf(eh_frame([(0x1000, 8, b"")], b"zRS")), "sig")
+    assert rows_of(signal) == [(0x1000, CFA_SIGNAL, 0, 0, 0), (0x1008, CFA_NONE, 0, 0, 0)]
+    at = 0xFFFF_0000
+    high = tiny_elf(eh_frame([(at, 0x10_0000, b"")], eh_addr=at), (at, 0x10_0000), at)
+    table = build_table_from_bytes(high, "high")
+    assert len(table) == 0 and "4 GiB" in table.reason

@@ -536,11 +536,12 @@ def _clip_overlaps(fdes: list[_Fde]) -> list[_Fde]:
 def _fill(fdes: list[_Fde], holes: list[tuple[int, int]]) -> list[_Fde]:
     """``.debug_frame`` FDEs cut to the code ranges ``.eh_frame`` leaves uncovered."""
     out: list[_Fde] = []
+    hole_ends = [end for _, end in holes]
     for fde in _clip_overlaps(fdes):
-        for start, end in holes:
+        for start, end in holes[bisect_right(hole_ends, fde.begin) :]:
+            if start >= fde.end:
+                break
             lo, hi = max(start, fde.begin), min(end, fde.end)
-            if lo >= hi:
-                continue
             rows = fde.rows
             first = max(i for i, r in enumerate(rows) if r[0] <= lo)
             piece = [(lo, rows[first][1])] + [r for r in rows[first + 1 :] if r[0] < hi]
