@@ -40,7 +40,9 @@ struct cpu_config {
 /* ---- Table unwinding (see unwind.bpf.h and aperture/agent/unwind/) ----------
  *
  * Each binary's .eh_frame becomes a sorted array of rows (one inner ARRAY map
- * per binary, found by file id in `unwind_tables`); each process has a sorted
+ * per binary, exactly as long as its table, found by file id in
+ * `unwind_tables`, loaded when built: until then the walker sees no table for
+ * that binary); each process has a sorted
  * list of its executable mappings (`proc_mappings`) giving the file id and the
  * load bias of each. Rows describe the caller's frame at a pc as x86_64 needs
  * it; arm64 would use ra_offset (return address saved at CFA + ra_offset, or
@@ -81,7 +83,7 @@ struct exec_mapping {
 	__u64 end;
 	__u64 bias;
 	__u32 file_id;                 /* key in unwind_tables; 0: no table (JIT, ...) */
-	__u32 rows;                    /* rows in that table */
+	__u32 reserved;
 };
 
 struct proc_mappings {

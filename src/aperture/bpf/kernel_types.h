@@ -17,4 +17,10 @@ struct task_struct {
 	char comm[16];
 } __attribute__((preserve_access_index));
 
+/* Inner maps of a map-of-maps are read as this: a table's row count is its
+ * inner map's size. */
+struct bpf_map {
+	__u32 max_entries;
+} __attribute__((preserve_access_index));
+
 #endif

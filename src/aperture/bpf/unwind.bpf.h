@@ -200,7 +200,8 @@ static __always_inline long step_table(struct unwind_walk *w)
 		w->end = UNWIND_END_NO_TABLE;
 		return 2;
 	}
-	row = find_row(table, m->rows, target - m->bias);
+	/* A map pointer may be read as its struct bpf_map, not offset for a probe read. */
+	row = find_row(table, ((struct bpf_map *)table)->max_entries, target - m->bias);
 	if (!row || row->cfa_type == CFA_NONE) {
 		w->end = UNWIND_END_NO_INFO;
 		return 2;

@@ -208,6 +208,9 @@ class CpuCollector:
         if self._watcher is not None:
             self._watcher.close()
             self._watcher = None
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
         if self._obj is not None:
             self._obj.close()
             self._obj = None

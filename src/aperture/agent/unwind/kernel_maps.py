@@ -19,7 +19,7 @@ import ctypes
 import os
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from ctypes import c_char, c_uint32, c_uint64
 from dataclasses import dataclass, field
@@ -76,7 +76,7 @@ class ExecMapping(ctypes.Structure):
         ("end", c_uint64),
         ("bias", c_uint64),
         ("file_id", c_uint32),
-        ("rows", c_uint32),
+        ("reserved", c_uint32),
     )
 
 
@@ -106,10 +106,11 @@ class TableStats:
     too_large: int = 0  # tables larger than the whole limit: not loaded
     no_table: int = 0  # binaries without usable unwind information
     failed: int = 0  # tables the kernel refused (map creation failed)
+    queued: int = 0  # binaries waiting for their table to be built
     build_seconds: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _Binary:
     file_id: int
     name: str
@@ -117,15 +118,23 @@ class _Binary:
     build_id: str | None = None
     rows: int = 0
     loaded: bool = False
+    queued: bool = False
+    built: bool = False  # a table was built (or found to be empty) at least once
     refused: bool = False  # too large for the limit, or refused by the kernel: not retried
     last_used: float = 0.0
-    # Kept only while unloaded and unbuilt: how to build the table again.
+    # Where to read the file for a (re)build; None once there is nothing to build.
     path: str | None = None
     vdso_image: bytes | None = None
 
 
 class KernelTables:
-    """Per-binary unwind tables in ``unwind_tables``, bounded by ``memory_limit`` bytes."""
+    """Per-binary unwind tables in ``unwind_tables``, bounded by ``memory_limit`` bytes.
+
+    A binary gets its file id at once; its table is built by a thread of its own
+    and appears in the kernel when ready (the walker sees no table until then, and
+    auto mode uses frame pointers for that code meanwhile), so registering a
+    process never waits for a parse. Thread-safe.
+    """
 
     def __init__(
         self,
@@ -141,103 +150,168 @@ class KernelTables:
         self._cache_dir = cache_dir / "unwind" if cache_dir is not None else None
         self._debug_dirs = tuple(debug_dirs)
         self._clock = clock
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
         self._by_identity: dict[object, _Binary] = {}
         self._by_build_id: dict[str, _Binary] = {}
         self._loaded: OrderedDict[int, _Binary] = OrderedDict()  # LRU order, oldest first
+        self._queue: deque[_Binary] = deque()
+        self._building = False
         self._next_id = 1
         self._bytes = 0
-        self._counts = dict.fromkeys(("built", "from_cache", "evicted", "too_large", "failed"), 0)
-        self._no_table = 0
+        self._counts = dict.fromkeys(
+            ("built", "from_cache", "evicted", "too_large", "failed", "no_table"), 0
+        )
         self._build_seconds = 0.0
         self._vdso: _Binary | None = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="unwind-tables", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop = True
+            self._wake.notify_all()
+        self._thread.join(timeout=5)
 
     # -- binaries --------------------------------------------------------------
 
     def for_file(self, mapping: Mapping, path: str | None) -> _Binary | None:
         """The binary behind a file mapping (``path``: where to read it now)."""
         identity = (mapping.dev, mapping.inode, mapping.file_path)
-        binary = self._by_identity.get(identity)
-        if binary is None:
-            if path is None:
-                return None
-            build_id = file_build_id(path)
+        with self._lock:
+            binary = self._by_identity.get(identity)
+            if binary is not None:
+                if path is not None and self._needs_build(binary):
+                    binary.path = path
+                    self._enqueue(binary)
+                return binary
+        if path is None:
+            return None
+        # Outside the lock: a build-id read and the program headers cost a file open.
+        build_id = file_build_id(path)
+        segments = read_load_segments(path)
+        with self._lock:
             binary = self._by_build_id.get(build_id) if build_id else None
             if binary is None:
-                binary = _Binary(self._new_id(), mapping.file_path, read_load_segments(path))
-                binary.path, binary.build_id = path, build_id
+                binary = _Binary(self._new_id(), mapping.file_path, segments, build_id, path=path)
                 if build_id:
                     self._by_build_id[build_id] = binary
-                self._build_and_load(binary)
+                self._enqueue(binary)
             self._by_identity[identity] = binary
-        elif self._evicted(binary):
-            binary.path = path or binary.path
-            self._build_and_load(binary)
-        return binary
-
-    @staticmethod
-    def _evicted(binary: _Binary) -> bool:
-        return not binary.loaded and not binary.refused and binary.rows > 0
+            return binary
 
     def for_vdso(self) -> _Binary | None:
         """The vDSO (the kernel's, the same in every process): built from our own."""
-        if self._vdso is None:
-            image = _own_vdso_image()
-            if image is None:
-                return None
-            self._vdso = _Binary(self._new_id(), VDSO, parse_load_segments(image))
-            self._vdso.vdso_image = image
-            self._build_and_load(self._vdso)
-        elif self._evicted(self._vdso):
-            self._build_and_load(self._vdso)
-        return self._vdso
+        with self._lock:
+            if self._vdso is None:
+                image = _own_vdso_image()
+                if image is None:
+                    return None
+                self._vdso = _Binary(self._new_id(), VDSO, parse_load_segments(image))
+                self._vdso.vdso_image = image
+                self._enqueue(self._vdso)
+            elif self._needs_build(self._vdso):
+                self._enqueue(self._vdso)
+            return self._vdso
 
     def touch(self, file_ids: Iterable[int]) -> None:
         """Mark tables as used now (processes sampled this window use them)."""
         now = self._clock()
-        for file_id in file_ids:
-            binary = self._loaded.get(file_id)
-            if binary is not None:
-                binary.last_used = now
-                self._loaded.move_to_end(file_id)
+        with self._lock:
+            for file_id in file_ids:
+                binary = self._loaded.get(file_id)
+                if binary is not None:
+                    binary.last_used = now
+                    self._loaded.move_to_end(file_id)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued table is built and loaded (for tests and benchmarks)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._building:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._wake.wait(min(left, 0.05))
+        return True
 
     def stats(self) -> TableStats:
-        return TableStats(
-            loaded=len(self._loaded),
-            kernel_bytes=self._bytes,
-            limit_bytes=self._limit,
-            rows=sum(b.rows for b in self._loaded.values()),
-            no_table=self._no_table,
-            build_seconds=round(self._build_seconds, 3),
-            **self._counts,
-        )
+        with self._lock:
+            return TableStats(
+                loaded=len(self._loaded),
+                kernel_bytes=self._bytes,
+                limit_bytes=self._limit,
+                rows=sum(b.rows for b in self._loaded.values()),
+                build_seconds=round(self._build_seconds, 3),
+                queued=len(self._queue),
+                **self._counts,
+            )
 
     def _new_id(self) -> int:
         file_id = self._next_id
         self._next_id += 1
         return file_id
 
-    def _build_and_load(self, binary: _Binary) -> None:
-        build_id = binary.build_id
-        table = self._cached(build_id)
-        if table is None:
-            started = time.perf_counter()
-            if binary.vdso_image is not None:
-                table = build_table_from_bytes(binary.vdso_image, VDSO)
-            elif binary.path is not None:
-                table = build_table(binary.path, debug_dirs=self._debug_dirs)
-            else:
-                return
+    @staticmethod
+    def _needs_build(binary: _Binary) -> bool:
+        """Evicted (or never loaded) and worth loading again."""
+        return not (binary.loaded or binary.queued or binary.refused) and not (
+            binary.built and binary.rows == 0
+        )
+
+    def _enqueue(self, binary: _Binary) -> None:
+        binary.queued = True
+        self._queue.append(binary)
+        self._wake.notify_all()
+
+    # -- the builder thread --------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._stop:
+                    self._wake.wait()
+                if self._stop:
+                    return
+                binary = self._queue.popleft()
+                self._building = True
+            try:
+                table = self._table(binary)
+                with self._lock:
+                    binary.queued = False
+                    binary.built = True
+                    binary.rows = len(table)
+                    if not binary.rows:
+                        self._counts["no_table"] += 1
+                        binary.path = binary.vdso_image = None
+                    else:
+                        self._load(binary, table)
+            finally:
+                with self._lock:
+                    binary.queued = False
+                    self._building = False
+                    self._wake.notify_all()
+
+    def _table(self, binary: _Binary) -> UnwindTable:
+        table = self._cached(binary.build_id)
+        if table is not None:
+            return table
+        started = time.perf_counter()
+        if binary.vdso_image is not None:
+            table = build_table_from_bytes(binary.vdso_image, VDSO)
+        elif binary.path is not None:
+            table = build_table(binary.path, debug_dirs=self._debug_dirs)
+        else:
+            return UnwindTable(b"", None, "nothing to build from", 0, 0, 0, ())
+        with self._lock:
             self._build_seconds += time.perf_counter() - started
             self._counts["built"] += 1
-            self._store(build_id, table)
-        binary.rows = len(table)
-        if not binary.rows:
-            self._no_table += 1
-            binary.path = None
-            return
-        self._load(binary, table)
+        self._store(binary.build_id, table)
+        return table
 
     def _load(self, binary: _Binary, table: UnwindTable) -> None:
+        """Put a built table in the kernel (lock held), evicting old ones to fit."""
         size = binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
         if size > self._limit:
             self._counts["too_large"] += 1
@@ -291,7 +365,8 @@ class KernelTables:
             table = UnwindTable.from_bytes(path.read_bytes())
         except (OSError, ValueError):
             return None
-        self._counts["from_cache"] += 1
+        with self._lock:
+            self._counts["from_cache"] += 1
         return table
 
     def _store(self, build_id: str | None, table: UnwindTable) -> None:
@@ -300,7 +375,7 @@ class KernelTables:
             return
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_bytes(table.to_bytes())
             tmp.replace(path)
         except OSError:
@@ -362,7 +437,7 @@ class ProcessRegistry:
                     bias = load_bias(binary.segments, mapping.start, mapping.pgoff)
                     if bias is not None:
                         entry.bias = bias & 0xFFFFFFFFFFFFFFFF
-                        entry.file_id, entry.rows = binary.file_id, binary.rows
+                        entry.file_id = binary.file_id
                         file_ids.add(binary.file_id)
                 count += 1
             value.count = count
@@ -406,13 +481,20 @@ class ProcessRegistry:
                     self._procs.delete(c_uint32(pid))
             return len(gone)
 
+    def close(self) -> None:
+        """Stop the table builder (the maps go with the BPF object)."""
+        self._tables.close()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the tables of every registered binary are loaded."""
+        return self._tables.wait_idle(timeout)
+
     def stats(self) -> RegistryStats:
         with self._lock:
             return RegistryStats(processes=len(self._registered), **self._counts)
 
     def table_stats(self) -> TableStats:
-        with self._lock:
-            return self._tables.stats()
+        return self._tables.stats()
 
 
 def _own_vdso_image() -> bytes | None:
