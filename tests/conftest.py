@@ -66,3 +66,46 @@ def spawn() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+
+
+NOFP_FLAGS = ["-O2", "-g", "-fomit-frame-pointer", "-fasynchronous-unwind-tables"]
+
+
+class NofpWorkloads:
+    """The ``tests/workloads/nofp`` programs, built without frame pointers by each compiler."""
+
+    def __init__(self, directory: Path, missing: dict[str, str]) -> None:
+        self.dir = directory
+        self._missing = missing  # compiler -> why its builds are absent
+
+    def binary(self, stem: str, compiler: str) -> Path:
+        """``<stem>-<compiler>``, or a skip saying why that compiler's build is missing."""
+        if compiler in self._missing:
+            pytest.skip(self._missing[compiler])
+        return self.dir / f"{stem}-{compiler}"
+
+
+@pytest.fixture(scope="session")
+def nofp_workloads(tmp_path_factory: pytest.TempPathFactory) -> NofpWorkloads:
+    """Every ``tests/workloads/nofp/*.c`` built twice, as ``<stem>-gcc`` and ``<stem>-clang``.
+
+    Built the way distributions build: optimized, no frame pointers, ``.eh_frame`` tables
+    for every instruction, so only table unwinding recovers their callers.
+    """
+    out = tmp_path_factory.mktemp("nofp")
+    missing = {
+        cc: f"{cc} is not installed: the {cc}-built no-frame-pointer workloads are missing"
+        for cc in ("gcc", "clang")
+        if shutil.which(cc) is None
+    }
+    if len(missing) == 2:
+        pytest.skip("neither gcc nor clang is installed: the nofp workloads cannot be built")
+    for cc in ("gcc", "clang"):
+        if cc in missing:
+            continue
+        for source in sorted((WORKLOADS / "nofp").glob("*.c")):
+            subprocess.run(
+                [cc, *NOFP_FLAGS, "-o", str(out / f"{source.stem}-{cc}"), str(source)],
+                check=True,
+            )
+    return NofpWorkloads(out, missing)

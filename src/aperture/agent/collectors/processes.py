@@ -5,8 +5,8 @@ from __future__ import annotations
 import ctypes
 import threading
 from collections import OrderedDict
-from ctypes import c_char, c_uint32
 from collections.abc import Callable
+from ctypes import c_char, c_uint32
 from typing import Protocol
 
 from aperture.agent.collectors.bpfobj import check_layout, decode_comm

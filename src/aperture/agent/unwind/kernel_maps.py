@@ -35,8 +35,8 @@ from aperture.agent.libbpf import (
 )
 from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS
 from aperture.agent.symbols.elf import file_build_id
-from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps, read_start_time
+from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.unwind.segments import (
     LoadSegment,
     load_bias,
