@@ -68,6 +68,11 @@ class ModeTotals:
     syscalls: dict[tuple[int, str, int], SyscallStat] = field(default_factory=dict)
     calls: int = 0
     errors: int = 0
+    # CPU: how user stacks were unwound (sample counts summed over windows) and
+    # the unwind tables' latest state.
+    unwind_mode: str = ""
+    unwind: Counter[str] = field(default_factory=Counter)
+    unwind_tables: dict[str, int] = field(default_factory=dict)
 
     def profile(self) -> Profile:
         """A compact profile for the tables: samples per stack, the records kept."""
@@ -113,6 +118,7 @@ class RunTotals:
         t.losses.update(window.losses)
         idle = window.labels.get("idle_samples", "0")
         t.idle_samples += int(idle) if idle.isdigit() else 0
+        _add_unwind(t, window.labels)
         if window.samples and window.event_type is EventType.CPU:
             t.processes.update(s.pid for s in window.samples)
             t.threads.update(s.tid for s in window.samples)
@@ -148,3 +154,17 @@ class RunTotals:
         if len(t.syscalls) > 2 * self.max_rows:
             kept = sorted(t.syscalls.items(), key=lambda kv: -kv[1].total_ns)[: self.max_rows]
             t.syscalls = dict(kept)
+
+
+# Labels of a CPU window (collectors/cpu.py) that are states, not counts.
+_UNWIND_STATE = ("unwind_table_bytes", "unwind_tables_loaded")
+
+
+def _add_unwind(t: ModeTotals, labels: dict[str, str]) -> None:
+    t.unwind_mode = labels.get("unwind", t.unwind_mode)
+    for key, value in labels.items():
+        if key.startswith("unwind_") and value.isdigit():
+            if key in _UNWIND_STATE:
+                t.unwind_tables[key] = int(value)
+            else:
+                t.unwind[key.removeprefix("unwind_")] += int(value)

@@ -30,6 +30,7 @@ def format_cpu_summary(totals: ModeTotals, *, top: int = 10) -> str:
             f"  idle samples not recorded: {totals.idle_samples} (use --include-idle to keep them)"
         )
     lines.append(f"  unknown frames: {unknown_frame_share(profile):.1%}")
+    lines.extend(_unwind_lines(totals))
     lines.append(_losses(profile))
     if total:
         self_, _ = self_and_total(profile)
@@ -37,6 +38,50 @@ def format_cpu_summary(totals: ModeTotals, *, top: int = 10) -> str:
         for name, value in self_.most_common(top):
             lines.append(f"    {value / total:6.1%} {value:>8}  {name}")
     return "\n".join(lines)
+
+
+# enum unwind_end but the bottom, as the summary words them
+_EARLY_ENDS = {
+    "depth": "128 frames reached",
+    "no_mapping": "pc in no known mapping",
+    "no_table": "code without a table",
+    "no_info": "pc not covered by its table",
+    "unsupported": "unwind rule not supported",
+    "read_fault": "stack memory unreadable",
+    "bad_frame": "frame going nowhere",
+}
+
+
+def _unwind_lines(totals: ModeTotals) -> list[str]:
+    """How user stacks were unwound, as shares of the samples that had one."""
+    u = totals.unwind
+    if not totals.unwind_mode or totals.unwind_mode == "fp":
+        return [f"  user stacks: frame pointers (--unwind {totals.unwind_mode or 'fp'})"]
+    walks, fp_only = u["table_walks"], u["fp_only"]
+    stacks = walks + fp_only
+    if not stacks:
+        return [f"  user stacks: none recorded (--unwind {totals.unwind_mode})"]
+    lines = [
+        f"  user stacks (--unwind {totals.unwind_mode}): {u['complete'] / stacks:.1%} complete "
+        f"to their entry point, {u['truncated'] / stacks:.1%} stopped early, "
+        f"{fp_only / stacks:.1%} by frame pointers only (process not registered yet); "
+        f"{u['fp_frames']} walks used a frame pointer for a frame without a table"
+    ]
+    early = {e: u[f"end_{e}"] for e in _EARLY_ENDS if u[f"end_{e}"]}
+    if early:
+        lines.append(
+            "    stopped early because: "
+            + ", ".join(
+                f"{_EARLY_ENDS[e]} {n}" for e, n in sorted(early.items(), key=lambda kv: -kv[1])
+            )
+        )
+    tables = totals.unwind_tables
+    if tables:
+        lines.append(
+            f"  unwind tables: {tables.get('unwind_tables_loaded', 0)} binaries, "
+            f"{tables.get('unwind_table_bytes', 0) / (1 << 20):.1f} MiB of kernel memory"
+        )
+    return lines
 
 
 def _losses(profile: Profile) -> str:

@@ -38,6 +38,9 @@ MAX_USER_FRAMES = 128
 EFAULT = 14
 EEXIST = 17
 
+# --pid: how long start() waits for the process's tables to be built and loaded.
+PID_TABLES_TIMEOUT_S = 10.0
+
 # --unwind: enum unwind_mode of aperture.h
 UNWIND_MODES = {"fp": 0, "dwarf": 1, "auto": 2}
 
@@ -188,6 +191,10 @@ class CpuCollector:
             self._watcher = ProcessWatcher(
                 obj, self._symbolizer, self._registry.register if self._registry else None
             )
+            if self._registry is not None and opts.pid:
+                # One process asked for: its tables are in place before the first sample.
+                self._registry.register(opts.pid)
+                self._registry.wait_idle(PID_TABLES_TIMEOUT_S)
             prog = obj.program("sample_cpu")
             for cpu in perf_event.online_cpus():
                 fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
@@ -245,9 +252,11 @@ class CpuCollector:
         self._stats_prev = stats
         profile.losses = {n: delta[n] for n in LOSS_NAMES}
         report = self._unwind_report(delta)
+        # Table losses as this window's share of the running counts, like the rest.
+        before = self.last_unwind.tables
         self.last_unwind = report
-        profile.losses["unwind_tables_evicted"] = report.tables.evicted
-        profile.losses["unwind_tables_too_large"] = report.tables.too_large
+        profile.losses["unwind_tables_evicted"] = report.tables.evicted - before.evicted
+        profile.losses["unwind_tables_too_large"] = report.tables.too_large - before.too_large
         profile.labels = {
             "idle_samples": str(delta["idle"]),
             "filtered_samples": str(delta["filtered"]),
@@ -258,6 +267,8 @@ class CpuCollector:
             "unwind_fp_frames": str(report.fp_frames),
             "unwind_fp_only": str(report.fp_only),
             "unwind_table_bytes": str(report.tables.kernel_bytes),
+            "unwind_tables_loaded": str(report.tables.loaded),
+            **{f"unwind_end_{end}": str(n) for end, n in report.ends.items()},
         }
         return profile
 
