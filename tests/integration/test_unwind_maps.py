@@ -1,0 +1,167 @@
+"""The unwind tables and process mappings in real BPF maps: bounds, eviction, cache, exits."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aperture.agent.collectors.bpfobj import object_path
+from aperture.agent.collectors.cpu import CpuConfig
+from aperture.agent.libbpf import BpfObject
+from aperture.agent.symbols.process import ProcessMaps
+from aperture.agent.unwind.kernel_maps import (
+    KERNEL_ROW_BYTES,
+    MAP_OVERHEAD_BYTES,
+    KernelTables,
+    ProcMappings,
+    ProcessRegistry,
+)
+from aperture.agent.unwind.segments import read_load_segments
+from aperture.agent.unwind.tables import build_table
+
+pytestmark = pytest.mark.usefixtures("bpf")
+
+LIBC = "/lib/x86_64-linux-gnu/libc.so.6"
+PYTHON = "/usr/bin/python3.11"
+
+
+@pytest.fixture
+def cpu_object() -> Iterator[BpfObject]:
+    """The CPU object loaded in auto mode (nothing attached): its maps are real."""
+    obj = BpfObject(object_path("cpu"))
+    config = CpuConfig.from_buffer(obj.map(".rodata").initial_value())
+    config.unwind_mode = 2
+    obj.load()
+    yield obj
+    obj.close()
+
+
+def _sleeper(exe: str = sys.executable) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([exe, "-c", "import time; time.sleep(60)"])
+
+
+def _kernel_size(path: str) -> int:
+    return len(build_table(path)) * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
+
+
+def _entry(obj: BpfObject, pid: int) -> ProcMappings | None:
+    value = ProcMappings()
+    return value if obj.map("proc_mappings").lookup(ctypes.c_uint32(pid), value) else None
+
+
+def test_registration_writes_every_executable_mapping_with_its_load_bias(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    proc = _sleeper(PYTHON)
+    spawn.append(proc)
+    tables = KernelTables(cpu_object.map("unwind_tables"))
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+    try:
+        assert registry.register(proc.pid)
+        assert registry.wait_idle(30)
+        entry = _entry(cpu_object, proc.pid)
+        assert entry is not None
+        maps = ProcessMaps.read(proc.pid)
+        assert maps is not None
+        assert entry.count == len(maps.mappings)
+        rows = {(m.start, m.end) for m in maps.mappings}
+        assert {(entry.m[i].start, entry.m[i].end) for i in range(entry.count)} == rows
+        # The executable's text: runtime address - bias is the ELF vaddr of the same byte.
+        exe = next(m for m in maps.mappings if m.file_path == PYTHON)
+        e = next(entry.m[i] for i in range(entry.count) if entry.m[i].start == exe.start)
+        segment = next(
+            s for s in read_load_segments(PYTHON) if s.offset <= exe.pgoff < s.offset + s.filesz
+        )
+        assert exe.start - e.bias == segment.vaddr + (exe.pgoff - segment.offset)
+        assert e.file_id != 0
+        stats = tables.stats()
+        assert stats.loaded >= 2 and stats.queued == 0  # python3.11, libc, ld.so, [vdso]...
+        assert cpu_object.map("unwind_tables").lookup(ctypes.c_uint32(e.file_id), ctypes.c_uint32())
+    finally:
+        registry.close()
+
+
+def test_tables_stay_under_the_memory_limit_evicting_the_least_recently_used(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    libc, python = _kernel_size(LIBC), _kernel_size(PYTHON)
+    # Room for python3.11's table and a little more, not for libc's beside it.
+    limit = python + libc // 2
+    tables = KernelTables(cpu_object.map("unwind_tables"), memory_limit=limit)
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+    procs = [_sleeper(PYTHON), _sleeper(PYTHON)]
+    spawn.extend(procs)
+    try:
+        for proc in procs:
+            assert registry.register(proc.pid)
+            assert registry.wait_idle(30)
+            stats = tables.stats()
+            assert stats.kernel_bytes <= limit, stats
+        stats = tables.stats()
+        assert stats.evicted >= 1, stats
+        assert stats.limit_bytes == limit
+        # A table larger than the whole limit is refused and counted, never loaded.
+        small = KernelTables(cpu_object.map("unwind_tables"), memory_limit=libc // 4)
+        small_registry = ProcessRegistry(cpu_object.map("proc_mappings"), small)
+        try:
+            assert small_registry.register(procs[0].pid)
+            assert small_registry.wait_idle(30)
+            assert small.stats().too_large >= 2  # libc and python3.11 at least
+            assert small.stats().kernel_bytes <= libc // 4
+        finally:
+            small_registry.close()
+    finally:
+        registry.close()
+
+
+def test_a_cache_directory_spares_the_next_agent_the_parse(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    proc = _sleeper(PYTHON)
+    spawn.append(proc)
+    built: list[int] = []
+    for _run in range(2):
+        tables = KernelTables(cpu_object.map("unwind_tables"), cache_dir=tmp_path)
+        registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+        try:
+            assert registry.register(proc.pid)
+            assert registry.wait_idle(30)
+            stats = tables.stats()
+            built.append(stats.built)
+        finally:
+            registry.close()
+    assert built[0] >= 2  # python3.11, libc, ld.so (build-ids), and the vDSO
+    # Second run: only the vDSO (no build-id to cache it by) is parsed again.
+    assert built[1] <= 1, built
+    assert list((tmp_path / "unwind").glob("*.table"))
+
+
+def test_exited_processes_are_forgotten_and_announced_again_if_the_pid_returns(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    procs_map = cpu_object.map("procs")
+    tables = KernelTables(cpu_object.map("unwind_tables"))
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables, procs=procs_map)
+    proc = _sleeper()
+    spawn.append(proc)
+    try:
+        assert registry.register(proc.pid)
+        procs_map.update(ctypes.c_uint32(proc.pid), (ctypes.c_char * 16)())
+        assert registry.prune() == 0
+        assert _entry(cpu_object, proc.pid) is not None
+        proc.kill()
+        proc.wait()
+        assert registry.prune() == 1
+        assert _entry(cpu_object, proc.pid) is None
+        assert not procs_map.lookup(ctypes.c_uint32(proc.pid), (ctypes.c_char * 16)())
+        assert registry.stats().processes == 0
+        # A process that is gone before it can be registered is counted, not written.
+        assert not registry.register(proc.pid)
+        assert registry.stats().gone == 1
+    finally:
+        registry.close()
