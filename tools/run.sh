@@ -29,7 +29,7 @@ echo "  Aperture is running: dashboard and API at http://$HTTP  (Ctrl-C stops)"
 echo "  the agent also writes out/profile.{cpu.svg,lock.svg,syscalls.txt} when stopped"
 echo
 $BIN/aperture-agent --mode all --aggregator "http://$GRPC" --push-interval 10s \
-  --spool-dir data/agent-spool --output out/profile.svg ${APERTURE_RUN_ARGS:-} &
+  --spool-dir data/agent-spool --cache-dir data/agent-cache --output out/profile.svg ${APERTURE_RUN_ARGS:-} &
 AGENT=$!
 wait "$AGENT" || true
 AGENT=

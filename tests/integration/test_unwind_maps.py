@@ -18,8 +18,8 @@ from aperture.agent.unwind.kernel_maps import (
     KERNEL_ROW_BYTES,
     MAP_OVERHEAD_BYTES,
     KernelTables,
-    ProcMappings,
     ProcessRegistry,
+    ProcMappings,
 )
 from aperture.agent.unwind.segments import read_load_segments
 from aperture.agent.unwind.tables import build_table

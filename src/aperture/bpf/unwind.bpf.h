@@ -316,6 +316,7 @@ static long unwind_step(__u64 index, void *data)
  * sample when it ran user code, by a syscall or fault otherwise. */
 static __always_inline int user_registers(__u64 *pc, __u64 *sp, __u64 *bp)
 {
+#if defined(__TARGET_ARCH_x86)
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct pt_regs regs;
 
@@ -327,6 +328,11 @@ static __always_inline int user_registers(__u64 *pc, __u64 *sp, __u64 *bp)
 	*sp = regs.rsp;
 	*bp = regs.rbp;
 	return 0;
+#else
+	/* arm64 needs its own rows (LR for leaves, FP/LR pairs) and register names:
+	 * the agent runs --unwind fp there, so this path is never taken. */
+	return -1;
+#endif
 }
 
 /* Unwind the current task's user stack into the scratch stack and return it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import time
 from collections import Counter
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
@@ -141,6 +142,20 @@ class UnwindReport:
     processes: RegistryStats = field(default_factory=RegistryStats)
 
 
+def effective_unwind_mode(requested: str, machine: str | None = None) -> str:
+    """The --unwind mode this machine can run: tables exist for x86_64 only."""
+    if requested not in UNWIND_MODES:
+        raise AgentError(f"unknown --unwind {requested!r}: use auto, dwarf or fp.")
+    if (machine or platform.machine()) in ("x86_64", "AMD64") or requested == "fp":
+        return requested
+    if requested == "dwarf":
+        raise AgentError(
+            f"--unwind dwarf is implemented for x86_64 only, not {machine or platform.machine()}: "
+            "use --unwind fp (or auto, which uses frame pointers here)."
+        )
+    return "fp"
+
+
 def _decode(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
@@ -150,13 +165,14 @@ class CpuCollector:
 
     def __init__(self, options: CpuOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
         self.options = options
+        self.unwind_mode = effective_unwind_mode(options.unwind)
         self._symbolizer = symbolizer
         self._obj: BpfObject | None = None
         self._watcher: ProcessWatcher | None = None
         self._stats_prev = [0] * len(STAT_NAMES)
         self._window_start_ns = 0
         self._registry: ProcessRegistry | None = None
-        self.last_unwind = UnwindReport(options.unwind)
+        self.last_unwind = UnwindReport(self.unwind_mode)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -167,9 +183,7 @@ class CpuCollector:
             config = CpuConfig.from_buffer(obj.map(".rodata").initial_value())
             config.target_tgid = opts.pid
             config.include_idle = int(opts.include_idle)
-            if opts.unwind not in UNWIND_MODES:
-                raise AgentError(f"unknown --unwind {opts.unwind!r}: use auto, dwarf or fp")
-            config.unwind_mode = UNWIND_MODES[opts.unwind]
+            config.unwind_mode = UNWIND_MODES[self.unwind_mode]
             for name in ("stacks0", "stacks1", "ustacks0", "ustacks1"):
                 obj.map(name).set_max_entries(opts.stack_map_entries)
             obj.load()
@@ -179,7 +193,7 @@ class CpuCollector:
                 check_layout(obj.map(name), c_uint64, UserStack)
             self._stats = PerCpuCounters(obj.map("stats"), len(STAT_NAMES))
             self._buffers = DoubleBuffer(obj.map("control"))
-            if opts.unwind != "fp":
+            if self.unwind_mode != "fp":
                 tables = KernelTables(
                     obj.map("unwind_tables"),
                     memory_limit=opts.unwind_table_memory,
@@ -277,12 +291,12 @@ class CpuCollector:
         walks = sum(ends.values())
         registry = self._registry
         return UnwindReport(
-            mode=self.options.unwind,
+            mode=self.unwind_mode,
             table_walks=walks,
             complete=ends["bottom"],
             truncated=walks - ends["bottom"],
             fp_frames=delta["unwind_fp_frames"],
-            fp_only=delta["unwind_unregistered"] if self.options.unwind == "auto" else 0,
+            fp_only=delta["unwind_unregistered"] if self.unwind_mode == "auto" else 0,
             ends=ends,
             tables=registry.table_stats() if registry else TableStats(),
             processes=registry.stats() if registry else RegistryStats(),

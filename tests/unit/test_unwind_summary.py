@@ -1,0 +1,53 @@
+"""How the agent reports its unwinding: the mode a machine can run and the summary lines."""
+
+from __future__ import annotations
+
+import pytest
+
+from aperture.agent.collectors.cpu import effective_unwind_mode
+from aperture.agent.run_totals import RunTotals
+from aperture.agent.summary import format_cpu_summary
+from aperture.errors import AgentError
+from aperture.model import EventType, Frame, Profile, Sample
+
+
+def test_table_unwinding_is_x86_64_only_and_auto_falls_back_to_frame_pointers() -> None:
+    assert effective_unwind_mode("auto", "x86_64") == "auto"
+    assert effective_unwind_mode("dwarf", "x86_64") == "dwarf"
+    assert effective_unwind_mode("auto", "aarch64") == "fp"
+    assert effective_unwind_mode("fp", "aarch64") == "fp"
+    with pytest.raises(AgentError, match="x86_64 only.*--unwind fp"):
+        effective_unwind_mode("dwarf", "aarch64")
+    with pytest.raises(AgentError, match="unknown --unwind"):
+        effective_unwind_mode("lbr", "x86_64")
+
+
+def _window(**counts: int) -> Profile:
+    labels = {"unwind": "auto", "unwind_table_bytes": "2097152", "unwind_tables_loaded": "7"}
+    labels.update({f"unwind_{k}": str(v) for k, v in counts.items()})
+    stack = (Frame("_start", "app"), Frame("main", "app"))
+    return Profile(EventType.CPU, "samples", [Sample(stack, 10)], 0, 10**9, 99, labels=labels)
+
+
+def test_the_summary_sums_windows_and_states_shares_and_reasons() -> None:
+    totals = RunTotals()
+    w = {"table_walks": 90, "complete": 80, "truncated": 10, "fp_only": 10, "fp_frames": 3}
+    totals.add("cpu", _window(**w, end_bottom=80, end_bad_frame=6, end_depth=4))
+    totals.add("cpu", _window(**w, end_bottom=80, end_bad_frame=6, end_depth=4))
+    text = format_cpu_summary(totals.modes["cpu"])
+    assert (
+        "user stacks (--unwind auto): 80.0% complete to their entry point, 10.0% stopped early, "
+        "10.0% by frame pointers only (process not registered yet); 6 walks used a frame "
+        "pointer" in text
+    )
+    assert "stopped early because: frame going nowhere 12, 128 frames reached 8" in text
+    # Gauges are the latest state, not summed over windows.
+    assert "unwind tables: 7 binaries, 2.0 MiB of kernel memory" in text
+
+
+def test_the_summary_names_frame_pointer_mode_and_old_profiles() -> None:
+    totals = RunTotals()
+    window = _window()
+    window.labels["unwind"] = "fp"
+    totals.add("cpu", window)
+    assert "user stacks: frame pointers (--unwind fp)" in format_cpu_summary(totals.modes["cpu"])
