@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from aperture.agent.symbols.symbolizer import SIGNAL_FRAME
 from aperture.formats.json_format import load_json
 from aperture.model import Frame, FrameKind, Profile, Sample
 
@@ -409,14 +410,14 @@ def test_unwinds_through_the_signal_frame(
         if "on_signal" not in n or n.index("on_signal") > n.index("burn_in_handler"):
             return False
         rootward = frames[: n.index("on_signal")][::-1]  # nearest caller first
-        # The kernel's signal frame returns into glibc's __restore_rt: a libc frame, or
-        # none (perf shows "[unknown]": __restore_rt has no symbol size, and the return
+        # The kernel's signal frame returns into glibc's __restore_rt, which the walker
+        # marks (perf shows "[unknown]": __restore_rt has no symbol size, and the return
         # address is its first byte, so ip - 1 falls before it).
-        if rootward and rootward[0].module != binary.name:
-            rootward = rootward[1:]
         return (
-            bool(rootward)
-            and rootward[0].name in ("interrupted_here", "wait_loop")
+            len(rootward) > 1
+            and rootward[0].name == SIGNAL_FRAME
+            and rootward[0].module == "libc.so.6"
+            and rootward[1].name in ("interrupted_here", "wait_loop")
             and "main" in [f.name for f in rootward]
         )
 

@@ -17,6 +17,7 @@ from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, Profile
 from aperture.transforms import merge
+from aperture.unwind_stats import UnwindTotals, reported, unwind_stats
 from aperture.wire import Decoded, decode, parse
 
 
@@ -42,6 +43,7 @@ class Backend(Protocol):
     def timeline(self, f: Filter, step_s: int, group_by: str | None) -> dict[str, Any]: ...
     def syscalls(self, f: Filter, per_process: bool) -> dict[str, Any]: ...
     def locks(self, f: Filter, limit: int) -> dict[str, Any]: ...
+    def unwind(self, f: Filter) -> dict[str, Any]: ...
     def export_profile(self, f: Filter) -> Profile: ...
 
 
@@ -275,6 +277,15 @@ class BufferBackend:
                 for r in lock_rows(locks)[:limit]
             ]
         }
+
+    def unwind(self, f: Filter) -> dict[str, Any]:
+        """How the selected CPU batches' user stacks were unwound (pid and comm do not apply)."""
+        totals = UnwindTotals()
+        for decoded, _ in self.select(replace(f, event_type=EventType.CPU, pid=None, comm=None)):
+            cpu = decoded.profiles[EventType.CPU]
+            mode, stats = unwind_stats({f"cpu.{k}": v for k, v in cpu.labels.items()})
+            totals.add(mode, 1, reported(mode, stats), stats, stats, decoded.losses)
+        return totals.answer()
 
     def export_profile(self, f: Filter) -> Profile:
         profiles = self._profiles(f)

@@ -148,6 +148,7 @@ class Ingest:
                 )
         self.deduper.add(agent_id, batch.sequence)
         self._store(batch, summary, raw, time.time_ns())
+        self.metrics.count_batch(batch.losses, batch.window_labels)
         hint = 0
         if self.buffer.utilization >= self.backpressure_ratio:
             hint = 1000  # nearly full: ask agents to slow down a little

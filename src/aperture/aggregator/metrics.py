@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+from aperture.unwind_stats import NAME, unwind_stats
 
 # The *_created series only double the output; rates come from the totals.
 disable_created_metrics()  # type: ignore[no-untyped-call]
+
+# aperture_agent_losses_total{name}: names are the agents' own (cpu.lost_samples, ...);
+# a bounded set keeps a rogue agent from growing the exposition without end.
+MAX_LOSS_NAMES = 64
+UNWIND_RESULTS = ("complete", "truncated", "fp_only")
 
 PUSH_STATUSES = (
     "accepted",
@@ -100,6 +109,38 @@ class Metrics:
         self.journal_bytes = Gauge(
             "aperture_journal_bytes", "Bytes in the on-disk journal.", registry=r
         )
+        self.agent_losses = Counter(
+            "aperture_agent_losses",
+            "What agents reported lost, by loss name, summed over batches pushed and accepted "
+            f"since start (journal replays not counted). Names outside [a-z0-9_.]{{1,64}} and "
+            f"names beyond the first {MAX_LOSS_NAMES} seen are counted under name=\"other\".",
+            ["name"], registry=r,
+        )  # fmt: skip
+        self._loss_names: set[str] = set()
+        self.unwind_samples = Counter(
+            "aperture_unwind_samples",
+            "CPU samples of accepted batches by how their user stack was unwound: complete "
+            "(table walk to the entry point), truncated (table walk stopped early), fp_only "
+            "(frame pointers only: process not registered yet). Agents that do not report "
+            "unwinding add nothing.",
+            ["result"], registry=r,
+        )  # fmt: skip
+        for result in UNWIND_RESULTS:
+            self.unwind_samples.labels(result)
+
+    def count_batch(self, losses: Mapping[str, int], window_labels: Mapping[str, str]) -> None:
+        """An accepted batch's losses and unwind counts (the caller serializes calls)."""
+        for name, lost in sorted(losses.items()):
+            if NAME.fullmatch(name) and (
+                name in self._loss_names or len(self._loss_names) < MAX_LOSS_NAMES
+            ):
+                self._loss_names.add(name)
+            else:
+                name = "other"
+            self.agent_losses.labels(name).inc(lost)
+        _, stats = unwind_stats(window_labels)
+        for result in UNWIND_RESULTS:
+            self.unwind_samples.labels(result).inc(stats.get(f"cpu.unwind_{result}", 0))
 
     def count_denied(self, transport: str, status: int, is_push: bool) -> None:
         """One request refused by the token check: 401 (no or unknown token) or 403."""

@@ -89,7 +89,7 @@ _TIME_DOC = "RFC 3339, unix ns, or relative (-1h, now)"
 
 
 def add_query_routes(router: APIRouter, backend: Backend) -> None:
-    """Register /flamegraph, /top, /diff, /timeline, /syscalls, /locks and /export."""
+    """Register /flamegraph, /top, /diff, /timeline, /syscalls, /locks, /unwind and /export."""
 
     @router.get("/flamegraph")
     def flamegraph(
@@ -179,6 +179,21 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
     ) -> dict[str, Any]:
         """Top contended locks by wait time (not hold time), with their top stack."""
         return backend.locks(parse_filter(request, event_type=EventType.LOCK), limit)
+
+    @router.get("/unwind")
+    def unwind(
+        request: Request,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> dict[str, Any]:
+        """How user stacks of the CPU batches were unwound (complete, truncated, FP only)."""
+        for key in ("pid", "comm", "address"):
+            if request.query_params.get(key):
+                raise _bad(
+                    f"{key} does not apply: unwinding is counted per agent window, not per "
+                    "process; filter by host, agent or label"
+                )
+        return backend.unwind(parse_filter(request, event_type=EventType.CPU))
 
     @router.get("/export")
     def export(

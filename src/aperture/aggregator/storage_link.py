@@ -139,6 +139,10 @@ class FreshBackend:
         self._settle()
         return dict(self._inner.locks(f, limit))
 
+    def unwind(self, f: Any) -> dict[str, Any]:
+        self._settle()
+        return dict(self._inner.unwind(f))
+
     def export_profile(self, f: Any) -> Profile:
         self._settle()
         profile: Profile = self._inner.export_profile(f)

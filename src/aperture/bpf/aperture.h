@@ -107,8 +107,10 @@ enum unwind_end {
 };
 
 /* An unwound user stack, leaf first. Addresses with bit 63 set are not return
- * addresses (the interrupted pc after a signal frame): look them up as is. */
+ * addresses (the interrupted pc after a signal frame): look them up as is.
+ * Bit 62 marks the signal trampoline the kernel's signal frame returns to. */
 #define APERTURE_NOT_CALL_BIT (1ULL << 63)
+#define APERTURE_SIGNAL_FRAME_BIT (1ULL << 62)
 struct user_stack {
 	__u16 len;
 	__u8 end;                      /* enum unwind_end */

@@ -236,6 +236,9 @@ static __always_inline long step_table(struct unwind_walk *w)
 		}
 		/* The interrupted instruction itself, not a return address; its
 		 * stack may be another one (sigaltstack), so no rising-sp check. */
+		if (w->out && w->out->len)
+			w->out->ips[(w->out->len - 1) & (APERTURE_MAX_USER_FRAMES - 1)] |=
+				APERTURE_SIGNAL_FRAME_BIT;
 		w->pc = pc;
 		w->sp = sp;
 		w->bp = bp;

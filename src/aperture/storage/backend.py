@@ -39,5 +39,8 @@ class StoreBackend:
     def locks(self, f: FilterLike, limit: int) -> dict[str, Any]:
         return queries.locks(self.store, f, limit)
 
+    def unwind(self, f: FilterLike) -> dict[str, Any]:
+        return queries.unwind(self.store, f)
+
     def export_profile(self, f: FilterLike) -> Profile:
         return queries.export_profile(self.store, f)

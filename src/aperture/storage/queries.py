@@ -21,6 +21,7 @@ from aperture.storage import trees
 from aperture.storage.filters import Filter, FilterLike, where
 from aperture.storage.stacks import Stack
 from aperture.storage.store import Store
+from aperture.unwind_stats import UnwindTotals
 
 GROUP_BY = {None: "'all'", "host": "host", "comm": "comm", "pid": "toString(pid)"}
 
@@ -339,6 +340,25 @@ def locks(store: Store, f: FilterLike, limit: int = 50) -> dict[str, Any]:
             for r in lock_rows(_lock_stats(store, f, limit))[:limit]
         ]
     }  # fmt: skip
+
+
+def unwind(store: Store, f: FilterLike) -> dict[str, Any]:
+    """The ``/unwind`` answer: how the selected CPU batches' user stacks were unwound.
+
+    Counted per batch (agent window): pid and comm filters do not apply.
+    """
+    cond, params = where(_with_type(f, EventType.CPU), "batches")
+    rows = store.select(
+        "SELECT unwind_mode, unwind_mode != '' OR notEmpty(window_stats) AS has, count(), "
+        "sumMap(window_stats), maxMap(window_stats), sumMap(losses) "
+        f"FROM {store.table('batches')} WHERE {cond} GROUP BY unwind_mode, has "
+        "ORDER BY unwind_mode, has",
+        params,
+    )
+    totals = UnwindTotals()
+    for mode, has, n, sums, maxes, losses in rows:
+        totals.add(str(mode), int(n), bool(has), dict(sums), dict(maxes), dict(losses))
+    return totals.answer()
 
 
 def _with_type(f: FilterLike, event_type: EventType) -> FilterLike:

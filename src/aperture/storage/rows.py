@@ -20,6 +20,7 @@ import pyarrow as pa  # type: ignore[import-untyped]  # no stubs or py.typed
 
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.storage import hashing
+from aperture.unwind_stats import unwind_stats
 
 _TS = pa.timestamp("ns", tz="UTC")
 _LABELS = pa.map_(pa.string(), pa.string())
@@ -120,10 +121,12 @@ class RowBuilder:
                    batch.window_start_ns, batch.window_end_ns)
         )  # fmt: skip
         types = [t for t in ("cpu", "lock", "syscall") if batch.HasField(t)]
+        mode, stats = unwind_stats(batch.window_labels)
         self._meta.append(
             {"sequence": batch.sequence, "version": agent.version,
              "frequency_hz": batch.cpu.frequency_hz, "event_types": types,
-             "losses": sorted(batch.losses.items())}
+             "losses": sorted(batch.losses.items()), "window_stats": sorted(stats.items()),
+             "unwind_mode": mode}
         )  # fmt: skip
 
     def _stack_rows(
@@ -230,6 +233,8 @@ class RowBuilder:
         data["frequency_hz"] = pa.array([m["frequency_hz"] for m in meta], pa.uint32())
         data["event_types"] = pa.array([m["event_types"] for m in meta], pa.list_(pa.string()))
         data["losses"] = pa.array([m["losses"] for m in meta], _LOSSES)
+        data["window_stats"] = pa.array([m["window_stats"] for m in meta], _LOSSES)
+        data["unwind_mode"] = pa.array([m["unwind_mode"] for m in meta], pa.string())
         return pa.table(data)
 
 

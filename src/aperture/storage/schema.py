@@ -187,6 +187,20 @@ def _v1(lay: Layout) -> list[str]:
     return out
 
 
+def _v2(lay: Layout) -> list[str]:
+    # How each batch's user stacks were unwound: the numeric cpu.unwind_* window
+    # labels (counts and gauges, bounded by aperture.unwind_stats) and the mode.
+    # Rows written before this migration read an empty map and '': not reported.
+    # A Distributed table does not follow its local table's columns: alter both.
+    names = [lay.local("batches")] + ([f"{lay.database}.batches"] if lay.cluster else [])
+    return [
+        f"ALTER TABLE {name}{lay.on_cluster} "
+        "ADD COLUMN IF NOT EXISTS window_stats Map(LowCardinality(String), UInt64) AFTER losses, "
+        "ADD COLUMN IF NOT EXISTS unwind_mode LowCardinality(String) AFTER window_stats"
+        for name in names
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -196,6 +210,7 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stacks, samples, lock_stats, syscall_stats, batches", _v1),
+    Migration(2, "batches.window_stats and unwind_mode: how user stacks were unwound", _v2),
 )
 
 

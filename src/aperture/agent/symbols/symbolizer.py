@@ -28,6 +28,10 @@ UNKNOWN = "[unknown]"
 # Set by the table unwinder on an address that is not a return address (the
 # interrupted pc above a signal frame): looked up as is, not at addr - 1.
 NOT_CALL_BIT = 1 << 63
+# Set on the signal trampoline a signal handler returns to (glibc's __restore_rt,
+# which has no symbol size): shown as this frame, the name gdb gives it.
+SIGNAL_FRAME_BIT = 1 << 62
+SIGNAL_FRAME = "<signal handler called>"
 VDSO = "[vdso]"
 _FileKey = tuple[int, int, str]
 _FRAME_CACHE_SIZE = 4096
@@ -183,9 +187,15 @@ class Symbolizer:
             if addr & NOT_CALL_BIT:
                 addr &= ~NOT_CALL_BIT
                 adjust = 0
+            signal_frame = addr & SIGNAL_FRAME_BIT
+            addr &= ~SIGNAL_FRAME_BIT
             key = addr << 1 | adjust
             cached = cache.get(key)
-            if cached is None:
+            if signal_frame:
+                frame, counter, _ = self._user_frame(proc, addr, addr - adjust)
+                frame = Frame(SIGNAL_FRAME, frame.module, frame.kind, frame.offset)
+                counter = "user_resolved"
+            elif cached is None:
                 frame, counter, cacheable = self._user_frame(proc, addr, addr - adjust)
                 if cacheable:
                     if len(cache) >= _FRAME_CACHE_SIZE:
