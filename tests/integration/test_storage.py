@@ -134,6 +134,7 @@ def test_every_query_answers_as_the_buffer_does(store: Store, kw: dict[str, Any]
     assert queries.timeline(store, f, 60, "comm") == mem.timeline(bf, 60, "comm")
     f, bf = Filter(EventType.LOCK, **kw), BufferFilter(EventType.LOCK, **kw)
     assert queries.locks(store, f, 10) == mem.locks(bf, 10)
+    assert queries.unwind(store, f) == mem.unwind(bf)
     assert queries.locks(store, f, 1) == mem.locks(bf, 1)
 
 
@@ -302,12 +303,13 @@ def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> No
     dsn, db = f"chdb://{engine_dir}", f"t{next(_db)}"
     with Store.open(dsn, database=db) as s:
         s.insert_batches(fleet())
-        for stmt in schema.MIGRATIONS[0].statements(s.layout):
-            s.command(stmt)  # applying again changes nothing
+        for migration in schema.MIGRATIONS:
+            for stmt in migration.statements(s.layout):
+                s.command(stmt)  # applying again changes nothing
     with Store.open(dsn, database=db) as s:
         assert queries.top(s, Filter(), 5)["total"] == 155
-        versions = s.select(f"SELECT version FROM {db}.schema_migrations")
-        assert versions == [(1,)]
+        versions = s.select(f"SELECT version FROM {db}.schema_migrations ORDER BY version")
+        assert versions == [(m.version,) for m in schema.MIGRATIONS]
 
 
 def test_retention_ttl_drops_expired_partitions(engine_dir: Path) -> None:
@@ -354,6 +356,9 @@ def test_cluster_statements_shape() -> None:
         dist = next(s for s in stmts if f"TABLE IF NOT EXISTS prof.{table} ON" in s)
         assert f"Distributed(main, prof, {table}_local," in dist
     assert "INTERVAL 3 DAY" in next(s for s in stmts if "samples_local" in s)
+    for name in ("prof.batches_local", "prof.batches"):  # a Distributed table keeps its columns
+        assert any(s.startswith(f"ALTER TABLE {name} ON CLUSTER main ADD COLUMN IF NOT EXISTS "
+                                "window_stats") for s in stmts)  # fmt: skip
     with pytest.raises(ValueError, match="cluster name"):
         schema.cluster_statements("prof", "main; DROP")
 
