@@ -42,7 +42,13 @@ def cpu_object() -> Iterator[BpfObject]:
 
 
 def _sleeper(exe: str = sys.executable) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([exe, "-c", "import time; time.sleep(60)"])
+    """A process with every library it will have mapped (it has said so)."""
+    proc = subprocess.Popen(
+        [exe, "-c", "import time; print('ready', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    return proc
 
 
 def _kernel_size(path: str) -> int:

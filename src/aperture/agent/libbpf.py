@@ -85,12 +85,14 @@ def create_map(
     return _check(fd, f"creating map {name} ({max_entries} entries of {value_size} bytes)")
 
 
-def update_batch(fd: int, keys: ctypes.Array[Any], values: ctypes.Array[Any], count: int) -> None:
-    """Write ``count`` entries in one call (arrays and hashes)."""
+def update_batch(fd: int, keys: int, values: int, count: int) -> None:
+    """Write ``count`` entries from the buffers at addresses ``keys`` and ``values``."""
     opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))
     n = c_uint32(count)
     _check(
-        lib().bpf_map_update_batch(fd, keys, values, ctypes.byref(n), ctypes.byref(opts)),
+        lib().bpf_map_update_batch(
+            fd, c_void_p(keys), c_void_p(values), ctypes.byref(n), ctypes.byref(opts)
+        ),
         "writing a map in batch",
     )
 

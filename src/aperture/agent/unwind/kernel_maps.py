@@ -19,9 +19,11 @@ import ctypes
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+import heapq
+from array import array
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from ctypes import c_char, c_uint32, c_uint64
+from ctypes import c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,8 @@ KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
 # Per inner map: the bpf_array header and page rounding, roughly.
 MAP_OVERHEAD_BYTES = 4096
 VDSO = "[vdso]"
+# Files larger than this get their tables built on a second thread.
+LARGE_FILE = 64 << 20
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -155,8 +159,11 @@ class KernelTables:
         self._by_identity: dict[object, _Binary] = {}
         self._by_build_id: dict[str, _Binary] = {}
         self._loaded: OrderedDict[int, _Binary] = OrderedDict()  # LRU order, oldest first
-        self._queue: deque[_Binary] = deque()
-        self._building = False
+        # Smallest file first, and files past LARGE_FILE on a thread of their own:
+        # one 500 MB library (23 s to parse) must not hold up the tables of
+        # everything mapped after it.
+        self._queues: tuple[list[tuple[int, int, _Binary]], ...] = ([], [])
+        self._building = [False, False]
         self._next_id = 1
         self._bytes = 0
         self._counts = dict.fromkeys(
@@ -165,14 +172,19 @@ class KernelTables:
         self._build_seconds = 0.0
         self._vdso: _Binary | None = None
         self._stop = False
-        self._thread = threading.Thread(target=self._run, name="unwind-tables", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, args=(i,), name=f"unwind-tables-{i}", daemon=True)
+            for i in range(2)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def close(self) -> None:
         with self._lock:
             self._stop = True
             self._wake.notify_all()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
     # -- binaries --------------------------------------------------------------
 
@@ -229,7 +241,7 @@ class KernelTables:
         """Wait until every queued table is built and loaded (for tests and benchmarks)."""
         deadline = time.monotonic() + timeout
         with self._lock:
-            while self._queue or self._building:
+            while any(self._queues) or any(self._building):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -244,7 +256,7 @@ class KernelTables:
                 limit_bytes=self._limit,
                 rows=sum(b.rows for b in self._loaded.values()),
                 build_seconds=round(self._build_seconds, 3),
-                queued=len(self._queue),
+                queued=sum(len(q) for q in self._queues),
                 **self._counts,
             )
 
@@ -262,24 +274,25 @@ class KernelTables:
 
     def _enqueue(self, binary: _Binary) -> None:
         binary.queued = True
-        self._queue.append(binary)
+        size = _file_size(binary)
+        heapq.heappush(self._queues[size > LARGE_FILE], (size, binary.file_id, binary))
         self._wake.notify_all()
 
     # -- the builder thread --------------------------------------------------------
 
-    def _run(self) -> None:
+    def _run(self, lane: int) -> None:
+        queue = self._queues[lane]
         while True:
             with self._lock:
-                while not self._queue and not self._stop:
+                while not queue and not self._stop:
                     self._wake.wait()
                 if self._stop:
                     return
-                binary = self._queue.popleft()
-                self._building = True
+                binary = heapq.heappop(queue)[2]
+                self._building[lane] = True
             try:
                 table = self._table(binary)
                 with self._lock:
-                    binary.queued = False
                     binary.built = True
                     binary.rows = len(table)
                     if not binary.rows:
@@ -287,10 +300,14 @@ class KernelTables:
                         binary.path = binary.vdso_image = None
                     else:
                         self._load(binary, table)
+            except Exception:  # a bug on one binary must not stop every later table
+                with self._lock:
+                    self._counts["failed"] += 1
+                    binary.refused = True
             finally:
                 with self._lock:
                     binary.queued = False
-                    self._building = False
+                    self._building[lane] = False
                     self._wake.notify_all()
 
     def _table(self, binary: _Binary) -> UnwindTable:
@@ -328,9 +345,9 @@ class KernelTables:
             binary.refused = True
             return
         try:
-            keys = (c_uint32 * binary.rows)(*range(binary.rows))
-            values = (c_char * len(table.rows)).from_buffer_copy(table.rows)
-            update_batch(fd, keys, values, binary.rows)
+            # Both sides as flat buffers: a 6M-row table must not become 6M Python ints.
+            keys = array("I", range(binary.rows))
+            update_batch(fd, _address(keys), _address(table.rows), binary.rows)
             self._outer.update(c_uint32(binary.file_id), c_uint32(fd))
         except BpfError:
             self._counts["failed"] += 1
@@ -495,6 +512,22 @@ class ProcessRegistry:
 
     def table_stats(self) -> TableStats:
         return self._tables.stats()
+
+
+def _address(buffer: bytes | array[int]) -> int:
+    """Where a buffer's bytes are, for a call that only reads them."""
+    if isinstance(buffer, array):
+        return buffer.buffer_info()[0]
+    return ctypes.cast(ctypes.c_char_p(buffer), ctypes.c_void_p).value or 0
+
+
+def _file_size(binary: _Binary) -> int:
+    if binary.vdso_image is not None:
+        return len(binary.vdso_image)
+    try:
+        return os.stat(binary.path).st_size if binary.path else 0
+    except OSError:
+        return 0
 
 
 def _own_vdso_image() -> bytes | None:
