@@ -7,6 +7,7 @@ before), ``render_template`` 20% (50% before); ``read`` is the busiest syscall.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -295,3 +296,57 @@ def test_wide_screen_uses_the_width(browser: Any, agg: Any, artifacts: Path) -> 
     finally:
         context.close()
     assert not ui.errors, ui.errors
+
+
+UNWIND_LINE = (
+    "User stacks: 97.1% complete to their entry point · 2.4% stopped early · "
+    "0.5% frame pointers only"
+)
+
+
+def test_flamegraph_says_how_user_stacks_were_unwound(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    line = page.get_by_test_id("unwind-line")
+    line.wait_for()
+    assert line.inner_text() == UNWIND_LINE
+    title = line.get_attribute("title")
+    # 1000 stacks and 20 + 4 early ends in each window the range holds (ui_seed.UNWIND)
+    pattern = r"([\d,]+) user stacks in (\d+) windows \(--unwind auto\): ([\d,]+) complete"
+    m = re.match(pattern, title)
+    assert m, title
+    windows = int(m[2])
+    assert windows > 0 and int(m[1].replace(",", "")) == 1000 * windows
+    assert int(m[3].replace(",", "")) == 971 * windows
+    assert f"128 frames reached {20 * windows:,}, code without a table {4 * windows:,}" in title
+    assert "Unwind tables: 12 binaries, 3.0 MiB of kernel memory" in title
+    ui.shot("flamegraph-unwind")
+    # one host: web-2's tables are the smaller; the shares are the same
+    page = ui.open("/flamegraph?host=web-2")
+    page.get_by_test_id("unwind-line").get_by_text(UNWIND_LINE).wait_for()
+    assert "1.5 MiB" in page.get_by_test_id("unwind-line").get_attribute("title")
+    # a process filter cannot narrow per-window counts, and the line says so
+    page = ui.open("/flamegraph?pid=4242")
+    page.get_by_test_id("unwind-line").get_by_text("(all processes of these agents").wait_for()
+    # the lock view has no user-stack unwinding line
+    page = ui.open("/flamegraph?type=lock")
+    page.get_by_test_id("flame-main").wait_for()
+    assert page.get_by_test_id("unwind-line").count() == 0
+
+
+def test_unwinding_not_reported_by_an_old_agent(ui: Session) -> None:
+    from ui_seed import Host, Pusher
+
+    from aperture.model import EventType, Profile
+
+    now = time.time_ns()
+    old = Host("agent-old", "old-1", 999, {"service": "batch"})
+    empty = Profile(EventType.CPU, "samples", start_ns=now - 10**10, end_ns=now, frequency_hz=99)
+    pusher = Pusher(ui.agg.grpc_target, ui.agg.token)
+    try:
+        pusher.push(old, 1, [empty])  # no samples: the other views' numbers stay as they are
+    finally:
+        pusher.close()
+    page = ui.open("/flamegraph?host=old-1")
+    line = page.get_by_test_id("unwind-line")
+    line.get_by_text("User stacks: unwinding not reported by these agents").wait_for()
+    assert "%" not in line.inner_text()

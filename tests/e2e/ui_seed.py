@@ -3,7 +3,9 @@
 The numbers are chosen so the tests can check what a person sees: in the last
 hour ``parse_json`` takes 50% of CPU (10% the hour before: the regression the
 diff must show in red), ``render_template`` drops from 50% to 20% (green), and
-``read`` is the busiest syscall.
+``read`` is the busiest syscall. Every CPU window says its user stacks were
+unwound from tables (``UNWIND``): 97.1% complete, 2.4% stopped early, 0.5% by
+frame pointers only, of 1000 stacks a window.
 
 Run it by hand to fill a local aggregator for ``npm run dev``::
 
@@ -64,6 +66,15 @@ BASELINE = {
     (*MAIN, f("poll_loop"), f("epoll_wait", "libc.so.6")): 50,
 }
 
+# cpu.unwind* window labels of each CPU window, as an agent with --unwind auto sends them
+UNWIND = {
+    "unwind": "auto", "unwind_table_walks": "995", "unwind_complete": "971",
+    "unwind_truncated": "24", "unwind_fp_only": "5", "unwind_fp_frames": "7",
+    "unwind_end_bottom": "971", "unwind_end_depth": "20", "unwind_end_no_table": "4",
+    "unwind_tables_loaded": "12",
+}  # fmt: skip
+UNWIND_TABLE_BYTES = 3 << 20  # web-1's; web-2 has half as many tables' bytes
+
 LOCK_STACK = (*HANDLE, f("cache_get"), f("pthread_mutex_lock", "libc.so.6"))
 LOCK_STACK_2 = (*MAIN, f("gc_collect"), f("pthread_mutex_lock", "libc.so.6"))
 
@@ -110,8 +121,9 @@ def hist_around(count: int, exp: int) -> tuple[int, ...]:
 def cpu_profile(stacks: dict[tuple[Frame, ...], int], host: Host, start: int, end: int) -> Profile:
     samples = [Sample(s, int(v * host.load), pid=host.pid, tid=host.pid, comm="api-server")
                for s, v in stacks.items()]  # fmt: skip
+    labels = {**UNWIND, "unwind_table_bytes": str(int(UNWIND_TABLE_BYTES * host.load))}
     return Profile(EventType.CPU, "samples", samples=samples, start_ns=start, end_ns=end,
-                   frequency_hz=99)  # fmt: skip
+                   frequency_hz=99, labels=labels)  # fmt: skip
 
 
 def lock_profile(host: Host, start: int, end: int) -> Profile:

@@ -3,7 +3,7 @@
 
 import { useCallback, useMemo, useState } from "react";
 import { useApi } from "../api/hooks";
-import type { FlamegraphResponse, TopFunction, TopResponse } from "../api/types";
+import type { FlamegraphResponse, TopFunction, TopResponse, UnwindResponse } from "../api/types";
 import { ExportButtons } from "../components/ExportButtons";
 import { SearchBox } from "../components/SearchBox";
 import { Empty, ErrorBox, Loading } from "../components/States";
@@ -14,8 +14,9 @@ import { moduleColors } from "../flame/colors";
 import { sandwich } from "../flame/sandwich";
 import { FrameTooltip } from "../flame/Tooltip";
 import { fromFlamegraph, type FlameTree } from "../flame/tree";
+import { unwindText } from "../flame/unwind";
 import * as fmt from "../format";
-import { filterParams, type ProfileType } from "../state/url";
+import { filterParams, type ProfileType, type UrlState } from "../state/url";
 import { useUrlState } from "../state/useUrlState";
 import { TopTable } from "./TopTable";
 
@@ -87,6 +88,28 @@ function Sandwich({ tree, fn, fnModule, onClose }: { tree: FlameTree; fn: string
         label="callees"
         tooltip={(i) => <FrameTooltip tree={s.callees} node={i} grandTotal={tree.total[0]} />}
       />
+    </div>
+  );
+}
+
+/** How the CPU samples' user stacks were unwound, for the same range, hosts and labels. */
+function UnwindLine({ s }: { s: UrlState }) {
+  // pid and comm cannot narrow per-window counts: the route refuses them, the line says so
+  const { pid: _pid, comm: _comm, ...params } = filterParams(s);
+  const res = useApi<UnwindResponse>(s.type === "cpu" ? "/api/v1/unwind" : null, params);
+  if (s.type !== "cpu") return null;
+  if (res.error) {
+    return (
+      <div className="statusline small muted" data-testid="unwind-line" data-state="error" title={res.error.message}>
+        User stacks: how they were unwound could not be loaded
+      </div>
+    );
+  }
+  const text = res.data ? unwindText(res.data, Boolean(s.pid || s.comm)) : null;
+  if (!text) return null;
+  return (
+    <div className="statusline small muted" data-testid="unwind-line" title={text.title}>
+      {text.line}
     </div>
   );
 }
@@ -172,6 +195,7 @@ export function FlamegraphView() {
           {fg.loading ? " · refreshing…" : ""}
         </div>
       )}
+      <UnwindLine s={s} />
       <div className="split">
         <div className="split-main">{body}</div>
         <aside className="split-side">
