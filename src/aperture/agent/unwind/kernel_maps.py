@@ -16,10 +16,10 @@ and forgets processes that have exited.
 from __future__ import annotations
 
 import ctypes
+import heapq
 import os
 import threading
 import time
-import heapq
 from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
