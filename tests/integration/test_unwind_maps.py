@@ -68,7 +68,7 @@ def test_registration_writes_every_executable_mapping_with_its_load_bias(
     tables = KernelTables(cpu_object.map("unwind_tables"))
     registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
     try:
-        assert registry.register(proc.pid)
+        assert registry.register(proc.pid, build=True)
         assert registry.wait_idle(30)
         entry = _entry(cpu_object, proc.pid)
         assert entry is not None
@@ -104,7 +104,7 @@ def test_tables_stay_under_the_memory_limit_evicting_the_least_recently_used(
     spawn.extend(procs)
     try:
         for proc in procs:
-            assert registry.register(proc.pid)
+            assert registry.register(proc.pid, build=True)
             assert registry.wait_idle(30)
             stats = tables.stats()
             assert stats.kernel_bytes <= limit, stats
@@ -115,7 +115,7 @@ def test_tables_stay_under_the_memory_limit_evicting_the_least_recently_used(
         small = KernelTables(cpu_object.map("unwind_tables"), memory_limit=libc // 4)
         small_registry = ProcessRegistry(cpu_object.map("proc_mappings"), small)
         try:
-            assert small_registry.register(procs[0].pid)
+            assert small_registry.register(procs[0].pid, build=True)
             assert small_registry.wait_idle(30)
             assert small.stats().too_large >= 2  # libc and python3.11 at least
             assert small.stats().kernel_bytes <= libc // 4
@@ -135,7 +135,7 @@ def test_a_cache_directory_spares_the_next_agent_the_parse(
         tables = KernelTables(cpu_object.map("unwind_tables"), cache_dir=tmp_path)
         registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
         try:
-            assert registry.register(proc.pid)
+            assert registry.register(proc.pid, build=True)
             assert registry.wait_idle(30)
             stats = tables.stats()
             built.append(stats.built)
@@ -156,7 +156,7 @@ def test_exited_processes_are_forgotten_and_announced_again_if_the_pid_returns(
     proc = _sleeper()
     spawn.append(proc)
     try:
-        assert registry.register(proc.pid)
+        assert registry.register(proc.pid, build=True)
         procs_map.update(ctypes.c_uint32(proc.pid), (ctypes.c_char * 16)())
         assert registry.prune() == 0
         assert _entry(cpu_object, proc.pid) is not None
@@ -167,7 +167,43 @@ def test_exited_processes_are_forgotten_and_announced_again_if_the_pid_returns(
         assert not procs_map.lookup(ctypes.c_uint32(proc.pid), (ctypes.c_char * 16)())
         assert registry.stats().processes == 0
         # A process that is gone before it can be registered is counted, not written.
-        assert not registry.register(proc.pid)
+        assert not registry.register(proc.pid, build=True)
         assert registry.stats().gone == 1
+    finally:
+        registry.close()
+
+
+def test_tables_are_built_when_a_sample_asks_and_the_ask_is_cleared_when_loaded(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    misses = cpu_object.map("table_misses")
+    tables = KernelTables(cpu_object.map("unwind_tables"), misses=misses)
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+    proc = _sleeper(PYTHON)
+    spawn.append(proc)
+    try:
+        assert registry.register(proc.pid)
+        assert registry.wait_idle(30)
+        assert tables.stats().built == 0, "nothing is parsed before a sample needs it"
+        entry = _entry(cpu_object, proc.pid)
+        assert entry is not None
+        exe = next(
+            m
+            for m in (ProcessMaps.read(proc.pid) or ProcessMaps(0, [])).mappings
+            if m.file_path == PYTHON
+        )
+        file_id = next(
+            entry.m[i].file_id for i in range(entry.count) if entry.m[i].start == exe.start
+        )
+        # What the walker does on the first sample there: count it, then ask.
+        misses.update(ctypes.c_uint32(file_id), ctypes.c_uint64(1))
+        registry.on_event(2, file_id)  # PROC_EVENT_TABLE_WANTED
+        assert registry.wait_idle(30)
+        stats = tables.stats()
+        assert stats.built == 1 and stats.loaded == 1, stats
+        assert cpu_object.map("unwind_tables").lookup(ctypes.c_uint32(file_id), ctypes.c_uint32())
+        assert not misses.lookup(ctypes.c_uint32(file_id), ctypes.c_uint64())
+        registry.on_event(2, file_id)  # asked again: nothing to do
+        assert registry.wait_idle(30) and tables.stats().built == 1
     finally:
         registry.close()

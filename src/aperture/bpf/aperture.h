@@ -129,6 +129,7 @@ struct proc_info {
 enum proc_event_kind {
 	PROC_EVENT_NEW = 0,            /* first sample of a process (or after exec) */
 	PROC_EVENT_MAPS_CHANGED = 1,   /* a pc in no registered mapping: re-read maps */
+	PROC_EVENT_TABLE_WANTED = 2,   /* a sample needed a binary's table: tgid holds its file id */
 };
 
 struct proc_event {

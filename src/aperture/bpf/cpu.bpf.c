@@ -97,14 +97,14 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 	struct proc_mappings *maps = bpf_map_lookup_elem(&proc_mappings, &key->tgid);
 	struct user_stack *stack, *seen;
 	__u64 hash = 0;
-	__u32 refresh = 0;
+	__u32 refresh = 0, wanted = 0;
 
 	if (!maps) {
 		count_stat(CPU_STAT_UNWIND_UNREGISTERED);
 		if (config.unwind_mode == UNWIND_MODE_AUTO)
 			return 0;
 	}
-	stack = unwind_user_stack(key->tgid, config.unwind_mode, maps, &hash, &refresh);
+	stack = unwind_user_stack(key->tgid, config.unwind_mode, maps, &hash, &refresh, &wanted);
 	if (!stack) {
 		key->user_stack_id = -14; /* EFAULT: no user stack, as the kernel says */
 		return 1;
@@ -112,6 +112,8 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 	count_stat(CPU_STAT_UNWIND_END + (stack->end & 7));
 	if (stack->fp_frames)
 		count_stat(CPU_STAT_UNWIND_FP_FRAMES);
+	if (wanted && want_table(wanted))
+		count_stat(CPU_STAT_PROC_EVENT_DROPPED);
 	if (refresh && maps) {
 		__u64 now = bpf_ktime_get_ns();
 

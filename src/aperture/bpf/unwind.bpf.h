@@ -43,6 +43,17 @@ struct {
 	__type(value, struct proc_mappings);
 } proc_mappings SEC(".maps");
 
+/* file id -> samples that needed its table before it was loaded. The first
+ * miss asks the agent to build it: tables are built for the binaries samples
+ * land in, not for every library a process maps. The agent deletes the entry
+ * when the table is loaded or evicted, so the next miss asks again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} table_misses SEC(".maps");
+
 /* The stack being built (too large for the BPF stack). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -79,6 +90,7 @@ struct unwind_walk {
 	__u32 mode;
 	__u32 tgid;
 	__u32 refresh;                 /* a pc was in no mapping: maps changed */
+	__u32 wanted;                  /* a file id whose table was missing */
 };
 
 /* Binary searches are branch-free: the verifier then follows one path per
@@ -197,6 +209,8 @@ static __always_inline long step_table(struct unwind_walk *w)
 	file_id = m->file_id;
 	table = file_id ? bpf_map_lookup_elem(&unwind_tables, &file_id) : NULL;
 	if (!table) {
+		if (file_id && !w->wanted)
+			w->wanted = file_id;
 		w->end = UNWIND_END_NO_TABLE;
 		return 2;
 	}
@@ -342,7 +356,8 @@ static __always_inline int user_registers(__u64 *pc, __u64 *sp, __u64 *bp)
  * (NULL for a kernel thread); *hash identifies its frames and end reason. */
 static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mode,
 							    struct proc_mappings *maps,
-							    __u64 *hash, __u32 *refresh)
+							    __u64 *hash, __u32 *refresh,
+							    __u32 *wanted)
 {
 	__u32 zero = 0;
 	struct unwind_walk w = {};
@@ -366,6 +381,7 @@ static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mo
 	w.hash ^= w.hash >> 31;
 	*hash = w.hash | 1; /* 0 means "no stack" in cpu_key */
 	*refresh = w.refresh;
+	*wanted = w.wanted;
 	return out;
 }
 
@@ -374,6 +390,20 @@ struct stack_pair {
 	struct user_stack *b;
 	__u64 differs;
 };
+
+/* Count a sample that needed a missing table; the first one asks for it. */
+static __always_inline int want_table(__u32 file_id)
+{
+	__u64 one = 1, *misses = bpf_map_lookup_elem(&table_misses, &file_id);
+
+	if (misses) {
+		__sync_fetch_and_add(misses, 1);
+		return 0;
+	}
+	if (bpf_map_update_elem(&table_misses, &file_id, &one, BPF_NOEXIST))
+		return 0; /* another CPU asked first */
+	return announce_process(file_id, PROC_EVENT_TABLE_WANTED);
+}
 
 static long compare_ip(__u64 i, void *data)
 {

@@ -196,6 +196,7 @@ class CpuCollector:
             if self.unwind_mode != "fp":
                 tables = KernelTables(
                     obj.map("unwind_tables"),
+                    misses=obj.map("table_misses"),
                     memory_limit=opts.unwind_table_memory,
                     cache_dir=opts.cache_dir,
                 )
@@ -203,11 +204,11 @@ class CpuCollector:
                     obj.map("proc_mappings"), tables, procs=obj.map("procs")
                 )
             self._watcher = ProcessWatcher(
-                obj, self._symbolizer, self._registry.register if self._registry else None
+                obj, self._symbolizer, self._registry.on_event if self._registry else None
             )
             if self._registry is not None and opts.pid:
                 # One process asked for: its tables are in place before the first sample.
-                self._registry.register(opts.pid)
+                self._registry.register(opts.pid, build=True)
                 self._registry.wait_idle(PID_TABLES_TIMEOUT_S)
             prog = obj.program("sample_cpu")
             for cpu in perf_event.online_cpus():

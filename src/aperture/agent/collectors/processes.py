@@ -29,6 +29,7 @@ class ProcEvent(ctypes.Structure):
 # enum proc_event_kind
 PROC_EVENT_NEW = 0
 PROC_EVENT_MAPS_CHANGED = 1
+PROC_EVENT_TABLE_WANTED = 2  # its tgid field holds a file id, not a process
 
 
 class Remembers(Protocol):
@@ -40,19 +41,20 @@ class ProcessWatcher:
 
     Each announced process has its maps snapshotted by the symbolizer at once,
     and its name kept, so frames and names resolve after it exits;
-    ``on_process(tgid)`` then runs too (the unwinder registers its mappings).
+    ``on_event(kind, tgid)`` gets every event too (the unwinder registers
+    mappings and builds the tables samples ask for).
     """
 
     def __init__(
         self,
         obj: BpfObject,
         symbolizer: Remembers,
-        on_process: Callable[[int], object] | None = None,
+        on_event: Callable[[int, int], object] | None = None,
     ) -> None:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
-        self._on_process = on_process
+        self._notify = on_event
         # A name is needed until the process's last samples are drained (a window or
         # two after it exits); capped so a host that forks all day does not grow it.
         self._names: OrderedDict[int, str] = OrderedDict()
@@ -79,9 +81,10 @@ class ProcessWatcher:
         if event.kind == PROC_EVENT_NEW:
             self._keep(event.tgid, decode_comm(event.comm))
         # Unwinding first: the walker waits for it, the symbolizer not.
-        if self._on_process is not None:
-            self._on_process(event.tgid)
-        self._symbolizer.remember(event.tgid)
+        if self._notify is not None:
+            self._notify(event.kind, event.tgid)
+        if event.kind != PROC_EVENT_TABLE_WANTED:
+            self._symbolizer.remember(event.tgid)
 
     def _keep(self, tgid: int, name: str) -> None:
         with self._names_lock:

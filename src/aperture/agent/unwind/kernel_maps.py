@@ -27,6 +27,7 @@ from ctypes import c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aperture.agent.collectors.processes import PROC_EVENT_TABLE_WANTED
 from aperture.agent.libbpf import (
     BPF_F_INNER_MAP,
     BPF_MAP_TYPE_ARRAY,
@@ -144,12 +145,14 @@ class KernelTables:
         self,
         outer: BpfMap,
         *,
+        misses: BpfMap | None = None,
         memory_limit: int = DEFAULT_TABLE_MEMORY,
         cache_dir: Path | None = None,
         debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._outer = outer
+        self._misses = misses  # table_misses: cleared when a table comes or goes
         self._limit = memory_limit
         self._cache_dir = cache_dir / "unwind" if cache_dir is not None else None
         self._debug_dirs = tuple(debug_dirs)
@@ -158,6 +161,7 @@ class KernelTables:
         self._wake = threading.Condition(self._lock)
         self._by_identity: dict[object, _Binary] = {}
         self._by_build_id: dict[str, _Binary] = {}
+        self._by_id: dict[int, _Binary] = {}
         self._loaded: OrderedDict[int, _Binary] = OrderedDict()  # LRU order, oldest first
         # Smallest file first, and files past LARGE_FILE on a thread of their own:
         # one 500 MB library (23 s to parse) must not hold up the tables of
@@ -188,14 +192,21 @@ class KernelTables:
 
     # -- binaries --------------------------------------------------------------
 
-    def for_file(self, mapping: Mapping, path: str | None) -> _Binary | None:
-        """The binary behind a file mapping (``path``: where to read it now)."""
+    def for_file(
+        self, mapping: Mapping, path: str | None, *, build: bool = False
+    ) -> _Binary | None:
+        """The binary behind a file mapping (``path``: where to read it now).
+
+        Its table is built when a sample asks for it (:meth:`want`), or now with
+        ``build``: most libraries a process maps are never sampled.
+        """
         identity = (mapping.dev, mapping.inode, mapping.file_path)
         with self._lock:
             binary = self._by_identity.get(identity)
             if binary is not None:
-                if path is not None and self._needs_build(binary):
-                    binary.path = path
+                if path is not None and not binary.loaded:
+                    binary.path = path  # a readable path for when it is wanted
+                if build and self._needs_build(binary):
                     self._enqueue(binary)
                 return binary
         if path is None:
@@ -207,11 +218,20 @@ class KernelTables:
             binary = self._by_build_id.get(build_id) if build_id else None
             if binary is None:
                 binary = _Binary(self._new_id(), mapping.file_path, segments, build_id, path=path)
+                self._by_id[binary.file_id] = binary
                 if build_id:
                     self._by_build_id[build_id] = binary
+            if build and self._needs_build(binary):
                 self._enqueue(binary)
             self._by_identity[identity] = binary
             return binary
+
+    def want(self, file_id: int) -> None:
+        """A sample needed this binary's table: build and load it (once)."""
+        with self._lock:
+            binary = self._by_id.get(file_id)
+            if binary is not None and self._needs_build(binary):
+                self._enqueue(binary)
 
     def for_vdso(self) -> _Binary | None:
         """The vDSO (the kernel's, the same in every process): built from our own."""
@@ -222,9 +242,7 @@ class KernelTables:
                     return None
                 self._vdso = _Binary(self._new_id(), VDSO, parse_load_segments(image))
                 self._vdso.vdso_image = image
-                self._enqueue(self._vdso)
-            elif self._needs_build(self._vdso):
-                self._enqueue(self._vdso)
+                self._by_id[self._vdso.file_id] = self._vdso
             return self._vdso
 
     def touch(self, file_ids: Iterable[int]) -> None:
@@ -359,6 +377,11 @@ class KernelTables:
         binary.last_used = self._clock()
         self._loaded[binary.file_id] = binary
         self._bytes += size
+        self._forget_misses(binary)
+
+    def _forget_misses(self, binary: _Binary) -> None:
+        if self._misses is not None:
+            self._misses.delete(c_uint32(binary.file_id))
 
     def _evict(self, binary: _Binary) -> None:
         self._outer.delete(c_uint32(binary.file_id))
@@ -366,6 +389,7 @@ class KernelTables:
         self._bytes -= binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
         binary.loaded = False
         self._counts["evicted"] += 1
+        self._forget_misses(binary)  # so that the next sample there asks again
 
     # -- the on-disk cache -------------------------------------------------------
 
@@ -432,8 +456,19 @@ class ProcessRegistry:
         self._registered: dict[int, _Registered] = {}
         self._counts = dict.fromkeys(("registered", "truncated", "gone"), 0)
 
-    def register(self, pid: int) -> bool:
-        """Read ``pid``'s maps now and write them for the walker; False if it is gone."""
+    def on_event(self, kind: int, tgid: int) -> None:
+        """A ``proc_events`` record: register a process, or build a wanted table."""
+        if kind == PROC_EVENT_TABLE_WANTED:
+            self._tables.want(tgid)
+        else:
+            self.register(tgid)
+
+    def register(self, pid: int, *, build: bool = False) -> bool:
+        """Read ``pid``'s maps now and write them for the walker; False if it is gone.
+
+        ``build`` queues every table the process needs now, instead of when a
+        sample asks (``--pid``: the one process is worth it).
+        """
         maps = ProcessMaps.read(pid, self._proc_root)
         if maps is None:
             with self._lock:
@@ -449,7 +484,7 @@ class ProcessRegistry:
                     break
                 entry = value.m[count]
                 entry.start, entry.end = mapping.start, mapping.end
-                binary = self._binary_for(maps, mapping)
+                binary = self._binary_for(maps, mapping, build)
                 if binary is not None:
                     bias = load_bias(binary.segments, mapping.start, mapping.pgoff)
                     if bias is not None:
@@ -466,12 +501,15 @@ class ProcessRegistry:
             self._counts["registered"] += 1
             return True
 
-    def _binary_for(self, maps: ProcessMaps, mapping: Mapping) -> _Binary | None:
+    def _binary_for(self, maps: ProcessMaps, mapping: Mapping, build: bool) -> _Binary | None:
         if mapping.path == VDSO:
-            return self._tables.for_vdso()
+            binary = self._tables.for_vdso()
+            if binary is not None and build:
+                self._tables.want(binary.file_id)
+            return binary
         if not mapping.is_file:
             return None  # anonymous executable memory (JIT): frame pointers only
-        return self._tables.for_file(mapping, maps.file_for(mapping))
+        return self._tables.for_file(mapping, maps.file_for(mapping), build=build)
 
     def touch(self, pids: Iterable[int]) -> None:
         """The processes sampled this window keep their tables warm."""
