@@ -59,6 +59,8 @@ KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
 # Per inner map: the bpf_array header and page rounding, roughly.
 MAP_OVERHEAD_BYTES = 4096
 VDSO = "[vdso]"
+# Paths kept per binary to read it by (the newest registrations').
+MAX_PATHS = 4
 # Files larger than this get their tables built on a second thread.
 LARGE_FILE = 64 << 20
 
@@ -112,6 +114,7 @@ class TableStats:
     no_table: int = 0  # binaries without usable unwind information
     failed: int = 0  # tables the kernel refused (map creation failed)
     queued: int = 0  # binaries waiting for their table to be built
+    unreadable: int = 0  # builds given up for now: no process that maps the file is left
     build_seconds: float = 0.0
 
 
@@ -127,9 +130,27 @@ class _Binary:
     built: bool = False  # a table was built (or found to be empty) at least once
     refused: bool = False  # too large for the limit, or refused by the kernel: not retried
     last_used: float = 0.0
-    # Where to read the file for a (re)build; None once there is nothing to build.
-    path: str | None = None
+    inode: int = 0
+    # Where to read the file for a (re)build, newest first: /proc/PID/root/...
+    # paths die with their process, so every registration adds its own.
+    paths: list[str] = field(default_factory=list)
     vdso_image: bytes | None = None
+
+    def add_path(self, path: str) -> None:
+        if path in self.paths:
+            self.paths.remove(path)
+        self.paths.insert(0, path)
+        del self.paths[MAX_PATHS:]
+
+    def readable_path(self) -> str | None:
+        """A path that still names this very file (same inode), or None."""
+        for path in self.paths:
+            try:
+                if os.stat(path).st_ino == self.inode:
+                    return path
+            except OSError:
+                continue
+        return None
 
 
 class KernelTables:
@@ -171,7 +192,8 @@ class KernelTables:
         self._next_id = 1
         self._bytes = 0
         self._counts = dict.fromkeys(
-            ("built", "from_cache", "evicted", "too_large", "failed", "no_table"), 0
+            ("built", "from_cache", "evicted", "too_large", "failed", "no_table", "unreadable"),
+            0,
         )
         self._build_seconds = 0.0
         self._vdso: _Binary | None = None
@@ -205,7 +227,7 @@ class KernelTables:
             binary = self._by_identity.get(identity)
             if binary is not None:
                 if path is not None and not binary.loaded:
-                    binary.path = path  # a readable path for when it is wanted
+                    binary.add_path(path)
                 if build and self._needs_build(binary):
                     self._enqueue(binary)
                 return binary
@@ -217,10 +239,14 @@ class KernelTables:
         with self._lock:
             binary = self._by_build_id.get(build_id) if build_id else None
             if binary is None:
-                binary = _Binary(self._new_id(), mapping.file_path, segments, build_id, path=path)
+                binary = _Binary(self._new_id(), mapping.file_path, segments, build_id)
+                binary.inode = mapping.inode
                 self._by_id[binary.file_id] = binary
                 if build_id:
                     self._by_build_id[build_id] = binary
+            binary.add_path(path)
+            if not mapping.deleted:
+                binary.add_path(mapping.file_path)  # the host's own copy, if the same file
             if build and self._needs_build(binary):
                 self._enqueue(binary)
             self._by_identity[identity] = binary
@@ -311,13 +337,20 @@ class KernelTables:
             try:
                 table = self._table(binary)
                 with self._lock:
-                    binary.built = True
-                    binary.rows = len(table)
-                    if not binary.rows:
-                        self._counts["no_table"] += 1
-                        binary.path = binary.vdso_image = None
+                    if table is None:
+                        # Every process that mapped it has gone: the next one to be
+                        # sampled there registers a new path and asks again.
+                        self._counts["unreadable"] += 1
+                        self._forget_misses(binary)
                     else:
-                        self._load(binary, table)
+                        binary.built = True
+                        binary.rows = len(table)
+                        if not binary.rows:
+                            self._counts["no_table"] += 1
+                            binary.paths.clear()
+                            binary.vdso_image = None
+                        else:
+                            self._load(binary, table)
             except Exception:  # a bug on one binary must not stop every later table
                 with self._lock:
                     self._counts["failed"] += 1
@@ -328,17 +361,19 @@ class KernelTables:
                     self._building[lane] = False
                     self._wake.notify_all()
 
-    def _table(self, binary: _Binary) -> UnwindTable:
+    def _table(self, binary: _Binary) -> UnwindTable | None:
+        """The binary's table, from the cache or built; None if no path reaches it now."""
         table = self._cached(binary.build_id)
         if table is not None:
             return table
         started = time.perf_counter()
         if binary.vdso_image is not None:
             table = build_table_from_bytes(binary.vdso_image, VDSO)
-        elif binary.path is not None:
-            table = build_table(binary.path, debug_dirs=self._debug_dirs)
         else:
-            return UnwindTable(b"", None, "nothing to build from", 0, 0, 0, ())
+            path = binary.readable_path()
+            if path is None:
+                return None
+            table = build_table(path, debug_dirs=self._debug_dirs)
         with self._lock:
             self._build_seconds += time.perf_counter() - started
             self._counts["built"] += 1
@@ -563,7 +598,7 @@ def _file_size(binary: _Binary) -> int:
     if binary.vdso_image is not None:
         return len(binary.vdso_image)
     try:
-        return os.stat(binary.path).st_size if binary.path else 0
+        return os.stat(binary.paths[0]).st_size if binary.paths else 0
     except OSError:
         return 0
 
