@@ -21,7 +21,7 @@ from aperture.agent.symbols.demangle import demangle
 from aperture.agent.symbols.elf import ElfSymbols, display_name, file_build_id
 from aperture.agent.symbols.kernel import KALLSYMS_PATH, KERNEL_MODULE, KernelSymbols
 from aperture.agent.symbols.perfmap import JIT_MODULE, PerfMap
-from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps
+from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps, own_vdso_image
 from aperture.model import Frame, FrameKind
 
 UNKNOWN = "[unknown]"
@@ -384,18 +384,8 @@ def _reachable_later(mapping: Mapping) -> bool:
 
 
 def _read_own_vdso() -> ElfSymbols:
-    """Our own vDSO image, read from memory; tagged with its size to match others'."""
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            lines = f.read().decode("ascii", "replace").splitlines()
-        for line in lines:
-            if line.endswith(VDSO):
-                lo, _, hi = line.split()[0].partition("-")
-                start, end = int(lo, 16), int(hi, 16)
-                with open("/proc/self/mem", "rb", buffering=0) as mem:
-                    mem.seek(start)
-                    data = mem.read(end - start)
-                return ElfSymbols.from_bytes(data, f"{VDSO}:{end - start}")
-    except (OSError, ValueError):
-        pass
-    return ElfSymbols(VDSO)
+    """Our own vDSO image, tagged with its size to match others'."""
+    image = own_vdso_image()
+    if image is None:
+        return ElfSymbols(VDSO)
+    return ElfSymbols.from_bytes(image, f"{VDSO}:{len(image)}")

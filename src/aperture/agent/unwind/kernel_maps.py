@@ -38,7 +38,13 @@ from aperture.agent.libbpf import (
 )
 from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS
 from aperture.agent.symbols.elf import file_build_id
-from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps, read_start_time
+from aperture.agent.symbols.process import (
+    PROC_ROOT,
+    Mapping,
+    ProcessMaps,
+    own_vdso_image,
+    read_start_time,
+)
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.unwind.segments import (
     LoadSegment,
@@ -263,7 +269,7 @@ class KernelTables:
         """The vDSO (the kernel's, the same in every process): built from our own."""
         with self._lock:
             if self._vdso is None:
-                image = _own_vdso_image()
+                image = own_vdso_image()
                 if image is None:
                     return None
                 self._vdso = _Binary(self._new_id(), VDSO, parse_load_segments(image))
@@ -601,18 +607,3 @@ def _file_size(binary: _Binary) -> int:
         return os.stat(binary.paths[0]).st_size if binary.paths else 0
     except OSError:
         return 0
-
-
-def _own_vdso_image() -> bytes | None:
-    try:
-        with open("/proc/self/maps", "rb") as f:
-            for line in f.read().decode("ascii", "replace").splitlines():
-                if line.endswith(VDSO):
-                    lo, _, hi = line.split()[0].partition("-")
-                    start, end = int(lo, 16), int(hi, 16)
-                    with open("/proc/self/mem", "rb", buffering=0) as mem:
-                        mem.seek(start)
-                        return mem.read(end - start)
-    except (OSError, ValueError):
-        return None
-    return None
