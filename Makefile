@@ -113,6 +113,7 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/storage.py
 	$(PY) bench/filters.py
+	$(PY) bench/unwind.py
 
 # Reliability (docs/reliability.md): each run writes reliability/results/<name>.json,
 # and the page is generated from those files, never written by hand.
