@@ -98,7 +98,7 @@ def test_tables_stay_under_the_memory_limit_evicting_the_least_recently_used(
     libc, python = _kernel_size(LIBC), _kernel_size(PYTHON)
     # Room for python3.11's table and a little more, not for libc's beside it.
     limit = python + libc // 2
-    tables = KernelTables(cpu_object.map("unwind_tables"), memory_limit=limit)
+    tables = KernelTables(cpu_object.map("unwind_tables"), memory_limit=limit, table_share=1)
     registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
     procs = [_sleeper(PYTHON), _sleeper(PYTHON)]
     spawn.extend(procs)
@@ -112,7 +112,7 @@ def test_tables_stay_under_the_memory_limit_evicting_the_least_recently_used(
         assert stats.evicted >= 1, stats
         assert stats.limit_bytes == limit
         # A table larger than the whole limit is refused and counted, never loaded.
-        small = KernelTables(cpu_object.map("unwind_tables"), memory_limit=libc // 4)
+        small = KernelTables(cpu_object.map("unwind_tables"), memory_limit=libc // 4, table_share=1)
         small_registry = ProcessRegistry(cpu_object.map("proc_mappings"), small)
         try:
             assert small_registry.register(procs[0].pid, build=True)
@@ -205,5 +205,26 @@ def test_tables_are_built_when_a_sample_asks_and_the_ask_is_cleared_when_loaded(
         assert not misses.lookup(ctypes.c_uint32(file_id), ctypes.c_uint64())
         registry.on_event(2, file_id)  # asked again: nothing to do
         assert registry.wait_idle(30) and tables.stats().built == 1
+    finally:
+        registry.close()
+
+
+def test_one_binary_may_take_a_quarter_of_the_limit_and_is_refused_before_parsing(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    python = _kernel_size(PYTHON)
+    # python3.11's table (about 1 MB) is more than a quarter of this, libc's less.
+    tables = KernelTables(cpu_object.map("unwind_tables"), memory_limit=python * 3)
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+    proc = _sleeper(PYTHON)
+    spawn.append(proc)
+    try:
+        assert registry.register(proc.pid, build=True)
+        assert registry.wait_idle(30)
+        stats = tables.stats()
+        assert stats.too_large == 1, stats
+        assert stats.loaded >= 2  # libc and ld.so fit
+        # Judged from the .eh_frame size: the refused table was never parsed.
+        assert stats.built == stats.loaded + stats.no_table, stats
     finally:
         registry.close()

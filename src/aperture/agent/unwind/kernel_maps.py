@@ -51,6 +51,7 @@ from aperture.agent.unwind.segments import (
     load_bias,
     parse_load_segments,
     read_load_segments,
+    section_size,
 )
 from aperture.agent.unwind.tables import (
     ROW_SIZE,
@@ -65,6 +66,11 @@ KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
 # Per inner map: the bpf_array header and page rounding, roughly.
 MAP_OVERHEAD_BYTES = 4096
 VDSO = "[vdso]"
+# One table may take at most 1/MAX_TABLE_SHARE of --unwind-table-memory.
+MAX_TABLE_SHARE = 4
+# Kernel bytes per .eh_frame byte, roughly (5 bytes of CFI per 16-byte row seen
+# in libc, python3.11, libLLVM and chdb): judges a table's size before parsing.
+KERNEL_BYTES_PER_EH_FRAME_BYTE = 3
 # Paths kept per binary to read it by (the newest registrations').
 MAX_PATHS = 4
 # Files larger than this get their tables built on a second thread.
@@ -103,6 +109,10 @@ class ProcMappings(ctypes.Structure):
 
 
 assert ctypes.sizeof(UnwindRow) == ROW_SIZE
+
+
+# The answer for a binary refused before it was parsed.
+_TOO_LARGE = UnwindTable(b"", None, "too large for --unwind-table-memory", 0, 0, 0, ())
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,11 +184,14 @@ class KernelTables:
         *,
         misses: BpfMap | None = None,
         memory_limit: int = DEFAULT_TABLE_MEMORY,
+        table_share: int = MAX_TABLE_SHARE,
         cache_dir: Path | None = None,
         debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """One table takes at most ``memory_limit / table_share`` bytes."""
         self._outer = outer
+        self._table_share = table_share
         self._misses = misses  # table_misses: cleared when a table comes or goes
         self._limit = memory_limit
         self._cache_dir = cache_dir / "unwind" if cache_dir is not None else None
@@ -351,7 +364,10 @@ class KernelTables:
                     else:
                         binary.built = True
                         binary.rows = len(table)
-                        if not binary.rows:
+                        if table is _TOO_LARGE:
+                            self._counts["too_large"] += 1
+                            binary.refused = True
+                        elif not binary.rows:
                             self._counts["no_table"] += 1
                             binary.paths.clear()
                             binary.vdso_image = None
@@ -379,6 +395,11 @@ class KernelTables:
             path = binary.readable_path()
             if path is None:
                 return None
+            eh_frame = section_size(path, b".eh_frame") or 0
+            if eh_frame * KERNEL_BYTES_PER_EH_FRAME_BYTE > self._table_limit():
+                # Refused before parsing: a 500 MB library took 23 s and 1.6 GB to
+                # parse, to be refused afterwards anyway.
+                return _TOO_LARGE
             table = build_table(path, debug_dirs=self._debug_dirs)
         with self._lock:
             self._build_seconds += time.perf_counter() - started
@@ -389,7 +410,7 @@ class KernelTables:
     def _load(self, binary: _Binary, table: UnwindTable) -> None:
         """Put a built table in the kernel (lock held), evicting old ones to fit."""
         size = binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
-        if size > self._limit:
+        if size > self._table_limit():
             self._counts["too_large"] += 1
             binary.refused = True
             return
@@ -423,6 +444,10 @@ class KernelTables:
     def _forget_misses(self, binary: _Binary) -> None:
         if self._misses is not None:
             self._misses.delete(c_uint32(binary.file_id))
+
+    def _table_limit(self) -> int:
+        """The largest table loaded: a share of the limit, so one binary cannot evict all."""
+        return self._limit // self._table_share
 
     def _evict(self, binary: _Binary) -> None:
         self._outer.delete(c_uint32(binary.file_id))

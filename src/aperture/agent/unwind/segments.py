@@ -62,3 +62,32 @@ def load_bias(segments: list[LoadSegment], start: int, pgoff: int) -> int | None
         if seg.offset - seg.offset % _PAGE <= pgoff < seg.offset + max(seg.filesz, 1):
             return start - pgoff + seg.offset - seg.vaddr
     return None
+
+
+def section_size(path: str, name: bytes) -> int | None:
+    """Size of the section called ``name`` in a 64-bit little-endian ELF (None if absent)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(64)
+            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+                return None
+            (shoff,) = struct.unpack_from("<Q", header, 40)
+            shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
+            if shentsize < 64 or not shnum or shstrndx >= shnum:
+                return None
+            f.seek(shoff)
+            table = f.read(shentsize * shnum)
+            if len(table) < shentsize * shnum:
+                return None
+            str_off, str_size = struct.unpack_from("<QQ", table, shstrndx * shentsize + 24)
+            f.seek(str_off)
+            names = f.read(min(str_size, 1 << 20))
+            for i in range(shnum):
+                (sh_name,) = struct.unpack_from("<I", table, i * shentsize)
+                end = names.find(b"\0", sh_name)
+                if names[sh_name:end] == name:
+                    (size,) = struct.unpack_from("<Q", table, i * shentsize + 32)
+                    return int(size)
+    except (OSError, struct.error):
+        return None
+    return None
