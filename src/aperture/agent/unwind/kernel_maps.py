@@ -559,6 +559,9 @@ class ProcessRegistry:
                         file_ids.add(binary.file_id)
                 count += 1
             value.count = count
+            # bpf_ktime_get_ns() is CLOCK_MONOTONIC: the walker asks to re-read these
+            # maps at most once a second from now (JIT code keeps mapping new pages).
+            value.refresh_requested_ns = time.monotonic_ns()
             try:
                 self._map.update(c_uint32(pid), value)
             except BpfError:
