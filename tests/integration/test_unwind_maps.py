@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def test_registration_writes_every_executable_mapping_with_its_load_bias(
         assert registry.wait_idle(30)
         entry = _entry(cpu_object, proc.pid)
         assert entry is not None
+        # The walker's clock (CLOCK_MONOTONIC): no re-read is asked for within 1 s.
+        assert 0 <= time.monotonic_ns() - entry.refresh_requested_ns < 30 * 10**9
         maps = ProcessMaps.read(proc.pid)
         assert maps is not None
         assert entry.count == len(maps.mappings)
