@@ -355,6 +355,61 @@ def test_debug_frame(tmp_path: Path) -> None:
     assert found.rows == table.rows
 
 
+def reference_rows(path: str, table: UnwindTable) -> list[tuple[int, ...]]:
+    """The rows a table of ``path`` should hold, the plain way: every FDE readelf prints,
+    sorted and cut not to overlap, each readelf row mapped by :func:`expected`, equal
+    neighbours merged and NONE rows over the gaps. (Only the PLT threshold, which
+    readelf prints as "exp", is taken from ``table``.)
+    """
+    plt = plt_ranges(path)
+    fdes: list[RefFde] = []
+    for fde in sorted((f for f in readelf_fdes(path) if f.end > f.begin), key=lambda f: f.begin):
+        if fdes and fde.begin == fdes[-1].begin:
+            continue  # the first in the section wins
+        if fdes and fde.begin < fdes[-1].end:
+            fdes[-1].end = fde.begin
+        fdes.append(fde)
+    rows: list[tuple[int, ...]] = []
+    for i, fde in enumerate(fdes):
+        for pc, rule in fde.rows:
+            if pc >= fde.end:
+                continue
+            in_plt = any(lo <= pc < hi for lo, hi in plt)
+            want = (CFA_SIGNAL, RBP_UNCHANGED, 0, 0) if fde.signal else expected(rule, in_plt)
+            if want[0] == CFA_PLT:
+                got = table.lookup(pc)
+                assert got is not None and got.cfa_type == CFA_PLT and got.cfa_offset in (10, 11)
+                want = (CFA_PLT, want[1], got.cfa_offset, want[3])
+            if not rows or rows[-1][1:] != want:
+                rows.append((pc, *want))
+        if (i + 1 == len(fdes) or fdes[i + 1].begin != fde.end) and rows[-1][1] != CFA_NONE:
+            rows.append((fde.end, CFA_NONE, RBP_UNCHANGED, 0, 0))
+    return rows
+
+
+@needs_readelf
+@pytest.mark.parametrize("kind", ["gcc", "clang", "debug_frame", "libc"])
+def test_rows_equal_reference(tmp_path: Path, kind: str) -> None:
+    """Every row, not samples: the streamed table equals the plain reference exactly."""
+    if kind == "libc":
+        if not os.path.exists(LIBC):
+            pytest.skip(f"{LIBC} is not on this machine")
+        path = LIBC
+    elif shutil.which("gcc" if kind == "debug_frame" else kind) is None:
+        pytest.skip(f"{kind} is not installed")
+    elif kind == "debug_frame":
+        (tmp_path / "d.c").write_text(DEBUG_FRAME_SOURCE)
+        path = str(tmp_path / "d")
+        flags = ["-O2", "-g", "-fno-asynchronous-unwind-tables", "-fno-unwind-tables"]
+        subprocess.run(["gcc", *flags, "-o", path, str(tmp_path / "d.c")], check=True)
+    else:
+        path = str(compile_c(tmp_path, kind, f"prog-{kind}"))
+    table = build_table(path, debug_dirs=[])
+    assert table.reason == ""
+    assert (".debug_frame" in table.sources) == (kind == "debug_frame")
+    assert rows_of(table) == reference_rows(path, table)
+
+
 def test_vdso() -> None:
     maps = Path("/proc/self/maps").read_text().splitlines()
     vdso = [line for line in maps if line.endswith("[vdso]")]

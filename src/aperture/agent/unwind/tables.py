@@ -16,13 +16,17 @@ table type share private row keys and are only useful together.
 
 from __future__ import annotations
 
+import heapq
+import io
+import itertools
 import json
+import operator
 import struct
 import sys
 import zlib
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
@@ -70,6 +74,8 @@ SIGFRAME_MCONTEXT = 40
 SIGCONTEXT_RBP = 80
 SIGCONTEXT_RSP = 120
 SIGCONTEXT_RIP = 128
+
+_PCS_SLICE = 3 * 65536  # u32 words of rows per step when collecting the pcs
 
 _TABLE_MAGIC = b"APUW"
 _TABLE_VERSION = 1
@@ -158,10 +164,15 @@ class UnwindTable:
     def __post_init__(self) -> None:
         if len(self.rows) % ROW_SIZE:
             raise ValueError(f"rows are not a multiple of {ROW_SIZE} bytes")
-        pcs = array("I", self.rows)
+        # pc is the first of three u32 words; taken a slice at a time, not via a whole copy
+        words = memoryview(self.rows).cast("B").cast("I")
+        pcs = array("I")
+        for at in range(0, len(words), _PCS_SLICE):
+            pcs.frombytes(words[at : at + _PCS_SLICE : 3].tobytes())
+        words.release()
         if sys.byteorder != "little":
             pcs.byteswap()
-        object.__setattr__(self, "_pcs", pcs[::3])  # pc is the first of three u32 words
+        object.__setattr__(self, "_pcs", pcs)
 
     def __len__(self) -> int:
         return len(self.rows) // ROW_SIZE
@@ -389,11 +400,6 @@ class _Fde(NamedTuple):
     rows: list[tuple[int, _Key]]  # (pc, key), pcs increasing, first at begin
 
 
-class _Parsed(NamedTuple):
-    fdes: list[_Fde]
-    errors: int
-
-
 def _empty(reason: str, build_id: str | None = None) -> UnwindTable:
     return UnwindTable(b"", build_id, reason, 0, 0, 0, ())
 
@@ -403,38 +409,65 @@ def _build(src: _Source, name: str, debug_dirs: Sequence[str] | None) -> UnwindT
     try:
         sections = _sections(src, name)
         build_id = _build_id(src, sections)
-        by_name = {s.name: s for s in sections}
-        code = _code_ranges(sections)
-        segments: list[_Fde] = []
-        sources: list[str] = []
-        errors = 0
-        eh = by_name.get(".eh_frame")
-        if eh is not None and eh.type != _SHT_NOBITS and eh.size:
-            parsed = _parse_frames(_section_data(src, eh), eh.addr, True)
-            segments = _clip_overlaps(parsed.fdes)
-            errors += parsed.errors
-            sources.append(".eh_frame")
-        uncovered = _subtract(code, [(f.begin, f.end) for f in segments])
-        if any(e - s >= _MIN_UNCOVERED for s, e in uncovered) or not segments:
-            debug = _debug_frame(src, name, by_name, build_id, debug_dirs)
-            if debug is not None:
-                extra = _fill(debug.fdes, uncovered)
-                errors += debug.errors
-                sources.append(".debug_frame")
-                segments.extend(extra)
+        writer, errors, sources = _write_rows(src, name, sections, build_id, debug_dirs)
         if not sources:
             return _empty(f"{name} has no .eh_frame or .debug_frame", build_id)
-        if segments and max(f.end for f in segments) > _U32_MAX:
+        if writer.too_high:
             return _empty(f"{name} has code addresses above 4 GiB", build_id)
-        rows, unsupported, causes = _assemble(segments)
+        fdes = writer.segments
+        rows, unsupported, causes = writer.finish()
     except _NotUsable as e:
         return _empty(str(e), build_id)
     except OSError as e:
         return _empty(f"cannot read {name}: {e.strerror or e}", build_id)
     reason = "" if rows else f"{name} has no usable FDEs"
-    return UnwindTable(
-        rows, build_id, reason, len(segments), errors, unsupported, tuple(sources), causes
-    )
+    return UnwindTable(rows, build_id, reason, fdes, errors, unsupported, tuple(sources), causes)
+
+
+def _write_rows(
+    src: _Source,
+    name: str,
+    sections: list[_Section],
+    build_id: str | None,
+    debug_dirs: Sequence[str] | None,
+) -> tuple[_Writer, int, list[str]]:
+    """The rows of ``.eh_frame`` and ``.debug_frame``, the FDE errors, the sections used.
+
+    Rows go straight from each FDE's instructions into the packed output, one FDE at a
+    time in address order: a large library's rows as Python objects take 20x the bytes.
+    The section data is freed on return, before the table is made.
+    """
+    by_name = {s.name: s for s in sections}
+    gaps = _Gaps(_code_ranges(sections))
+    writer = _Writer()
+    sources: list[str] = []
+    errors = 0
+    eh_frames = None
+    eh = by_name.get(".eh_frame")
+    if eh is not None and eh.type != _SHT_NOBITS and eh.size:
+        eh_frames = _scan_frames(_section_data(src, eh), eh.addr, True)
+        for segment in _segments(eh_frames):
+            writer.add(segment)
+            gaps.cover(segment.begin, segment.end)
+        errors += eh_frames.errors
+        sources.append(".eh_frame")
+    gaps.finish()
+    if not gaps.wide and writer.segments:
+        return writer, errors, sources
+    debug = _debug_frame(src, name, by_name, build_id, debug_dirs)
+    if debug is None:
+        return writer, errors, sources
+    pieces = _fill(debug, gaps)
+    errors += debug.errors
+    sources.append(".debug_frame")
+    if pieces:
+        # Rare: .debug_frame fills what .eh_frame leaves uncovered. Assemble again,
+        # running the .eh_frame FDEs a second time (their errors are counted already).
+        writer = _Writer()
+        eh_segments = _segments(eh_frames) if eh_frames is not None else iter(())
+        for segment in heapq.merge(eh_segments, pieces, key=lambda f: f.begin):
+            writer.add(segment)
+    return writer, errors, sources
 
 
 # An uncovered stretch of code shorter than this is alignment padding between
@@ -457,26 +490,43 @@ def _code_ranges(sections: list[_Section]) -> list[tuple[int, int]]:
     return merged
 
 
-def _subtract(
-    ranges: list[tuple[int, int]], covered: list[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """The parts of sorted disjoint ``ranges`` outside sorted disjoint ``covered``."""
-    out = []
-    j = 0
-    for start, end in ranges:
-        while j < len(covered) and covered[j][1] <= start:
-            j += 1
-        k = j
-        while start < end:
-            if k >= len(covered) or covered[k][0] >= end:
-                out.append((start, end))
-                break
-            if covered[k][0] > start:
-                out.append((start, covered[k][0]))
-            if covered[k][1] > start:
-                start = covered[k][1]
+class _Gaps:
+    """The maximal stretches of sorted disjoint code ranges that no segment covers.
+
+    Segments are fed in address order (sorted, disjoint); the stretches are kept in two
+    arrays, for ``.debug_frame`` to fill.
+    """
+
+    def __init__(self, code: list[tuple[int, int]]) -> None:
+        self.code = code
+        self.starts: array[int] = array("Q")
+        self.ends: array[int] = array("Q")
+        self.wide = False  # some stretch of at least _MIN_UNCOVERED bytes
+        self._k = 0  # the first code range that may still hold a gap
+        self._cursor = 0  # the end of the last segment
+
+    def cover(self, begin: int, end: int) -> None:
+        if begin > self._cursor:
+            self._gap(self._cursor, begin)
+        self._cursor = end
+
+    def finish(self) -> None:
+        self._gap(self._cursor, 1 << 65)
+
+    def _gap(self, lo: int, hi: int) -> None:
+        code, k = self.code, self._k
+        while k < len(code) and code[k][1] <= lo:
             k += 1
-    return out
+        self._k = k
+        while k < len(code) and code[k][0] < hi:
+            start, end = max(code[k][0], lo), min(code[k][1], hi)
+            if start < end:
+                self.starts.append(start)
+                self.ends.append(end)
+                self.wide = self.wide or end - start >= _MIN_UNCOVERED
+            if code[k][1] > hi:
+                break
+            k += 1
 
 
 def _debug_frame(
@@ -485,11 +535,11 @@ def _debug_frame(
     by_name: dict[str, _Section],
     build_id: str | None,
     debug_dirs: Sequence[str] | None,
-) -> _Parsed | None:
+) -> _Frames | None:
     """FDEs of ``.debug_frame``: in the file itself, else in its separate debug file."""
     own = by_name.get(".debug_frame")
     if own is not None and own.type != _SHT_NOBITS and own.size:
-        return _parse_frames(_section_data(src, own), 0, False)
+        return _scan_frames(_section_data(src, own), 0, False)
     if debug_dirs is None:
         return None
     link = by_name.get(".gnu_debuglink")
@@ -508,55 +558,75 @@ def _debug_frame(
             debug_src = _FileSource(f)
             for section in _sections(debug_src, path):
                 if section.name == ".debug_frame" and section.type != _SHT_NOBITS:
-                    return _parse_frames(_section_data(debug_src, section), 0, False)
+                    return _scan_frames(_section_data(debug_src, section), 0, False)
     except (OSError, _NotUsable):
         return None
     return None
 
 
-def _clip_overlaps(fdes: list[_Fde]) -> list[_Fde]:
-    """Sorted, non-overlapping FDEs.
+def _segments(frames: _Frames) -> Iterator[_Fde]:
+    """The FDEs of ``frames`` with their rows, sorted and cut not to overlap.
 
     Where FDEs overlap (rare), the earlier-starting one is cut where the next begins;
     of FDEs starting at the same pc, the first in the section wins. A pc inside an
-    earlier FDE but after a nested one ends gets no rule (NONE).
+    earlier FDE but after a nested one ends gets no rule (NONE). An FDE whose
+    instructions fail to decode is left out and counted in ``frames.errors``.
     """
-    fdes = sorted(fdes, key=lambda f: f.begin)  # stable: section order among equals
-    out: list[_Fde] = []
-    for fde in fdes:
-        if out and fde.begin == out[-1].begin:
+    pending: _Fde | None = None
+    for i in frames.order if frames.order is not None else range(len(frames.ats)):
+        fde = frames.fde(i)
+        if fde is None:
             continue
-        if out and fde.begin < out[-1].end:
-            prev = out[-1]
-            out[-1] = _Fde(prev.begin, fde.begin, [r for r in prev.rows if r[0] < fde.begin])
-        out.append(fde)
-    return out
+        if pending is not None:
+            if fde.begin == pending.begin:
+                continue
+            if fde.begin < pending.end:
+                rows = [r for r in pending.rows if r[0] < fde.begin]
+                pending = _Fde(pending.begin, fde.begin, rows)
+            yield pending
+        pending = fde
+    if pending is not None:
+        yield pending
 
 
-def _fill(fdes: list[_Fde], holes: list[tuple[int, int]]) -> list[_Fde]:
+def _fill(frames: _Frames, gaps: _Gaps) -> list[_Fde]:
     """``.debug_frame`` FDEs cut to the code ranges ``.eh_frame`` leaves uncovered."""
     out: list[_Fde] = []
-    hole_ends = [end for _, end in holes]
-    for fde in _clip_overlaps(fdes):
-        for start, end in holes[bisect_right(hole_ends, fde.begin) :]:
-            if start >= fde.end:
-                break
-            lo, hi = max(start, fde.begin), min(end, fde.end)
+    starts, ends = gaps.starts, gaps.ends
+    for fde in _segments(frames):
+        i = bisect_right(ends, fde.begin)
+        while i < len(starts) and starts[i] < fde.end:
+            lo, hi = max(starts[i], fde.begin), min(ends[i], fde.end)
             rows = fde.rows
-            first = max(i for i, r in enumerate(rows) if r[0] <= lo)
+            first = max(j for j, r in enumerate(rows) if r[0] <= lo)
             piece = [(lo, rows[first][1])] + [r for r in rows[first + 1 :] if r[0] < hi]
             out.append(_Fde(lo, hi, piece))
+            i += 1
     return out
 
 
-def _assemble(fdes: list[_Fde]) -> tuple[bytes, int, tuple[tuple[str, int], ...]]:
-    """Packed rows of disjoint FDEs: merged, with NONE rows over the gaps."""
-    fdes = sorted(fdes, key=lambda f: f.begin)
-    flat: list[int] = []
-    add = flat.extend
-    last: _Key = (-1, 0, 0, 0, 0)
-    causes: dict[int, int] = {}
-    for i, fde in enumerate(fdes):
+class _Writer:
+    """Packed rows of disjoint FDEs fed in address order: merged, NONE rows over gaps."""
+
+    def __init__(self) -> None:
+        self.segments = 0
+        self.too_high = False  # an FDE ends above 4 GiB: no table
+        self._out = io.BytesIO()  # getvalue() hands over its buffer without a copy
+        self._flat: list[int] = []  # rows not yet packed, 6 ints each
+        self._last: _Key = (-1, 0, 0, 0, 0)
+        self._end = -1  # where the previous FDE ended
+        self._causes: dict[int, int] = {}
+
+    def add(self, fde: _Fde) -> None:
+        self.segments += 1
+        self.too_high = self.too_high or fde.end > _U32_MAX
+        if self.too_high:
+            return
+        flat, last, causes = self._flat, self._last, self._causes
+        add = flat.extend
+        if self._end >= 0 and fde.begin != self._end and last != _NONE_KEY:
+            add((self._end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0))
+            last = _NONE_KEY
         for pc, key in fde.rows:
             # the cause is not part of the row: UNSUPPORTED rows merge whatever it is
             if key != last and not (key[0] == CFA_UNSUPPORTED == last[0]):
@@ -564,22 +634,36 @@ def _assemble(fdes: list[_Fde]) -> tuple[bytes, int, tuple[tuple[str, int], ...]
                 last = key
                 if key[4]:
                     causes[key[4]] = causes.get(key[4], 0) + 1
-        if (i + 1 == len(fdes) or fdes[i + 1].begin != fde.end) and last != _NONE_KEY:
-            add((fde.end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0))
-            last = _NONE_KEY
-    out = bytearray(len(flat) * 2)  # 6 ints -> 12 bytes per row
-    many = struct.Struct("<" + ROW_FORMAT[1:] * _PACK_CHUNK)
-    step = 6 * _PACK_CHUNK
-    full = len(flat) // step * step
-    for at in range(0, full, step):
-        many.pack_into(out, at * 2, *flat[at : at + step])
-    for at in range(full, len(flat), 6):
-        _ROW.pack_into(out, at * 2, *flat[at : at + 6])
-    named = sorted(((_cause_name(c), n) for c, n in causes.items()), key=lambda x: -x[1])
-    return bytes(out), sum(causes.values()), tuple(named)
+        self._last = last
+        self._end = fde.end
+        if len(flat) >= _PACK_STEP:
+            self._pack()
+
+    def finish(self) -> tuple[bytes, int, tuple[tuple[str, int], ...]]:
+        """The packed rows, the number of UNSUPPORTED rows, and those by cause."""
+        if self._end >= 0 and self._last != _NONE_KEY:
+            self._flat.extend((self._end, CFA_NONE, RBP_UNCHANGED, 0, 0, 0))
+        self._pack()
+        flat = self._flat
+        for at in range(0, len(flat), 6):
+            self._out.write(_ROW.pack(*flat[at : at + 6]))
+        rows = self._out.getvalue()
+        self._out = io.BytesIO()
+        causes = self._causes
+        named = sorted(((_cause_name(c), n) for c, n in causes.items()), key=lambda x: -x[1])
+        return rows, sum(causes.values()), tuple(named)
+
+    def _pack(self) -> None:
+        flat = self._flat
+        full = len(flat) // _PACK_STEP * _PACK_STEP
+        for at in range(0, full, _PACK_STEP):
+            self._out.write(_PACK_MANY.pack(*flat[at : at + _PACK_STEP]))
+        del flat[:full]
 
 
-_PACK_CHUNK = 512  # rows per struct.pack_into call
+_PACK_CHUNK = 512  # rows per struct.pack call
+_PACK_STEP = 6 * _PACK_CHUNK
+_PACK_MANY = struct.Struct("<" + ROW_FORMAT[1:] * _PACK_CHUNK)
 
 
 def _cause_name(cause: int) -> str:
@@ -659,11 +743,53 @@ def _pointer(d: bytes, p: int, enc: int, field_addr: int) -> tuple[int, int]:
     return value & _MASK64, end
 
 
-def _parse_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Parsed:
-    """All FDEs of a ``.eh_frame`` (``is_eh``) or ``.debug_frame`` section."""
-    cies: dict[int, _Cie | None] = {}
-    fdes: list[_Fde] = []
-    errors = 0
+class _Frames:
+    """A ``.eh_frame`` or ``.debug_frame`` section and its FDE headers in address order.
+
+    Only where each FDE is (a few bytes each) is kept; its instructions run when
+    :meth:`fde` is asked for it.
+    """
+
+    def __init__(self, data: bytes, sec_addr: int) -> None:
+        self.data = data
+        self.sec_addr = sec_addr
+        self.cies: dict[int, _Cie | None] = {}
+        offset = "I" if len(data) <= _U32_MAX else "Q"
+        self.ats: array[int] = array(offset)  # the FDE's initial_location field
+        self.ends: array[int] = array(offset)  # the end of the FDE
+        self.cie_ats: array[int] = array(offset)
+        # FDE indexes in address order (then section order); None: already in that order
+        self.order: array[int] | None = None
+        self.errors = 0
+
+    def fde(self, i: int) -> _Fde | None:
+        """The ``i``-th FDE with its rows; None (an error counted) if they do not decode."""
+        d, at, end = self.data, self.ats[i], self.ends[i]
+        cie = self.cies[self.cie_ats[i]]
+        assert cie is not None  # FDEs of a bad CIE are not kept
+        begin, pc_end, p = _fde_header(d, at, end, self.sec_addr, cie)
+        if cie.signal:
+            return _Fde(begin, pc_end, [(begin, _SIGNAL_KEY)])
+        rows: list[tuple[int, _Key]] = []
+        caf, daf, ra = cie.code_align, cie.data_align, cie.ra_reg
+        try:
+            _run(
+                d, p, end, caf, daf, ra, begin, pc_end, cie.fde_enc, self.sec_addr, rows, cie.state
+            )
+        except (_CfiError, IndexError, struct.error):
+            self.errors += 1
+            return None
+        if not rows:  # every row was past the end (advance beyond pc_range)
+            return None
+        return _Fde(begin, pc_end, rows)
+
+
+def _scan_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Frames:
+    """The FDE headers of a ``.eh_frame`` (``is_eh``) or ``.debug_frame`` section."""
+    frames = _Frames(d, sec_addr)
+    cies = frames.cies
+    ats, ends, cie_ats = frames.ats, frames.ends, frames.cie_ats
+    begins: array[int] = array("Q")
     n = len(d)
     pos = 0
     unpack_from = struct.unpack_from
@@ -685,7 +811,7 @@ def _parse_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Parsed:
             id_size = 4
         end = start + length
         if end > n or length < id_size:
-            errors += 1
+            frames.errors += 1
             break
         pos = end
         cie_id = unpack_from("<I" if id_size == 4 else "<Q", d, start)[0]
@@ -701,16 +827,24 @@ def _parse_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Parsed:
             cies[cie_at] = _parse_cie(d, cie_at, is_eh)
         cie = cies[cie_at]
         if cie is None:
-            errors += 1
+            frames.errors += 1
             continue
         try:
-            fde = _parse_fde(d, start + id_size, end, sec_addr, cie)
+            begin, pc_end, _ = _fde_header(d, start + id_size, end, sec_addr, cie)
         except (_CfiError, IndexError, struct.error):
-            errors += 1
+            frames.errors += 1
             continue
-        if fde is not None:
-            fdes.append(fde)
-    return _Parsed(fdes, errors)
+        if pc_end == begin:
+            continue
+        begins.append(begin)
+        ats.append(start + id_size)
+        ends.append(end)
+        cie_ats.append(cie_at)
+    if not all(map(operator.le, begins, itertools.islice(begins, 1, None))):
+        # one int per FDE while sorting: (begin, index) packed so the sort is stable
+        keys = sorted([b << 32 | i for i, b in enumerate(begins)])
+        frames.order = array("I", map((_U32_MAX).__and__, keys))
+    return frames
 
 
 def _parse_cie(d: bytes, at: int, is_eh: bool) -> _Cie | None:
@@ -772,7 +906,8 @@ def _parse_cie(d: bytes, at: int, is_eh: bool) -> _Cie | None:
 _INITIAL = (_RSP, 8, _R_SAME, 0, _R_SAME, 0)
 
 
-def _parse_fde(d: bytes, p: int, end: int, sec_addr: int, cie: _Cie) -> _Fde | None:
+def _fde_header(d: bytes, p: int, end: int, sec_addr: int, cie: _Cie) -> tuple[int, int, int]:
+    """(begin, end pc, where the instructions start) of the FDE header at ``p``."""
     enc = cie.fde_enc
     if enc == 0x1B:  # pcrel sdata4, almost every .eh_frame FDE
         begin, size = struct.unpack_from("<iI", d, p)
@@ -786,17 +921,7 @@ def _parse_fde(d: bytes, p: int, end: int, sec_addr: int, cie: _Cie) -> _Fde | N
         p += aug_len
     if p > end:
         raise _CfiError("FDE header overruns its length")
-    if size == 0:
-        return None
-    pc_end = begin + size
-    if cie.signal:
-        return _Fde(begin, pc_end, [(begin, _SIGNAL_KEY)])
-    rows: list[tuple[int, _Key]] = []
-    caf, daf, ra = cie.code_align, cie.data_align, cie.ra_reg
-    _run(d, p, end, caf, daf, ra, begin, pc_end, enc, sec_addr, rows, cie.state)
-    if not rows:  # every row was past the end (advance beyond pc_range)
-        return None
-    return _Fde(begin, pc_end, rows)
+    return begin, begin + size, p
 
 
 def _row_key(
