@@ -499,8 +499,9 @@ class _Gaps:
 
     def __init__(self, code: list[tuple[int, int]]) -> None:
         self.code = code
-        self.starts: array[int] = array("Q")
-        self.ends: array[int] = array("Q")
+        kind = "I" if not code or code[-1][1] <= _U32_MAX else "Q"
+        self.starts: array[int] = array(kind)
+        self.ends: array[int] = array(kind)
         self.wide = False  # some stretch of at least _MIN_UNCOVERED bytes
         self._k = 0  # the first code range that may still hold a gap
         self._cursor = 0  # the end of the last segment
