@@ -63,7 +63,7 @@ from aperture.agent.collectors.bpfobj import object_path
 from aperture.agent.collectors.cpu import CpuConfig
 from aperture.agent.libbpf import BpfObject
 from aperture.agent.unwind.kernel_maps import KERNEL_ROW_BYTES, KernelTables, ProcessRegistry
-from aperture.agent.unwind.tables import ROW_SIZE, build_table
+from aperture.agent.unwind.tables import ROW_SIZE
 from aperture.formats.json_format import load_json
 from aperture.model import FrameKind, Profile
 from cpu_overhead import combined, specs
@@ -100,7 +100,11 @@ NODE_LOOP = (
 GCC_EVERY_S = 0.5
 PYTHON_EVERY_S = 0.3
 STEADY_FROM_S = 12.0  # after start: past the first 10 s drain
-WARMUP_S = 8.0  # before the BPF window: every workload registered, its tables loaded
+WARMUP_S = 8.0  # before the BPF window at least: every workload registered
+# ... and then until each agent's table builder is idle (the agent under this share of a
+# core for a second), for at most SETTLE_MAX_S in all.
+IDLE_CORE_SHARE = 0.2
+SETTLE_MAX_S = 40.0
 DWARF_FP_TARGET = 2.0
 SAMPLER = ("sample_cpu",)
 
@@ -213,6 +217,7 @@ class BpfRun:
     complete_pct: float | None = None
     ends: str = ""
     other_cores: float = float("nan")
+    warmup_s: float = float("nan")
 
 
 def window_delta(before: ProgStats, after: ProgStats) -> ProgStats:
@@ -227,18 +232,26 @@ def sampler_stats(tool: Tool) -> ProgStats:
 
 def user_depth(profile: Profile, workloads: dict[str, int]) -> dict[str, float]:
     """Mean user frames per sample, weighted by value: per workload, and over every
-    sample with a user stack."""
+    sample with a user stack; and per workload ("NAME to _start") the % of its
+    samples whose stack reaches _start (unwound whole)."""
     pids = {pid: name for name, pid in workloads.items()}
     sums: dict[str, list[float]] = {name: [0.0, 0.0] for name in (*workloads, "all")}
+    whole = dict.fromkeys(workloads, 0.0)
     for sample in profile.samples:
         depth = sum(1 for f in sample.stack if f.kind is FrameKind.USER)
         if depth == 0:
             continue
-        for name in ("all", pids.get(sample.pid)):
-            if name is not None:
-                sums[name][0] += depth * sample.value
-                sums[name][1] += sample.value
-    return {name: s / n if n else float("nan") for name, (s, n) in sums.items()}
+        name = pids.get(sample.pid)
+        if name is not None and sample.stack[0].name == "_start":  # the stack is root first
+            whole[name] += sample.value
+        for key in ("all", name):
+            if key is not None:
+                sums[key][0] += depth * sample.value
+                sums[key][1] += sample.value
+    out = {name: s / n if n else float("nan") for name, (s, n) in sums.items()}
+    for name, n in whole.items():
+        out[f"{name} to _start"] = 100 * n / sums[name][1] if sums[name][1] else float("nan")
+    return out
 
 
 def early_ends(profile: Profile) -> str:
@@ -258,12 +271,28 @@ def complete_pct(profile: Profile) -> float | None:
     return 100 * done / walks if walks else None
 
 
+def settle(agents: list[Tool]) -> float:
+    """WARMUP_S, then until every agent's table builder is idle; the seconds waited."""
+    started = time.monotonic()
+    time.sleep(WARMUP_S)
+    while time.monotonic() - started < SETTLE_MAX_S:
+        before = [t.oncpu_seconds() for t in agents]
+        time.sleep(1.0)
+        if all(
+            t.oncpu_seconds() - b < IDLE_CORE_SHARE for t, b in zip(agents, before, strict=True)
+        ):
+            break
+    else:
+        log(f"an agent still busy (building tables?) after {SETTLE_MAX_S:.0f} s: measuring")
+    return time.monotonic() - started
+
+
 def bpf_window(
     tools: list[Tool], window_s: float, workloads: dict[str, int], own: Callable[[], float]
 ) -> list[BpfRun]:
     """Start the tools, wait out the warm-up, read bpf_stats over ``window_s``."""
     with running(tools):
-        time.sleep(WARMUP_S)
+        warmup = settle([t for t in tools if t.label != "bpftrace"])
         before = [sampler_stats(t) for t in tools]
         meter, own0 = BusyMeter(), own() + sum(t.cpu_seconds() for t in tools)
         time.sleep(window_s)
@@ -272,6 +301,7 @@ def bpf_window(
         runs = []
         for tool, b, a in zip(tools, before, after, strict=True):
             run = BpfRun(tool.label, window_delta(b, a), other_cores=max(0.0, other))
+            run.warmup_s = warmup
             if tool.label != "bpftrace":  # bpftrace's print-out at exit is not wanted
                 profile, _, _ = stop_agent(tool)
                 if profile is not None:
@@ -299,10 +329,11 @@ class AgentRun:
     complete_pct: float | None
     processes: int
     ends: str
+    to_start_pct: float | None
 
 
 def agent_run(
-    label: str, mode: str, tmp: Path, window_s: float, own: Callable[[], float]
+    label: str, mode: str, tmp: Path, window_s: float, own: Callable[[], float], workload: int
 ) -> AgentRun:
     """utime+stime from STEADY_FROM_S after start for ``window_s``, and in total."""
     log(f"agent --unwind {mode}: {label}")
@@ -331,6 +362,7 @@ def agent_run(
         complete_pct=complete_pct(profile) if profile and mode != "fp" else None,
         processes=len({s.pid for s in profile.samples}) if profile else 0,
         ends=early_ends(profile) if profile and mode != "fp" else "",
+        to_start_pct=user_depth(profile, {"w": workload})["w to _start"] if profile else None,
     )
 
 
@@ -365,16 +397,49 @@ class BuildRun:
     rows: int
     best_s: float
     times: list[float]
+    peak_rss_mb: float
+
+
+# Run in a child of its own, so its peak RSS is the build's (the interpreter's own
+# ~20 MB included).
+_BUILD_CHILD = """
+import json, sys, time
+from aperture.agent.unwind.tables import build_table
+times = []
+for _ in range(int(sys.argv[2])):
+    started = time.perf_counter()
+    table = build_table(sys.argv[1])
+    times.append(time.perf_counter() - started)
+print(json.dumps({"rows": len(table), "fdes": table.fdes, "times": times}))
+"""
 
 
 def build_times(path: str, runs: int = 3) -> BuildRun:
-    times, table = [], None
-    for _ in range(runs):
-        started = time.perf_counter()
-        table = build_table(path)
-        times.append(time.perf_counter() - started)
-    assert table is not None
-    return BuildRun(path, eh_frame_size(path), table.fdes, len(table), min(times), times)
+    """``build_table(path)`` ``runs`` times in a fresh interpreter."""
+    argv = [sys.executable, "-c", _BUILD_CHILD, path, str(runs)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    out = json.loads(proc.stdout.read())
+    _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"building the table of {path} failed")
+    times = [float(t) for t in out["times"]]
+    return BuildRun(
+        path,
+        eh_frame_size(path),
+        out["fdes"],
+        out["rows"],
+        min(times),
+        times,
+        usage.ru_maxrss / 1024,
+    )
+
+
+def largest_in_venv() -> tuple[int, str]:
+    """The venv's shared object with the largest .eh_frame (chDB's, for the aggregator)."""
+    pattern = f"{sys.prefix}/lib/python*/site-packages/**/*.so*"
+    paths = {os.path.realpath(p) for p in glob.glob(pattern, recursive=True) if os.path.isfile(p)}
+    return max((eh_frame_size(p), p) for p in paths)
 
 
 # -- 4. the tables of this host's processes in BPF maps ------------------------------
@@ -391,6 +456,7 @@ class HostTables:
     too_large: int
     no_table: int
     memlock_bytes: int
+    queued: int
     inner_maps: int
     inner_names: set[str]
     # The mapped binaries with the largest .eh_frame: (path, bytes, the commands mapping it)
@@ -453,7 +519,8 @@ def host_tables() -> HostTables:
         sizes = largest_mapped(mapped, 5)
         started = time.monotonic()
         pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
-        registered = sum(registry.register(pid) for pid in pids)
+        # build=True: every table now (the agent builds a table when a sample first needs it).
+        registered = sum(registry.register(pid, build=True) for pid in pids)
         if not registry.wait_idle(300):
             log("tables still being built after 300 s: reporting what is loaded")
         wall = time.monotonic() - started
@@ -471,6 +538,7 @@ def host_tables() -> HostTables:
             evicted=stats.evicted,
             too_large=stats.too_large,
             no_table=stats.no_table,
+            queued=stats.queued,
             memlock_bytes=sum(int(str(m.get("bytes_memlock", 0))) for m in shown),
             inner_maps=len(shown),
             inner_names={str(m.get("name", "")) for m in shown},
@@ -503,30 +571,45 @@ def bpf_section(paired: list[BpfRun], alone: list[BpfRun], args: argparse.Namesp
             "-",
         ],
     ]
+
+    def both(name: str, key: str) -> str:
+        """The paired run's value / the alone run's."""
+        values = [
+            r.depth.get(key) if r and r.depth else None for r in (by.get(name), solo.get(name))
+        ]
+        return " / ".join(fmt(v, 1) for v in values)
+
     for key, title in (
-        ("python3.11", "python3.11 workload"),
-        ("unwind_deep", "C chain"),
-        ("all", "every sample with a user stack"),
+        ("python3.11", "mean user frames: python3.11 workload"),
+        ("unwind_deep", "mean user frames: C chain"),
+        ("all", "mean user frames: every sample with a user stack"),
+        ("python3.11 to _start", "python3.11 workload samples unwound to _start, %"),
+        ("unwind_deep to _start", "C chain samples unwound to _start, %"),
     ):
-        rows.append(
-            [
-                f"mean user frames: {title}",
-                *(
-                    fmt(by[n].depth.get(key), 1) if n in by and by[n].depth else "n/a"
-                    for n in names[:2]
-                ),
-                "-",
-            ]
-        )
+        rows.append([f"{title} (together / alone)", *(both(n, key) for n in names[:2]), "-"])
     rows.append(
         [
-            "table walks complete to the entry point, %",
-            fmt(by["Aperture dwarf"].complete_pct, 1) if "Aperture dwarf" in by else "n/a",
+            "table walks complete to the entry point, all processes, %",
+            " / ".join(
+                fmt(r.complete_pct if r else None, 1)
+                for r in (by.get(names[0]), solo.get(names[0]))
+            ),
             "-",
             "-",
         ]
     )
     dwarf, fp, bt = (by.get(n) for n in names)
+    whole = dwarf.depth.get("python3.11 to _start", 0.0) if dwarf else 0.0
+    warning = (
+        [
+            f"- WARNING: only {fmt(whole, 1)} % of the python3.11 workload's dwarf samples reached "
+            "_start in the paired window: some of its binaries had no table loaded yet (a huge "
+            "binary elsewhere on the host holds up the table builder: parts 2 and 3), so the dwarf "
+            "cost above is for partly walked stacks"
+        ]
+        if whole < 90
+        else []
+    )
     ratio = ns(dwarf) / ns(fp)
     ratio_alone = ns(solo.get(names[0])) / ns(solo.get(names[1]))
     extra_frames = (
@@ -541,19 +624,27 @@ def bpf_section(paired: list[BpfRun], alone: list[BpfRun], args: argparse.Namesp
         "## 1. BPF cost per sample",
         "",
         f"At {HZ} Hz on all {NCPU} CPUs, kernel.bpf_stats_enabled=1, run_time_ns / run_cnt of each "
-        f"tool's sampling program over a {args.duration:.0f} s window ({WARMUP_S:.0f} s after the "
-        f"last tool attached: the workloads' tables are loaded by then), the alone runs over "
+        f"tool's sampling program over a {args.duration:.0f} s window (after the warm-up "
+        "below), the alone runs over "
         f"{alone_window(args):.0f} s each. Workloads: Debian's {PYTHON} recursing to depth 30 "
         "(every second level through map(), so the native stack is deep; 3.11 inlines plain "
         "Python calls) and bench/workloads/unwind_deep.c (gcc -O2 -fomit-frame-pointer, ten "
         "calls deep), each spinning on a core. bpftrace runs "
         "`profile:hz:99 { @[kstack, ustack, comm] = count(); }`. User frames are counted in each "
         "agent's own -o JSON (whole run, samples with at least one user frame, weighted by count).",
+        f"Warm-up before the window (until the agents' table builders were idle, "
+        f"{WARMUP_S:.0f}-{SETTLE_MAX_S:.0f} s): together "
+        f"{fmt(paired[0].warmup_s if paired else None, 0)} s, alone "
+        + " / ".join(fmt(r.warmup_s, 0) for r in alone)
+        + " s. "
         f"Other load on the host in the paired window (besides the workloads and the tools): "
-        f"{fmt(other, 2)} cores.",
+        f"{fmt(other, 2)} cores; in the alone windows "
+        + " / ".join(fmt(r.other_cores, 2) for r in alone)
+        + " cores.",
         "",
         markdown_table(["", *names], rows),
         "",
+        *warning,
         f"- dwarf / fp, attached together: {fmt(ratio, 2)}x (target ≤ {DWARF_FP_TARGET:.0f}x): "
         f"{'met' if ok else 'MISSED'}; attached alone: {fmt(ratio_alone, 2)}x",
         f"- table walks that stopped early, by reason (whole run, every process on the host): "
@@ -582,6 +673,7 @@ def agent_section(
             fmt(r.peak_rss_mb, 1),
             f"{r.tables_loaded} / {fmt(r.table_mib, 1)}",
             fmt(r.complete_pct, 1),
+            fmt(r.to_start_pct, 1),
             fmt(r.processes, 0),
             fmt(r.host_cores, 2),
             fmt(r.other_cores, 2),
@@ -596,6 +688,7 @@ def agent_section(
         "peak RSS (VmHWM), MB",
         "tables loaded / MiB",
         "table walks complete, %",
+        "python3.11 workload to _start, %",
         "processes sampled",
         "host busy, cores",
         "other load, cores",
@@ -636,6 +729,7 @@ def build_section(builds: list[BuildRun], scanned: int) -> list[str]:
             fmt(b.best_s * 1000, 0),
             " / ".join(fmt(t * 1000, 0) for t in b.times),
             fmt(b.rows / b.best_s / 1e6, 2),
+            fmt(b.peak_rss_mb, 0),
         ]
         for b in builds
     ]
@@ -649,15 +743,17 @@ def build_section(builds: list[BuildRun], scanned: int) -> list[str]:
         "best build, ms",
         "each build, ms",
         "M rows/s",
+        "peak RSS of the building process, MB",
     ]
     return [
         "## 3. Table build time",
         "",
-        "`aperture.agent.unwind.tables.build_table`, best of 3, in this process (no cache). "
+        "`aperture.agent.unwind.tables.build_table`, best of 3, in a fresh interpreter per "
+        "binary (no cache). "
         f"The third binary has the largest .eh_frame of {scanned} ELF files under "
         "/usr/lib/<multiarch>/*.so*, /usr/lib/chromium*/ and /usr/lib/llvm-*/lib/; a fourth "
-        "row, built once, is the largest .eh_frame mapped by a process running now, when "
-        "larger still.",
+        "row, built once, is the largest in this venv's site-packages when larger still "
+        "(the aggregator and this project's tests map it).",
         "",
         markdown_table(header, rows),
     ]
@@ -677,13 +773,16 @@ def host_section(h: HostTables) -> list[str]:
         ["build seconds (sum over tables)", fmt(h.build_seconds, 2)],
         ["register all + wait_idle, wall s", fmt(h.wall_s, 2)],
         ["evicted / too large / no table", f"{h.evicted} / {h.too_large} / {h.no_table}"],
+        ["still queued after the wait", fmt(h.queued, 0)],
     ]
     diff = 100 * (h.memlock_bytes / h.kernel_bytes - 1) if h.kernel_bytes else float("nan")
     return [
         "## 4. Map memory of this host's tables",
         "",
         "The CPU object loaded in auto mode (nothing attached), a KernelTables (default memory "
-        "limit) and ProcessRegistry, every pid in /proc registered, then wait_idle. The check: "
+        "limit) and ProcessRegistry, every pid in /proc registered with build=True (every "
+        "table it maps, where the agent builds one when a sample first needs it), then "
+        "wait_idle: the most the host's processes could take. The check: "
         "the inner maps the outer `unwind_tables` map holds, by id from `bpftool map dump`, "
         "their `bytes_memlock` summed from `bpftool map show -j`.",
         "",
@@ -728,13 +827,13 @@ def agent_costs(tmp: Path, args: argparse.Namespace) -> tuple[list[AgentRun], di
     churned: dict[str, int] = {}
     with running([py]):
         for mode in ("auto", "fp"):
-            runs.append(agent_run("quiet", mode, tmp, args.duration, py.cpu_seconds))
+            runs.append(agent_run("quiet", mode, tmp, args.duration, py.cpu_seconds, py.pid))
         for mode in () if args.skip_busy else ("auto", "fp"):
             churn = Churn(tmp)
             churn.start()
             try:
                 own = sum_of(py.cpu_seconds, churn.cpu_seconds)
-                runs.append(agent_run("busy", mode, tmp, args.duration, own))
+                runs.append(agent_run("busy", mode, tmp, args.duration, own, py.pid))
             finally:
                 churn.stop()
             churned[f"--unwind {mode}"] = churn.started
@@ -748,6 +847,19 @@ def sum_of(*clocks: Callable[[], float]) -> Callable[[], float]:
     return total
 
 
+def code_version() -> str:
+    """HEAD, and whether src/ had uncommitted changes (others edit it while this runs)."""
+
+    def git(*args: str) -> str:
+        run = subprocess.run(["git", *args], cwd=BENCH_DIR, capture_output=True, text=True)
+        return run.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "../src")
+    return git("rev-parse", "--short", "HEAD") + (
+        " with uncommitted changes in src/" if dirty else ""
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=float, default=30.0, help="steady window, seconds")
@@ -758,6 +870,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.exit(f"{PYTHON} is missing: apt-get install python3.11")
     deep = build_c(DEEP_C, "-fomit-frame-pointer")  # after build_c's -fno-omit: it wins
     start_busy = wait_for_quiet()
+    version = code_version()
     with tempfile.TemporaryDirectory(prefix="aperture-unwind-") as tmpdir, bpf_stats_enabled():
         tmp = Path(tmpdir)
         (tmp / "recurse.py").write_text(RECURSE_PY)
@@ -766,10 +879,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     log("table build times")
     largest, _, scanned = largest_eh_frame()
     builds = [build_times(p) for p in (os.path.realpath(LIBC), PYTHON, largest)]
-    (size, mapped), *_ = largest_mapped(mapped_binaries(), 1)
+    size, venv_largest = largest_in_venv()
     if size > builds[-1].eh_frame_bytes:
-        log(f"table build time: {mapped}")
-        builds.append(build_times(mapped, runs=1))
+        log(f"table build time: {venv_largest}, once")
+        builds.append(build_times(venv_largest, runs=1))
     log("tables of every process on the host")
     host = host_tables()
     title = "User-stack unwinding: tables against frame pointers"
@@ -778,6 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             machine_header(title, " ".join(["bench/unwind.py", *sys.argv[1:]])),
             f"- host CPU busy just before the run (other work on this shared machine): "
             f"{fmt(start_busy, 2)} cores",
+            f"- code: {version} (at the start of the run)",
             "",
             *bpf_section(paired, alone, args),
             "",
