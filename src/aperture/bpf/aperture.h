@@ -49,6 +49,9 @@ struct cpu_config {
  * still in LR when 0) and the same CFA rules with sp/fp for rsp/rbp.
  */
 #define APERTURE_MAX_USER_FRAMES 128
+/* The table layout of aperture/agent/unwind/layout.py. */
+#define UNWIND_HEADER_ROWS 2
+#define UNWIND_BUCKET_SHIFT 9
 #define APERTURE_MAX_MAPPINGS 256
 
 enum cfa_type {

@@ -126,19 +126,61 @@ static __always_inline struct exec_mapping *find_mapping(struct proc_mappings *p
 	return pc < m->end ? m : NULL;
 }
 
-/* The row covering vaddr, or NULL when the table has none before it. */
-static __always_inline struct unwind_row *find_row(void *table, __u32 rows, __u64 vaddr)
+/* The row covering vaddr, or NULL when the table has none before it. The
+ * table is laid out as aperture/agent/unwind/layout.py writes it: element 0
+ * holds the bucket count, element 1 the first bucket, then one element per
+ * bucket (the row covering its first address), then the rows. Two index
+ * lookups narrow the search to the rows of one bucket. */
+static __always_inline struct unwind_row *find_row(void *table, __u32 elems, __u64 vaddr)
 {
-	__u32 lo = 0, hi = rows, mid, ge, i;
+	__u32 key = 0, nb, first, rows, base, lo, hi, mid, ge, i;
 	struct unwind_row *row;
 
 	if (vaddr > 0xFFFFFFFFULL)
 		return NULL;
+	row = bpf_map_lookup_elem(table, &key);
+	if (!row)
+		return NULL;
+	nb = row->pc;
+	key = 1;
+	row = bpf_map_lookup_elem(table, &key);
+	if (!row || elems < UNWIND_HEADER_ROWS + nb)
+		return NULL;
+	first = row->pc;
+	base = UNWIND_HEADER_ROWS + nb;
+	rows = elems - base;
+	lo = 0;
+	hi = rows;
+	if (nb) {
+		__u32 b = ((__u32)vaddr >> UNWIND_BUCKET_SHIFT);
+
+		if (b < first)
+			return NULL; /* below the table's first row */
+		b -= first;
+		if (b >= nb)
+			b = nb - 1; /* past the last bucket: its rows run to the end */
+		key = UNWIND_HEADER_ROWS + b;
+		row = bpf_map_lookup_elem(table, &key);
+		if (!row)
+			return NULL;
+		lo = row->pc;
+		if (b + 1 < nb) {
+			key++;
+			row = bpf_map_lookup_elem(table, &key);
+			if (!row)
+				return NULL;
+			hi = row->pc + 1;
+		}
+		if (hi > rows)
+			hi = rows;
+	}
+	/* the first row in [lo, hi) above vaddr; the one before it covers vaddr */
 	for (i = 0; i < ROW_SEARCH_STEPS; i++) {
 		if (lo >= hi)
 			break;
 		mid = lo + (hi - lo) / 2;
-		row = bpf_map_lookup_elem(table, &mid);
+		key = base + mid;
+		row = bpf_map_lookup_elem(table, &key);
 		if (!row)
 			return NULL;
 		ge = STEP_GE(row->pc, vaddr);
@@ -148,8 +190,8 @@ static __always_inline struct unwind_row *find_row(void *table, __u32 rows, __u6
 	}
 	if (lo == 0 || lo < hi)
 		return NULL;
-	mid = lo - 1;
-	return bpf_map_lookup_elem(table, &mid);
+	key = base + lo - 1;
+	return bpf_map_lookup_elem(table, &key);
 }
 
 static __always_inline int read_user_u64(__u64 *dst, __u64 addr)

@@ -46,6 +46,7 @@ from aperture.agent.symbols.process import (
     read_start_time,
 )
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
+from aperture.agent.unwind.layout import kernel_layout
 from aperture.agent.unwind.segments import (
     LoadSegment,
     load_bias,
@@ -141,6 +142,7 @@ class _Binary:
     segments: list[LoadSegment]
     build_id: str | None = None
     rows: int = 0
+    elements: int = 0  # in the kernel: header, bucket index and rows (layout.py)
     loaded: bool = False
     queued: bool = False
     built: bool = False  # a table was built (or found to be empty) at least once
@@ -409,7 +411,9 @@ class KernelTables:
 
     def _load(self, binary: _Binary, table: UnwindTable) -> None:
         """Put a built table in the kernel (lock held), evicting old ones to fit."""
-        size = binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
+        data = kernel_layout(table.rows)
+        binary.elements = len(data) // ROW_SIZE
+        size = binary.elements * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
         if size > self._table_limit():
             self._counts["too_large"] += 1
             binary.refused = True
@@ -418,7 +422,7 @@ class KernelTables:
             self._evict(next(iter(self._loaded.values())))
         try:
             fd = create_map(
-                BPF_MAP_TYPE_ARRAY, "unwind_table", 4, ROW_SIZE, binary.rows, BPF_F_INNER_MAP
+                BPF_MAP_TYPE_ARRAY, "unwind_table", 4, ROW_SIZE, binary.elements, BPF_F_INNER_MAP
             )
         except BpfError:
             self._counts["failed"] += 1
@@ -426,8 +430,8 @@ class KernelTables:
             return
         try:
             # Both sides as flat buffers: a 6M-row table must not become 6M Python ints.
-            keys = array("I", range(binary.rows))
-            update_batch(fd, _address(keys), _address(table.rows), binary.rows)
+            keys = array("I", range(binary.elements))
+            update_batch(fd, _address(keys), _address(data), binary.elements)
             self._outer.update(c_uint32(binary.file_id), c_uint32(fd))
         except BpfError:
             self._counts["failed"] += 1
@@ -452,7 +456,7 @@ class KernelTables:
     def _evict(self, binary: _Binary) -> None:
         self._outer.delete(c_uint32(binary.file_id))
         self._loaded.pop(binary.file_id, None)
-        self._bytes -= binary.rows * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
+        self._bytes -= binary.elements * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
         binary.loaded = False
         self._counts["evicted"] += 1
         self._forget_misses(binary)  # so that the next sample there asks again
