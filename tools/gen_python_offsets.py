@@ -89,6 +89,16 @@ def specs(minor: int) -> dict[str, Spec]:
     return s
 
 
+# Offsets code.py takes as fixed (OB_TYPE, VAR_SIZE, TP_NAME, TP_FLAGS, UNICODE_LENGTH).
+FIXED = [
+    ("PyObject, ob_type", 8),
+    ("PyVarObject, ob_size", 16),
+    ("PyTypeObject, tp_name", 24),
+    ("PyTypeObject, tp_flags", 168),
+    ("PyASCIIObject, length", 16),
+]
+
+
 # Widths the BPF reader relies on: checked, not printed.
 def checks(minor: int) -> list[tuple[str, int]]:
     frame = "PyFrameObject" if minor == 10 else "_PyInterpreterFrame"
@@ -146,8 +156,15 @@ def table(lib: str, minor: int) -> dict[str, int]:
     checked = checks(minor)
     values = run_gdb(
         lib,
-        [_gdb_expr(s) for _, s in wanted] + [_gdb_expr(size(e)) for e, _ in checked],
+        [_gdb_expr(s) for _, s in wanted]
+        + [_gdb_expr(size(e)) for e, _ in checked]
+        + [_gdb_expr(off(e)) for e, _ in FIXED],
     )
+    fixed = values[len(wanted) + len(checked) :]
+    values = values[: len(wanted) + len(checked)]
+    for (expr, at), got in zip(FIXED, fixed, strict=True):
+        if got != at:
+            raise SystemExit(f"{lib}: offset of {expr} is {got}, code.py assumes {at}")
     for (expr, width), got in zip(checked, values[len(wanted) :], strict=True):
         if got != width:
             raise SystemExit(f"{lib}: sizeof {expr} is {got}, the reader assumes {width}")

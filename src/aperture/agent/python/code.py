@@ -73,8 +73,7 @@ class CodeResolver:
         self._mem = ProcessMemory(pid, proc_root)
         self._codes: OrderedDict[int, _Code | None] = OrderedDict()
         self._max_codes = max_codes
-        self._types: dict[int, bytes | None] = {}  # type address -> tp_name, and flags
-        self._flags: dict[int, int] = {}
+        self._types: dict[int, tuple[bytes | None, int]] = {}  # address -> (tp_name, tp_flags)
         o = interpreter.offsets
         self._minor = interpreter.version[1]
         self._code_header = 8 + max(
@@ -149,9 +148,11 @@ class CodeResolver:
             return None
         return _Code(qualname, filename, firstlineno, units, ranges)
 
-    def _type_name(self, type_addr: int) -> bytes | None:
-        if type_addr in self._types:
-            return self._types[type_addr]
+    def _type(self, type_addr: int) -> tuple[bytes | None, int]:
+        """``(tp_name, tp_flags)`` of a type object; ``(None, 0)`` if unreadable."""
+        known = self._types.get(type_addr)
+        if known is not None:
+            return known
         name: bytes | None = None
         flags = 0
         data = self._mem.read(type_addr, TP_FLAGS + 8)
@@ -162,14 +163,14 @@ class CodeResolver:
                 name = raw.split(b"\0", 1)[0]
         if len(self._types) > 256:
             self._types.clear()
-            self._flags.clear()
-        self._types[type_addr] = name
-        self._flags[type_addr] = flags
-        return name
+        self._types[type_addr] = (name, flags)
+        return name, flags
+
+    def _type_name(self, type_addr: int) -> bytes | None:
+        return self._type(type_addr)[0]
 
     def _has_flag(self, type_addr: int, flag: int) -> bool:
-        self._type_name(type_addr)
-        return bool(self._flags.get(type_addr, 0) & flag)
+        return bool(self._type(type_addr)[1] & flag)
 
     def _read_str(self, addr: int, max_len: int) -> str | None:
         """A compact ``str`` object's text (ASCII, UCS1, UCS2 or UCS4), or None."""
