@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,9 +201,19 @@ def _resolved(child: Child, interp: Interpreter, ident: int) -> list[PyFrameInfo
         resolver.close()
 
 
+def _in_loop(child: Child, interp: Interpreter) -> list[PyFrameInfo]:
+    """The main thread's frames once it is past its ``print`` and in the loop (≤ 5 s)."""
+    deadline = time.monotonic() + 5
+    while True:
+        frames = _resolved(child, interp, child.main_ident)
+        if (frames and frames[0].line == LINES["INNER"]) or time.monotonic() > deadline:
+            return frames
+        time.sleep(0.01)
+
+
 def test_main_thread_frames(child: Child) -> None:
     interp = _find(child.pid)
-    frames = _resolved(child, interp, child.main_ident)
+    frames = _in_loop(child, interp)
     qual = "middle" if child.version[1] == 10 else "Box.middle"
     got = [(f.qualname, f.filename, f.line) for f in frames]
     path = str(child.path)
@@ -233,6 +244,7 @@ def test_worker_thread_frames(child: Child) -> None:
 
 def test_walk_thread_by_index(child: Child) -> None:
     interp = _find(child.pid)
+    _in_loop(child, interp)
     # Index 1 is the main thread (the list is newest first); past the end: nothing.
     resolver = CodeResolver(child.pid, interp)
     try:
