@@ -311,18 +311,31 @@ static __always_inline long step_table(struct unwind_walk *w)
 		w->end = UNWIND_END_BAD_FRAME;
 		return 1;
 	}
-	if (read_user_u64(&ra, cfa - 8)) {
-		w->end = UNWIND_END_READ_FAULT;
-		return 1;
-	}
-	if (row->rbp_type == RBP_OFFSET) {
-		if (read_user_u64(&w->bp, cfa + row->rbp_offset)) {
+	if (row->rbp_type == RBP_OFFSET && row->rbp_offset == -16) {
+		/* the usual push %rbp frame: saved rbp and return address side by side */
+		__u64 pair[2];
+
+		if (bpf_probe_read_user(pair, sizeof(pair), (void *)(cfa - 16))) {
 			w->end = UNWIND_END_READ_FAULT;
 			return 1;
 		}
+		w->bp = pair[0];
+		ra = pair[1];
 		w->bp_valid = 1;
-	} else if (row->rbp_type != RBP_UNCHANGED) {
-		w->bp_valid = 0;
+	} else {
+		if (read_user_u64(&ra, cfa - 8)) {
+			w->end = UNWIND_END_READ_FAULT;
+			return 1;
+		}
+		if (row->rbp_type == RBP_OFFSET) {
+			if (read_user_u64(&w->bp, cfa + row->rbp_offset)) {
+				w->end = UNWIND_END_READ_FAULT;
+				return 1;
+			}
+			w->bp_valid = 1;
+		} else if (row->rbp_type != RBP_UNCHANGED) {
+			w->bp_valid = 0;
+		}
 	}
 	if (ra == 0) {
 		w->end = UNWIND_END_BOTTOM;
