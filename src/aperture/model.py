@@ -19,6 +19,8 @@ class FrameKind(enum.StrEnum):
     KERNEL = "kernel"
     USER = "user"
     JIT = "jit"
+    # A Python function: ``name`` is its qualified name, ``module`` its source file.
+    PYTHON = "python"
     UNKNOWN = "unknown"
 
 
@@ -32,12 +34,29 @@ class Frame:
     perf-map frames and ``[unknown]`` when no mapping covers the address.
     ``offset`` is the address relative to the module (the ELF virtual address
     for user code, the raw address for kernel code).
+
+    A :attr:`FrameKind.PYTHON` frame names a Python function: ``name`` is its
+    qualified name (``Encoder.encode``), ``module`` its source file as the
+    interpreter reports it (``/usr/lib/python3.11/json/encoder.py``), ``line``
+    the source line being run (0 when unknown) and ``offset`` 0. Native frames
+    keep ``line`` 0.
+
+    Frames compare and hash on every field, line included, so a frame is never
+    silently merged with a different line of the same function. Grouping by
+    function (flamegraph nodes, top tables) keys on :func:`function_key`
+    instead, which drops the line.
     """
 
     name: str
     module: str = ""
     kind: FrameKind = FrameKind.USER
     offset: int = 0
+    line: int = 0
+
+
+def function_key(frame: Frame) -> tuple[str, str, FrameKind]:
+    """What flamegraph nodes and top tables group a frame by: its function, not line or offset."""
+    return (frame.name, frame.module, frame.kind)
 
 
 @dataclass(frozen=True, slots=True)
