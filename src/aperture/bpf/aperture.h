@@ -114,12 +114,56 @@ enum unwind_end {
  * Bit 62 marks the signal trampoline the kernel's signal frame returns to. */
 #define APERTURE_NOT_CALL_BIT (1ULL << 63)
 #define APERTURE_SIGNAL_FRAME_BIT (1ULL << 62)
+/* Python frames of the thread, innermost first, each APERTURE_PY_LAST_BIT (the
+ * last frame one call of the eval loop runs) | instr << 47 | code object
+ * address; the agent puts each run in place of its _PyEval_EvalFrameDefault
+ * native frame. */
+#define APERTURE_MAX_PY_FRAMES 64
+#define APERTURE_PY_LAST_BIT (1ULL << 63)
+#define APERTURE_PY_INSTR_SHIFT 47
+#define APERTURE_PY_INSTR_MAX 0xFFFFULL
+#define APERTURE_PY_ADDR_MASK ((1ULL << 47) - 1)
+
+enum py_status {
+	PY_STATUS_NONE = 0,            /* not a Python process (or not registered as one) */
+	PY_STATUS_OK,                  /* every Python frame of the thread recorded */
+	PY_STATUS_NO_THREAD,           /* no thread state for this thread (a native thread) */
+	PY_STATUS_READ_ERROR,          /* a frame could not be read: frames so far kept */
+	PY_STATUS_TRUNCATED,           /* more than APERTURE_MAX_PY_FRAMES frames */
+};
+
 struct user_stack {
 	__u16 len;
 	__u8 end;                      /* enum unwind_end */
 	__u8 fp_frames;                /* frames found by frame pointer (auto mode) */
-	__u32 reserved;
+	__u8 py_len;
+	__u8 py_status;                /* enum py_status */
+	__u16 reserved;
 	__u64 ips[APERTURE_MAX_USER_FRAMES];
+	__u64 py[APERTURE_MAX_PY_FRAMES];
+};
+
+/* A process's CPython 3.10-3.13, described by the agent from
+ * aperture/agent/python/offsets.py. The walker finds the sampled thread's
+ * PyThreadState (whose thread_id is the thread's FS base) in the interpreter's
+ * thread list and follows its frames. */
+#define APERTURE_PY_MAX_THREADS 64     /* thread states searched per sample */
+struct py_proc {
+	__u64 runtime;                 /* &_PyRuntime */
+	__u32 minor;                   /* 10..13 */
+	__s16 runtime_interpreters_head;
+	__s16 interp_threads_head;
+	__s16 tstate_next;
+	__s16 tstate_thread_id;
+	__s16 tstate_frame;
+	__s16 cframe_current_frame;    /* -1: tstate_frame points at the frame itself */
+	__s16 frame_code;
+	__s16 frame_previous;
+	__s16 frame_instr;
+	__s16 frame_instr_size;        /* 4: an int in code units (3.10); 8: a pointer */
+	__s16 frame_is_entry;          /* 3.11 */
+	__s16 frame_owner;             /* 3.12+: 3 (FRAME_OWNED_BY_CSTACK) marks a shim */
+	__u16 reserved;
 };
 
 /* Process identity recorded the first time a tgid is sampled. */
@@ -157,6 +201,9 @@ enum cpu_stat {
 	CPU_STAT_USTACKS_FULL,         /* table-unwound stack lost: the ustacks map was full */
 	CPU_STAT_UNWIND_UNREGISTERED,  /* process not registered yet: frame-pointer walk */
 	CPU_STAT_UNWIND_FP_FRAMES,     /* table walks that used frame pointers for a frame */
+	CPU_STAT_PY_SAMPLES,           /* samples of Python processes with Python frames */
+	CPU_STAT_PY_NO_THREAD,         /* samples of Python processes' native threads */
+	CPU_STAT_PY_INCOMPLETE,        /* Python frame walks cut by a read error or the depth */
 	/* then UNWIND_END_MAX counters: table walks by how they ended */
 	CPU_STAT_UNWIND_END,
 	CPU_STAT_MAX = CPU_STAT_UNWIND_END + UNWIND_END_MAX,

@@ -15,6 +15,7 @@
 #include "aperture.h"
 #include "common.bpf.h"
 #include "procs.bpf.h"
+#include "python.bpf.h"
 #include "unwind.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -104,12 +105,19 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 		if (config.unwind_mode == UNWIND_MODE_AUTO)
 			return 0;
 	}
-	stack = unwind_user_stack(key->tgid, config.unwind_mode, maps, &hash, &refresh, &wanted);
+	stack = unwind_user_stack(key->tgid, key->pid, config.unwind_mode, maps, &hash, &refresh,
+				  &wanted);
 	if (!stack) {
 		key->user_stack_id = -14; /* EFAULT: no user stack, as the kernel says */
 		return 1;
 	}
 	count_stat(CPU_STAT_UNWIND_END + (stack->end & 7));
+	if (stack->py_status == PY_STATUS_OK)
+		count_stat(CPU_STAT_PY_SAMPLES);
+	else if (stack->py_status == PY_STATUS_NO_THREAD)
+		count_stat(CPU_STAT_PY_NO_THREAD);
+	else if (stack->py_status != PY_STATUS_NONE)
+		count_stat(CPU_STAT_PY_INCOMPLETE);
 	if (stack->fp_frames)
 		count_stat(CPU_STAT_UNWIND_FP_FRAMES);
 	if (wanted && want_table(wanted))
@@ -148,6 +156,7 @@ int forget_mappings(void *ctx)
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
 	bpf_map_delete_elem(&proc_mappings, &tgid);
+	bpf_map_delete_elem(&py_procs, &tgid);
 	return 0;
 }
 

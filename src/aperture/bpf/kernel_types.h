@@ -9,7 +9,12 @@
 
 struct mm_struct;
 
+struct thread_struct {
+	unsigned long fsbase;          /* x86_64: the thread's TLS base, pthread_self() */
+} __attribute__((preserve_access_index));
+
 struct task_struct {
+	struct thread_struct thread;
 	struct mm_struct *mm;
 	int pid;
 	int tgid;

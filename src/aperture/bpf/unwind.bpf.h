@@ -409,7 +409,7 @@ static __always_inline int user_registers(__u64 *pc, __u64 *sp, __u64 *bp)
 
 /* Unwind the current task's user stack into the scratch stack and return it
  * (NULL for a kernel thread); *hash identifies its frames and end reason. */
-static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mode,
+static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 tid, __u32 mode,
 							    struct proc_mappings *maps,
 							    __u64 *hash, __u32 *refresh,
 							    __u32 *wanted)
@@ -432,6 +432,7 @@ static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mo
 	out->end = w.end;
 	out->fp_frames = w.fp_frames > 255 ? 255 : w.fp_frames;
 	out->reserved = 0;
+	w.hash ^= walk_python(out, tgid, tid);
 	w.hash = (w.hash ^ ((__u64)w.end << 56 | out->len)) * 0x9E3779B97F4A7C15ULL;
 	w.hash ^= w.hash >> 31;
 	*hash = w.hash | 1; /* 0 means "no stack" in cpu_key */
@@ -443,6 +444,8 @@ static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 mo
 struct stack_pair {
 	struct user_stack *a;
 	struct user_stack *b;
+	__u32 len;
+	__u32 py_len;
 	__u64 differs;
 };
 
@@ -465,7 +468,10 @@ static long compare_ip(__u64 i, void *data)
 	struct stack_pair *pair = data;
 	__u32 k = i & (APERTURE_MAX_USER_FRAMES - 1);
 
-	if (pair->a->ips[k] != pair->b->ips[k]) {
+	/* only the slots in use: the scratch stack keeps older samples' frames past them */
+	if ((i < pair->len && pair->a->ips[k] != pair->b->ips[k]) ||
+	    (i < pair->py_len && pair->a->py[k & (APERTURE_MAX_PY_FRAMES - 1)] !=
+				     pair->b->py[k & (APERTURE_MAX_PY_FRAMES - 1)])) {
 		pair->differs = 1;
 		return 1;
 	}
@@ -475,11 +481,12 @@ static long compare_ip(__u64 i, void *data)
 /* Whether two stacks hold the same frames (a 64-bit hash may still collide). */
 static __always_inline int same_stack(struct user_stack *a, struct user_stack *b)
 {
-	struct stack_pair pair = {a, b, 0};
+	struct stack_pair pair = {a, b, a->len, a->py_len, 0};
 
-	if (a->len != b->len || a->end != b->end)
+	if (a->len != b->len || a->end != b->end || a->py_len != b->py_len ||
+	    a->py_status != b->py_status)
 		return 0;
-	bpf_loop(a->len, compare_ip, &pair, 0);
+	bpf_loop(pair.len > pair.py_len ? pair.len : pair.py_len, compare_ip, &pair, 0);
 	return !pair.differs;
 }
 

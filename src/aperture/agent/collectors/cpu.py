@@ -10,6 +10,7 @@ from collections import Counter
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from aperture.agent import perf_event
 from aperture.agent.collectors.bpfobj import (
@@ -21,6 +22,9 @@ from aperture.agent.collectors.bpfobj import (
 from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
+from aperture.agent.python.merge import PyEntry, decode_entries
+from aperture.agent.python.merge import merge as merge_python
+from aperture.agent.python.registry import PythonRegistry
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
@@ -36,6 +40,7 @@ from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 COMM_LEN = 16
 MAX_STACK_DEPTH = 127
 MAX_USER_FRAMES = 128
+MAX_PY_FRAMES = 64
 EFAULT = 14
 EEXIST = 17
 
@@ -72,8 +77,11 @@ class UserStack(ctypes.Structure):
         ("len", c_uint16),
         ("end", c_uint8),
         ("fp_frames", c_uint8),
-        ("reserved", c_uint32),
+        ("py_len", c_uint8),
+        ("py_status", c_uint8),
+        ("reserved", c_uint16),
         ("ips", c_uint64 * MAX_USER_FRAMES),
+        ("py", c_uint64 * MAX_PY_FRAMES),
     )
 
 
@@ -106,6 +114,9 @@ STAT_NAMES = (
     "unwound_stacks_full",
     "unwind_unregistered",
     "unwind_fp_frames",
+    "python_samples",
+    "python_native_threads",
+    "python_incomplete",
     *(f"unwind_end_{end}" for end in UNWIND_ENDS),
 )
 # Counters that mean data was lost (the rest are informational).
@@ -125,6 +136,14 @@ class CpuOptions:
     unwind: str = "auto"
     unwind_table_memory: int = DEFAULT_TABLE_MEMORY
     cache_dir: Path | None = None
+
+
+class Unwound(NamedTuple):
+    """A table-unwound stack as the kernel holds it: native addresses and Python frames."""
+
+    ips: tuple[int, ...]
+    py: tuple[int, ...]
+    py_status: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +191,7 @@ class CpuCollector:
         self._stats_prev = [0] * len(STAT_NAMES)
         self._window_start_ns = 0
         self._registry: ProcessRegistry | None = None
+        self._python_unmerged = 0  # stacks whose Python frames did not fit (this window)
         self.last_unwind = UnwindReport(self.unwind_mode)
 
     # -- lifecycle ---------------------------------------------------------
@@ -201,7 +221,10 @@ class CpuCollector:
                     cache_dir=opts.cache_dir,
                 )
                 self._registry = ProcessRegistry(
-                    obj.map("proc_mappings"), tables, procs=obj.map("procs")
+                    obj.map("proc_mappings"),
+                    tables,
+                    procs=obj.map("procs"),
+                    python=PythonRegistry(obj.map("py_procs")),
                 )
             self._watcher = ProcessWatcher(
                 obj, self._symbolizer, self._registry.on_event if self._registry else None
@@ -261,6 +284,7 @@ class CpuCollector:
             frequency_hz=self.options.frequency_hz,
         )
         self._window_start_ns = end_ns
+        self._python_unmerged = 0
         profile.samples = self._symbolize(entries, stacks, unwound)
         stats = self._stats.read()
         delta = {n: stats[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
@@ -283,6 +307,10 @@ class CpuCollector:
             "unwind_fp_only": str(report.fp_only),
             "unwind_table_bytes": str(report.tables.kernel_bytes),
             "unwind_tables_loaded": str(report.tables.loaded),
+            "python_samples": str(delta["python_samples"]),
+            "python_native_threads": str(delta["python_native_threads"]),
+            "python_incomplete": str(delta["python_incomplete"]),
+            "python_unmerged": str(self._python_unmerged),
             **{f"unwind_end_{end}": str(n) for end, n in report.ends.items()},
         }
         return profile
@@ -303,12 +331,48 @@ class CpuCollector:
             processes=registry.stats() if registry else RegistryStats(),
         )
 
-    def _read_unwound(self, idle: int) -> dict[int, tuple[int, ...]]:
+    def _read_unwound(self, idle: int) -> dict[int, Unwound]:
         """The idle buffer's table-unwound stacks by hash, leaf first; emptied."""
         if self._registry is None:
             return {}
         rows = self._require().map(f"ustacks{idle}").drain(c_uint64, UserStack)
-        return {int(h): tuple(st.ips[: min(st.len, MAX_USER_FRAMES)]) for h, st in rows}
+        return {
+            int(h): Unwound(
+                tuple(st.ips[: min(st.len, MAX_USER_FRAMES)]),
+                tuple(st.py[: min(st.py_len, MAX_PY_FRAMES)]),
+                int(st.py_status),
+            )
+            for h, st in rows
+        }
+
+    def _user_stack(self, tgid: int, stack: Unwound) -> tuple[Frame, ...]:
+        """Native frames symbolized, with the Python frames in place of the eval loop's."""
+        frames = self._symbolizer.user_frames(tgid, stack.ips)
+        python = (
+            self._registry.python.get(tgid) if self._registry and self._registry.python else None
+        )
+        if stack.py and python is not None:
+            interpreter, resolver = python
+
+            def resolve(entry: PyEntry) -> Frame | None:
+                info = resolver.resolve(entry.code, entry.instr)
+                if info is None:
+                    return None
+                return Frame(info.qualname, info.filename, FrameKind.PYTHON, 0, info.line)
+
+            merged = merge_python(
+                frames,
+                stack.ips,
+                (interpreter.eval_start, interpreter.eval_end),
+                decode_entries(stack.py),
+                stack.py_status,
+                resolve,
+            )
+            if merged is None:
+                self._python_unmerged += 1
+            else:
+                frames = merged
+        return trim_user_stack(frames)
 
     def _require(self) -> BpfObject:
         if self._obj is None:
@@ -343,7 +407,7 @@ class CpuCollector:
         self,
         entries: list[tuple[CpuKey, int]],
         stacks: dict[int, tuple[int, ...]],
-        unwound: dict[int, tuple[int, ...]],
+        unwound: dict[int, Unwound],
     ) -> list[Sample]:
         kernel_cache: dict[int, tuple[Frame, ...]] = {}
         user_cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
@@ -357,12 +421,11 @@ class CpuCollector:
             if uhash:
                 cache_key = (key.tgid, -uhash)
                 if cache_key not in user_cache:
-                    addrs = unwound.get(uhash)
-                    if addrs is None:
+                    found = unwound.get(uhash)
+                    if found is None:
                         user_cache[cache_key] = (LOST_USER,)
                     else:
-                        frames = self._symbolizer.user_frames(key.tgid, addrs)
-                        user_cache[cache_key] = trim_user_stack(frames)
+                        user_cache[cache_key] = self._user_stack(key.tgid, found)
                 user = user_cache[cache_key]
             elif uid >= 0 and uid in stacks:
                 cache_key = (key.tgid, uid)

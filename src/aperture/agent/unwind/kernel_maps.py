@@ -36,6 +36,7 @@ from aperture.agent.libbpf import (
     create_map,
     update_batch,
 )
+from aperture.agent.python.registry import PythonRegistry
 from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS
 from aperture.agent.symbols.elf import file_build_id
 from aperture.agent.symbols.process import (
@@ -516,10 +517,12 @@ class ProcessRegistry:
         tables: KernelTables,
         *,
         procs: BpfMap | None = None,
+        python: PythonRegistry | None = None,
         proc_root: str = PROC_ROOT,
     ) -> None:
         self._map = proc_mappings
         self._tables = tables
+        self.python = python  # each registered process's interpreter, if it runs one
         self._procs = procs  # the announce-once map: a pruned pid is announced again
         self._proc_root = proc_root
         self._lock = threading.Lock()
@@ -572,7 +575,9 @@ class ProcessRegistry:
                 return False
             self._registered[pid] = _Registered(maps.start_time, file_ids)
             self._counts["registered"] += 1
-            return True
+        if self.python is not None:
+            self.python.register(pid, maps)
+        return True
 
     def _binary_for(self, maps: ProcessMaps, mapping: Mapping, build: bool) -> _Binary | None:
         if mapping.path == VDSO:
@@ -607,7 +612,10 @@ class ProcessRegistry:
                 self._map.delete(c_uint32(pid))
                 if self._procs is not None:
                     self._procs.delete(c_uint32(pid))
-            return len(gone)
+        if self.python is not None:
+            for pid in gone:
+                self.python.forget(pid)
+        return len(gone)
 
     def close(self) -> None:
         """Stop the table builder (the maps go with the BPF object)."""

@@ -1,0 +1,124 @@
+"""Python frames put in place of the eval-loop frames that ran them.
+
+The BPF walker records a thread's native frames and, apart, its Python frames
+innermost first, each run of them (the frames one call of
+``_PyEval_EvalFrameDefault`` ran) ending with a marked frame. The k-th
+innermost eval-loop native frame ran the k-th run, so each is replaced by its
+run; a C function called from Python (``_json``'s encoder under ``json.dumps``)
+stays where it was, under the Python function that called it.
+
+When the counts cannot be matched (a sample taken while a call of the eval
+loop was being entered or left, a build whose eval loop has a split-off cold
+part) the native stack is kept whole: a short or native-only stack is better
+than Python functions put under the wrong caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from aperture.model import Frame
+
+# user_stack.py entries (aperture.h)
+PY_LAST_BIT = 1 << 63
+PY_INSTR_SHIFT = 47
+PY_INSTR_MAX = 0xFFFF
+PY_ADDR_MASK = (1 << 47) - 1
+NOT_CALL_BIT = 1 << 63  # on native addresses (symbolizer.NOT_CALL_BIT)
+_NATIVE_MARKS = (1 << 63) | (1 << 62)
+
+# enum py_status
+PY_STATUS_NONE = 0
+PY_STATUS_OK = 1
+PY_STATUS_NO_THREAD = 2
+PY_STATUS_READ_ERROR = 3
+PY_STATUS_TRUNCATED = 4
+
+
+class PyEntry(NamedTuple):
+    code: int
+    instr: int
+    last: bool
+
+
+def decode_entries(raw: Sequence[int]) -> list[PyEntry]:
+    """The walker's Python frame entries, innermost first."""
+    return [
+        PyEntry(e & PY_ADDR_MASK, (e >> PY_INSTR_SHIFT) & PY_INSTR_MAX, bool(e & PY_LAST_BIT))
+        for e in raw
+    ]
+
+
+def runs(entries: Sequence[PyEntry]) -> list[list[PyEntry]]:
+    """Entries split into one list per call of the eval loop, innermost first.
+
+    A last run without its closing mark (the walk was cut short) is kept as is.
+    """
+    out: list[list[PyEntry]] = []
+    current: list[PyEntry] = []
+    for entry in entries:
+        current.append(entry)
+        if entry.last:
+            out.append(current)
+            current = []
+    if current:
+        out.append(current)
+    return out
+
+
+def eval_positions(addrs: Sequence[int], eval_start: int, eval_end: int) -> list[int]:
+    """Indexes (leaf first) of the native frames inside ``_PyEval_EvalFrameDefault``."""
+    out = []
+    for i, raw in enumerate(addrs):
+        addr = raw & ~_NATIVE_MARKS
+        # a return address points after its call: look at the call itself
+        at = addr - 1 if i and not raw & NOT_CALL_BIT and addr else addr
+        if eval_start <= at < eval_end:
+            out.append(i)
+    return out
+
+
+def merge(
+    native: Sequence[Frame],
+    addrs: Sequence[int],
+    eval_range: tuple[int, int],
+    entries: Sequence[PyEntry],
+    status: int,
+    resolve: Callable[[PyEntry], Frame | None],
+) -> list[Frame] | None:
+    """Leaf-first frames with the Python runs in place, or None when they do not fit.
+
+    ``native`` and ``addrs`` are the same frames, leaf first (the frames and their
+    raw addresses); ``status`` is the walk's py_status: with every Python frame
+    recorded (OK) the runs and eval-loop frames must pair up exactly; a walk cut
+    short fills the innermost eval-loop frames it reached and leaves the outer
+    ones native.
+    """
+    groups = runs(entries)
+    positions = eval_positions(addrs, *eval_range)
+    if not groups:
+        return None
+    if status == PY_STATUS_OK:
+        if len(groups) != len(positions) or not groups[-1][-1].last:
+            return None
+    elif len(groups) > len(positions):
+        return None
+    resolved: list[list[Frame]] = []
+    for group in groups:
+        frames = []
+        for entry in group:
+            frame = resolve(entry)
+            if frame is None:
+                return None
+            frames.append(frame)
+        resolved.append(frames)
+    at = dict(zip(positions, resolved, strict=False))
+    out: list[Frame] = []
+    for i, frame in enumerate(native):
+        run = at.get(i)
+        if run is None:
+            out.append(frame)
+        else:
+            out.extend(run)
+    return out

@@ -1,0 +1,112 @@
+"""Each Python process's interpreter, described to the BPF walker in ``py_procs``.
+
+Filled when the unwinder registers a process (it has just read the process's
+maps); a process whose interpreter cannot be used (another version, an
+unreadable runtime) is counted and keeps its native stacks.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from ctypes import c_int16, c_uint16, c_uint32, c_uint64
+from dataclasses import dataclass
+
+from aperture.agent.libbpf import BpfError, BpfMap
+from aperture.agent.python.code import CodeResolver
+from aperture.agent.python.interpreter import Interpreter, find_interpreter
+from aperture.agent.python.offsets import UnsupportedPython
+from aperture.agent.symbols.process import ProcessMaps
+
+# The PyOffsets fields struct py_proc carries, in its order (aperture.h).
+_FIELDS = (
+    "runtime_interpreters_head",
+    "interp_threads_head",
+    "tstate_next",
+    "tstate_thread_id",
+    "tstate_frame",
+    "cframe_current_frame",
+    "frame_code",
+    "frame_previous",
+    "frame_instr",
+    "frame_instr_size",
+    "frame_is_entry",
+    "frame_owner",
+)
+
+
+# ctypes mirror of struct py_proc in src/aperture/bpf/aperture.h
+class PyProc(ctypes.Structure):
+    _fields_ = (
+        ("runtime", c_uint64),
+        ("minor", c_uint32),
+        *((name, c_int16) for name in _FIELDS),
+        ("reserved", c_uint16),
+    )
+
+
+def py_proc(interpreter: Interpreter) -> PyProc:
+    """The walker's description of an interpreter."""
+    value = PyProc(runtime=interpreter.runtime_addr, minor=interpreter.version[1])
+    for name in _FIELDS:
+        setattr(value, name, getattr(interpreter.offsets, name))
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class PythonStats:
+    processes: int = 0  # Python processes described to the walker now
+    unsupported: int = 0  # interpreters found but not usable (version, unreadable)
+
+
+class PythonRegistry:
+    """Interpreters by pid, in ``py_procs`` and with a code resolver each; thread-safe."""
+
+    def __init__(self, py_procs: BpfMap) -> None:
+        self._map = py_procs
+        self._lock = threading.Lock()
+        self._procs: dict[int, tuple[Interpreter, CodeResolver]] = {}
+        self._unsupported = 0
+
+    def register(self, pid: int, maps: ProcessMaps) -> Interpreter | None:
+        """Find ``pid``'s interpreter (if any) and describe it to the walker."""
+        try:
+            interpreter = find_interpreter(pid, maps)
+        except UnsupportedPython:
+            with self._lock:
+                self._unsupported += 1
+            self.forget(pid)
+            return None
+        if interpreter is None:
+            self.forget(pid)
+            return None
+        try:
+            self._map.update(c_uint32(pid), py_proc(interpreter))
+        except BpfError:
+            return None
+        with self._lock:
+            old = self._procs.get(pid)
+            if old is not None and old[0] == interpreter:
+                return interpreter  # same process, maps re-read: keep its code cache
+            if old is not None:
+                old[1].close()
+            self._procs[pid] = (
+                interpreter,
+                CodeResolver(pid, interpreter, proc_root=maps.proc_root),
+            )
+        return interpreter
+
+    def get(self, pid: int) -> tuple[Interpreter, CodeResolver] | None:
+        with self._lock:
+            return self._procs.get(pid)
+
+    def forget(self, pid: int) -> None:
+        with self._lock:
+            old = self._procs.pop(pid, None)
+        if old is not None:
+            old[1].close()
+            self._map.delete(c_uint32(pid))
+
+    def stats(self) -> PythonStats:
+        with self._lock:
+            return PythonStats(len(self._procs), self._unsupported)
