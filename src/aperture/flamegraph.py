@@ -1,21 +1,29 @@
 """Flamegraph trees as flat arrays (depth-first pre-order), pruning, and diff trees.
 
 The layout is the one docs/api.md specifies: a string table and parallel
-columns ``name, module, kind, depth, self, total``; node 0 is ``all``, depth 1
-the process names, then frames root-first. Children are ordered heaviest first.
+columns ``name, module, kind, line, depth, self, total``; node 0 is ``all``,
+depth 1 the process names, then frames root-first. Children are ordered
+heaviest first.
+
+Nodes group frames by function (:func:`aperture.model.function_key`): two
+samples of one Python function at different lines are one node. A node's
+``line`` is its hottest line: the line that carried the most value through
+the node (summed over every side of a diff; the smallest line on a tie), 0
+when no frame of the node has a line (native frames, ``other``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aperture.model import FrameKind, Profile
 
 # node kinds on the wire
-ROOT, USER, KERNEL, JIT, UNKNOWN, OTHER = range(6)
+ROOT, USER, KERNEL, JIT, UNKNOWN, OTHER, PYTHON = range(7)
 _KIND = {FrameKind.USER: USER, FrameKind.KERNEL: KERNEL, FrameKind.JIT: JIT,
-         FrameKind.UNKNOWN: UNKNOWN}  # fmt: skip
+         FrameKind.UNKNOWN: UNKNOWN, FrameKind.PYTHON: PYTHON}  # fmt: skip
 
 Key = tuple[str, str, int]  # name, module, kind
 
@@ -26,6 +34,8 @@ class Node:
     self_values: list[int]
     total_values: list[int]
     children: dict[Key, Node] = field(default_factory=dict)
+    # value through this node per source line (frames with a line only)
+    lines: Counter[int] = field(default_factory=Counter)
 
 
 def _new(key: Key, sides: int) -> Node:
@@ -42,16 +52,23 @@ def build(profiles_by_side: list[Iterable[Profile]]) -> Node:
                 v = sample.value
                 root.total_values[side] += v
                 node = root
-                path = [(sample.comm or f"pid {sample.pid}", "", ROOT)]
-                path += [(f.name, f.module, _KIND[f.kind]) for f in sample.stack]
-                for key in path:
+                path = [((sample.comm or f"pid {sample.pid}", "", ROOT), 0)]
+                path += [((f.name, f.module, _KIND[f.kind]), f.line) for f in sample.stack]
+                for key, line in path:
                     child = node.children.get(key)
                     if child is None:
                         child = node.children[key] = _new(key, sides)
                     child.total_values[side] += v
+                    if line:
+                        child.lines[line] += v
                     node = child
                 node.self_values[side] += v
     return root
+
+
+def hottest_line(lines: Counter[int]) -> int:
+    """The line with the most value (the smallest on a tie), 0 for none."""
+    return min(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0] if lines else 0
 
 
 def _count(node: Node) -> int:
@@ -100,6 +117,7 @@ class Flat:
     depth: list[int]
     self_values: list[list[int]]
     total_values: list[list[int]]
+    line: list[int] = field(default_factory=list)  # each node's hottest line, 0 for none
 
 
 def flatten(root: Node) -> Flat:
@@ -122,6 +140,7 @@ def flatten(root: Node) -> Flat:
         flat.name.append(intern(name))
         flat.module.append(intern(module))
         flat.kind.append(kind)
+        flat.line.append(hottest_line(node.lines))
         flat.depth.append(depth)
         for side in range(sides):
             flat.self_values[side].append(node.self_values[side])

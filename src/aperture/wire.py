@@ -33,7 +33,9 @@ _KIND_TO_PB = {
     FrameKind.KERNEL: pb.FRAME_KIND_KERNEL,
     FrameKind.JIT: pb.FRAME_KIND_JIT,
     FrameKind.UNKNOWN: pb.FRAME_KIND_UNKNOWN,
+    FrameKind.PYTHON: pb.FRAME_KIND_PYTHON,
 }
+_MAX_KIND = max(_KIND_TO_PB.values())
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
@@ -74,6 +76,7 @@ class _Interner:
         self.frame_module: list[int] = []
         self.frame_kind: list[Any] = []  # FrameKind enum values
         self.frame_offset: list[int] = []
+        self.frame_line: list[int] = []
         self.stack_frames: list[int] = []
         self.stack_lengths: list[int] = []
 
@@ -92,6 +95,7 @@ class _Interner:
             self.frame_module.append(self.string(frame.module))
             self.frame_kind.append(_KIND_TO_PB[frame.kind])
             self.frame_offset.append(frame.offset)
+            self.frame_line.append(frame.line)
         return index
 
     def stack(self, stack: tuple[Frame, ...]) -> int:
@@ -108,6 +112,8 @@ class _Interner:
         b.frames.module.extend(self.frame_module)
         b.frames.kind.extend(self.frame_kind)
         b.frames.offset.extend(self.frame_offset)
+        if any(self.frame_line):  # native-only batches stay as before: no line column
+            b.frames.line.extend(self.frame_line)
         b.stacks.frames.extend(self.stack_frames)
         b.stacks.lengths.extend(self.stack_lengths)
 
@@ -216,9 +222,11 @@ def check(batch: pb.ProfileBatch) -> Summary:
     n_frames = len(frames.name)
     if not len(frames.module) == len(frames.kind) == len(frames.offset) == n_frames:
         raise MalformedBatch("the frame columns have different lengths")
+    if frames.line and len(frames.line) != n_frames:
+        raise MalformedBatch(f"the batch has {len(frames.line)} frame lines for {n_frames} frames")
     _within(frames.name, n_strings, "frame name")
     _within(frames.module, n_strings, "frame module")
-    if frames.kind and (min(frames.kind) < 1 or max(frames.kind) > 4):
+    if frames.kind and (min(frames.kind) < 1 or max(frames.kind) > _MAX_KIND):
         raise MalformedBatch("a frame has an unknown kind")
     _within(stacks.frames, n_frames, "stack frame")
     if sum(stacks.lengths) != len(stacks.frames):
@@ -265,10 +273,12 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
     strings: Sequence[str] = batch.strings
     names = [strings[i] for i in batch.frames.name]
     modules = [strings[i] for i in batch.frames.module]
+    # An absent line column (older agents, native-only batches) means line 0 throughout.
+    lines: Sequence[int] = batch.frames.line or [0] * len(names)
     frames = [
-        Frame(name, module, _KIND_FROM_PB[kind], offset)
-        for name, module, kind, offset in zip(
-            names, modules, batch.frames.kind, batch.frames.offset, strict=True
+        Frame(name, module, _KIND_FROM_PB[kind], offset, line)
+        for name, module, kind, offset, line in zip(
+            names, modules, batch.frames.kind, batch.frames.offset, lines, strict=True
         )
     ]
     stacks: list[tuple[Frame, ...]] = []

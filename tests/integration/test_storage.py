@@ -476,3 +476,104 @@ def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> 
     assert stats.flush_ok >= 7
     assert queries.top(store, Filter(), 5)["total"] == sum(range(1, 61))
     assert len(store.recent_sequences(0)["agent-h1"]) == 60
+
+
+# Python frames: one function at two lines, interleaved with native frames.
+EVAL = Frame("_PyEval_EvalFrameDefault", "libpython3.11.so.1.0", FrameKind.USER, 0x2000)
+PY_MAIN = Frame("<module>", "/app/run.py", FrameKind.PYTHON, 0, 30)
+PY_HOT_12 = Frame("Worker.hot", "/app/run.py", FrameKind.PYTHON, 0, 12)
+PY_HOT_14 = Frame("Worker.hot", "/app/run.py", FrameKind.PYTHON, 0, 14)
+ENCODER = Frame("encoder_listencode", "_json.cpython-311.so", FrameKind.USER, 0x300)
+
+
+def python_fleet() -> list[pb.ProfileBatch]:
+    return [
+        batch(1, [cpu(T0, ((EVAL, PY_MAIN, PY_HOT_12), 60, 20, "python3"),
+                      ((EVAL, PY_MAIN, PY_HOT_14), 30, 20, "python3"),
+                      ((EVAL, PY_MAIN, PY_HOT_14, ENCODER), 20, 20, "python3"),
+                      ((MAIN, HOT), 5, 10, "app"))]),
+        batch(2, [cpu(T0 + 10 * S, ((EVAL, PY_MAIN, PY_HOT_14), 50, 20, "python3"))]),
+    ]  # fmt: skip
+
+
+def _node(fg: dict[str, Any], name: str) -> dict[str, Any]:
+    names, nodes = fg["names"], fg["nodes"]
+    rows = [i for i, n in enumerate(nodes["name"]) if names[n] == name]
+    assert len(rows) == 1, f"{name} is {len(rows)} nodes"
+    return {column: values[rows[0]] for column, values in nodes.items()}
+
+
+def test_python_frames_group_by_function_and_keep_their_lines(store: Store) -> None:
+    batches = python_fleet()
+    store.insert_batches(batches)
+    mem = buffer_backend(batches)
+    fg = queries.flamegraph_tree(store, Filter(), 1000)
+    assert fg == mem.flamegraph(BufferFilter(), 1000)
+    hot = _node(fg, "Worker.hot")  # lines 12 and 14 are one node
+    assert (hot["kind"], hot["total"], hot["self"]) == (6, 160, 140)
+    assert hot["line"] == 14  # 100 samples at line 14 against 60 at line 12
+    assert fg["names"][hot["module"]] == "/app/run.py"
+    assert _node(fg, "<module>")["line"] == 30
+    assert _node(fg, "encoder_listencode")["line"] == 0  # native frames have none
+    top = queries.top(store, Filter(), 10, "self")
+    assert top == mem.top(BufferFilter(), 10, "self")
+    assert top["functions"][0] == {"name": "Worker.hot", "module": "/app/run.py", "self": 140,
+                                   "self_pct": 140 * 100 / 165, "total": 160,
+                                   "total_pct": 160 * 100 / 165}  # fmt: skip
+    # the earlier window against the later one: the hottest line over both sides
+    d = queries.diff(store, Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1), 100, 10)
+    assert d == mem.diff(BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1), 100, 10)
+    assert _node(d, "Worker.hot")["line"] == 14
+    # exports keep every frame with its kind and line
+    want = merge(decode(b).profiles[EventType.CPU] for b in batches)
+    got = queries.export_profile(store, Filter())
+    assert Counter(got.samples) == Counter(want.samples)
+    assert {f.line for s in got.samples for f in s.stack if f.kind is FrameKind.PYTHON} == {
+        12, 14, 30,
+    }  # fmt: skip
+
+
+def test_stacks_stored_before_lines_read_as_line_zero_and_keep_their_hash(store: Store) -> None:
+    # A stack row as migration 2 wrote it (no lines column): lines reads [].
+    old = batch(1, [cpu(T0, ((MAIN, HOT), 5, 10, "app"))])
+    stack_hash = next(iter(rows_hashes(store, old)))
+    store.command(
+        f"INSERT INTO {store.table('stacks')} (stack_hash, names, modules, kinds, offsets, "
+        f"last_seen) VALUES ({stack_hash}, ['main', 'hot'], ['app', 'app'], ['user', 'user'], "
+        "[4400, 4608], now())"
+    )
+    assert store.select(f"SELECT lines FROM {store.table('stacks')}") == [([],)]
+    store.insert_batches([old])  # the same stack from a new aggregator: the same hash
+    assert store.select(f"SELECT count() FROM {store.table('stacks')} FINAL") == [(1,)]
+    (sample,) = queries.export_profile(store, Filter()).samples
+    assert sample.stack == (MAIN, HOT) and {f.line for f in sample.stack} == {0}
+
+
+def rows_hashes(store: Store, b: pb.ProfileBatch) -> set[int]:
+    """The stack hashes the store computes for a batch (without inserting it)."""
+    from aperture.storage.rows import RowBuilder
+
+    rows = RowBuilder(set())
+    rows.add(b)
+    return set(rows.tables()["stacks"].column("stack_hash").to_pylist())
+
+
+def test_a_store_at_migration_2_migrates_to_python_frames(
+    engine_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, db = f"chdb://{engine_dir}", f"t{next(_db)}"
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:2])
+        with Store.open(dsn, database=db) as s:
+            s.command(
+                f"INSERT INTO {db}.stacks (stack_hash, names, modules, kinds, offsets, last_seen) "
+                "VALUES (7, ['main'], ['app'], ['user'], [4400], now())"
+            )
+    assert [m.version for m in schema.MIGRATIONS][-1] == 3
+    with Store.open(dsn, database=db) as s:
+        versions = s.select(f"SELECT version FROM {db}.schema_migrations ORDER BY version")
+        assert versions == [(1,), (2,), (3,)]
+        assert s.resolve_stacks([7])[7].frames == (Frame("main", "app", FrameKind.USER, 4400),)
+        s.insert_batches(python_fleet())
+        fg = queries.flamegraph_tree(s, Filter(), 100)
+        assert _node(fg, "Worker.hot")["line"] == 14

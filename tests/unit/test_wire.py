@@ -114,3 +114,46 @@ def test_gzip_bomb_is_bounded() -> None:
     bomb = gzip.compress(b"\0" * (2 << 20))
     with pytest.raises(MalformedBatch, match="inflates to more than"):
         parse(bomb, max_bytes=1 << 20)
+
+
+PY_MAIN = Frame("main", "/app/run.py", FrameKind.PYTHON, 0, 12)
+PY_HOT = Frame("Worker.hot", "/app/run.py", FrameKind.PYTHON, 0, 40)
+EVAL = Frame("PyObject_Call", "libpython3.11.so.1.0", FrameKind.USER, 0x5000)
+
+
+def python_profile() -> Profile:
+    hot_41 = Frame("Worker.hot", "/app/run.py", FrameKind.PYTHON, 0, 41)
+    return Profile(
+        EventType.CPU,
+        "samples",
+        samples=[
+            Sample((EVAL, PY_MAIN, PY_HOT), 5, pid=10, tid=10, comm="python3"),
+            Sample((EVAL, PY_MAIN, hot_41), 3, pid=10, tid=10, comm="python3"),
+        ],
+        start_ns=1_000,
+        end_ns=2_000,
+        frequency_hz=99,
+    )
+
+
+def test_python_frames_round_trip_with_kind_and_line() -> None:
+    batch = pb.ProfileBatch.FromString(encode([python_profile()], IDENT, 3).SerializeToString())
+    assert pb.FRAME_KIND_PYTHON in batch.frames.kind
+    assert sorted(batch.frames.line) == [0, 12, 40, 41]
+    assert decode(batch).profiles[EventType.CPU] == python_profile()
+
+
+def test_native_batches_carry_no_line_column_and_decode_as_line_zero() -> None:
+    # What an agent from before lines sends: the same bytes, no field 5 in Frames.
+    batch = encode([cpu_profile()], IDENT, 1)
+    assert len(batch.frames.line) == 0
+    old = pb.ProfileBatch.FromString(batch.SerializeToString())
+    frames = {f for s in decode(old).profiles[EventType.CPU].samples for f in s.stack}
+    assert {f.line for f in frames} == {0}
+
+
+def test_a_line_column_of_the_wrong_length_is_refused() -> None:
+    batch = encode([python_profile()], IDENT, 1)
+    batch.frames.line.append(7)
+    with pytest.raises(MalformedBatch, match="frame lines for 4 frames"):
+        decode(batch)

@@ -141,11 +141,13 @@ class RowBuilder:
         modules: I64 = _np(frames.module, np.int64)
         kinds = _np(frames.kind, np.int8)
         offsets = _np(frames.offset, np.uint64)
+        # no line column (older agents, native-only batches): every line is 0
+        lines = _np(frames.line, np.uint32) if len(frames.line) else np.zeros(len(names), np.uint32)
         flat: I64 = _np(stacks.frames, np.int64)
-        if len(names) != len(modules) or len(names) != len(kinds) or len(offsets) != len(names):
+        if len({len(names), len(modules), len(kinds), len(offsets), len(lines)}) != 1:
             raise ValueError("frame columns differ in length")
         hashed = hashing.string_hashes(text)
-        frame_h = hashing.frame_hashes(hashed[names], hashed[modules], kinds, offsets)
+        frame_h = hashing.frame_hashes(hashed[names], hashed[modules], kinds, offsets, lines)
         stack_h = hashing.stack_hashes(frame_h[flat], lengths)
         seen, known = self._stack_seen, self._known
         hashes = stack_h.tolist()
@@ -166,6 +168,7 @@ class RowBuilder:
                 modules=text.take(pa.array(modules[chosen])),
                 kinds=kinds[chosen],
                 offsets=offsets[chosen],
+                lines=lines[chosen],
             )
         return stack_h, out
 
@@ -221,6 +224,7 @@ class RowBuilder:
                 "modules": lists("modules"),
                 "kinds": lists("kinds", pa.int8()),
                 "offsets": lists("offsets", pa.uint64()),
+                "lines": lists("lines", pa.uint32()),
                 "last_seen": now,
             }
         )

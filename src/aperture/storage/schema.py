@@ -201,6 +201,19 @@ def _v2(lay: Layout) -> list[str]:
     ]
 
 
+def _v3(lay: Layout) -> list[str]:
+    # Python frames: the 'python' kind (5, FRAME_KIND_PYTHON on the wire) and each
+    # frame's source line (0 = unknown). Adding an Enum8 value rewrites no data.
+    # Rows written before this migration read lines = []: every frame line 0.
+    kinds = "Enum8('user' = 1, 'kernel' = 2, 'jit' = 3, 'unknown' = 4, 'python' = 5)"
+    names = [lay.local("stacks")] + ([f"{lay.database}.stacks"] if lay.cluster else [])
+    return [
+        f"ALTER TABLE {name}{lay.on_cluster} MODIFY COLUMN kinds Array({kinds}), "
+        "ADD COLUMN IF NOT EXISTS lines Array(UInt32) CODEC(ZSTD(1)) AFTER offsets"
+        for name in names
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -211,6 +224,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stacks, samples, lock_stats, syscall_stats, batches", _v1),
     Migration(2, "batches.window_stats and unwind_mode: how user stacks were unwound", _v2),
+    Migration(3, "stacks: the python frame kind and each frame's source line", _v3),
 )
 
 

@@ -26,6 +26,7 @@ _NODE_KIND = {
     FrameKind.KERNEL: flamegraph.KERNEL,
     FrameKind.JIT: flamegraph.JIT,
     FrameKind.UNKNOWN: flamegraph.UNKNOWN,
+    FrameKind.PYTHON: flamegraph.PYTHON,
 }
 _FRAME_KIND = {kind.value: kind for kind in FrameKind}
 FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
@@ -35,12 +36,13 @@ FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
 class Stack:
     frames: tuple[Frame, ...]
     keys: tuple[Key, ...]  # flamegraph node keys, root first
+    lines: npt.NDArray[np.int64]  # each frame's source line (0 = none), root first
     functions: npt.NDArray[np.int64]  # distinct function ids (indexes into ``table``)
     leaf: int  # the leaf's function id, -1 for an empty stack
     table: list[tuple[str, str]]  # (name, module) of each function id
 
 
-EMPTY = Stack((), (), np.zeros(0, dtype=np.int64), -1, [])
+EMPTY = Stack((), (), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), -1, [])
 Fetch = Callable[[list[int]], Iterable[Sequence[Any]]]
 
 
@@ -53,8 +55,8 @@ class StackCache:
     def __init__(self, max_stacks: int = 300_000) -> None:
         self.max_stacks = max_stacks
         self._stacks: OrderedDict[int, Stack] = OrderedDict()
-        # (name, module, kind, offset) -> the frame, its flamegraph key and its function id
-        self._frames: dict[tuple[str, str, str, int], tuple[Frame, Key, int]] = {}
+        # (name, module, kind, offset, line) -> the frame, its flamegraph key and its function id
+        self._frames: dict[tuple[str, str, str, int, int], tuple[Frame, Key, int]] = {}
         # (name, module) of each function id: top() sums values per id with numpy
         self.functions: list[tuple[str, str]] = []
         self._function_ids: dict[tuple[str, str], int] = {}
@@ -67,9 +69,11 @@ class StackCache:
         self._frames = {}
         self.functions, self._function_ids = [], {}
 
-    def _frame(self, name: str, module: str, kind: str, offset: int) -> tuple[Frame, Key, int]:
-        """A new frame's shared Frame, node key and function id."""
-        frame = Frame(name, module, _FRAME_KIND[kind], offset)
+    def _frame(
+        self, name: str, module: str, kind: str, offset: int, line: int
+    ) -> tuple[Frame, Key, int]:
+        """A new frame's shared Frame, node key and function id (one per function, any line)."""
+        frame = Frame(name, module, _FRAME_KIND[kind], offset, line)
         key = (name, module, _NODE_KIND[frame.kind])
         fid = self._function_ids.get((name, module))
         if fid is None:
@@ -95,8 +99,8 @@ class StackCache:
             chunk = wanted[i : i + FETCH_CHUNK]
             rows = list(fetch(chunk))
             with self._lock:
-                for h, names, modules, kinds, offsets in rows:
-                    out[h] = self._add(h, names, modules, kinds, offsets)
+                for h, names, modules, kinds, offsets, lines in rows:
+                    out[h] = self._add(h, names, modules, kinds, offsets, lines)
         for h in wanted:
             if h not in out:
                 out[h] = EMPTY
@@ -110,12 +114,15 @@ class StackCache:
         modules: Sequence[str],
         kinds: Sequence[str],
         offsets: Sequence[int],
+        lines: Sequence[int],
     ) -> Stack:
         known = self._frames
         frames: list[Frame] = []
         keys: list[Key] = []
         fids: list[int] = []
-        for ident in zip(names, modules, kinds, offsets, strict=True):
+        # rows stored before frames had lines hold none: every line 0
+        lines = lines if len(lines) else [0] * len(names)
+        for ident in zip(names, modules, kinds, offsets, lines, strict=True):
             hit = known.get(ident)
             if hit is None:
                 hit = known[ident] = self._frame(*ident)
@@ -125,7 +132,8 @@ class StackCache:
             fids.append(fid)
         distinct = np.fromiter(set(fids), dtype=np.int64, count=len(set(fids)))
         leaf = fids[-1] if fids else -1
-        stack = Stack(tuple(frames), tuple(keys), distinct, leaf, self.functions)
+        line_array = np.fromiter(lines, dtype=np.int64, count=len(lines))
+        stack = Stack(tuple(frames), tuple(keys), line_array, distinct, leaf, self.functions)
         if len(self._stacks) >= self.max_stacks:
             self._stacks.popitem(last=False)
         self._stacks[h] = stack

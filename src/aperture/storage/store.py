@@ -361,7 +361,8 @@ class Store:
 
         def fetch(chunk: list[int]) -> list[tuple[Any, ...]]:
             return self.select(
-                f"SELECT stack_hash, names, modules, kinds, offsets FROM {self.table('stacks')} "
+                "SELECT stack_hash, names, modules, kinds, offsets, lines "
+                f"FROM {self.table('stacks')} "
                 "WHERE stack_hash IN {h:Array(UInt64)} LIMIT 1 BY stack_hash",
                 {"h": chunk},
             )

@@ -7,13 +7,17 @@ interned once in a :class:`PathIndex` (a trie of node ids kept across
 queries), so a query only gathers each row's cached path and sums values per
 node with ``np.add.at``; Python then walks just the nodes that survive
 pruning.
+
+Nodes group by function, like ``flamegraph.build``; each node's ``line`` is
+its hottest line (the most value through the node, the smallest on a tie,
+0 for none), computed from per-(node, line) sums of the frames that have one.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +87,23 @@ class Flat:
     depth: list[int]
     self_values: list[list[int]]
     total_values: list[list[int]]
+    line: list[int] = field(default_factory=list)  # each node's hottest line, 0 for none
+    order: list[int] = field(default_factory=list)  # each node's PathIndex id, -1 for other
+
+
+def _hottest_lines(ids: I64, lines: I64, values: I64) -> dict[int, int]:
+    """node id -> the line with the most value through it, from aligned per-frame arrays."""
+    lined = lines > 0
+    if not lined.any():
+        return {}
+    pairs, inverse = np.unique((ids[lined] << 32) | lines[lined], return_inverse=True)
+    sums = sum_by(inverse.ravel(), values[lined], len(pairs))
+    node, line = pairs >> 32, pairs & 0xFFFFFFFF
+    order = np.lexsort((line, -sums, node))  # per node: heaviest first, then smallest line
+    node, line = node[order], line[order]
+    first = np.ones(len(node), dtype=bool)
+    first[1:] = node[1:] != node[:-1]
+    return dict(zip(node[first].tolist(), line[first].tolist(), strict=True))
 
 
 def flat_tree(
@@ -95,6 +116,7 @@ def flat_tree(
     touched = np.zeros(n, dtype=bool)
     touched[0] = True
     totals, selves = [], []
+    line_parts: list[tuple[I64, I64, I64]] = []  # (node ids, lines, values) of every side
     for rows, side in zip(sides, paths, strict=True):
         total = np.zeros(n, dtype=np.int64)
         self_ = np.zeros(n, dtype=np.int64)
@@ -105,6 +127,9 @@ def flat_tree(
             self_ = sum_by(np.array([p[-1] for p in side], dtype=np.int64), values, n)
             total[0] = values.sum()
             touched[ids] = True
+            # the process node has no line; each frame node the line of its frame
+            lines = np.concatenate([np.concatenate(([0], stacks[h].lines)) for _, _, h, _ in rows])
+            line_parts.append((ids, lines, np.repeat(values, [len(p) for p in side])))
         totals.append(total)
         selves.append(self_)
     kept = touched.copy()
@@ -116,7 +141,13 @@ def flat_tree(
         threshold = np.partition(ranked, len(ranked) - k)[len(ranked) - k]
         kept &= weight >= threshold  # a child weighs no more than its parent: ancestors stay
         kept[0] = True
-    return _flatten(index, parent, kept, touched & ~kept & kept[parent], totals, selves)
+    flat = _flatten(index, parent, kept, touched & ~kept & kept[parent], totals, selves)
+    if line_parts:
+        hot = _hottest_lines(*(np.concatenate(part) for part in zip(*line_parts, strict=True)))
+        flat.line = [hot.get(node, 0) for node in flat.order]
+    else:
+        flat.line = [0] * len(flat.kind)
+    return flat
 
 
 def _flatten(
@@ -163,6 +194,7 @@ def _flatten(
     at = np.array(order, dtype=np.int64)
     real = at < n
     flat = Flat([], [], [], [], depth, [], [])
+    flat.order = [node if node < n else -1 for node in order]
     for t, x, o in zip(totals, selves, other_sums, strict=True):
         total = np.empty(len(at), dtype=np.int64)
         self_ = np.empty(len(at), dtype=np.int64)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61perture/proto/v1/profile.proto\x12\x0b\x61perture.v1\"\xa7\x01\n\rAgentIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x36\n\x06labels\x18\x03 \x03(\x0b\x32&.aperture.v1.AgentIdentity.LabelsEntry\x12\x0f\n\x07version\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x06\x46rames\x12\x0c\n\x04name\x18\x01 \x03(\r\x12\x0e\n\x06module\x18\x02 \x03(\r\x12$\n\x04kind\x18\x03 \x03(\x0e\x32\x16.aperture.v1.FrameKind\x12\x0e\n\x06offset\x18\x04 \x03(\x04\")\n\x06Stacks\x12\x0e\n\x06\x66rames\x18\x01 \x03(\r\x12\x0f\n\x07lengths\x18\x02 \x03(\r\"x\n\nCpuSamples\x12\x14\n\x0c\x66requency_hz\x18\x01 \x01(\r\x12\r\n\x05stack\x18\x02 \x03(\r\x12\r\n\x05\x63ount\x18\x03 \x03(\x04\x12\x0b\n\x03pid\x18\x04 \x03(\r\x12\x0b\n\x03tid\x18\x05 \x03(\r\x12\x0c\n\x04\x63omm\x18\x06 \x03(\r\x12\x0e\n\x06thread\x18\x07 \x03(\r\"\xd6\x01\n\nLockSample\x12\r\n\x05stack\x18\x01 \x01(\r\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0c\n\x04\x63omm\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\x04\x12\x13\n\x0b\x63ontentions\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ns\x18\x06 \x01(\x04\x12\x0e\n\x06max_ns\x18\x07 \x01(\x04\x12\x0e\n\x06\x65\x61gain\x18\x08 \x01(\x04\x12\x10\n\x08timeouts\x18\t \x01(\x04\x12\x12\n\ntimeout_ns\x18\n \x01(\x04\x12\x13\n\x0binterrupted\x18\x0b \x01(\x04\x12\x0c\n\x04hist\x18\x0c \x03(\x04\"5\n\x0bLockSamples\x12&\n\x05locks\x18\x01 \x03(\x0b\x32\x17.aperture.v1.LockSample\"\x8a\x02\n\rSyscallSample\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0c\n\x04\x63omm\x18\x02 \x01(\r\x12\n\n\x02nr\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x04\x12\x10\n\x08total_ns\x18\x07 \x01(\x04\x12\x0e\n\x06min_ns\x18\x08 \x01(\x04\x12\x0e\n\x06max_ns\x18\t \x01(\x04\x12\x0c\n\x04hist\x18\n \x03(\x04\x12\x36\n\x06\x65rrnos\x18\x0b \x03(\x0b\x32&.aperture.v1.SyscallSample.ErrnosEntry\x1a-\n\x0b\x45rrnosEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\">\n\x0eSyscallSamples\x12,\n\x08syscalls\x18\x01 \x03(\x0b\x32\x1a.aperture.v1.SyscallSample\"\xe5\x04\n\x0cProfileBatch\x12\x32\n\x0eschema_version\x18\x01 \x01(\x0e\x32\x1a.aperture.v1.SchemaVersion\x12)\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1a.aperture.v1.AgentIdentity\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x17\n\x0fwindow_start_ns\x18\x04 \x01(\x03\x12\x15\n\rwindow_end_ns\x18\x05 \x01(\x03\x12\x0f\n\x07strings\x18\x06 \x03(\t\x12#\n\x06\x66rames\x18\x07 \x01(\x0b\x32\x13.aperture.v1.Frames\x12#\n\x06stacks\x18\x08 \x01(\x0b\x32\x13.aperture.v1.Stacks\x12$\n\x03\x63pu\x18\t \x01(\x0b\x32\x17.aperture.v1.CpuSamples\x12&\n\x04lock\x18\n \x01(\x0b\x32\x18.aperture.v1.LockSamples\x12,\n\x07syscall\x18\x0b \x01(\x0b\x32\x1b.aperture.v1.SyscallSamples\x12\x35\n\x06losses\x18\x0c \x03(\x0b\x32%.aperture.v1.ProfileBatch.LossesEntry\x12\x42\n\rwindow_labels\x18\r \x03(\x0b\x32+.aperture.v1.ProfileBatch.WindowLabelsEntry\x1a-\n\x0bLossesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11WindowLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*E\n\rSchemaVersion\x12\x1e\n\x1aSCHEMA_VERSION_UNSPECIFIED\x10\x00\x12\x14\n\x10SCHEMA_VERSION_1\x10\x01*\x7f\n\tFrameKind\x12\x1a\n\x16\x46RAME_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46RAME_KIND_USER\x10\x01\x12\x15\n\x11\x46RAME_KIND_KERNEL\x10\x02\x12\x12\n\x0e\x46RAME_KIND_JIT\x10\x03\x12\x16\n\x12\x46RAME_KIND_UNKNOWN\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61perture/proto/v1/profile.proto\x12\x0b\x61perture.v1\"\xa7\x01\n\rAgentIdentity\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x36\n\x06labels\x18\x03 \x03(\x0b\x32&.aperture.v1.AgentIdentity.LabelsEntry\x12\x0f\n\x07version\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x06\x46rames\x12\x0c\n\x04name\x18\x01 \x03(\r\x12\x0e\n\x06module\x18\x02 \x03(\r\x12$\n\x04kind\x18\x03 \x03(\x0e\x32\x16.aperture.v1.FrameKind\x12\x0e\n\x06offset\x18\x04 \x03(\x04\x12\x0c\n\x04line\x18\x05 \x03(\r\")\n\x06Stacks\x12\x0e\n\x06\x66rames\x18\x01 \x03(\r\x12\x0f\n\x07lengths\x18\x02 \x03(\r\"x\n\nCpuSamples\x12\x14\n\x0c\x66requency_hz\x18\x01 \x01(\r\x12\r\n\x05stack\x18\x02 \x03(\r\x12\r\n\x05\x63ount\x18\x03 \x03(\x04\x12\x0b\n\x03pid\x18\x04 \x03(\r\x12\x0b\n\x03tid\x18\x05 \x03(\r\x12\x0c\n\x04\x63omm\x18\x06 \x03(\r\x12\x0e\n\x06thread\x18\x07 \x03(\r\"\xd6\x01\n\nLockSample\x12\r\n\x05stack\x18\x01 \x01(\r\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0c\n\x04\x63omm\x18\x03 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\x04\x12\x13\n\x0b\x63ontentions\x18\x05 \x01(\x04\x12\x0f\n\x07wait_ns\x18\x06 \x01(\x04\x12\x0e\n\x06max_ns\x18\x07 \x01(\x04\x12\x0e\n\x06\x65\x61gain\x18\x08 \x01(\x04\x12\x10\n\x08timeouts\x18\t \x01(\x04\x12\x12\n\ntimeout_ns\x18\n \x01(\x04\x12\x13\n\x0binterrupted\x18\x0b \x01(\x04\x12\x0c\n\x04hist\x18\x0c \x03(\x04\"5\n\x0bLockSamples\x12&\n\x05locks\x18\x01 \x03(\x0b\x32\x17.aperture.v1.LockSample\"\x8a\x02\n\rSyscallSample\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x0c\n\x04\x63omm\x18\x02 \x01(\r\x12\n\n\x02nr\x18\x03 \x01(\r\x12\x0c\n\x04name\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x0e\n\x06\x65rrors\x18\x06 \x01(\x04\x12\x10\n\x08total_ns\x18\x07 \x01(\x04\x12\x0e\n\x06min_ns\x18\x08 \x01(\x04\x12\x0e\n\x06max_ns\x18\t \x01(\x04\x12\x0c\n\x04hist\x18\n \x03(\x04\x12\x36\n\x06\x65rrnos\x18\x0b \x03(\x0b\x32&.aperture.v1.SyscallSample.ErrnosEntry\x1a-\n\x0b\x45rrnosEntry\x12\x0b\n\x03key\x18\x01 \x01(\r\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\">\n\x0eSyscallSamples\x12,\n\x08syscalls\x18\x01 \x03(\x0b\x32\x1a.aperture.v1.SyscallSample\"\xe5\x04\n\x0cProfileBatch\x12\x32\n\x0eschema_version\x18\x01 \x01(\x0e\x32\x1a.aperture.v1.SchemaVersion\x12)\n\x05\x61gent\x18\x02 \x01(\x0b\x32\x1a.aperture.v1.AgentIdentity\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x17\n\x0fwindow_start_ns\x18\x04 \x01(\x03\x12\x15\n\rwindow_end_ns\x18\x05 \x01(\x03\x12\x0f\n\x07strings\x18\x06 \x03(\t\x12#\n\x06\x66rames\x18\x07 \x01(\x0b\x32\x13.aperture.v1.Frames\x12#\n\x06stacks\x18\x08 \x01(\x0b\x32\x13.aperture.v1.Stacks\x12$\n\x03\x63pu\x18\t \x01(\x0b\x32\x17.aperture.v1.CpuSamples\x12&\n\x04lock\x18\n \x01(\x0b\x32\x18.aperture.v1.LockSamples\x12,\n\x07syscall\x18\x0b \x01(\x0b\x32\x1b.aperture.v1.SyscallSamples\x12\x35\n\x06losses\x18\x0c \x03(\x0b\x32%.aperture.v1.ProfileBatch.LossesEntry\x12\x42\n\rwindow_labels\x18\r \x03(\x0b\x32+.aperture.v1.ProfileBatch.WindowLabelsEntry\x1a-\n\x0bLossesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a\x33\n\x11WindowLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*E\n\rSchemaVersion\x12\x1e\n\x1aSCHEMA_VERSION_UNSPECIFIED\x10\x00\x12\x14\n\x10SCHEMA_VERSION_1\x10\x01*\x96\x01\n\tFrameKind\x12\x1a\n\x16\x46RAME_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x46RAME_KIND_USER\x10\x01\x12\x15\n\x11\x46RAME_KIND_KERNEL\x10\x02\x12\x12\n\x0e\x46RAME_KIND_JIT\x10\x03\x12\x16\n\x12\x46RAME_KIND_UNKNOWN\x10\x04\x12\x15\n\x11\x46RAME_KIND_PYTHON\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PROFILEBATCH_LOSSESENTRY']._serialized_options = b'8\001'
   _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._loaded_options = None
   _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SCHEMAVERSION']._serialized_start=1698
-  _globals['_SCHEMAVERSION']._serialized_end=1767
-  _globals['_FRAMEKIND']._serialized_start=1769
-  _globals['_FRAMEKIND']._serialized_end=1896
+  _globals['_SCHEMAVERSION']._serialized_start=1712
+  _globals['_SCHEMAVERSION']._serialized_end=1781
+  _globals['_FRAMEKIND']._serialized_start=1784
+  _globals['_FRAMEKIND']._serialized_end=1934
   _globals['_AGENTIDENTITY']._serialized_start=49
   _globals['_AGENTIDENTITY']._serialized_end=216
   _globals['_AGENTIDENTITY_LABELSENTRY']._serialized_start=171
   _globals['_AGENTIDENTITY_LABELSENTRY']._serialized_end=216
   _globals['_FRAMES']._serialized_start=218
-  _globals['_FRAMES']._serialized_end=310
-  _globals['_STACKS']._serialized_start=312
-  _globals['_STACKS']._serialized_end=353
-  _globals['_CPUSAMPLES']._serialized_start=355
-  _globals['_CPUSAMPLES']._serialized_end=475
-  _globals['_LOCKSAMPLE']._serialized_start=478
-  _globals['_LOCKSAMPLE']._serialized_end=692
-  _globals['_LOCKSAMPLES']._serialized_start=694
-  _globals['_LOCKSAMPLES']._serialized_end=747
-  _globals['_SYSCALLSAMPLE']._serialized_start=750
-  _globals['_SYSCALLSAMPLE']._serialized_end=1016
-  _globals['_SYSCALLSAMPLE_ERRNOSENTRY']._serialized_start=971
-  _globals['_SYSCALLSAMPLE_ERRNOSENTRY']._serialized_end=1016
-  _globals['_SYSCALLSAMPLES']._serialized_start=1018
-  _globals['_SYSCALLSAMPLES']._serialized_end=1080
-  _globals['_PROFILEBATCH']._serialized_start=1083
-  _globals['_PROFILEBATCH']._serialized_end=1696
-  _globals['_PROFILEBATCH_LOSSESENTRY']._serialized_start=1598
-  _globals['_PROFILEBATCH_LOSSESENTRY']._serialized_end=1643
-  _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._serialized_start=1645
-  _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._serialized_end=1696
+  _globals['_FRAMES']._serialized_end=324
+  _globals['_STACKS']._serialized_start=326
+  _globals['_STACKS']._serialized_end=367
+  _globals['_CPUSAMPLES']._serialized_start=369
+  _globals['_CPUSAMPLES']._serialized_end=489
+  _globals['_LOCKSAMPLE']._serialized_start=492
+  _globals['_LOCKSAMPLE']._serialized_end=706
+  _globals['_LOCKSAMPLES']._serialized_start=708
+  _globals['_LOCKSAMPLES']._serialized_end=761
+  _globals['_SYSCALLSAMPLE']._serialized_start=764
+  _globals['_SYSCALLSAMPLE']._serialized_end=1030
+  _globals['_SYSCALLSAMPLE_ERRNOSENTRY']._serialized_start=985
+  _globals['_SYSCALLSAMPLE_ERRNOSENTRY']._serialized_end=1030
+  _globals['_SYSCALLSAMPLES']._serialized_start=1032
+  _globals['_SYSCALLSAMPLES']._serialized_end=1094
+  _globals['_PROFILEBATCH']._serialized_start=1097
+  _globals['_PROFILEBATCH']._serialized_end=1710
+  _globals['_PROFILEBATCH_LOSSESENTRY']._serialized_start=1612
+  _globals['_PROFILEBATCH_LOSSESENTRY']._serialized_end=1657
+  _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._serialized_start=1659
+  _globals['_PROFILEBATCH_WINDOWLABELSENTRY']._serialized_end=1710
 # @@protoc_insertion_point(module_scope)

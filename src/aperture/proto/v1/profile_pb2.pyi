@@ -19,6 +19,7 @@ class FrameKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_KIND_KERNEL: _ClassVar[FrameKind]
     FRAME_KIND_JIT: _ClassVar[FrameKind]
     FRAME_KIND_UNKNOWN: _ClassVar[FrameKind]
+    FRAME_KIND_PYTHON: _ClassVar[FrameKind]
 SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
 SCHEMA_VERSION_1: SchemaVersion
 FRAME_KIND_UNSPECIFIED: FrameKind
@@ -26,6 +27,7 @@ FRAME_KIND_USER: FrameKind
 FRAME_KIND_KERNEL: FrameKind
 FRAME_KIND_JIT: FrameKind
 FRAME_KIND_UNKNOWN: FrameKind
+FRAME_KIND_PYTHON: FrameKind
 
 class AgentIdentity(_message.Message):
     __slots__ = ("agent_id", "host", "labels", "version")
@@ -47,16 +49,18 @@ class AgentIdentity(_message.Message):
     def __init__(self, agent_id: _Optional[str] = ..., host: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Frames(_message.Message):
-    __slots__ = ("name", "module", "kind", "offset")
+    __slots__ = ("name", "module", "kind", "offset", "line")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MODULE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
     name: _containers.RepeatedScalarFieldContainer[int]
     module: _containers.RepeatedScalarFieldContainer[int]
     kind: _containers.RepeatedScalarFieldContainer[FrameKind]
     offset: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[_Iterable[int]] = ..., module: _Optional[_Iterable[int]] = ..., kind: _Optional[_Iterable[_Union[FrameKind, str]]] = ..., offset: _Optional[_Iterable[int]] = ...) -> None: ...
+    line: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[_Iterable[int]] = ..., module: _Optional[_Iterable[int]] = ..., kind: _Optional[_Iterable[_Union[FrameKind, str]]] = ..., offset: _Optional[_Iterable[int]] = ..., line: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Stacks(_message.Message):
     __slots__ = ("frames", "lengths")
