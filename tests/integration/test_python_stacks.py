@@ -120,7 +120,9 @@ def test_python_functions_under_pid(
     out = tmp_path / "py.json"
     result = run_agent("--pid", str(proc.pid), "-F", "499", "-d", "4s", "-o", str(out))
     check_hot_profile(load_json(out.read_text()), proc.pid, script)
-    assert "python" in result.stderr  # the summary's Python line
+    assert "Python: 100.0% of Python processes' samples show their Python functions" in (
+        result.stderr
+    ), result.stderr
 
 
 def test_python_functions_system_wide_with_late_and_exiting_processes(

@@ -51,3 +51,17 @@ def test_the_summary_names_frame_pointer_mode_and_old_profiles() -> None:
     window.labels["unwind"] = "fp"
     totals.add("cpu", window)
     assert "user stacks: frame pointers (--unwind fp)" in format_cpu_summary(totals.modes["cpu"])
+
+
+def test_the_summary_says_how_many_python_samples_show_python_functions() -> None:
+    totals = RunTotals()
+    window = _window(table_walks=10, complete=10)
+    window.labels.update(
+        python_samples="90", python_native_threads="8", python_incomplete="2", python_unmerged="1"
+    )
+    totals.add("cpu", window)
+    text = format_cpu_summary(totals.modes["cpu"])
+    assert (
+        "Python: 90.0% of Python processes' samples show their Python functions; 8 from threads "
+        "running no Python, 2 cut short, 1 stacks kept native" in text
+    )

@@ -168,3 +168,5 @@ def _add_unwind(t: ModeTotals, labels: dict[str, str]) -> None:
                 t.unwind_tables[key] = int(value)
             else:
                 t.unwind[key.removeprefix("unwind_")] += int(value)
+        elif key.startswith("python_") and value.isdigit():
+            t.unwind[key] += int(value)

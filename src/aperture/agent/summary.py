@@ -75,6 +75,14 @@ def _unwind_lines(totals: ModeTotals) -> list[str]:
                 f"{_EARLY_ENDS[e]} {n}" for e, n in sorted(early.items(), key=lambda kv: -kv[1])
             )
         )
+    python = u["python_samples"] + u["python_native_threads"] + u["python_incomplete"]
+    if python:
+        lines.append(
+            f"  Python: {u['python_samples'] / python:.1%} of Python processes' samples show their "
+            f"Python functions; {u['python_native_threads']} from threads running no Python, "
+            f"{u['python_incomplete']} cut short, {u['python_unmerged']} stacks kept native "
+            "(frames that did not pair up with the eval loop's)"
+        )
     tables = totals.unwind_tables
     if tables:
         lines.append(
