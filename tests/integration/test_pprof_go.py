@@ -99,6 +99,34 @@ def test_constructed_profile_reads_with_shares_stacks_and_labels(
     assert re.search(r"^\s*600\s+60\.00%.*\bhot$", counted, re.M), counted
 
 
+def test_python_frames_show_file_and_line_in_traces(go_pprof: GoPprof, tmp_path: Path) -> None:
+    def py(name: str, line: int) -> Frame:
+        return Frame(name, "/srv/app/work.py", FrameKind.PYTHON, 0, line)
+
+    entry = Frame("Py_RunMain", "libpython3.11.so.1.0", offset=0x4000)
+    profile = Profile(EventType.CPU, "samples", samples=[
+        Sample((entry, py("<module>", 40), py("main", 33), py("hot_a", 12)), 600, pid=9,
+               comm="python3"),
+        Sample((entry, py("<module>", 40), py("main", 33), py("hot_a", 14)), 300, pid=9,
+               comm="python3"),
+        Sample((entry, py("<module>", 40), py("main", 34), py("hot_b", 20)), 100, pid=9,
+               comm="python3"),
+    ], start_ns=1_795_600_000 * 10**9, end_ns=1_795_600_010 * 10**9, frequency_hz=100)  # fmt: skip
+    path = tmp_path / "python.pb.gz"
+    path.write_bytes(to_pprof(profile))
+    out = go_pprof("-traces", "-lines", str(path))
+    assert "hot_a /srv/app/work.py:12" in out and "hot_a /srv/app/work.py:14" in out
+    assert "main /srv/app/work.py:33" in out
+    # pprof drops a name that is all <...> (it trims C++ template arguments): CPython's
+    # "<module>" shows as its file:line alone, and as <unknown> without -lines.
+    assert re.search(r"^\s+/srv/app/work.py:40$", out, re.M), out
+    plain = go_pprof("-traces", str(path))  # by function: the line is not shown
+    assert ["hot_a", "main", "<unknown>", "Py_RunMain"] in traces(plain)
+    assert top_shares(go_pprof("-top", str(path)))["hot_a"] == (90.0, 90.0)
+    listing = go_pprof("-top", "-lines", str(path))
+    assert "hot_a /srv/app/work.py:12" in listing and "hot_a /srv/app/work.py:14" in listing
+
+
 def test_lock_profile_reads_as_contentions_and_delay(go_pprof: GoPprof, tmp_path: Path) -> None:
     locks = [LockStat(7, "db", 0x10, (MAIN, HOT), contentions=3, wait_ns=3_000_000),
              LockStat(7, "db", 0x20, (MAIN, COLD), contentions=1, wait_ns=1_000_000)]  # fmt: skip

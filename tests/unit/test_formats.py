@@ -57,6 +57,30 @@ def simple_profile() -> Profile:
     )
 
 
+def py(name: str, line: int, file: str = "/srv/app/work.py") -> Frame:
+    return Frame(name, file, FrameKind.PYTHON, 0, line)
+
+
+def python_profile() -> Profile:
+    """python3: native entry, then <module>;main;hot_a at two lines (60+30) and json (10)."""
+    start = Frame("Py_RunMain", "libpython3.11.so.1.0", FrameKind.USER, 0x4000)
+    mod, main = py("<module>", 40), py("main", 33)
+    dumps = py("dumps", 231, "/usr/lib/python3.11/json/__init__.py")
+    encode = Frame("encoder_listencode", "_json.cpython-311-x86_64-linux-gnu.so", offset=0x900)
+    return Profile(
+        EventType.CPU,
+        "samples",
+        [
+            Sample((start, mod, main, py("hot_a", 12)), 60, pid=7, tid=7, comm="python3"),
+            Sample((start, mod, main, py("hot_a", 14)), 30, pid=7, tid=7, comm="python3"),
+            Sample((start, mod, main, dumps, encode), 10, pid=7, tid=7, comm="python3"),
+        ],
+        start_ns=1_000_000_000,
+        end_ns=11_000_000_000,
+        frequency_hz=99,
+    )
+
+
 def rich_profile() -> Profile:
     """Two processes, kernel frames above user frames, a JIT frame and a C++ name."""
     read = (MAIN, user("read_file"), kernel("entry_SYSCALL_64"), kernel("ksys_read"))

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from test_formats import empty_profile, lock_profile, rich_profile, simple_profile
+from test_formats import empty_profile, lock_profile, python_profile, rich_profile, simple_profile
 
 from aperture.formats import load_json, to_json
 from aperture.model import Profile
 
 
-@pytest.mark.parametrize("make", [simple_profile, rich_profile, lock_profile, empty_profile])
+@pytest.mark.parametrize(
+    "make", [simple_profile, rich_profile, lock_profile, empty_profile, python_profile]
+)
 def test_json_round_trips_exactly(make: Callable[[], Profile]) -> None:
     profile: Profile = make()
     assert load_json(to_json(profile)) == profile
@@ -35,7 +37,13 @@ def test_json_interns_frames_and_records_the_total() -> None:
         "comm": "app",
         "thread": "app",
     }
-    assert doc["frames"][0] == {"name": "main", "module": "app", "kind": "user", "offset": 4100}
+    assert doc["frames"][0] == {
+        "name": "main",
+        "module": "app",
+        "kind": "user",
+        "offset": 4100,
+        "line": 0,
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,3 +70,13 @@ def test_load_json_explains_malformed_input(edit: Callable[[Any], Any], message:
     text = edited if isinstance(edited, str) else json.dumps(edited)
     with pytest.raises(ValueError, match=re.escape(message)):
         load_json(text)
+
+
+def test_python_frames_keep_kind_and_line_and_older_files_read_line_zero() -> None:
+    doc = json.loads(to_json(python_profile()))
+    hot = [f for f in doc["frames"] if f["name"] == "hot_a"]
+    assert [(f["kind"], f["line"]) for f in hot] == [("python", 12), ("python", 14)]
+    for frame in doc["frames"]:
+        del frame["line"]  # as written before frames had lines
+    old = load_json(json.dumps(doc))
+    assert {f.line for s in old.samples for f in s.stack} == {0}

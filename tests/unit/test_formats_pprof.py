@@ -349,3 +349,32 @@ def test_hot_function_survives_a_round_trip_through_pprof() -> None:
     [back] = from_pprof(to_pprof(simple_profile()))
     hot = sum(s.value for s in back.profile.samples if s.stack[-1] == HOT_A)
     assert hot == 75
+
+
+def test_python_frames_are_functions_with_a_file_and_locations_with_a_line() -> None:
+    from test_formats import python_profile
+
+    message = to_pprof_message(python_profile())
+    s = message.string_table
+    functions = {f.id: f for f in message.function}
+    hot = [f for f in message.function if s[f.name] == "hot_a"]
+    assert len(hot) == 1 and s[hot[0].filename] == "/srv/app/work.py"  # one function, two lines
+    hot_lines = sorted(loc.line[0].line for loc in message.location
+                       if loc.line[0].function_id == hot[0].id)  # fmt: skip
+    assert hot_lines == [12, 14]
+    # no mapping named after a source file; native frames keep theirs and line 0
+    assert {s[m.filename] for m in message.mapping} == {
+        "libpython3.11.so.1.0", "_json.cpython-311-x86_64-linux-gnu.so"}  # fmt: skip
+    name = {loc.id: s[functions[loc.line[0].function_id].name] for loc in message.location}
+    native = next(loc for loc in message.location if name[loc.id] == "encoder_listencode")
+    assert native.line[0].line == 0 and native.mapping_id
+
+
+def test_lines_survive_a_pprof_round_trip_with_the_imported_kind_mapping() -> None:
+    from test_formats import python_profile
+
+    (imported,) = from_pprof(to_pprof(python_profile()))
+    lines = {(f.name, f.line) for s in imported.profile.samples for f in s.stack}
+    assert {("hot_a", 12), ("hot_a", 14), ("dumps", 231), ("Py_RunMain", 0)} <= lines
+    # imported frames keep the existing kind mapping (by module), only the line is new
+    assert {f.kind for s in imported.profile.samples for f in s.stack} == {FrameKind.USER}

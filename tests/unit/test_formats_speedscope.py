@@ -8,13 +8,22 @@ from collections.abc import Callable
 
 import jsonschema
 import pytest
-from test_formats import SCHEMA, empty_profile, lock_profile, rich_profile, simple_profile
+from test_formats import (
+    SCHEMA,
+    empty_profile,
+    lock_profile,
+    python_profile,
+    rich_profile,
+    simple_profile,
+)
 
 from aperture.formats import to_speedscope
 from aperture.model import Profile, fold
 
 
-@pytest.mark.parametrize("make", [simple_profile, rich_profile, lock_profile, empty_profile])
+@pytest.mark.parametrize(
+    "make", [simple_profile, rich_profile, lock_profile, empty_profile, python_profile]
+)
 def test_speedscope_matches_the_schema_and_the_totals(make: Callable[[], Profile]) -> None:
     profile: Profile = make()
     doc = json.loads(to_speedscope(profile))
@@ -51,3 +60,13 @@ def test_the_speedscope_schema_rejects_a_broken_document() -> None:
     del doc["profiles"][0]["weights"]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, SCHEMA)
+
+
+def test_python_functions_are_one_frame_with_their_file_and_hottest_line() -> None:
+    doc = json.loads(to_speedscope(python_profile()))
+    frames = doc["shared"]["frames"]
+    hot = [f for f in frames if f["name"] == "hot_a"]
+    assert hot == [{"name": "hot_a", "file": "/srv/app/work.py", "line": 12}]  # 60 at 12, 30 at 14
+    dumps = next(f for f in frames if f["name"] == "dumps")
+    assert dumps == {"name": "dumps", "file": "/usr/lib/python3.11/json/__init__.py", "line": 231}
+    assert "line" not in next(f for f in frames if f["name"] == "Py_RunMain")

@@ -13,6 +13,7 @@ from test_formats import (
     SVG_NS,
     empty_profile,
     lock_profile,
+    python_profile,
     rich_profile,
     simple_profile,
     user,
@@ -139,3 +140,23 @@ def test_svg_of_an_empty_profile_says_no_samples() -> None:
 def test_svg_survives_characters_xml_forbids() -> None:
     profile = Profile(EventType.CPU, "samples", [Sample((user("bad\x01name"),), 1, comm="p")])
     assert "bad\ufffdname" in svg_frames(to_svg(profile))
+
+
+def test_svg_colours_python_frames_apart_and_titles_show_file_and_line() -> None:
+    frames = svg_frames(to_svg(python_profile()))
+    # hot_a: one frame for its two lines (60 at line 12, 30 at 14), titled with the hottest
+    assert frames["hot_a"][0] == "hot_a (/srv/app/work.py:12, 90 samples, 90.00%)"
+    assert frames["dumps"][0] == (
+        "dumps (/usr/lib/python3.11/json/__init__.py:231, 10 samples, 10.00%)"
+    )
+    assert frames["Py_RunMain"][0] == "Py_RunMain (100 samples, 100.00%)"  # native: no place
+
+    def rgb(name: str) -> tuple[int, ...]:
+        return tuple(int(c) for c in re.findall(r"\d+", frames[name][1].get("fill", "")))
+
+    for name in ("<module>", "main", "hot_a", "dumps"):
+        r, g, b = rgb(name)
+        assert r <= 90 and g >= 160 and b >= 200  # python: aqua
+    r, g, b = rgb("encoder_listencode")
+    assert r >= 205 and g == b < r  # the C extension under it: user red
+    assert frame_color("hot_a", FrameKind.PYTHON) != frame_color("hot_a", FrameKind.USER)

@@ -32,6 +32,7 @@ def to_json_dict(profile: Profile) -> dict[str, Any]:
                         "module": frame.module,
                         "kind": str(frame.kind),
                         "offset": frame.offset,
+                        "line": frame.line,
                     }
                 )
             stack.append(index)
@@ -241,6 +242,8 @@ def _frame(raw: dict[str, Any], where: str) -> Frame:
         module=_field(raw, "module", str, where),
         kind=kind,
         offset=_field(raw, "offset", int, where),
+        # files written before frames had lines have none: line 0
+        line=_field(raw, "line", int, where) if "line" in raw else 0,
     )
 
 

@@ -129,7 +129,9 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
         if loc_id is not None:
             return loc_id
         mapping_id = 0
-        if frame.module:
+        python = frame.kind is FrameKind.PYTHON
+        # A Python frame's module is its source file (Function.filename), not a mapping.
+        if frame.module and not python:
             mapping_id = mappings.get(frame.module, 0)
             if not mapping_id:
                 mapping_id = mappings[frame.module] = len(mappings) + 1
@@ -141,10 +143,13 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
         if function_id is None:
             function_id = functions[key] = len(functions) + 1
             out.function.add(id=function_id, name=string(frame.name),
-                             system_name=string(frame.name))  # fmt: skip
+                             system_name=string(frame.name),
+                             filename=string(frame.module) if python else 0)  # fmt: skip
+        # One Location per frame, line included: Functions group a Python function's
+        # lines (pprof's views by function) while each Location keeps its own Line.line.
         loc_id = locations[frame] = len(locations) + 1
         loc = out.location.add(id=loc_id, mapping_id=mapping_id, address=frame.offset)
-        loc.line.add(function_id=function_id)
+        loc.line.add(function_id=function_id, line=frame.line)
         return loc_id
 
     pid_key, comm_key, thread_key, tid_key = (string(k) for k in ("pid", "comm", "thread", "tid"))
@@ -367,7 +372,9 @@ class _Frames:
             file_module = module_name or _basename(s[fn.filename])
             if not name:
                 name = f"{file_module or '[unknown]'}+0x{offset:x}"
-            frames.append(Frame(name, file_module, _frame_kind(file_module), offset))
+            frames.append(
+                Frame(name, file_module, _frame_kind(file_module), offset, max(0, line.line))
+            )
         return tuple(frames)
 
 

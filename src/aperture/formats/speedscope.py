@@ -2,14 +2,20 @@
 
 Stacks here are not rooted at the process name: each process already is its own
 profile, named "comm (pid N)", so a root frame would only add a full-width bar.
+
+speedscope frames are functions (name and file), so a Python function's lines
+make one frame, as in our flamegraph; its ``line`` is the function's hottest
+line in the profile (the line with the most samples, the smallest on a tie).
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 from aperture import __version__
+from aperture.flamegraph import hottest_line
 from aperture.model import Frame, Profile, Sample
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
@@ -28,7 +34,12 @@ def speedscope_unit(unit: str) -> str:
 def to_speedscope_dict(profile: Profile, *, name: str | None = None) -> dict[str, Any]:
     """The speedscope document for ``profile`` as JSON-ready data."""
     frame_index: dict[tuple[str, str], int] = {}
-    frames: list[dict[str, str]] = []
+    frames: list[dict[str, Any]] = []
+    lines: dict[tuple[str, str], Counter[int]] = {}
+    for sample in profile.samples:
+        for frame in sample.stack:
+            if frame.line and sample.value > 0:
+                lines.setdefault((frame.name, frame.module), Counter())[frame.line] += sample.value
 
     def intern(frame: Frame) -> int:
         # speedscope identifies a frame by what it shows: name and file.
@@ -36,9 +47,11 @@ def to_speedscope_dict(profile: Profile, *, name: str | None = None) -> dict[str
         index = frame_index.get(key)
         if index is None:
             index = frame_index[key] = len(frames)
-            entry = {"name": frame.name}
+            entry: dict[str, Any] = {"name": frame.name}
             if frame.module:
                 entry["file"] = frame.module
+            if key in lines:
+                entry["line"] = hottest_line(lines[key])
             frames.append(entry)
         return index
 

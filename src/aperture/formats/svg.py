@@ -2,9 +2,12 @@
 
 Orientation is flame (root at the bottom). Colours follow flamegraph.pl's
 ``--color=java`` families: user code red, kernel orange, JIT green, unknown grey,
-with a per-name shade from a stable hash so a function keeps its colour across
-graphs. Frames narrower than :data:`MIN_FRAME_PX` are left out (their value stays
-in the parent's width): at most ~12,000 frames per level at 1200 px, however large
+and Python functions (ours) aqua, with a per-name shade from a stable hash so a
+function keeps its colour across graphs. Frames merge by name, as in
+flamegraph.pl; a Python frame's tooltip shows ``file:line`` with its hottest
+line in the profile (the line with the most samples, the smallest on a tie).
+Frames narrower than :data:`MIN_FRAME_PX` are left out (their value stays in
+the parent's width): at most ~12,000 frames per level at 1200 px, however large
 the profile.
 """
 
@@ -12,9 +15,11 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
+from aperture.flamegraph import hottest_line
 from aperture.formats.humanize import describe_value
 from aperture.formats.svg_assets import CSS, SCRIPT
 from aperture.model import EventType, FrameKind, Profile, fold, iter_frames
@@ -53,6 +58,7 @@ class _Box:
     depth: int
     offset: int
     value: int
+    where: str = ""  # file:line of a Python function
 
 
 def to_svg(profile: Profile, *, title: str | None = None, width: int = WIDTH) -> str:
@@ -65,7 +71,7 @@ def to_svg(profile: Profile, *, title: str | None = None, width: int = WIDTH) ->
         return _empty_svg(heading, subtitle, width)
     usable = width - 2 * XPAD
     px_per_unit = usable / total
-    boxes = _layout(paths, _frame_kinds(profile), MIN_FRAME_PX / px_per_unit)
+    boxes = _layout(paths, _frame_kinds(profile), MIN_FRAME_PX / px_per_unit, _places(profile))
     height = YPAD_TOP + (max(b.depth for b in boxes) + 1) * FRAME_HEIGHT + YPAD_BOTTOM
     parts = [
         _header(width, height, heading, subtitle),
@@ -88,8 +94,28 @@ def _frame_kinds(profile: Profile) -> dict[str, str]:
     return {frame.name: str(frame.kind) for frame in iter_frames(profile.samples)}
 
 
+def _places(profile: Profile) -> dict[str, str]:
+    """``file:line`` of each Python function name, with its hottest line (``file`` if none)."""
+    files: dict[str, str] = {}
+    lines: dict[str, Counter[int]] = {}
+    for sample in profile.samples:
+        for frame in sample.stack:
+            if frame.kind is FrameKind.PYTHON:
+                files.setdefault(frame.name, frame.module)
+                counts = lines.setdefault(frame.name, Counter())
+                if frame.line and sample.value > 0:
+                    counts[frame.line] += sample.value
+    return {
+        name: f"{file}:{line}" if (line := hottest_line(lines[name])) else file
+        for name, file in files.items()
+    }
+
+
 def _layout(
-    paths: list[tuple[tuple[str, ...], int]], kinds: dict[str, str], min_value: float
+    paths: list[tuple[tuple[str, ...], int]],
+    kinds: dict[str, str],
+    min_value: float,
+    places: dict[str, str] | None = None,
 ) -> list[_Box]:
     """Frames at least ``min_value`` wide, from folded paths sorted by name.
 
@@ -107,7 +133,8 @@ def _layout(
             if offset - start >= min_value:
                 level = len(open_frames)
                 kind = _PROCESS if level == 0 else kinds.get(name, FrameKind.UNKNOWN)
-                boxes.append(_Box(name, kind, level + 1, start, offset - start))
+                where = (places or {}).get(name, "") if level else ""
+                boxes.append(_Box(name, kind, level + 1, start, offset - start, where))
 
     for path, value in paths:
         shared = 0
@@ -129,7 +156,8 @@ def _frame(box: _Box, profile: Profile, total: int, px_per_unit: float, height: 
     x, width = XPAD + box.offset * px_per_unit, box.value * px_per_unit
     y = height - YPAD_BOTTOM - (box.depth + 1) * FRAME_HEIGHT
     value = describe_value(box.value, profile.unit, profile.event_type)
-    tooltip = f"{box.name} ({value}, {100 * box.value / total:.2f}%)"
+    where = f"{box.where}, " if box.where else ""
+    tooltip = f"{box.name} ({where}{value}, {100 * box.value / total:.2f}%)"
     r, g, b = frame_color(box.name, box.kind)
     return (
         f"<g><title>{_text(tooltip)}</title>"
@@ -158,6 +186,8 @@ def frame_color(name: str, kind: str) -> tuple[int, int, int]:
         return 50 + int(60 * v1), 185 + int(60 * v2), 50 + int(60 * v1)
     if kind == FrameKind.USER:
         return 205 + int(50 * v1), 55 + int(80 * v2), 55 + int(80 * v2)
+    if kind == FrameKind.PYTHON:
+        return 40 + int(50 * v1), 160 + int(50 * v2), 200 + int(50 * v1)
     if kind == _PROCESS:
         return 150 + int(40 * v1), 150 + int(40 * v1), 205 + int(40 * v2)
     # Unknown frames and the root.
