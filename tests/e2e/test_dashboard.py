@@ -25,7 +25,8 @@ def test_overview_shows_agents_health_and_tops(ui: Session) -> None:
     agents.get_by_text("agent-web-1").wait_for()
     assert "agent-web-2" in agents.inner_text()
     assert "service=api" in agents.inner_text()
-    assert page.get_by_test_id("health").get_by_text("ok", exact=True).is_visible()
+    # the health card fills in from its own request: wait for it rather than look once
+    page.get_by_test_id("health").get_by_text("ok", exact=True).wait_for()
     top = page.get_by_test_id("card-top")
     top.get_by_text("json_tokenize").wait_for()
     assert "30.0%" in top.inner_text()
@@ -87,6 +88,28 @@ def test_flamegraph_tooltip_zoom_and_search(ui: Session) -> None:
     assert ui.pixel("json_tokenize") == before
     assert ui.pixel("render_template") == (0xE4, 0xE4, 0xE7)  # dimmed
     ui.shot("flamegraph-search")
+
+
+def test_python_frames_have_their_own_colour_and_show_file_and_line(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    legend = page.get_by_test_id("kind-legend")
+    legend.wait_for()
+    assert [k.strip() for k in legend.inner_text().split()] == ["user", "python", "kernel"]
+    swatch = legend.locator(".kind-python .swatch").evaluate(
+        "el => getComputedStyle(el).backgroundColor"
+    )
+    text = ui.hover("Scheduler.tick")
+    # lines 41 (20 samples) and 44 (10) are one frame, shown with its hottest line
+    assert "/srv/api/scheduler.py:41" in text and "python" in text
+    assert "run_forever" in ui.hover("run_forever") and "scheduler.py:88" in ui.hover("run_forever")
+    r, g, b = ui.pixel("Scheduler.tick")
+    assert b > g + 40 and r > g, f"Python frames are violet, got rgb{(r, g, b)}"
+    for native in ("poll_loop", "vfs_read"):  # user and kernel frames are not
+        nr, ng, nb = ui.pixel(native)
+        assert not (nb > ng + 40 and nr > ng), f"{native} is drawn rgb{(nr, ng, nb)}"
+    sr, sg, sb = (int(c) for c in re.findall(r"\d+", swatch)[:3])
+    assert sb > sg + 40 and sr > sg, f"the legend's python swatch is {swatch}"
+    ui.shot("flamegraph-python")
 
 
 def test_top_table_invert_and_sandwich(ui: Session) -> None:
