@@ -6,6 +6,8 @@ export interface FlatNodes {
   name: number[];
   module: number[];
   kind: number[];
+  /** each node's hottest source line (Python frames), 0 for none; absent from older aggregators */
+  line?: number[];
   depth: number[];
   self: number[];
   total: number[];
@@ -41,6 +43,7 @@ export interface DiffNodes {
   name: number[];
   module: number[];
   kind: number[];
+  line?: number[];
   depth: number[];
   baseline: number[];
   comparison: number[];

@@ -1,11 +1,11 @@
 // A flame graph with its breadcrumb and search highlighting, focus kept in the URL.
 
 import { useMemo } from "react";
-import { moduleColors, type Colors } from "./colors";
+import { kindColor, kindsIn, moduleColors, type Colors } from "./colors";
 import { FlameGraph } from "./FlameGraph";
 import { compileQuery, exactFunction, search, type SearchResult } from "./search";
 import { FrameTooltip } from "./Tooltip";
-import { ancestry, findPath, framePath, type FlameTree } from "./tree";
+import { ancestry, findPath, framePath, KIND_NAMES, type FlameTree } from "./tree";
 
 export interface Highlight {
   result: SearchResult | null;
@@ -51,6 +51,21 @@ export function Breadcrumb({ tree, focus, onFocus }: { tree: FlameTree; focus: n
   );
 }
 
+/** What the frame colours mean (module colours only; a diff has its own legend). */
+function KindLegend({ tree }: { tree: FlameTree }) {
+  const kinds = useMemo(() => kindsIn(tree), [tree]);
+  if (kinds.length < 2) return null;
+  return (
+    <span className="legend small" data-testid="kind-legend">
+      {kinds.map((k) => (
+        <span key={k} className={`legend-kind kind-${KIND_NAMES[k]}`}>
+          <span className="swatch" style={{ background: kindColor(k) }} /> {KIND_NAMES[k]}
+        </span>
+      ))}
+    </span>
+  );
+}
+
 interface PanelProps {
   tree: FlameTree;
   focusPath: string[];
@@ -74,6 +89,7 @@ export function FlamePanel({ tree, focusPath, onFocusPath, highlight, label, col
           The zoomed frame ({focusPath[focusPath.length - 1]}) is not in this range: showing everything.
         </div>
       )}
+      {!colors && <KindLegend tree={tree} />}
       <FlameGraph
         tree={tree}
         colors={palette}

@@ -1,10 +1,17 @@
 import * as fmt from "../format";
-import { diffDelta, KIND_NAMES, type FlameTree } from "./tree";
+import { diffDelta, Kind, KIND_NAMES, type FlameTree } from "./tree";
+
+/** Where a frame's code is: `file:line` for a Python function with a known line, else its module. */
+export function frameWhere(tree: FlameTree, node: number): string {
+  const module = tree.names[tree.module[node]];
+  const line = tree.line?.[node] ?? 0;
+  return tree.kind[node] === Kind.python && module && line > 0 ? `${module}:${line}` : module;
+}
 
 /** Hover card of one frame: function, module, self, total, share of the whole profile. */
 export function FrameTooltip({ tree, node, grandTotal }: { tree: FlameTree; node: number; grandTotal: number }) {
   const name = tree.names[tree.name[node]];
-  const module = tree.names[tree.module[node]];
+  const module = frameWhere(tree, node);
   const total = tree.total[node];
   const self = tree.self[node];
   const all = grandTotal > 0 ? grandTotal : tree.total[0];
@@ -48,7 +55,7 @@ export function DiffTooltip({ tree, node }: { tree: FlameTree; node: number }) {
   const d = tree.diff;
   if (!d) return null;
   const name = tree.names[tree.name[node]];
-  const module = tree.names[tree.module[node]];
+  const module = frameWhere(tree, node);
   const bShare = d.baselineTotal > 0 ? d.baseline[node] / d.baselineTotal : 0;
   const cShare = d.comparisonTotal > 0 ? d.comparison[node] / d.comparisonTotal : 0;
   const bSelf = d.baselineTotal > 0 ? d.baselineSelf[node] / d.baselineTotal : 0;

@@ -57,7 +57,22 @@ const FAMILIES: Record<number, [number, number, number, number]> = {
   [Kind.jit]: [95, 135, 45, 58],
   [Kind.unknown]: [0, 0, 0, 70],
   [Kind.other]: [40, 40, 10, 82],
+  // Python functions: violet, apart from native user (red-orange), kernel (blue) and JIT (green)
+  [Kind.python]: [262, 292, 52, 68],
 };
+
+/** The middle colour of a kind's family, for legends. */
+export function kindColor(kind: number): string {
+  const [h0, h1, s, l] = FAMILIES[kind] ?? FAMILIES[Kind.unknown];
+  return css(hslToRgb(Math.round((h0 + h1) / 2), s, l));
+}
+
+/** Which kind families a tree draws, in legend order (frames only: not process or other). */
+export function kindsIn(tree: FlameTree): number[] {
+  const seen = new Set<number>();
+  for (let i = 1; i < tree.n; i++) seen.add(tree.kind[i]);
+  return [Kind.user, Kind.python, Kind.kernel, Kind.jit, Kind.unknown].filter((k) => seen.has(k));
+}
 
 const DIM_RGB: RGB = [0xe4, 0xe4, 0xe7];
 export const DIM = css(DIM_RGB);

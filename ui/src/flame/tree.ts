@@ -13,9 +13,10 @@ export const Kind = {
   jit: 3,
   unknown: 4,
   other: 5,
+  python: 6,
 } as const;
 
-export const KIND_NAMES = ["process", "user", "kernel", "jit", "unknown", "other"];
+export const KIND_NAMES = ["process", "user", "kernel", "jit", "unknown", "other", "python"];
 
 export interface DiffValues {
   baseline: Float64Array;
@@ -32,6 +33,12 @@ export interface FlameTree {
   name: Int32Array;
   module: Int32Array;
   kind: Uint8Array;
+  /**
+   * Each node's hottest source line (Python frames: the line with the most value
+   * through the node), 0 for none. Only on trees read from the API: derived trees
+   * (inverted, sandwich) group by function and carry no line.
+   */
+  line?: Int32Array;
   depth: Int32Array;
   self: Float64Array;
   total: Float64Array;
@@ -53,6 +60,7 @@ export interface Columns {
   name: ArrayLike<number>;
   module: ArrayLike<number>;
   kind: ArrayLike<number>;
+  line?: ArrayLike<number>;
   depth: ArrayLike<number>;
   self: ArrayLike<number>;
   total: ArrayLike<number>;
@@ -83,6 +91,8 @@ export function buildTree(names: readonly string[], cols: Columns, unit = "sampl
     maxDepth: 0,
     unit,
   };
+  // a line column of the wrong length is ignored: the tooltip then shows the file alone
+  if (cols.line && cols.line.length === n) tree.line = Int32Array.from(cols.line);
   if (n === 0) return tree;
   const { depth, parent, end, start, total } = tree;
   if (depth[0] !== 0) throw new MalformedTree("node 0 is not the root (depth 0)");
@@ -135,7 +145,7 @@ export function fromDiff(res: DiffResponse): FlameTree {
   }
   const tree = buildTree(
     res.names,
-    { name: nodes.name, module: nodes.module, kind: nodes.kind, depth: nodes.depth, self, total },
+    { name: nodes.name, module: nodes.module, kind: nodes.kind, line: nodes.line, depth: nodes.depth, self, total },
     res.unit,
   );
   tree.diff = {
