@@ -63,6 +63,7 @@ from aperture.agent.unwind.tables import (
 )
 
 MAX_MAPPINGS = 256  # APERTURE_MAX_MAPPINGS
+USER_SPACE_END = 1 << 47  # x86_64 user addresses are below this
 # An ARRAY element is rounded up to 8 bytes: a 12-byte row takes 16 in the kernel.
 KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
 # Per inner map: the bpf_array header and page rounding, roughly.
@@ -552,6 +553,10 @@ class ProcessRegistry:
             file_ids: set[int] = set()
             count = 0
             for mapping in maps.mappings:
+                if mapping.start >= USER_SPACE_END:
+                    # [vsyscall] sits in the kernel's half: nothing to unwind there, and the
+                    # walker's branch-free search compares addresses below 2^63 only.
+                    continue
                 if count == MAX_MAPPINGS:
                     self._counts["truncated"] += 1
                     break
