@@ -143,6 +143,17 @@ struct user_stack {
 	__u64 py[APERTURE_MAX_PY_FRAMES];
 };
 
+/* Sent when a window's stack map first gets a stack with Python frames, so the
+ * agent reads those code objects while the process lives (it may exit before
+ * the window is drained). */
+struct py_stack_event {
+	__u32 tgid;
+	__u32 kind;                    /* PROC_EVENT_PYTHON_STACK */
+	__u32 py_len;
+	__u32 reserved;
+	__u64 py[APERTURE_MAX_PY_FRAMES];
+};
+
 /* A process's CPython 3.10-3.13, described by the agent from
  * aperture/agent/python/offsets.py. The walker finds the sampled thread's
  * PyThreadState (whose thread_id is the thread's FS base) in the interpreter's
@@ -177,6 +188,7 @@ enum proc_event_kind {
 	PROC_EVENT_NEW = 0,            /* first sample of a process (or after exec) */
 	PROC_EVENT_MAPS_CHANGED = 1,   /* a pc in no registered mapping: re-read maps */
 	PROC_EVENT_TABLE_WANTED = 2,   /* a sample needed a binary's table: tgid holds its file id */
+	PROC_EVENT_PYTHON_STACK = 3,   /* a new stack with Python frames: struct py_stack_event */
 };
 
 struct proc_event {

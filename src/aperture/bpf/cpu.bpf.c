@@ -90,6 +90,22 @@ static __always_inline void count_stack_error(long id, __u32 collision, __u32 ot
 		count_stat(other);
 }
 
+/* A new stack with Python frames: the agent resolves them while the process lives. */
+static __always_inline int announce_python_stack(__u32 tgid, struct user_stack *stack)
+{
+	struct py_stack_event *event = bpf_ringbuf_reserve(&proc_events, sizeof(*event), 0);
+
+	if (!event)
+		return 1;
+	event->tgid = tgid;
+	event->kind = PROC_EVENT_PYTHON_STACK;
+	event->py_len = stack->py_len;
+	event->reserved = 0;
+	__builtin_memcpy(event->py, stack->py, sizeof(event->py));
+	bpf_ringbuf_submit(event, 0);
+	return 0;
+}
+
 /* Fill key's user stack by table walk. Returns 0 when the frame-pointer walk
  * should be used instead (auto mode, process not registered yet). */
 static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
@@ -139,11 +155,14 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 			key->user_stack_id = -17; /* EEXIST, as a stack-map collision */
 			return 1;
 		}
-	} else if (bpf_map_update_elem(ustacks, &hash, stack, BPF_NOEXIST) &&
-		   !bpf_map_lookup_elem(ustacks, &hash)) {
-		count_stat(CPU_STAT_USTACKS_FULL);
-		key->user_stack_id = -28; /* ENOSPC */
-		return 1;
+	} else if (bpf_map_update_elem(ustacks, &hash, stack, BPF_NOEXIST)) {
+		if (!bpf_map_lookup_elem(ustacks, &hash)) {
+			count_stat(CPU_STAT_USTACKS_FULL);
+			key->user_stack_id = -28; /* ENOSPC */
+			return 1;
+		}
+	} else if (stack->py_len && announce_python_stack(key->tgid, stack)) {
+		count_stat(CPU_STAT_PROC_EVENT_DROPPED);
 	}
 	key->user_stack_hash = hash;
 	return 1;

@@ -15,7 +15,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
+	__uint(max_entries, 1024 * 1024); /* new-process events and Python stacks */
 } proc_events SEC(".maps");
 
 /* Tell the agent about tgid; returns 1 when the event was lost. */

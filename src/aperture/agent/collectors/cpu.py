@@ -226,8 +226,12 @@ class CpuCollector:
                     procs=obj.map("procs"),
                     python=PythonRegistry(obj.map("py_procs")),
                 )
+            registry = self._registry
             self._watcher = ProcessWatcher(
-                obj, self._symbolizer, self._registry.on_event if self._registry else None
+                obj,
+                self._symbolizer,
+                registry.on_event if registry else None,
+                registry.python.preresolve if registry and registry.python else None,
             )
             if self._registry is not None and opts.pid:
                 # One process asked for: its tables are in place before the first sample.
@@ -273,9 +277,6 @@ class CpuCollector:
         entries = obj.map(f"counts{idle}").drain(CpuKey, c_uint64)
         stacks = self._read_stacks(idle, entries)
         unwound = self._read_unwound(idle)
-        if self._registry is not None:
-            self._registry.touch({k.tgid for k, _ in entries})
-            self._registry.prune()
         profile = Profile(
             event_type=EventType.CPU,
             unit="samples",
@@ -286,6 +287,10 @@ class CpuCollector:
         self._window_start_ns = end_ns
         self._python_unmerged = 0
         profile.samples = self._symbolize(entries, stacks, unwound)
+        if self._registry is not None:
+            # After symbolizing: an exited process's last samples need what it registered.
+            self._registry.touch({k.tgid for k, _ in entries})
+            self._registry.prune()
         stats = self._stats.read()
         delta = {n: stats[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
         self._stats_prev = stats

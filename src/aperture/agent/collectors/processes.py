@@ -30,6 +30,18 @@ class ProcEvent(ctypes.Structure):
 PROC_EVENT_NEW = 0
 PROC_EVENT_MAPS_CHANGED = 1
 PROC_EVENT_TABLE_WANTED = 2  # its tgid field holds a file id, not a process
+PROC_EVENT_PYTHON_STACK = 3  # a PyStackEvent
+MAX_PY = 64  # APERTURE_MAX_PY_FRAMES
+
+
+class PyStackEvent(ctypes.Structure):
+    _fields_ = (
+        ("tgid", c_uint32),
+        ("kind", c_uint32),
+        ("py_len", c_uint32),
+        ("reserved", c_uint32),
+        ("py", ctypes.c_uint64 * MAX_PY),
+    )
 
 
 class Remembers(Protocol):
@@ -42,7 +54,8 @@ class ProcessWatcher:
     Each announced process has its maps snapshotted by the symbolizer at once,
     and its name kept, so frames and names resolve after it exits;
     ``on_event(kind, tgid)`` gets every event too (the unwinder registers
-    mappings and builds the tables samples ask for).
+    mappings and builds the tables samples ask for), and ``on_python_stack(tgid,
+    entries)`` each new stack's Python frames (resolved while the process lives).
     """
 
     def __init__(
@@ -50,11 +63,13 @@ class ProcessWatcher:
         obj: BpfObject,
         symbolizer: Remembers,
         on_event: Callable[[int, int], object] | None = None,
+        on_python_stack: Callable[[int, tuple[int, ...]], object] | None = None,
     ) -> None:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
         self._notify = on_event
+        self._python_stack = on_python_stack
         # A name is needed until the process's last samples are drained (a window or
         # two after it exits); capped so a host that forks all day does not grow it.
         self._names: OrderedDict[int, str] = OrderedDict()
@@ -77,6 +92,11 @@ class ProcessWatcher:
             self._ring.poll(100)
 
     def _on_event(self, data: bytes) -> None:
+        if len(data) >= 8 and int.from_bytes(data[4:8], "little") == PROC_EVENT_PYTHON_STACK:
+            if self._python_stack is not None:
+                stack = PyStackEvent.from_buffer_copy(data[: ctypes.sizeof(PyStackEvent)])
+                self._python_stack(stack.tgid, tuple(stack.py[: min(stack.py_len, MAX_PY)]))
+            return
         event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
         if event.kind == PROC_EVENT_NEW:
             self._keep(event.tgid, decode_comm(event.comm))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aperture.agent.libbpf import BpfError, BpfMap
 from aperture.agent.python.code import CodeResolver
 from aperture.agent.python.interpreter import Interpreter, find_interpreter
+from aperture.agent.python.merge import decode_entries
 from aperture.agent.python.offsets import UnsupportedPython
 from aperture.agent.symbols.process import ProcessMaps
 
@@ -66,6 +67,8 @@ class PythonRegistry:
         self._map = py_procs
         self._lock = threading.Lock()
         self._procs: dict[int, tuple[Interpreter, CodeResolver]] = {}
+        self._dying: set[int] = set()  # forgotten this window
+        self._dying_last: set[int] = set()  # forgotten last window: dropped at the next
         self._unsupported = 0
 
     def register(self, pid: int, maps: ProcessMaps) -> Interpreter | None:
@@ -85,6 +88,8 @@ class PythonRegistry:
         except BpfError:
             return None
         with self._lock:
+            self._dying.discard(pid)
+            self._dying_last.discard(pid)
             old = self._procs.get(pid)
             if old is not None and old[0] == interpreter:
                 return interpreter  # same process, maps re-read: keep its code cache
@@ -96,16 +101,39 @@ class PythonRegistry:
             )
         return interpreter
 
+    def preresolve(self, pid: int, raw: tuple[int, ...]) -> None:
+        """Read the code objects of a new stack's Python frames now (they are cached)."""
+        found = self.get(pid)
+        if found is None:
+            return
+        resolver = found[1]
+        for entry in decode_entries(raw):
+            resolver.resolve(entry.code, entry.instr)
+
     def get(self, pid: int) -> tuple[Interpreter, CodeResolver] | None:
         with self._lock:
             return self._procs.get(pid)
 
     def forget(self, pid: int) -> None:
+        """Forget an exited process's interpreter, after one more window.
+
+        Its last samples may sit in the buffer drained next (the kernel writes one
+        while the agent drains the other): they still need its resolved code objects.
+        """
         with self._lock:
-            old = self._procs.pop(pid, None)
-        if old is not None:
-            old[1].close()
-            self._map.delete(c_uint32(pid))
+            if pid not in self._procs:
+                return
+            self._dying.add(pid)
+        self._map.delete(c_uint32(pid))
+
+    def forget_dying(self) -> None:
+        """Drop the processes forgotten before the last window (call once per window)."""
+        with self._lock:
+            gone, self._dying_last = self._dying_last, self._dying
+            self._dying = set()
+            closing = [self._procs.pop(pid) for pid in gone if pid in self._procs]
+        for _interpreter, resolver in closing:
+            resolver.close()
 
     def stats(self) -> PythonStats:
         with self._lock:

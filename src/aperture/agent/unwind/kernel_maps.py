@@ -572,8 +572,10 @@ class ProcessRegistry:
                 count += 1
             value.count = count
             # bpf_ktime_get_ns() is CLOCK_MONOTONIC: the walker asks to re-read these
-            # maps at most once a second from now (JIT code keeps mapping new pages).
-            value.refresh_requested_ns = time.monotonic_ns()
+            # maps at most once a second from now (JIT code keeps mapping new pages),
+            # but at once for a process the dynamic loader is still setting up (seen
+            # at its first sample, before its libraries, libpython among them, are in).
+            value.refresh_requested_ns = 0 if _starting(maps) else time.monotonic_ns()
             try:
                 self._map.update(c_uint32(pid), value)
             except BpfError:
@@ -618,6 +620,7 @@ class ProcessRegistry:
                 if self._procs is not None:
                     self._procs.delete(c_uint32(pid))
         if self.python is not None:
+            self.python.forget_dying()
             for pid in gone:
                 self.python.forget(pid)
         return len(gone)
@@ -636,6 +639,14 @@ class ProcessRegistry:
 
     def table_stats(self) -> TableStats:
         return self._tables.stats()
+
+
+def _starting(maps: ProcessMaps) -> bool:
+    """The dynamic loader is mapped but libc is not yet: a process still starting."""
+    names = [os.path.basename(m.file_path) for m in maps.mappings if m.is_file]
+    return any(n.startswith("ld-linux") for n in names) and not any(
+        n.startswith("libc.so") for n in names
+    )
 
 
 def _address(buffer: bytes | array[int]) -> int:
