@@ -167,6 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(JIT code) (default: auto)",
     )
     parser.add_argument(
+        "--no-python-frames",
+        dest="python_frames",
+        action="store_false",
+        help="CPU: do not walk CPython 3.10-3.13 interpreters for Python functions "
+        "(their stacks then show _PyEval_EvalFrameDefault; default: walk them)",
+    )
+    parser.add_argument(
         "--unwind-table-memory",
         type=size_arg,
         default=DEFAULT_TABLE_MEMORY,
@@ -262,6 +269,7 @@ def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str
                 include_idle=args.include_idle,
                 stack_map_entries=args.stack_map_size,
                 unwind=args.unwind,
+                python_frames=args.python_frames,
                 unwind_table_memory=args.unwind_table_memory,
                 cache_dir=args.cache_dir,
             ),

@@ -134,6 +134,8 @@ class CpuOptions:
     stack_map_entries: int = 16384
     # "auto": tables where a binary has them, frame pointers elsewhere.
     unwind: str = "auto"
+    # Python functions of CPython 3.10-3.13 processes in place of the eval loop.
+    python_frames: bool = True
     unwind_table_memory: int = DEFAULT_TABLE_MEMORY
     cache_dir: Path | None = None
 
@@ -224,7 +226,7 @@ class CpuCollector:
                     obj.map("proc_mappings"),
                     tables,
                     procs=obj.map("procs"),
-                    python=PythonRegistry(obj.map("py_procs")),
+                    python=PythonRegistry(obj.map("py_procs")) if opts.python_frames else None,
                 )
             registry = self._registry
             self._watcher = ProcessWatcher(
