@@ -32,13 +32,13 @@ HOT = textwrap.dedent(
 
     def hot_a():
         s = 0
-        for i in range(30000):
+        for i in range(300000):
             s += i * i
         return s
 
     def hot_b():
         s = 0
-        for i in range(10000):
+        for i in range(100000):
             s += i * i
         return s
 
@@ -95,9 +95,10 @@ def chained(sample: Sample, chain: list[str]) -> bool:
 def check_hot_profile(profile: Profile, pid: int, script: Path) -> None:
     samples = [s for s in profile.samples if s.pid == pid]
     a, b = with_function(samples, "hot_a"), with_function(samples, "hot_b")
-    assert total(a) + total(b) > 300, f"pid {pid}: too few samples: {total(a)}+{total(b)} of {total(samples)}; {[f.name for f in samples[0].stack] if samples else None}"
+    first = [f.name for f in samples[0].stack] if samples else None
+    assert total(a) + total(b) > 300, f"pid {pid}: {total(a)}+{total(b)}/{total(samples)}: {first}"
     share = total(a) / (total(a) + total(b))
-    assert 0.70 <= share <= 0.80, f"hot_a share {share:.3f}, expected 0.75 +- 0.05"
+    assert 0.70 <= share <= 0.80, f"pid {pid}: hot_a share {share:.3f}, expected 0.75 +- 0.05"
     good = total([s for s in a if chained(s, ["<module>", "main", "hot_a"])])
     assert good / total(a) >= 0.90, (
         f"only {good}/{total(a)} hot_a samples have <module> → main → hot_a"
@@ -105,8 +106,8 @@ def check_hot_profile(profile: Profile, pid: int, script: Path) -> None:
     frame = next(f for s in a for f in s.stack if f.name == "hot_a")
     assert frame.module == str(script) and frame.line >= 4, frame
     # The Python frames sit where the eval loop was, under the interpreter's own frames.
-    native = [f.name for f in a[0].stack if f.kind is FrameKind.USER]
-    assert "_PyEval_EvalFrameDefault" not in native[: native.index(native[-1])], a[0].stack
+    replaced = total([s for s in a if all(f.name != "_PyEval_EvalFrameDefault" for f in s.stack)])
+    assert replaced / total(a) >= 0.90, f"{replaced}/{total(a)} hot_a samples without the eval loop"
 
 
 @pytest.mark.parametrize("name", list(INTERPRETERS))
@@ -129,31 +130,37 @@ def test_python_functions_under_pid(
 def test_python_functions_system_wide_with_late_and_exiting_processes(
     tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    """Two interpreters at once, one started after the agent and exiting mid-window."""
-    early, late = interpreter("3.10"), interpreter("3.13")
+    """Every interpreter at once: three started before the agent, two after it, exiting
+    mid-window (before the agent drains their samples)."""
     script = tmp_path / "hot.py"
     script.write_text(HOT)
-    first = start(early, script, "30")
-    spawn.append(first)
+    pythons = {name: path for name, path in INTERPRETERS.items() if path.exists()}
+    assert "debian-3.11" in pythons, "Debian's python3.11 is on every machine of this kind"
+    names = list(pythons)
+    early, late = names[: (len(names) + 1) // 2], names[(len(names) + 1) // 2 :]
+    procs = {name: start(pythons[name], script, "30") for name in early}
+    spawn.extend(procs.values())
     out = tmp_path / "sys.json"
     agent = subprocess.Popen(
-        [*AGENT, "-F", "499", "-d", "9s", "-q", "--push-interval", "30s", "-o", str(out)],
+        [*AGENT, "-F", "499", "-d", "10s", "-q", "--push-interval", "30s", "-o", str(out)],
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         time.sleep(3)
-        second = start(late, script, "3")  # exits mid-window, before the agent drains
-        spawn.append(second)
-        second.wait(timeout=30)
+        for name in late:
+            procs[name] = start(pythons[name], script, "4")
+            spawn.append(procs[name])
+        for name in late:
+            procs[name].wait(timeout=30)
         _, err = agent.communicate(timeout=60)
     finally:
         if agent.poll() is None:
             agent.kill()
     assert agent.returncode == 0, err
     profile = load_json(out.read_text())
-    check_hot_profile(profile, first.pid, script)
-    check_hot_profile(profile, second.pid, script)
+    for proc in procs.values():
+        check_hot_profile(profile, proc.pid, script)
 
 
 JSON_SCRIPT = textwrap.dedent(

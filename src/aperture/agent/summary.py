@@ -76,6 +76,11 @@ def _unwind_lines(totals: ModeTotals) -> list[str]:
             )
         )
     python = u["python_samples"] + u["python_native_threads"] + u["python_incomplete"]
+    if u["python_unsupported"]:
+        lines.append(
+            f"  Python: {u['python_unsupported']} processes run an interpreter that cannot be "
+            "read (not CPython 3.10-3.13): their stacks stay native"
+        )
     if python:
         lines.append(
             f"  Python: {u['python_samples'] / python:.1%} of Python processes' samples show their "

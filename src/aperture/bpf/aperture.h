@@ -118,7 +118,7 @@ enum unwind_end {
  * last frame one call of the eval loop runs) | instr << 47 | code object
  * address; the agent puts each run in place of its _PyEval_EvalFrameDefault
  * native frame. */
-#define APERTURE_MAX_PY_FRAMES 64
+#define APERTURE_MAX_PY_FRAMES 128
 #define APERTURE_PY_LAST_BIT (1ULL << 63)
 #define APERTURE_PY_INSTR_SHIFT 47
 #define APERTURE_PY_INSTR_MAX 0xFFFFULL

@@ -215,7 +215,9 @@ int sample_cpu(struct bpf_perf_event_data *ctx)
 		counts = &counts0;
 	}
 	key.kernel_stack_id = bpf_get_stackid(ctx, stacks, 0);
-	if (config.unwind_mode == UNWIND_MODE_FP || !user_stack_by_table(ctx, &key, ustacks)) {
+	/* the idle task has no user stack: kept off the table path (it also keeps the
+	 * verifier from checking that path twice, with tgid 0 and without) */
+	if (config.unwind_mode == UNWIND_MODE_FP || !tgid || !user_stack_by_table(ctx, &key, ustacks)) {
 		key.user_stack_id = bpf_get_stackid(ctx, stacks, BPF_F_USER_STACK);
 		count_stack_error(key.user_stack_id, CPU_STAT_USER_COLLISION,
 				  CPU_STAT_USER_STACK_ERROR);

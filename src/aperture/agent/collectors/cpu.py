@@ -40,7 +40,7 @@ from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 COMM_LEN = 16
 MAX_STACK_DEPTH = 127
 MAX_USER_FRAMES = 128
-MAX_PY_FRAMES = 64
+MAX_PY_FRAMES = 128
 EFAULT = 14
 EEXIST = 17
 
@@ -194,6 +194,7 @@ class CpuCollector:
         self._window_start_ns = 0
         self._registry: ProcessRegistry | None = None
         self._python_unmerged = 0  # stacks whose Python frames did not fit (this window)
+        self._unsupported_seen = 0
         self.last_unwind = UnwindReport(self.unwind_mode)
 
     # -- lifecycle ---------------------------------------------------------
@@ -318,9 +319,17 @@ class CpuCollector:
             "python_native_threads": str(delta["python_native_threads"]),
             "python_incomplete": str(delta["python_incomplete"]),
             "python_unmerged": str(self._python_unmerged),
+            "python_unsupported": str(self._python_unsupported()),
             **{f"unwind_end_{end}": str(n) for end, n in report.ends.items()},
         }
         return profile
+
+    def _python_unsupported(self) -> int:
+        """Interpreters found this window that cannot be read (another version, ...)."""
+        python = self._registry.python if self._registry else None
+        total = python.stats().unsupported if python else 0
+        delta, self._unsupported_seen = total - self._unsupported_seen, total
+        return delta
 
     def _unwind_report(self, delta: dict[str, int]) -> UnwindReport:
         ends = {end: delta[f"unwind_end_{end}"] for end in UNWIND_ENDS}

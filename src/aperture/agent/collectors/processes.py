@@ -31,7 +31,7 @@ PROC_EVENT_NEW = 0
 PROC_EVENT_MAPS_CHANGED = 1
 PROC_EVENT_TABLE_WANTED = 2  # its tgid field holds a file id, not a process
 PROC_EVENT_PYTHON_STACK = 3  # a PyStackEvent
-MAX_PY = 64  # APERTURE_MAX_PY_FRAMES
+MAX_PY = 128  # APERTURE_MAX_PY_FRAMES
 
 
 class PyStackEvent(ctypes.Structure):

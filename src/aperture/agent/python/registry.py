@@ -69,7 +69,8 @@ class PythonRegistry:
         self._procs: dict[int, tuple[Interpreter, CodeResolver]] = {}
         self._dying: set[int] = set()  # forgotten this window
         self._dying_last: set[int] = set()  # forgotten last window: dropped at the next
-        self._unsupported = 0
+        self._unsupported: set[int] = set()  # live pids counted (a process counts once)
+        self._unsupported_count = 0
 
     def register(self, pid: int, maps: ProcessMaps) -> Interpreter | None:
         """Find ``pid``'s interpreter (if any) and describe it to the walker."""
@@ -77,11 +78,13 @@ class PythonRegistry:
             interpreter = find_interpreter(pid, maps)
         except UnsupportedPython:
             with self._lock:
-                self._unsupported += 1
-            self.forget(pid)
+                if pid not in self._unsupported:
+                    self._unsupported.add(pid)
+                    self._unsupported_count += 1
+            self._drop(pid)
             return None
         if interpreter is None:
-            self.forget(pid)
+            self._drop(pid)
             return None
         try:
             self._map.update(c_uint32(pid), py_proc(interpreter))
@@ -121,6 +124,12 @@ class PythonRegistry:
         while the agent drains the other): they still need its resolved code objects.
         """
         with self._lock:
+            self._unsupported.discard(pid)
+        self._drop(pid)
+
+    def _drop(self, pid: int) -> None:
+        """No interpreter for ``pid`` from now on (its resolver goes a window later)."""
+        with self._lock:
             if pid not in self._procs:
                 return
             self._dying.add(pid)
@@ -137,4 +146,4 @@ class PythonRegistry:
 
     def stats(self) -> PythonStats:
         with self._lock:
-            return PythonStats(len(self._procs), self._unsupported)
+            return PythonStats(len(self._procs), self._unsupported_count)
