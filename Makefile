@@ -114,6 +114,7 @@ bench: setup
 	$(PY) bench/storage.py
 	$(PY) bench/filters.py
 	$(PY) bench/unwind.py
+	$(PY) bench/python_frames.py
 
 # Reliability (docs/reliability.md): each run writes reliability/results/<name>.json,
 # and the page is generated from those files, never written by hand.
