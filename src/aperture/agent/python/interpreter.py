@@ -31,7 +31,13 @@ from aperture.agent.python.offsets import (
     parse_debug_offsets,
 )
 from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps
-from aperture.agent.unwind.segments import LoadSegment, load_bias, read_load_segments
+from aperture.agent.unwind.segments import (
+    ElfSection,
+    LoadSegment,
+    elf_sections,
+    load_bias,
+    read_load_segments,
+)
 
 __all__ = [
     "Interpreter",
@@ -240,7 +246,7 @@ def _elf_python(path: str, mapping: Mapping) -> _ElfPython | None:
 def _read_elf_python(path: str) -> _ElfPython | None:
     try:
         with open(path, "rb") as f:
-            sections = _sections(f.read(64), f)
+            sections = elf_sections(f.read(64), f)
             if sections is None:
                 return None
             symbols: dict[bytes, _Symbol] = {}
@@ -268,49 +274,8 @@ def _read_elf_python(path: str) -> _ElfPython | None:
     return _ElfPython(symbols, read_load_segments(path), versions)
 
 
-# A section header as (sh_type, sh_addr, sh_offset, sh_size, sh_link, sh_entsize, index).
-_Section = tuple[int, int, int, int, int, int, int]
-
-
-def _sections(header: bytes, f: IO[bytes]) -> dict[bytes, _Section] | None:
-    """Section headers of a 64-bit little-endian ELF by name."""
-    if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
-        return None
-    (shoff,) = struct.unpack_from("<Q", header, 40)
-    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
-    if shentsize < 64 or not shnum or shstrndx >= shnum:
-        return None
-    f.seek(shoff)
-    table = f.read(shentsize * shnum)
-    if len(table) < shentsize * shnum:
-        return None
-    rows = []
-    for i in range(shnum):
-        (
-            sh_name,
-            sh_type,
-            _flags,
-            sh_addr,
-            sh_offset,
-            sh_size,
-            sh_link,
-            _info,
-            _align,
-            sh_entsize,
-        ) = struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize)
-        rows.append((sh_name, (sh_type, sh_addr, sh_offset, sh_size, sh_link, sh_entsize, i)))
-    names_sec = rows[shstrndx][1]
-    f.seek(names_sec[2])
-    names = f.read(min(names_sec[3], 1 << 20))
-    out: dict[bytes, _Section] = {}
-    for sh_name, sec in rows:
-        end = names.find(b"\0", sh_name)
-        out[names[sh_name:end]] = sec
-    return out
-
-
 def _find_symbols(
-    f: IO[bytes], symtab: _Section, strtab: _Section, out: dict[bytes, _Symbol]
+    f: IO[bytes], symtab: ElfSection, strtab: ElfSection, out: dict[bytes, _Symbol]
 ) -> None:
     """Add the ``_WANTED`` symbols defined in ``symtab`` to ``out``."""
     f.seek(strtab[2])

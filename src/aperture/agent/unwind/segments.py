@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 _PT_LOAD = 1
 _PAGE = 0x1000
@@ -64,30 +64,53 @@ def load_bias(segments: list[LoadSegment], start: int, pgoff: int) -> int | None
     return None
 
 
+# A section header as (sh_type, sh_addr, sh_offset, sh_size, sh_link, sh_entsize, index).
+ElfSection = tuple[int, int, int, int, int, int, int]
+
+
+def elf_sections(header: bytes, f: IO[bytes]) -> dict[bytes, ElfSection] | None:
+    """Section headers of a 64-bit little-endian ELF by name."""
+    if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
+        return None
+    (shoff,) = struct.unpack_from("<Q", header, 40)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
+    if shentsize < 64 or not shnum or shstrndx >= shnum:
+        return None
+    f.seek(shoff)
+    table = f.read(shentsize * shnum)
+    if len(table) < shentsize * shnum:
+        return None
+    rows = []
+    for i in range(shnum):
+        (
+            sh_name,
+            sh_type,
+            _flags,
+            sh_addr,
+            sh_offset,
+            sh_size,
+            sh_link,
+            _info,
+            _align,
+            sh_entsize,
+        ) = struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize)
+        rows.append((sh_name, (sh_type, sh_addr, sh_offset, sh_size, sh_link, sh_entsize, i)))
+    names_sec = rows[shstrndx][1]
+    f.seek(names_sec[2])
+    names = f.read(min(names_sec[3], 1 << 20))
+    out: dict[bytes, ElfSection] = {}
+    for sh_name, sec in rows:
+        end = names.find(b"\0", sh_name)
+        out[names[sh_name:end]] = sec
+    return out
+
+
 def section_size(path: str, name: bytes) -> int | None:
     """Size of the section called ``name`` in a 64-bit little-endian ELF (None if absent)."""
     try:
         with open(path, "rb") as f:
-            header = f.read(64)
-            if len(header) < 64 or header[:4] != b"\x7fELF" or header[4] != 2 or header[5] != 1:
-                return None
-            (shoff,) = struct.unpack_from("<Q", header, 40)
-            shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
-            if shentsize < 64 or not shnum or shstrndx >= shnum:
-                return None
-            f.seek(shoff)
-            table = f.read(shentsize * shnum)
-            if len(table) < shentsize * shnum:
-                return None
-            str_off, str_size = struct.unpack_from("<QQ", table, shstrndx * shentsize + 24)
-            f.seek(str_off)
-            names = f.read(min(str_size, 1 << 20))
-            for i in range(shnum):
-                (sh_name,) = struct.unpack_from("<I", table, i * shentsize)
-                end = names.find(b"\0", sh_name)
-                if names[sh_name:end] == name:
-                    (size,) = struct.unpack_from("<Q", table, i * shentsize + 32)
-                    return int(size)
+            sections = elf_sections(f.read(64), f)
     except (OSError, struct.error):
         return None
-    return None
+    found = sections.get(name) if sections else None
+    return found[3] if found else None
