@@ -38,7 +38,6 @@ from _common import (
     require_tools,
     write_report,
 )
-
 from aperture.formats.json_format import load_json
 from aperture.model import FrameKind
 

@@ -127,6 +127,31 @@ def test_python_functions_under_pid(
     ), result.stderr
 
 
+def test_python_functions_shown_while_the_interpreter_has_no_unwind_table(
+    tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """The native walk stops in libpython (its table refused by a small
+    --unwind-table-memory, as while a new process's table is still being built):
+    the Python functions still show, rootward of an [unknown] frame for the
+    native frames between."""
+    python = interpreter("3.12")
+    script = tmp_path / "hot.py"
+    script.write_text(HOT)
+    proc = start(python, script, "30")
+    spawn.append(proc)
+    out = tmp_path / "py.json"
+    result = run_agent(
+        *("--pid", str(proc.pid), "-F", "499", "-d", "4s", "--unwind-table-memory", "1MiB"),
+        *("-o", str(out)),
+    )
+    profile = load_json(out.read_text())
+    assert profile.labels["unwind_complete"] == "0", result.stderr  # no walk got past libpython
+    check_hot_profile(profile, proc.pid, script)
+    a = with_function([s for s in profile.samples if s.pid == proc.pid], "hot_a")
+    gapped = total([s for s in a if any(f.kind is FrameKind.UNKNOWN for f in s.stack)])
+    assert gapped / total(a) >= 0.5, f"only {gapped}/{total(a)} hot_a samples behind a gap"
+
+
 def test_python_functions_system_wide_with_late_and_exiting_processes(
     tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:

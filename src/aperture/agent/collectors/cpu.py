@@ -146,6 +146,7 @@ class Unwound(NamedTuple):
     ips: tuple[int, ...]
     py: tuple[int, ...]
     py_status: int
+    complete: bool = True  # the native walk reached the entry point
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,6 +358,7 @@ class CpuCollector:
                 tuple(st.ips[: min(st.len, MAX_USER_FRAMES)]),
                 tuple(st.py[: min(st.py_len, MAX_PY_FRAMES)]),
                 int(st.py_status),
+                st.end == UNWIND_ENDS.index("bottom"),
             )
             for h, st in rows
         }
@@ -383,9 +385,12 @@ class CpuCollector:
                 decode_entries(stack.py),
                 stack.py_status,
                 resolve,
+                native_complete=stack.complete,
             )
             if merged is None:
                 self._python_unmerged += 1
+            elif not stack.complete:
+                return tuple(reversed(merged))  # already cut where the native walk broke
             else:
                 frames = merged
         return trim_user_stack(frames)

@@ -11,6 +11,11 @@ When the counts cannot be matched (a sample taken while a call of the eval
 loop was being entered or left, a build whose eval loop has a split-off cold
 part) the native stack is kept whole: a short or native-only stack is better
 than Python functions put under the wrong caller.
+
+A native walk that stopped early (a library whose table is still being built,
+a caller without one) reached only the innermost eval-loop frames, if any: the
+runs it did not reach belong to calls further out, so they go rootward of what
+it did reach, behind an ``[unknown]`` frame for the native frames in between.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
-from aperture.model import Frame
+from aperture.model import Frame, FrameKind
 
 # user_stack.py entries (aperture.h)
 PY_LAST_BIT = 1 << 63
@@ -27,6 +32,8 @@ PY_INSTR_MAX = 0xFFFF
 PY_ADDR_MASK = (1 << 47) - 1
 NOT_CALL_BIT = 1 << 63  # on native addresses (symbolizer.NOT_CALL_BIT)
 _NATIVE_MARKS = (1 << 63) | (1 << 62)
+# The native frames a walk that stopped early did not reach (as symbolizer.UNKNOWN)
+GAP = Frame("[unknown]", "[unknown]", FrameKind.UNKNOWN)
 
 # enum py_status
 PY_STATUS_NONE = 0
@@ -86,6 +93,8 @@ def merge(
     entries: Sequence[PyEntry],
     status: int,
     resolve: Callable[[PyEntry], Frame | None],
+    *,
+    native_complete: bool = True,
 ) -> list[Frame] | None:
     """Leaf-first frames with the Python runs in place, or None when they do not fit.
 
@@ -93,17 +102,26 @@ def merge(
     raw addresses); ``status`` is the walk's py_status: with every Python frame
     recorded (OK) the runs and eval-loop frames must pair up exactly; a walk cut
     short fills the innermost eval-loop frames it reached and leaves the outer
-    ones native.
+    ones native. ``native_complete``: the native walk reached the entry point;
+    when it did not, the native frames are cut after the first one in no mapping
+    (the frame-pointer chain broke there) and the runs past them follow one
+    ``[unknown]`` frame: the list is then final, nothing in it to be trimmed.
     """
     groups = runs(entries)
-    positions = eval_positions(addrs, *eval_range)
     if not groups:
         return None
-    if status == PY_STATUS_OK:
-        if len(groups) != len(positions) or not groups[-1][-1].last:
-            return None
-    elif len(groups) > len(positions):
+    if not native_complete:
+        cut = next((i for i, f in enumerate(native) if i and f.kind is FrameKind.UNKNOWN), None)
+        if cut is not None:  # kept as the marker of where the walk broke
+            native, addrs = native[: cut + 1], addrs[: cut + 1]
+    positions = eval_positions(addrs, *eval_range)
+    placed = len(groups)
+    if status == PY_STATUS_OK and (len(groups) < len(positions) or not groups[-1][-1].last):
         return None
+    if len(groups) > len(positions):
+        if native_complete:
+            return None
+        placed = len(positions)
     resolved: list[list[Frame]] = []
     for group in groups:
         frames = []
@@ -113,12 +131,17 @@ def merge(
                 return None
             frames.append(frame)
         resolved.append(frames)
-    at = dict(zip(positions, resolved, strict=False))
+    at = dict(zip(positions, resolved[:placed], strict=False))
     out: list[Frame] = []
     for i, frame in enumerate(native):
         run = at.get(i)
         if run is None:
             out.append(frame)
         else:
+            out.extend(run)
+    if placed < len(resolved):
+        if not out or out[-1].kind is not FrameKind.UNKNOWN:
+            out.append(GAP)
+        for run in resolved[placed:]:
             out.extend(run)
     return out
