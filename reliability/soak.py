@@ -48,7 +48,7 @@ AGENT_CPU_BOUND_PCT = 0.5
 METRICS = {
     "pending_rows": "aperture_storage_pending_rows",
     "pending_bytes": "aperture_storage_pending_bytes",
-    "store_dropped": "aperture_storage_dropped_batches",
+    "journal_unstored": "aperture_journal_unstored_batches",
     "buffer_bytes": "aperture_buffer_bytes",
     "evictions": "aperture_buffer_evictions_total",
     "accepted": 'aperture_pushes_total{status="accepted"}',
@@ -144,7 +144,7 @@ def load_run(agents: int, minutes: float) -> Result:
         rss_growth_pct=growth_pct(rss),
         pending_rows_max=max(pending) if pending else float("nan"),
         pending_rows_end_of_push=pending[-1] if pending else float("nan"),
-        store_dropped_batches=final.get("store_dropped", 0),
+        journal_unstored_at_end=final.get("journal_unstored", 0),
         drain_s=drain_s,
         aggregator_exit=code,
         mean_stacks=fleet.mean_stacks(),
@@ -157,8 +157,8 @@ def load_run(agents: int, minutes: float) -> Result:
                 f"{len(missing)} acknowledged pushes missing from the store")  # fmt: skip
     if stats.gave_up:
         res.lost += f"; {len(stats.gave_up)} pushes never acknowledged (agent gave up)"
-    if final.get("store_dropped"):
-        res.lost += f"; {final['store_dropped']:.0f} batches dropped by the store queue bound"
+    if final.get("journal_unstored"):
+        res.lost += f"; {final['journal_unstored']:.0f} journaled batches never reached the store"
     m["store_drained"] = int(drained)
     m["pending_rows_bounded"] = int(pending_bounded(rows))
     res.notes.append(
@@ -176,8 +176,8 @@ def load_failures(m: dict[str, Any]) -> list[str]:
                    f"({m['acked_samples_missing']} samples) missing from the store")  # fmt: skip
     if m["gave_up"]:
         out.append(f"{m['gave_up']:,} pushes never acknowledged within the run + 120 s")
-    if m["store_dropped_batches"]:
-        out.append(f"{m['store_dropped_batches']:.0f} batches dropped by the store queue bound")
+    if m["journal_unstored_at_end"]:
+        out.append(f"{m['journal_unstored_at_end']:.0f} journaled batches never reached the store")
     if not m.get("store_drained", 1):
         out.append("the store did not drain within 900 s")
     if not m.get("pending_rows_bounded", 1):

@@ -22,7 +22,7 @@ def batch(sequence: int) -> bytes:
 def test_push_is_refused_while_the_store_queue_is_full_and_accepted_once_it_drains() -> None:
     room = [False]
     queued: list[bytes] = []
-    ingest = Ingest(BatchBuffer(1 << 20), Metrics(), on_accept=queued.append,
+    ingest = Ingest(BatchBuffer(1 << 20), Metrics(), on_accept=lambda raw, _seg: queued.append(raw),
                     admit=lambda _size: room[0])  # fmt: skip
     refused = ingest.push(batch(7))
     assert refused.outcome is Outcome.UNAVAILABLE and refused.retry_after_ms > 0
@@ -32,11 +32,12 @@ def test_push_is_refused_while_the_store_queue_is_full_and_accepted_once_it_drai
     assert len(queued) == 1
 
 
-def test_writer_has_room_until_a_batch_would_shed_an_older_one() -> None:
+def test_writer_has_room_until_its_byte_bound() -> None:
     store: Any = object()  # never started: submit only queues
     writer = StorageWriter(store, max_pending_bytes=100)
     assert writer.has_room(500)  # an empty queue takes any one batch
     writer.submit(b"x" * 80)
     assert writer.has_room(20)
     assert not writer.has_room(21)
-    assert writer.stats().dropped_batches == 0
+    writer.submit(b"y" * 80)  # over the bound: kept, never shed
+    assert writer.stats().pending_batches == 2

@@ -72,6 +72,7 @@ def create_app(state: AppState) -> FastAPI:
             state.storage.refresh_gauges()
         if state.ingest.journal is not None:
             metrics.journal_bytes.set(state.ingest.journal.size())
+            metrics.journal_unstored.set(state.ingest.journal.held())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     api = APIRouter(prefix="/api/v1")
@@ -92,6 +93,7 @@ def create_app(state: AppState) -> FastAPI:
                 "evictions": buffer.stats.evictions,
             },
             "journal_bytes": state.ingest.journal.size() if state.ingest.journal else None,
+            "journal_unstored": state.ingest.journal.held() if state.ingest.journal else None,
             "storage": state.storage.health() if state.storage else None,
         }
 

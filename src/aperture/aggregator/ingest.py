@@ -49,7 +49,7 @@ class Ingest:
         journal: Journal | None = None,
         max_message_bytes: int = 16 << 20,
         backpressure_ratio: float = 0.9,
-        on_accept: Callable[[bytes], None] | None = None,
+        on_accept: Callable[[bytes, int | None], None] | None = None,
         admit: Callable[[int], bool] | None = None,
         ingest_filter: Filter | None = None,
     ) -> None:
@@ -58,7 +58,9 @@ class Ingest:
         self.journal = journal
         self.max_message_bytes = max_message_bytes
         self.backpressure_ratio = backpressure_ratio
-        # Called with each accepted batch's bytes after it is journaled: the store's writer.
+        # Called with each accepted batch's bytes and journal segment (None without a
+        # journal) after it is journaled: the store's writer, which releases the
+        # segment once the batch is stored.
         self.on_accept = on_accept
         # Whether the store's queue has room for a batch of this many bytes: when it has
         # not, the push is refused (the agent keeps it and retries) rather than
@@ -77,14 +79,16 @@ class Ingest:
         if self.journal is None:
             return 0
         count = 0
-        for body in self.journal.replay():
+        for segment, body in self.journal.replay():
             try:
                 batch = parse(body)
                 summary = check(batch)
             except MalformedBatch:
                 continue  # written by us, so only a bug could land here
             if self.deduper.add(batch.agent.agent_id, batch.sequence):
-                self._store(batch, summary, body, time.time_ns())
+                if self.on_accept is not None:
+                    self.journal.hold(segment)  # the store may not have it: it skips those it has
+                self._store(batch, summary, body, time.time_ns(), segment)
                 count += 1
         self.journal.open()
         if count:
@@ -138,26 +142,34 @@ class Ingest:
                 "the store is behind (its queue is full): retry later",
                 5000,
             )
+        segment = None
         if self.journal is not None:
             try:
-                self.journal.append(raw)
+                segment = self.journal.append(raw, hold=self.on_accept is not None)
             except OSError as exc:
                 log.error("journal write failed: %s", exc)
                 return PushResult(
                     Outcome.UNAVAILABLE, f"the aggregator cannot persist batches now ({exc})", 5000
                 )
         self.deduper.add(agent_id, batch.sequence)
-        self._store(batch, summary, raw, time.time_ns())
+        self._store(batch, summary, raw, time.time_ns(), segment)
         self.metrics.count_batch(batch.losses, batch.window_labels)
         hint = 0
         if self.buffer.utilization >= self.backpressure_ratio:
             hint = 1000  # nearly full: ask agents to slow down a little
         return PushResult(Outcome.ACCEPTED, retry_after_ms=hint)
 
-    def _store(self, batch: pb.ProfileBatch, summary: Summary, raw: bytes, now_ns: int) -> None:
+    def _store(
+        self,
+        batch: pb.ProfileBatch,
+        summary: Summary,
+        raw: bytes,
+        now_ns: int,
+        segment: int | None = None,
+    ) -> None:
         self.buffer.add(BufferedBatch.of(batch, summary, raw, now_ns))
         if self.on_accept is not None:
-            self.on_accept(raw)  # queued for the store, never blocking (it skips replays)
+            self.on_accept(raw, segment)  # queued for the store, never blocking
         agent = batch.agent
         info = self.agents.get(agent.agent_id)
         if info is None:

@@ -4,7 +4,10 @@ Each record is ``length (u32 LE) | crc32 (u32 LE) | serialized ProfileBatch``,
 written and fdatasync'ed before the push is acknowledged. On start the journal
 is replayed; a torn record at the end of the last segment (a crash mid-write)
 is cut off. Segments rotate at ``segment_bytes``; the oldest are deleted when
-the journal exceeds ``max_bytes``, so it holds about what the buffer holds.
+the journal exceeds ``max_bytes``, so it holds about what the buffer holds —
+except a segment with records the store has not written yet (``held``), which
+stays, with every newer one, until :meth:`release` says the store has them:
+an acknowledged batch is durable until it is stored, whatever ``max_bytes``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,19 @@ import os
 import struct
 import threading
 import zlib
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 _HEADER = struct.Struct("<II")
 _PREFIX = "journal-"
 _SUFFIX = ".log"
+
+
+class Record(NamedTuple):
+    segment: int  # the segment's number: what hold() and release() take
+    body: bytes
 
 
 class Journal:
@@ -29,19 +39,26 @@ class Journal:
         self._lock = threading.Lock()
         self._fd = -1
         self._segment_size = 0
+        self._segment_number = 0
+        self._held: Counter[int] = Counter()  # segment -> records not yet in the store
         self.torn_records = 0
         directory.mkdir(parents=True, exist_ok=True)
 
     def _segments(self) -> list[Path]:
         return sorted(
             self.directory.glob(f"{_PREFIX}*{_SUFFIX}"),
-            key=lambda p: int(p.name[len(_PREFIX) : -len(_SUFFIX)]),
+            key=self._number,
         )
 
-    def replay(self) -> Iterator[bytes]:
+    @staticmethod
+    def _number(path: Path) -> int:
+        return int(path.name[len(_PREFIX) : -len(_SUFFIX)])
+
+    def replay(self) -> Iterator[Record]:
         """Every intact record, oldest first; cuts a torn tail off the last segment."""
         segments = self._segments()
         for index, path in enumerate(segments):
+            number = self._number(path)
             data = path.read_bytes()
             pos = 0
             while pos + _HEADER.size <= len(data):
@@ -49,7 +66,7 @@ class Journal:
                 body = data[pos + _HEADER.size : pos + _HEADER.size + length]
                 if len(body) < length or zlib.crc32(body) != crc:
                     break
-                yield body
+                yield Record(number, body)
                 pos += _HEADER.size + length
             if pos < len(data):
                 self.torn_records += 1
@@ -60,7 +77,7 @@ class Journal:
     def open(self) -> None:
         """Start appending (to a new segment after the existing ones)."""
         segments = self._segments()
-        number = int(segments[-1].name[len(_PREFIX) : -len(_SUFFIX)]) + 1 if segments else 1
+        number = self._number(segments[-1]) + 1 if segments else 1
         self._open_segment(number)
 
     def _open_segment(self, number: int) -> None:
@@ -76,8 +93,12 @@ class Journal:
         finally:
             os.close(dir_fd)
 
-    def append(self, body: bytes) -> None:
-        """Write one record durably (fdatasync) before returning."""
+    def append(self, body: bytes, *, hold: bool = False) -> int:
+        """Write one record durably (fdatasync) before returning its segment's number.
+
+        ``hold``: the record is on its way to the store; its segment stays until
+        :meth:`release`.
+        """
         record = _HEADER.pack(len(body), zlib.crc32(body)) + body
         with self._lock:
             if self._fd < 0:
@@ -88,12 +109,39 @@ class Journal:
             os.write(self._fd, record)
             os.fdatasync(self._fd)
             self._segment_size += len(record)
+            if hold:
+                self._held[self._segment_number] += 1
+            return self._segment_number
+
+    def hold(self, segment: int) -> None:
+        """A replayed record of ``segment`` is on its way to the store again."""
+        with self._lock:
+            self._held[segment] += 1
+
+    def release(self, segments: list[int]) -> None:
+        """The store holds these records now (one segment number per record)."""
+        with self._lock:
+            emptied = False
+            for segment in segments:
+                if self._held[segment] <= 1:
+                    self._held.pop(segment, None)
+                    emptied = True
+                else:
+                    self._held[segment] -= 1
+            if emptied and self._fd >= 0:
+                self._trim()  # what an outage kept goes once the store has it
+
+    def held(self) -> int:
+        """Records not yet in the store."""
+        with self._lock:
+            return sum(self._held.values())
 
     def _trim(self) -> None:
+        """Delete the oldest segments past ``max_bytes``, up to the first one held."""
         segments = self._segments()
         total = sum(p.stat().st_size for p in segments)
         for path in segments[:-1]:
-            if total <= self.max_bytes:
+            if total <= self.max_bytes or self._held[self._number(path)]:
                 break
             total -= path.stat().st_size
             path.unlink()

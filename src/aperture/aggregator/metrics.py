@@ -101,9 +101,9 @@ class Metrics:
         self.storage_pending_bytes = Gauge(
             "aperture_storage_pending_bytes", "Bytes of batches waiting for the store.", registry=r
         )
-        self.storage_dropped = Gauge(
-            "aperture_storage_dropped_batches",
-            "Batches dropped (oldest first) because the store queue overflowed its bound.",
+        self.journal_unstored = Gauge(
+            "aperture_journal_unstored_batches",
+            "Journaled batches the store has not written yet (their segments are kept).",
             registry=r,
         )
         self.journal_bytes = Gauge(

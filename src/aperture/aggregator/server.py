@@ -92,7 +92,10 @@ class Aggregator:
         self.metrics = Metrics()
         journal = None
         if settings.journal:
-            journal = Journal(journal_dir(settings.data_dir), max_bytes=settings.buffer_bytes)
+            # Segments of a quarter of the buffer (1-64 MiB): trimmed in steps that small.
+            segment = min(64 << 20, max(1 << 20, settings.buffer_bytes // 4))
+            directory = journal_dir(settings.data_dir)
+            journal = Journal(directory, max_bytes=settings.buffer_bytes, segment_bytes=segment)
         self.ingest = Ingest(
             BatchBuffer(settings.buffer_bytes, settings.buffer_batches),
             self.metrics,
@@ -103,7 +106,7 @@ class Aggregator:
         self.ingest.buffer._on_evict = self.ingest.on_evict
         self.storage: StorageLink | None = None
         if settings.storage is not None:
-            self.storage = StorageLink(settings.storage, self.metrics)
+            self.storage = StorageLink(settings.storage, self.metrics, journal)
             self.ingest.on_accept = self.storage.submit
             self.ingest.admit = self.storage.has_room
         self.tokens = Tokens(settings.token, settings.ingest_tokens, settings.read_tokens)

@@ -1,10 +1,11 @@
 """The aggregator's store: opened with clear errors, fed by a background writer.
 
 Accepted batches are journaled first, then queued for the store; the writer
-retries store failures with backoff and its queue is bounded (overflow dropped
-oldest-first and counted). On start the journal is replayed into the writer
-too: the store skips batches it already holds, so a crash between journal and
-store loses nothing.
+retries store failures with backoff, and its queue is bounded by refusing pushes
+that would not fit (``has_room``), never by dropping what it holds. The journal
+keeps each batch until the writer says the store has it. On start the journal is
+replayed into the writer too: the store skips batches it already holds, so a
+crash between journal and store loses nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.errors import AgentError
 from aperture.model import Profile
@@ -33,7 +35,9 @@ class StorageSettings:
 class StorageLink:
     """A Store, its StorageWriter and the metrics that show them."""
 
-    def __init__(self, settings: StorageSettings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: StorageSettings, metrics: Metrics, journal: Journal | None = None
+    ) -> None:
         try:
             from aperture.storage import StorageWriter, Store, StoreBackend, StoreError
         except ModuleNotFoundError as exc:
@@ -57,13 +61,21 @@ class StorageLink:
             metrics.storage_flushes.labels("ok" if status == "ok" else "error").inc()
             metrics.storage_flush_seconds.observe(seconds)
 
+        def on_done(segments: list[object]) -> None:
+            if journal is not None:
+                journal.release([s for s in segments if isinstance(s, int)])
+
         self.writer = StorageWriter(
-            self.store, max_pending_bytes=settings.max_pending_bytes, on_flush=on_flush
+            self.store,
+            max_pending_bytes=settings.max_pending_bytes,
+            on_flush=on_flush,
+            on_done=on_done,
         ).start()
         self.backend = FreshBackend(StoreBackend(self.store), self.writer)
 
-    def submit(self, raw: bytes) -> None:
-        self.writer.submit(raw)
+    def submit(self, raw: bytes, segment: int | None = None) -> None:
+        """Queue an accepted batch; ``segment``: the journal's, released once stored."""
+        self.writer.submit(raw, segment)
 
     def has_room(self, size: int) -> bool:
         """Whether the writer's bounded queue takes ``size`` more bytes without a drop."""
@@ -73,7 +85,6 @@ class StorageLink:
         stats = self.writer.stats()
         self.metrics.storage_pending_rows.set(stats.pending_rows)
         self.metrics.storage_pending_bytes.set(stats.pending_bytes)
-        self.metrics.storage_dropped.set(stats.dropped_batches)
 
     def health(self) -> dict[str, Any]:
         stats = self.writer.stats()
@@ -85,7 +96,6 @@ class StorageLink:
             "written_batches": stats.written_batches,
             "flush_ok": stats.flush_ok,
             "flush_failed": stats.flush_failed,
-            "dropped_batches": stats.dropped_batches,
             "last_error": stats.last_error,
         }
 

@@ -4,10 +4,12 @@
 loop never waits on ClickHouse. The thread parses what was queued, flushes
 when ``flush_rows`` rows wait or the oldest batch has waited
 ``flush_interval_s``, and on failure keeps the group queued and retries with
-exponential backoff. The queue is bounded in bytes: the aggregator refuses a
-push that would not fit (``has_room``), so acknowledged batches are not shed;
-past the bound (a journal replay at start) the oldest batches are dropped and
-counted (the aggregator's journal still holds them).
+exponential backoff. The queue is bounded in bytes by its callers: the
+aggregator refuses a push that would not fit (``has_room``), and a journal
+replay at start submits only what the journal held, which was admitted so. No
+queued batch is ever dropped: ``on_done`` hears of each one once it is in the
+store (or refused by it as unreadable), and only then may the aggregator's
+journal let it go.
 """
 
 from __future__ import annotations
@@ -42,8 +44,6 @@ class WriterStats:
     written_rows: int
     duplicate_batches: int  # already stored: skipped
     rejected_batches: int  # malformed: skipped
-    dropped_batches: int  # oldest dropped when the queue was full
-    dropped_bytes: int
     flush_seconds_total: float
     flush_seconds_last: float
     retry_in_s: float  # 0 unless waiting to retry a failed flush
@@ -61,6 +61,7 @@ class _Queued:
     at: float
     batch: pb.ProfileBatch | None = None
     rows: int = 0
+    tag: object = None  # the submitter's, handed back to on_done
 
 
 def _size(item: Item) -> int:
@@ -89,8 +90,6 @@ class _Counters:
     written_rows: int = 0
     duplicate_batches: int = 0
     rejected_batches: int = 0
-    dropped_batches: int = 0
-    dropped_bytes: int = 0
     flush_seconds_total: float = 0.0
     flush_seconds_last: float = 0.0
     last_error: str = ""
@@ -135,6 +134,7 @@ class StorageWriter:
         backoff_s: float = 0.5,
         max_backoff_s: float = 30.0,
         on_flush: Callable[[str, float], None] | None = None,
+        on_done: Callable[[list[object]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -144,6 +144,7 @@ class StorageWriter:
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
         self._on_flush = on_flush
+        self._on_done = on_done  # with the tags of batches the store now holds or refused
         self._clock = clock
         self._queue: collections.deque[_Queued] = collections.deque()
         self._c = _Counters()
@@ -158,35 +159,21 @@ class StorageWriter:
 
     # -- caller side (any thread, never blocks on I/O) -------------------
 
-    def submit(self, item: Item) -> None:
-        """Queue one accepted batch (serialized bytes, a ProfileBatch or a Decoded)."""
+    def submit(self, item: Item, tag: object = None) -> None:
+        """Queue one accepted batch (serialized bytes, a ProfileBatch or a Decoded).
+
+        ``tag`` comes back through ``on_done`` once the batch is in the store.
+        """
         size = _size(item)
         with self._cv:
-            self._queue.append(_Queued(item, size, self._clock()))
+            self._queue.append(_Queued(item, size, self._clock(), tag=tag))
             self._c.pending_bytes += size
-            self._shed()
             self._cv.notify_all()
 
     def has_room(self, size: int) -> bool:
-        """Whether a batch of ``size`` bytes fits the queue without shedding an older one."""
+        """Whether a batch of ``size`` bytes fits the queue's byte bound."""
         with self._cv:
             return not self._queue or self._c.pending_bytes + size <= self.max_pending_bytes
-
-    def _shed(self) -> None:
-        """Drop the oldest batches not being written while over the byte bound.
-
-        The newest batch stays even when it alone is over the bound.
-        """
-        c = self._c
-        while c.pending_bytes > self.max_pending_bytes and len(self._queue) > 1:
-            victim = next((q for q in self._queue if id(q) not in c.busy), None)
-            if victim is None or victim is self._queue[-1]:
-                return
-            self._queue.remove(victim)
-            c.pending_bytes -= victim.size
-            c.pending_rows -= victim.rows
-            c.dropped_batches += 1
-            c.dropped_bytes += victim.size
 
     def stats(self) -> WriterStats:
         with self._cv:
@@ -201,8 +188,6 @@ class StorageWriter:
                 written_rows=c.written_rows,
                 duplicate_batches=c.duplicate_batches,
                 rejected_batches=c.rejected_batches,
-                dropped_batches=c.dropped_batches,
-                dropped_bytes=c.dropped_bytes,
                 flush_seconds_total=c.flush_seconds_total,
                 flush_seconds_last=c.flush_seconds_last,
                 retry_in_s=max(0.0, c.retry_at - self._clock()) if c.failures else 0.0,
@@ -328,6 +313,7 @@ class StorageWriter:
                         self._queue.remove(q)
                         self._c.pending_bytes -= q.size
                         self._c.rejected_batches += 1
+                self._done([q.tag])  # it can never be stored: nothing to keep it for
                 continue
             rows = _rows(batch)
             size = q.size if isinstance(q.item, bytes) else _size(batch)
@@ -342,6 +328,7 @@ class StorageWriter:
         """Account for a written (or failed) group; True when it was written."""
         seconds = time.perf_counter() - job.started
         group = job.group
+        done: list[object] = []
         with self._cv:
             c = self._c
             c.busy -= {id(q) for q in group}
@@ -351,15 +338,15 @@ class StorageWriter:
                 c.last_error = str(job.error)
                 delay = min(self.max_backoff_s, self.backoff_s * 2 ** (c.failures - 1))
                 c.retry_at = self._clock() + delay * random.uniform(0.8, 1.0)
-                self._shed()
             else:
                 result = job.result
                 written = {id(q) for q in group}
-                # Batches being written are never shed, so the group is still the queue's head.
+                # Nothing leaves the queue but written groups: the group is still its head.
                 while self._queue and id(self._queue[0]) in written:
                     q = self._queue.popleft()
                     c.pending_rows -= q.rows
                     c.pending_bytes -= q.size
+                    done.append(q.tag)
                 c.failures = 0
                 c.flush_ok += 1
                 c.written_batches += result.batches
@@ -375,7 +362,15 @@ class StorageWriter:
             self._observe("error", seconds)
             return False
         self._observe("ok", seconds)
+        self._done(done)
         return True
+
+    def _done(self, tags: list[object]) -> None:
+        if self._on_done is not None and tags:
+            try:
+                self._on_done(tags)
+            except Exception:
+                log.exception("the on_done callback failed")
 
     def _observe(self, status: str, seconds: float) -> None:
         if self._on_flush is not None:
