@@ -193,16 +193,25 @@ def aggregator_kill9(tmp: Path) -> Result:
     return res
 
 
-def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
+def store_unavailable(
+    tmp: Path, outage_s: float = 60.0, buffer_bytes: str | None = None, crash: bool = False
+) -> Result:
+    """``buffer_bytes``: a journal far smaller than the outage's backlog; ``crash``: the
+    aggregator is killed (-9) and restarted halfway through the outage, so what its
+    store queue held in memory is gone and only the journal can bring it back."""
+    small = f", --buffer-bytes {buffer_bytes}" if buffer_bytes else ""
     res = Result(
-        "fault", "fault-store-unavailable",
-        f"store unavailable for {outage_s:.0f} s (its disk full)",
+        "fault", "fault-store-unavailable" + ("-small-buffer" if buffer_bytes else ""),
+        f"store unavailable for {outage_s:.0f} s (its disk full){small}"
+        + (", aggregator killed (-9) and restarted mid-outage" if crash else ""),
         f"1 real agent + 100 simulated agents (every 2 s) push for {outage_s + 40:.0f} s; "
         f"the embedded store's filesystem is full for {outage_s:.0f} s",
     )  # fmt: skip
     data, local = tmp / "agg", tmp / "local.json"
+    extra = ["--buffer-bytes", buffer_bytes] if buffer_bytes else []
     with tmpfs(tmp / "storefs", "1g") as storefs:
-        agg = AggregatorProcess(data, "--storage", f"chdb://{storefs}/store", token="fault")
+        agg = AggregatorProcess(data, "--storage", f"chdb://{storefs}/store", *extra,
+                                token="fault")  # fmt: skip
         agg.start(timeout=120)
         errors_before = agg.metric('aperture_storage_flush_total{status="error"}')
         agent = start_agent(agg, AGENT, tmp / "agent.log", "--mode", "cpu", "--push-interval",
@@ -215,11 +224,19 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
         time.sleep(15)
         filled = fill(storefs)
         log(f"store filesystem full ({filled >> 20} MiB filler) for {outage_s:.0f} s")
-        pending_peak = 0.0
+        pending_peak = unstored_peak = journal_peak = 0.0
         t_full = time.monotonic()
+        restarted = not crash
         while time.monotonic() - t_full < outage_s:
             with contextlib.suppress(Exception):
                 pending_peak = max(pending_peak, agg.metric("aperture_storage_pending_rows"))
+                unstored_peak = max(unstored_peak, agg.metric("aperture_journal_unstored_batches"))
+                journal_peak = max(journal_peak, agg.metric("aperture_journal_bytes"))
+            if not restarted and time.monotonic() - t_full >= outage_s / 2:
+                agg.kill()
+                agg.start(timeout=120)
+                restarted = True
+                log("aggregator killed (-9) and restarted with the store still full")
             time.sleep(1)
         flush_errors = agg.metric('aperture_storage_flush_total{status="error"}') - errors_before
         refused = agg.metric('aperture_pushes_total{status="unavailable"}')
@@ -229,7 +246,6 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
             lambda: agg.get("/api/v1/health", headers=agg.headers()).json()["storage"][
                 "pending_batches"] == 0, 300)  # fmt: skip
         recovery_s = None if recovered is None else time.monotonic() - t_heal
-        health = agg.get("/api/v1/health", headers=agg.headers()).json()["storage"]
         code = agent.wait(timeout=240)
         pushing.join()
         agg.wait_stored(180)
@@ -241,7 +257,7 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
     recorded, stored_samples = local_total(local), stored["cpu_samples"].get(AGENT, 0)
     res.metrics.update(
         store_flush_errors=flush_errors, pending_rows_peak=pending_peak,
-        store_dropped_batches=health.get("dropped_batches", 0),
+        journal_unstored_peak=unstored_peak, journal_bytes_peak=journal_peak,
         pushes_refused_store_full=refused,
         agent_sequences_missing=missing, duplicate_batches=dups + stored["duplicate_rows"],
         agent_samples_recorded=recorded, agent_samples_stored=stored_samples,
@@ -266,9 +282,19 @@ def store_unavailable(tmp: Path, outage_s: float = 60.0) -> Result:
         "were refused. Recovery: from freeing the space until no batch is pending for the "
         "store."
     )
+    if buffer_bytes:
+        res.notes.append(
+            f"--buffer-bytes {buffer_bytes}: the journal trims by that size only what the store "
+            f"has written; it grew to {journal_peak / 2**20:.0f} MiB holding "
+            f"{unstored_peak:.0f} unstored batches, then shrank once they were stored."
+        )
     if flush_errors == 0:
         res.notes.append("No store write failed: the outage was not real, so this did not hold.")
     return res
+
+
+def store_unavailable_small_buffer(tmp: Path) -> Result:
+    return store_unavailable(tmp, 60.0, buffer_bytes="8MiB", crash=True)
 
 
 def agent_kill9_spool(
@@ -558,6 +584,7 @@ def network_partition(tmp: Path, cut_s: float = 45.0) -> Result:
 SCENARIOS: dict[str, Callable[[Path], Result]] = {
     "aggregator-kill9": aggregator_kill9,
     "store-unavailable": store_unavailable,
+    "store-unavailable-small-buffer": store_unavailable_small_buffer,
     "agent-kill9-spool": agent_kill9_spool,
     "spool-disk-full": spool_disk_full,
     "slow-aggregator": slow_aggregator,
