@@ -164,7 +164,7 @@ def test_restart_keeps_rules_state_and_history(agg: AggregatorProcess) -> None:
 
 
 def test_agent_silent_on_schedule(tmp_path: Path, receiver: Receiver) -> None:
-    agg = AggregatorProcess(tmp_path / "agg", "--no-storage", "--alert-interval", "200ms",
+    agg = AggregatorProcess(tmp_path / "agg", "--no-storage", "--alert-interval", "1s",
                             "--alert-webhook", receiver.url).start()  # fmt: skip
     try:
         c = Client(agg)

@@ -47,7 +47,13 @@ class Endpoint:
 def parse_endpoint(url: str, ca_file: Path | None = None) -> Endpoint:
     """``http://HOST[:PORT]`` (plain) or ``https://`` (TLS); :class:`UsageError` otherwise."""
     example = "e.g. http://aggregator:50051, or https:// for TLS"
-    parts = urllib.parse.urlsplit(url.strip())
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise UsageError(
+            f"--aggregator {url!r} is not a valid URL ({exc}): use http://HOST:PORT, "
+            "with an IPv6 address in brackets (http://[::1]:50051)."
+        ) from None
     if parts.scheme not in ("http", "https"):
         raise UsageError(f"--aggregator {url!r} is not an http:// or https:// URL ({example}).")
     if parts.username or parts.password:

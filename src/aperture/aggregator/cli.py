@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +17,8 @@ from aperture.errors import AgentError, UsageError
 from aperture.filters.options import add_filter_arguments, build_filter
 
 PROG = "aperture-aggregator"
+# Rules run queries: evaluating them more often than this only loads the store.
+MIN_ALERT_INTERVAL_S = 1.0
 
 
 def parse_listen(text: str, flag: str) -> tuple[str, int]:
@@ -24,6 +28,69 @@ def parse_listen(text: str, flag: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UsageError(f"{flag} {text!r} is not HOST:PORT (e.g. 0.0.0.0:9090).")
     return host, int(port)
+
+
+def check_tls_pair(cert: Path, key: Path) -> None:
+    """Refuse a certificate and key that TLS would not load, before any port is bound."""
+    import ssl
+
+    try:
+        cert_pem, key_pem = cert.read_bytes(), key.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {exc.filename}: {exc.strerror}.") from None
+    if b"-----BEGIN CERTIFICATE-----" not in cert_pem:
+        raise UsageError(
+            f"--tls-cert {cert} holds no PEM certificate (-----BEGIN CERTIFICATE-----)."
+        )
+    if b"PRIVATE KEY-----" not in key_pem:
+        raise UsageError(f"--tls-key {key} holds no PEM private key (-----BEGIN PRIVATE KEY-----).")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        # An encrypted key would prompt for its passphrase: refuse it (gRPC cannot use one).
+        context.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise UsageError(
+                f"--tls-key {key} is not the private key of --tls-cert {cert}: give the key "
+                "the certificate was made for."
+            ) from None
+        raise UsageError(
+            f"--tls-cert {cert} and --tls-key {key} do not load as a PEM certificate and its "
+            f"unencrypted private key ({exc.reason or exc}): check both files."
+        ) from None
+
+
+def check_webhook(url: str) -> str:
+    """The --alert-webhook URL, or a UsageError unless it is http(s)://HOST[...]."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        # .port raises ValueError past 65535, like urlsplit for an unclosed [
+        port_ok = parts.port is None or parts.port > 0
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+    except ValueError:
+        valid = False
+    if not valid:
+        raise UsageError(
+            f"--alert-webhook {url!r} is not an http:// or https:// URL: give the full URL the "
+            "notifications are posted to (also for $APERTURE_ALERT_WEBHOOK)."
+        )
+    return url
+
+
+def check_data_dir(data_dir: Path, journal: bool) -> None:
+    """Create --data-dir (and its journal directory) and prove them writable, before serving."""
+    from aperture.aggregator.ingest import journal_dir
+
+    for path in (data_dir, journal_dir(data_dir)) if journal else (data_dir,):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path, prefix=".aperture-check-"):
+                pass
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write to {path} ({exc.strerror or exc}): give a --data-dir this user "
+                "can write to."
+            ) from None
 
 
 def _size(text: str) -> int:
@@ -197,6 +264,10 @@ def settings_from(args: argparse.Namespace) -> object:
     for path in (args.tls_cert, args.tls_key):
         if path is not None and not os.access(path, os.R_OK):
             raise UsageError(f"cannot read {path}: check the path and its permissions.")
+    if args.tls_cert and args.tls_key:
+        check_tls_pair(args.tls_cert, args.tls_key)
+    if args.buffer_batches < 1:
+        raise UsageError(f"--buffer-batches {args.buffer_batches} must be at least 1.")
     token = args.token or os.environ.get("APERTURE_AUTH_TOKEN") or None
     ingest_tokens = scoped_tokens(args.ingest_token, "APERTURE_INGEST_TOKEN")
     read_tokens = scoped_tokens(args.read_token, "APERTURE_READ_TOKEN")
@@ -229,9 +300,17 @@ def settings_from(args: argparse.Namespace) -> object:
 
     try:
         alert_interval = _duration(args.alert_interval)
+    except ValueError as exc:
+        raise UsageError(f"--alert-interval: {exc}.") from None
+    if alert_interval < MIN_ALERT_INTERVAL_S:
+        raise UsageError(
+            f"--alert-interval {args.alert_interval} is too short: rules are evaluated at most "
+            "once a second (e.g. 30s)."
+        )
+    try:
         renotify = 0.0 if args.alert_renotify in ("0", "0s") else _duration(args.alert_renotify)
     except ValueError as exc:
-        raise UsageError(f"--alert-interval/--alert-renotify: {exc}.") from None
+        raise UsageError(f"--alert-renotify: {exc}.") from None
     return Settings(
         grpc_host=grpc_host,
         grpc_port=grpc_port,
@@ -251,7 +330,7 @@ def settings_from(args: argparse.Namespace) -> object:
         storage=storage,
         ingest_filter=build_filter(args, prefix="ingest-"),
         alert_interval_s=alert_interval,
-        alert_webhook=args.alert_webhook or None,
+        alert_webhook=check_webhook(args.alert_webhook) if args.alert_webhook else None,
         alert_renotify_s=renotify,
     )
 
@@ -269,12 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = settings_from(args)
         assert isinstance(settings, Settings)
-        try:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot create --data-dir {settings.data_dir}: {exc.strerror}."
-            ) from None
+        check_data_dir(settings.data_dir, settings.journal)
         asyncio.run(serve(settings))
     except AgentError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)

@@ -18,7 +18,13 @@ _T = TypeVar("_T")
 
 def channel_for(endpoint: str, *, tls_ca: Path | None = None) -> grpc.Channel:
     """A channel for ``http://`` (plain) or ``https://`` (TLS) endpoints."""
-    parts = urlsplit(endpoint)
+    try:
+        parts = urlsplit(endpoint)
+    except ValueError as exc:  # an unclosed IPv6 bracket, say
+        raise UsageError(
+            f"--endpoint {endpoint!r} is not a valid URL ({exc}): use http://HOST:PORT, "
+            "with an IPv6 address in brackets (http://[::1]:50051)."
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(
             f"{endpoint!r} is not an aggregator endpoint: use http://HOST:PORT or https://HOST:PORT."

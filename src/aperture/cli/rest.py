@@ -36,7 +36,13 @@ class RestClient:
     """GET/POST under ``/api/v1`` with the token attached and failures in one sentence."""
 
     def __init__(self, api: str, *, token: str | None = None, tls_ca: Path | None = None) -> None:
-        parts = urlsplit(api)
+        try:
+            parts = urlsplit(api)
+        except ValueError as exc:  # an unclosed IPv6 bracket, say
+            raise UsageError(
+                f"--api {api!r} is not a valid URL ({exc}): use http://HOST:PORT, "
+                "with an IPv6 address in brackets (http://[::1]:9090)."
+            ) from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"--api {api!r} is not an address: use http://HOST:PORT.")
         self.api = api.rstrip("/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -32,6 +33,11 @@ class JsonFilePersistence:
         self._data: dict[str, Any] = {"rules": {}, "states": {}, "history": []}
         if path.exists():
             self._data.update(json.loads(path.read_text()))
+            if path.stat().st_mode & 0o077:
+                # Written by an older version with the umask's mode; another owner's
+                # file is replaced by one of ours, 0600, at the next write.
+                with contextlib.suppress(OSError):
+                    path.chmod(0o600)
 
     def load(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
         d = self._data
@@ -40,7 +46,10 @@ class JsonFilePersistence:
     def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
+        # 0600 like the journal: rules hold webhook URLs, which often carry a secret.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)  # a temp file left by a crash keeps its old mode otherwise
+        with os.fdopen(fd, "w") as f:
             json.dump(self._data, f)
             f.flush()
             os.fsync(f.fileno())

@@ -33,23 +33,47 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
 def load_rule(path: Path) -> Any:
     """A rule (or a list of rules) from a .yaml/.yml or .json file."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}.") from None
     try:
-        if path.suffix in (".yaml", ".yml"):
-            try:
-                import yaml
-            except ModuleNotFoundError:
-                raise UsageError(
-                    "PyYAML is not installed: pip install pyyaml, or use JSON."
-                ) from None
-            return yaml.safe_load(text)
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}): "
+            "save it as UTF-8."
+        ) from None
+    if path.suffix in (".yaml", ".yml"):
+        return _load_yaml(path, text)
+    try:
         return json.loads(text)
-    except UsageError:
-        raise
-    except Exception as exc:  # json's ValueError, yaml's YAMLError
-        raise UsageError(f"{path} is not a valid rule file: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+        ) from None
+    except (ValueError, RecursionError) as exc:  # numbers too long, nesting too deep
+        raise UsageError(f"{path} is not a valid rule file: {_one_line(exc)}.") from None
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    try:
+        import yaml
+    except ModuleNotFoundError:
+        raise UsageError("PyYAML is not installed: pip install pyyaml, or use JSON.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        # Its str() spans several lines (context, excerpt, caret): keep the problem and where.
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = _one_line(exc.problem or exc.context or "a syntax error")
+        raise UsageError(f"{path} is not valid YAML: {problem}{where}.") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise UsageError(f"{path} is not valid YAML: {_one_line(exc)}.") from None
+
+
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
 
 
 def _target(args: argparse.Namespace) -> str:
