@@ -1,19 +1,29 @@
-"""The aggregator's start on a data dir it cannot use: one sentence and a non-zero exit."""
+"""The aggregator's start on a data dir it cannot use, or ports someone else holds.
+
+Each refusal is one sentence and a non-zero exit, and leaves the journal as it was.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
 from aggregator_proc import AggregatorProcess, free_port
+from aperture.model import EventType, Frame, Profile, Sample
+from aperture.proto.v1 import aggregator_pb2 as apb
+from aperture.proto.v1 import aggregator_pb2_grpc
+from aperture.wire import Identity, encode
 
 PROG = "aperture-aggregator"
 
@@ -56,6 +66,42 @@ def assert_one_sentence(result: subprocess.CompletedProcess[str], text: str) -> 
     assert text in lines[0], lines[0]
 
 
+def push(agg: AggregatorProcess, sequence: int) -> None:
+    now = time.time_ns()
+    samples = [Sample((Frame("main", "app"),), 5, pid=1)]
+    profile = Profile(
+        EventType.CPU, "samples", start_ns=now - 10**9, end_ns=now, frequency_hz=99, samples=samples
+    )
+    with grpc.insecure_channel(agg.grpc_target) as channel:
+        stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
+        batch = encode([profile], Identity("a1", "h1", {}), sequence)
+        assert stub.Push(batch, metadata=[("authorization", "Bearer test-token")]).accepted
+
+
+def sequences(agg: AggregatorProcess) -> list[int]:
+    with grpc.insecure_channel(agg.grpc_target) as channel:
+        stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
+        md = [("authorization", "Bearer test-token")]
+        return sorted(
+            b.sequence for b in stub.Query(apb.QueryRequest(limit=100), metadata=md).batches
+        )
+
+
+@pytest.fixture
+def journaled(tmp_path: Path) -> Iterator[Path]:
+    """A data dir whose journal holds batches 1 and 2 (segments of a stopped aggregator)."""
+    data = tmp_path / "data"
+    agg = AggregatorProcess(data, "--no-storage").start()
+    push(agg, 1)
+    push(agg, 2)
+    assert agg.stop() == 0, agg.log.read_text()
+    yield data
+
+
+def segments(data: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((data / "journal").iterdir())}
+
+
 # 10. A data dir that exists but is not writable, or a journal directory in it.
 
 
@@ -73,6 +119,42 @@ def test_unwritable_data_dir_is_one_sentence(tmp_path: Path, unwritable: str) ->
         f"cannot write to {tmp_path / unwritable} (Permission denied): give a --data-dir this "
         "user can write to.",
     )
+
+
+def test_unreadable_journal_segment_stops_the_start_and_stays(journaled: Path) -> None:
+    prefix = without_permission_override()
+    before = segments(journaled)
+    segment = journaled / "journal" / next(name for name in before if name.endswith(".log"))
+    segment.chmod(0)
+    try:
+        result = run_aggregator(journaled, prefix=prefix)
+    finally:
+        segment.chmod(0o600)
+    assert_one_sentence(result, f"cannot read the journal segment {segment} (Permission denied)")
+    assert segments(journaled) == before
+
+
+# 10. A stray file named like a segment: ignored with a warning, never read or deleted.
+
+
+def test_stray_journal_file_is_ignored_and_the_segments_replayed(journaled: Path) -> None:
+    stray = journaled / "journal" / "journal-abc.log"
+    stray.write_bytes(b"someone's notes")
+    agg = AggregatorProcess(journaled, "--no-storage").start()
+    try:
+        assert sequences(agg) == [1, 2]  # the real segments were replayed
+        push(agg, 3)
+    finally:
+        assert agg.stop() == 0, agg.log.read_text()
+    log = agg.log.read_text()
+    assert f"ignoring {stray}: not a journal segment (journal-NUMBER.log)" in log
+    assert "Traceback" not in log
+    assert stray.read_bytes() == b"someone's notes"
+    again = AggregatorProcess(journaled, "--no-storage").start()
+    try:
+        assert sequences(again) == [1, 2, 3]
+    finally:
+        assert again.stop() == 0
 
 
 # 7. alerts.json holds webhook URLs: 0600 like the journal, whatever the umask.
@@ -104,3 +186,22 @@ def test_alerts_json_of_an_older_version_is_made_private(tmp_path: Path) -> None
     agg = AggregatorProcess(tmp_path / "data", "--no-storage").start()
     assert agg.stop() == 0, agg.log.read_text()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# 12. A gRPC port another process holds: refused, never shared.
+
+
+def test_grpc_port_of_another_reuseport_listener_is_refused(tmp_path: Path) -> None:
+    # gRPC sets SO_REUSEPORT by default, so it used to share the port with such a
+    # listener (another aggregator) and split the agents' pushes between the two.
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        result = run_aggregator(tmp_path / "data", "--listen", f"127.0.0.1:{port}", timeout=30)
+    assert_one_sentence(
+        result,
+        f"cannot listen for gRPC on 127.0.0.1:{port} (Address already in use): choose another "
+        "address with --listen.",
+    )

@@ -12,6 +12,7 @@ an acknowledged batch is durable until it is stored, whatever ``max_bytes``.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 import threading
@@ -21,6 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
+from aperture.errors import AgentError
+
+log = logging.getLogger("aperture.aggregator.journal")
 _HEADER = struct.Struct("<II")
 _PREFIX = "journal-"
 _SUFFIX = ".log"
@@ -45,10 +49,10 @@ class Journal:
         directory.mkdir(parents=True, exist_ok=True)
 
     def _segments(self) -> list[Path]:
-        return sorted(
-            self.directory.glob(f"{_PREFIX}*{_SUFFIX}"),
-            key=self._number,
-        )
+        # Only journal-NUMBER.log: another file the glob matches (journal-abc.log, a
+        # copy left there) is never read, trimmed or deleted; open() warns about it.
+        paths = self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
+        return sorted((p for p in paths if _is_segment(p)), key=self._number)
 
     @staticmethod
     def _number(path: Path) -> int:
@@ -59,7 +63,13 @@ class Journal:
         segments = self._segments()
         for index, path in enumerate(segments):
             number = self._number(path)
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except OSError as exc:  # e.g. written by root, read by a service user
+                raise AgentError(
+                    f"cannot read the journal segment {path} ({exc.strerror}): give this "
+                    f"user read and write access to {self.directory}, or start as its owner."
+                ) from None
             pos = 0
             while pos + _HEADER.size <= len(data):
                 length, crc = _HEADER.unpack_from(data, pos)
@@ -76,6 +86,9 @@ class Journal:
 
     def open(self) -> None:
         """Start appending (to a new segment after the existing ones)."""
+        for path in sorted(self.directory.glob(f"{_PREFIX}*{_SUFFIX}")):
+            if not _is_segment(path):
+                log.warning("ignoring %s: not a journal segment (journal-NUMBER.log)", path)
         segments = self._segments()
         number = self._number(segments[-1]) + 1 if segments else 1
         self._open_segment(number)
@@ -155,3 +168,8 @@ class Journal:
                 os.fsync(self._fd)
                 os.close(self._fd)
                 self._fd = -1
+
+
+def _is_segment(path: Path) -> bool:
+    number = path.name[len(_PREFIX) : -len(_SUFFIX)]
+    return number.isascii() and number.isdigit()

@@ -136,7 +136,12 @@ class Aggregator:
             self._close_storage()
             raise
         self.http_port = http_sock.getsockname()[1]
-        await asyncio.to_thread(self.ingest.replay)
+        try:
+            await asyncio.to_thread(self.ingest.replay)
+        except AgentError:  # a journal segment this user cannot read
+            http_sock.close()
+            self._close_storage()
+            raise
 
         server = grpc.aio.server(
             interceptors=[AuthInterceptor(self.tokens, self._count_denied)],
@@ -145,6 +150,9 @@ class Aggregator:
                 # own check answers RESOURCE_EXHAUSTED and counts it.
                 ("grpc.max_receive_message_length", 2 * s.max_message_bytes),
                 ("grpc.max_send_message_length", 64 << 20),
+                # Else gRPC shares the port with another SO_REUSEPORT listener (another
+                # aggregator), and agents' pushes are split between the two.
+                ("grpc.so_reuseport", 0),
             ],
         )
         service = AggregatorService(self.ingest, self.state.backend)
@@ -152,6 +160,14 @@ class Aggregator:
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.grpc_port:
+            # A port in use is refused here in one sentence, not in gRPC's log lines.
+            try:
+                bind(s.grpc_host, s.grpc_port, "gRPC", "--listen").close()
+            except AgentError:
+                http_sock.close()
+                self._close_storage()
+                raise
         try:
             if s.tls_cert and s.tls_key:
                 creds = grpc.ssl_server_credentials(
