@@ -481,6 +481,42 @@ def test_short_lived_processes_unwind(
     )
 
 
+def test_new_processes_unwind_from_their_first_sample(
+    nofp_workloads: NofpWorkloads, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """Once a binary's table is loaded, a process running it unwinds before the agent has
+    registered it: the walker's own programs register it at exec, from the kernel's list
+    of its mappings. 10 ms processes, mostly gone before their announcement is handled,
+    keep every frame."""
+    binary = nofp_workloads.binary("short_lived", "gcc")
+    out = tmp_path / "system.json"
+    agent = subprocess.Popen(
+        [*AGENT, "-F", "499", "--duration", "8s", "--unwind", "auto", "-q", "-o", str(out)],
+        stderr=subprocess.PIPE,
+    )
+    spawn.append(agent)
+    time.sleep(3)
+    assert agent.poll() is None, agent.stderr.read().decode() if agent.stderr else ""
+    subprocess.run([str(binary), "300"], check=True)  # its tables get built
+    time.sleep(1)
+    pids = set()
+    for _ in range(40):
+        proc = subprocess.Popen([str(binary), "10"])
+        proc.wait()
+        pids.add(proc.pid)
+    _, err = agent.communicate(timeout=60)
+    assert agent.returncode == 0, err.decode()
+    mine = [s for s in load_json(out.read_text()).samples if s.pid in pids]
+    assert len({s.pid for s in mine}) >= 30, "most runs should be sampled"
+    # the samples in the workload's own code, not in the loader or exit path
+    mine = [s for s in mine if any(f.name == "brief_spin" for f in s.stack)]
+    ok = sum(s.value for s in mine if in_order(names(s), ["main", "brief_work", "brief_spin"]))
+    assert share(mine, ok) >= 0.95, (
+        f"{ok}/{total(mine)} samples have main -> brief_work -> brief_spin; "
+        f"commonest: {shown(mine)}"
+    )
+
+
 # --- frame pointers still work -----------------------------------------------------------
 
 

@@ -89,11 +89,41 @@ struct exec_mapping {
 	__u32 reserved;
 };
 
+/* Who wrote a process's proc_mappings entry. */
+enum mappings_source {
+	MAPPINGS_FROM_AGENT = 0,       /* the agent, from /proc/PID/maps */
+	MAPPINGS_FROM_KERNEL = 1,      /* unwind.bpf.h, from the kernel's list, until the agent's */
+};
+
 struct proc_mappings {
 	__u32 count;                   /* entries used in m[], sorted by start */
-	__u32 reserved;
+	__u32 source;                  /* enum mappings_source */
 	__u64 refresh_requested_ns;    /* last time the agent was asked to re-read maps */
 	struct exec_mapping m[APERTURE_MAX_MAPPINGS];
+};
+
+/* A file as the kernel names a mapping's: the key of `file_codes`, by which
+ * a process the agent has not registered yet finds its files' tables. */
+struct file_key {
+	__u32 dev;                     /* the kernel's dev_t: major << 20 | minor */
+	__u32 reserved;
+	__u64 ino;
+};
+
+#define APERTURE_FILE_SEGMENTS 4
+
+/* A PT_LOAD segment: a mapping of file offset `pgoff` at `start` lying in
+ * [offset, end) has load bias start - pgoff - delta. */
+struct file_segment {
+	__u64 offset;                  /* the segment's file offset, rounded down to its page */
+	__u64 end;                     /* file offset + size */
+	__u64 delta;                   /* vaddr - file offset */
+};
+
+struct file_code {
+	__u32 file_id;                 /* key in unwind_tables */
+	__u32 count;                   /* entries used in seg[] */
+	struct file_segment seg[APERTURE_FILE_SEGMENTS];
 };
 
 /* Why a table walk ended. */

@@ -11,6 +11,7 @@
 #include <linux/bpf_perf_event.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "kernel_types.h"
 #include "aperture.h"
 #include "common.bpf.h"
@@ -168,7 +169,8 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 	return 1;
 }
 
-/* An exec replaces the image: its registered mappings are stale. */
+/* An exec replaces the image: its registered mappings are stale, and the new
+ * image's (the executable, the dynamic loader) are read at once. */
 SEC("tp/sched/sched_process_exec")
 int forget_mappings(void *ctx)
 {
@@ -176,6 +178,55 @@ int forget_mappings(void *ctx)
 
 	bpf_map_delete_elem(&proc_mappings, &tgid);
 	bpf_map_delete_elem(&py_procs, &tgid);
+	register_from_kernel(tgid);
+	return 0;
+}
+
+/* The dynamic loader mapping libraries (and dlopen, JITs): re-read while the
+ * mappings are ours, before the agent's registration takes over. */
+static __always_inline int mappings_changed(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct proc_mappings *pm = bpf_map_lookup_elem(&proc_mappings, &tgid);
+
+	if (pm && pm->source == MAPPINGS_FROM_KERNEL)
+		register_from_kernel(tgid);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_mmap")
+int mapped(void *ctx)
+{
+	return mappings_changed();
+}
+
+SEC("tp/syscalls/sys_exit_mprotect")
+int protected(void *ctx)
+{
+	return mappings_changed();
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(forked, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->pid == child->tgid)
+		inherit_mappings(parent->tgid, child->tgid);
+	return 0;
+}
+
+/* The walker's own entries go with their process; the agent prunes its own. */
+SEC("tp/sched/sched_process_exit")
+int exited(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_mappings *pm;
+
+	if ((__u32)pid_tgid != tgid)
+		return 0; /* a thread */
+	pm = bpf_map_lookup_elem(&proc_mappings, &tgid);
+	if (pm && pm->source == MAPPINGS_FROM_KERNEL)
+		bpf_map_delete_elem(&proc_mappings, &tgid);
 	return 0;
 }
 

@@ -22,6 +22,42 @@ struct task_struct {
 	char comm[16];
 } __attribute__((preserve_access_index));
 
+/* What a mapping's file is, as /proc/PID/maps shows it (device and inode). */
+struct super_block {
+	unsigned int s_dev;            /* dev_t: major << 20 | minor */
+} __attribute__((preserve_access_index));
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
+struct vm_area_struct {
+	unsigned long vm_start;
+	unsigned long vm_end;
+	unsigned long vm_flags;
+	unsigned long vm_pgoff;
+	struct file *vm_file;
+} __attribute__((preserve_access_index));
+
+#define VM_EXEC 0x4UL
+#define PAGE_SHIFT 12
+
+/* The open-coded iterator over a task's mappings (kernel 6.7+). */
+struct bpf_iter_task_vma {
+	__u64 __opaque[1];
+} __attribute__((aligned(8)));
+
+extern int bpf_iter_task_vma_new(struct bpf_iter_task_vma *it, struct task_struct *task,
+				 __u64 addr) __attribute__((weak)) __ksym;
+extern struct vm_area_struct *bpf_iter_task_vma_next(struct bpf_iter_task_vma *it)
+	__attribute__((weak)) __ksym;
+extern void bpf_iter_task_vma_destroy(struct bpf_iter_task_vma *it) __attribute__((weak)) __ksym;
+
 /* Inner maps of a map-of-maps are read as this: a table's row count is its
  * inner map's size. */
 struct bpf_map {

@@ -7,6 +7,14 @@
  * the pc, binary-search its table for the row, compute the CFA, read the
  * return address at CFA - 8 and the caller's rbp if the row saved it.
  *
+ * A process the agent has not registered yet is registered here, from process
+ * context where the kernel's list of its mappings can be read (not from the
+ * sample's interrupt, where the mmap lock cannot be waited for): at exec, at
+ * each mmap/mprotect until the agent's registration replaces this one, and at
+ * fork (the parent's mappings). Its files' tables are found by device and
+ * inode in `file_codes`, so a process that lives a few milliseconds unwinds
+ * from its first sample when the binaries it runs have tables already.
+ *
  * A wrong stack is worse than a short one: every rule the walker cannot
  * follow ends the walk, and the reason is kept with the stack. In auto mode a
  * frame in code without a table (JIT code, a table evicted or not built yet)
@@ -53,6 +61,23 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } table_misses SEC(".maps");
+
+/* file (device, inode) -> its file id and load segments; written by the agent
+ * for each file it has seen mapped. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct file_key);
+	__type(value, struct file_code);
+} file_codes SEC(".maps");
+
+/* Where a process's mappings are read or copied into before they are written. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct proc_mappings);
+} mappings_scratch SEC(".maps");
 
 /* The stack being built (too large for the BPF stack). */
 struct {
@@ -124,6 +149,84 @@ static __always_inline struct exec_mapping *find_mapping(struct proc_mappings *p
 		return NULL;
 	m = &pm->m[(lo - 1) & (APERTURE_MAX_MAPPINGS - 1)];
 	return pc < m->end ? m : NULL;
+}
+
+/* One executable mapping as the agent would register it: its file's id and
+ * load bias when the agent has seen the file, file id 0 (frame pointers only)
+ * otherwise. */
+static __always_inline void kernel_mapping(struct exec_mapping *m, struct vm_area_struct *vma)
+{
+	struct file *file = vma->vm_file;
+	struct file_key key = {};
+	struct file_code *code;
+	__u64 off = vma->vm_pgoff << PAGE_SHIFT;
+
+	m->start = vma->vm_start;
+	m->end = vma->vm_end;
+	m->bias = 0;
+	m->file_id = 0;
+	m->reserved = 0;
+	if (!file)
+		return;
+	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
+	code = bpf_map_lookup_elem(&file_codes, &key);
+	if (!code)
+		return;
+	for (int i = 0; i < APERTURE_FILE_SEGMENTS; i++) {
+		if (i < code->count && code->seg[i].offset <= off && off < code->seg[i].end) {
+			m->bias = m->start - off - code->seg[i].delta;
+			m->file_id = code->file_id;
+			return;
+		}
+	}
+}
+
+/* Register the current process from the kernel's list of its executable
+ * mappings, unless the agent has registered it (its entry is then kept
+ * current by the agent). Process context only: the list's lock is taken. */
+static __always_inline void register_from_kernel(__u32 tgid)
+{
+	struct proc_mappings *pm, *old = bpf_map_lookup_elem(&proc_mappings, &tgid);
+	struct bpf_iter_task_vma it;
+	struct vm_area_struct *vma;
+	__u32 zero = 0;
+
+	if (old && old->source != MAPPINGS_FROM_KERNEL)
+		return;
+	pm = bpf_map_lookup_elem(&mappings_scratch, &zero);
+	if (!pm || !bpf_iter_task_vma_new) /* a kernel before 6.7 */
+		return;
+	pm->count = 0;
+	pm->source = MAPPINGS_FROM_KERNEL;
+	pm->refresh_requested_ns = 0;
+	bpf_iter_task_vma_new(&it, bpf_get_current_task_btf(), 0);
+	/* the count lives in the map value: the verifier need not tell loops apart by it */
+	while ((vma = bpf_iter_task_vma_next(&it))) {
+		if (!(vma->vm_flags & VM_EXEC) || vma->vm_start >= (1ULL << 47))
+			continue;
+		if (pm->count >= APERTURE_MAX_MAPPINGS)
+			break;
+		kernel_mapping(&pm->m[pm->count & (APERTURE_MAX_MAPPINGS - 1)], vma);
+		pm->count++;
+	}
+	bpf_iter_task_vma_destroy(&it);
+	if (pm->count)
+		bpf_map_update_elem(&proc_mappings, &tgid, pm, BPF_ANY);
+}
+
+/* A new process (not a thread) starts with its parent's mappings. */
+static __always_inline void inherit_mappings(__u32 parent, __u32 child)
+{
+	struct proc_mappings *pm, *from = bpf_map_lookup_elem(&proc_mappings, &parent);
+
+	if (!from || bpf_map_update_elem(&proc_mappings, &child, from, BPF_NOEXIST))
+		return;
+	pm = bpf_map_lookup_elem(&proc_mappings, &child);
+	if (pm) {
+		pm->source = MAPPINGS_FROM_KERNEL;
+		pm->refresh_requested_ns = 0;
+	}
 }
 
 /* The row covering vaddr, or NULL when the table has none before it. The

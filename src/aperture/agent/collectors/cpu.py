@@ -29,6 +29,8 @@ from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.unwind.kernel_maps import (
+    FileCode,
+    FileKey,
     KernelTables,
     ProcessRegistry,
     RegistryStats,
@@ -215,12 +217,14 @@ class CpuCollector:
                 check_layout(obj.map(name), CpuKey, c_uint64)
             for name in ("ustacks0", "ustacks1"):
                 check_layout(obj.map(name), c_uint64, UserStack)
+            check_layout(obj.map("file_codes"), FileKey, FileCode)
             self._stats = PerCpuCounters(obj.map("stats"), len(STAT_NAMES))
             self._buffers = DoubleBuffer(obj.map("control"))
             if self.unwind_mode != "fp":
                 tables = KernelTables(
                     obj.map("unwind_tables"),
                     misses=obj.map("table_misses"),
+                    files=obj.map("file_codes"),
                     memory_limit=opts.unwind_table_memory,
                     cache_dir=opts.cache_dir,
                 )
@@ -251,6 +255,10 @@ class CpuCollector:
                     raise
             obj.keep(obj.program("on_exec").attach())
             obj.keep(obj.program("forget_mappings").attach())
+            if self._registry is not None and not opts.pid:
+                # New processes registered by the walker's programs until the agent's turn.
+                for name in ("mapped", "protected", "forked", "exited"):
+                    obj.keep(obj.program(name).attach())
         except BaseException:
             self.close()
             raise

@@ -15,6 +15,7 @@ and forgets processes that have exited.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import heapq
 import os
@@ -78,6 +79,7 @@ KERNEL_BYTES_PER_EH_FRAME_BYTE = 3
 MAX_PATHS = 4
 # Files larger than this get their tables built on a second thread.
 LARGE_FILE = 64 << 20
+PAGE_SIZE = 4096
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -105,13 +107,49 @@ class ExecMapping(ctypes.Structure):
 class ProcMappings(ctypes.Structure):
     _fields_ = (
         ("count", c_uint32),
-        ("reserved", c_uint32),
+        ("source", c_uint32),  # enum mappings_source: 0, the agent's
         ("refresh_requested_ns", c_uint64),
         ("m", ExecMapping * MAX_MAPPINGS),
     )
 
 
+FILE_SEGMENTS = 4  # APERTURE_FILE_SEGMENTS
+
+
+class FileKey(ctypes.Structure):
+    _fields_ = (("dev", c_uint32), ("reserved", c_uint32), ("ino", c_uint64))
+
+
+class FileSegment(ctypes.Structure):
+    _fields_ = (("offset", c_uint64), ("end", c_uint64), ("delta", c_uint64))
+
+
+class FileCode(ctypes.Structure):
+    _fields_ = (
+        ("file_id", c_uint32),
+        ("count", c_uint32),
+        ("seg", FileSegment * FILE_SEGMENTS),
+    )
+
+
 assert ctypes.sizeof(UnwindRow) == ROW_SIZE
+
+
+def file_code(file_id: int, segments: Sequence[LoadSegment]) -> FileCode:
+    """A ``file_codes`` value: :func:`load_bias`'s segments, for the walker's own use."""
+    value = FileCode(file_id=file_id)
+    for seg in segments[:FILE_SEGMENTS]:
+        entry = value.seg[value.count]
+        entry.offset = seg.offset - seg.offset % PAGE_SIZE
+        entry.end = seg.offset + max(seg.filesz, 1)
+        entry.delta = (seg.vaddr - seg.offset) & 0xFFFFFFFFFFFFFFFF
+        value.count += 1
+    return value
+
+
+def file_key(dev: int, inode: int) -> FileKey:
+    """A ``file_codes`` key: the device as the kernel writes it (major << 20 | minor)."""
+    return FileKey(dev=(os.major(dev) << 20) | os.minor(dev), ino=inode)
 
 
 # The answer for a binary refused before it was parsed.
@@ -187,6 +225,7 @@ class KernelTables:
         outer: BpfMap,
         *,
         misses: BpfMap | None = None,
+        files: BpfMap | None = None,
         memory_limit: int = DEFAULT_TABLE_MEMORY,
         table_share: int = MAX_TABLE_SHARE,
         cache_dir: Path | None = None,
@@ -197,6 +236,8 @@ class KernelTables:
         self._outer = outer
         self._table_share = table_share
         self._misses = misses  # table_misses: cleared when a table comes or goes
+        # file_codes: every file seen, so the walker registers new processes by itself
+        self._files = files
         self._limit = memory_limit
         self._cache_dir = cache_dir / "unwind" if cache_dir is not None else None
         self._debug_dirs = tuple(debug_dirs)
@@ -273,6 +314,11 @@ class KernelTables:
             if build and self._needs_build(binary):
                 self._enqueue(binary)
             self._by_identity[identity] = binary
+            if self._files is not None:
+                # an LRU map, never full: a failure only costs the walker's own registrations
+                with contextlib.suppress(BpfError):
+                    key = file_key(mapping.dev, mapping.inode)
+                    self._files.update(key, file_code(binary.file_id, segments))
             return binary
 
     def want(self, file_id: int) -> None:
@@ -547,6 +593,8 @@ class ProcessRegistry:
         if maps is None:
             with self._lock:
                 self._counts["gone"] += 1
+                if pid not in self._registered:
+                    self._map.delete(c_uint32(pid))  # the walker's own entry, if it wrote one
             return False
         with self._lock:
             value = ProcMappings()
@@ -607,13 +655,21 @@ class ProcessRegistry:
             self._tables.touch(ids)
 
     def prune(self) -> int:
-        """Forget processes that exited (or whose pid was reused); returns how many."""
+        """Forget processes that exited (or whose pid was reused); returns how many.
+
+        Entries the walker wrote itself for processes this registry never saw
+        (unwind.bpf.h deletes them at exit) are swept too if their process is gone.
+        """
         with self._lock:
             gone = [
                 pid
                 for pid, reg in self._registered.items()
                 if read_start_time(pid, self._proc_root) != reg.start_time
             ]
+            for key in list(self._map.keys(c_uint32)):
+                pid = key.value
+                if pid not in self._registered and read_start_time(pid, self._proc_root) is None:
+                    self._map.delete(c_uint32(pid))
             for pid in gone:
                 del self._registered[pid]
                 self._map.delete(c_uint32(pid))
