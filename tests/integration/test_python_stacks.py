@@ -96,7 +96,10 @@ def check_hot_profile(profile: Profile, pid: int, script: Path) -> None:
     samples = [s for s in profile.samples if s.pid == pid]
     a, b = with_function(samples, "hot_a"), with_function(samples, "hot_b")
     first = [f.name for f in samples[0].stack] if samples else None
-    assert total(a) + total(b) > 300, f"pid {pid}: {total(a)}+{total(b)}/{total(samples)}: {first}"
+    # a share of what the process got: on a loaded 2-core host a late one gets few samples
+    assert total(samples) > 100, f"pid {pid}: only {total(samples)} samples"
+    shown = (total(a) + total(b)) / total(samples)
+    assert shown >= 0.8, f"pid {pid}: {total(a)}+{total(b)}/{total(samples)}: {first}"
     share = total(a) / (total(a) + total(b))
     assert 0.70 <= share <= 0.80, f"pid {pid}: hot_a share {share:.3f}, expected 0.75 +- 0.05"
     good = total([s for s in a if chained(s, ["<module>", "main", "hot_a"])])
