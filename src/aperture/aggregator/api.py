@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from typing import Annotated, Any
 
@@ -41,8 +40,6 @@ class AppState:
         self.metrics_public = metrics_public
         self.ready = False
         self.started = time.time()
-        # Told in /readyz: a launcher checks the process answering is the one it started.
-        self.instance = secrets.token_hex(8)
         self.alerts: AlertEngine | None = None
 
 
@@ -63,11 +60,10 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz(response: Response) -> dict[str, str]:
-        response.headers["X-Aperture-Instance"] = state.instance
         if not state.ready:
             response.status_code = 503
-            return {"status": "starting", "instance": state.instance}
-        return {"status": "ready", "instance": state.instance}
+            return {"status": "starting"}
+        return {"status": "ready"}
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

@@ -31,7 +31,6 @@ from aperture.agent.python.offsets import (
     parse_debug_offsets,
 )
 from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps
-from aperture.agent.untrusted import MAX_SECTION_BYTES, open_untrusted
 from aperture.agent.unwind.segments import (
     ElfSection,
     LoadSegment,
@@ -246,7 +245,7 @@ def _elf_python(path: str, mapping: Mapping) -> _ElfPython | None:
 
 def _read_elf_python(path: str) -> _ElfPython | None:
     try:
-        with open_untrusted(path) as f:
+        with open(path, "rb") as f:
             sections = elf_sections(f.read(64), f)
             if sections is None:
                 return None
@@ -266,11 +265,11 @@ def _read_elf_python(path: str) -> _ElfPython | None:
             if b"Py_Version" not in symbols and b".rodata" in sections:
                 rodata = sections[b".rodata"]
                 f.seek(rodata[2])
-                data = f.read(min(rodata[3], MAX_SECTION_BYTES))
+                data = f.read(rodata[3])
                 versions = frozenset(
                     (int(m.group(1)), int(m.group(2))) for m in _RODATA_VERSION.finditer(data)
                 )
-    except (OSError, struct.error, ValueError, OverflowError):  # Overflow: an offset past 2**63
+    except (OSError, struct.error, ValueError):
         return None
     return _ElfPython(symbols, read_load_segments(path), versions)
 
@@ -279,8 +278,6 @@ def _find_symbols(
     f: IO[bytes], symtab: ElfSection, strtab: ElfSection, out: dict[bytes, _Symbol]
 ) -> None:
     """Add the ``_WANTED`` symbols defined in ``symtab`` to ``out``."""
-    if strtab[3] > MAX_SECTION_BYTES or symtab[3] > MAX_SECTION_BYTES:
-        return
     f.seek(strtab[2])
     strings = f.read(strtab[3])
     # The string-table offsets a wanted name can start at; symbols are then matched

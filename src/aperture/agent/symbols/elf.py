@@ -10,48 +10,23 @@ stripped binary gets the ``.symtab`` of its debug file (found by build-id or
 ``.gnu_debuglink``), else its ``.dynsym`` plus any MiniDebugInfo
 (``.gnu_debugdata``). Segments always come from the real binary: a debug file's
 ``PT_LOAD`` file offsets are meaningless.
-
-Files are opened with :func:`~aperture.agent.untrusted.open_untrusted` (a debug
-file must belong to root or to the binary's owner) and read within bounds: at
-most :data:`~aperture.agent.untrusted.MAX_ELF_HEADERS` section and program
-headers, :data:`~aperture.agent.untrusted.MAX_SECTION_BYTES` a section and
-:data:`~aperture.agent.untrusted.MAX_ELF_READ_BYTES` a file, MiniDebugInfo
-inflated to at most :data:`~aperture.agent.untrusted.MAX_DEBUGDATA_BYTES`.
-pyelftools is used for fixed-size headers only: its string and note readers read
-until they find what they look for, however far that is.
 """
 
 from __future__ import annotations
 
 import bisect
-import errno
 import functools
 import io
+import lzma
 import os
 import struct
 from array import array
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import IO, Any, NamedTuple
 
-from elftools.common.exceptions import ELFParseError
 from elftools.elf.elffile import ELFFile
 
-from aperture.agent.symbols.debuginfo import (
-    DEFAULT_DEBUG_DIRS,
-    find_debug_file,
-    parse_build_id,
-    parse_debuglink,
-)
-from aperture.agent.untrusted import (
-    MAX_DEBUGDATA_BYTES,
-    MAX_ELF_HEADERS,
-    MAX_ELF_READ_BYTES,
-    MAX_NOTE_BYTES,
-    MAX_SECTION_BYTES,
-    RefusedFile,
-    inflate_xz,
-    open_untrusted,
-)
+from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS, find_debug_file, parse_debuglink
 
 _STT_FUNC = 2
 _STT_GNU_IFUNC = 10
@@ -90,7 +65,6 @@ class ElfSymbols:
         "debug_file",
         "is_elf",
         "path",
-        "refused",
         "segments",
     )
 
@@ -104,15 +78,9 @@ class ElfSymbols:
         build_id: str | None = None,
         debug_file: str | None = None,
         is_elf: bool = False,
-        refused: str | None = None,
     ) -> None:
-        """``rows`` are ``(start, size, name offset in strings)``, sorted by start.
-
-        ``refused`` says why the file, its debug file or its MiniDebugInfo was not
-        read (not a regular file, a link, another owner, over a bound).
-        """
+        """``rows`` are ``(start, size, name offset in strings)``, sorted by start."""
         self.path = path
-        self.refused = refused
         self.segments = tuple(segments)
         self.build_id = build_id
         self.debug_file = debug_file
@@ -140,11 +108,8 @@ class ElfSymbols:
         searched for it.
         """
         try:
-            with open_untrusted(path) as f:
-                owners = {os.fstat(f.fileno()).st_uid}  # who may own its debug file
-                return cls._from_stream(f, path, logical_path or path, debug_dirs, owners)
-        except RefusedFile as e:
-            return cls(path, refused=str(e))
+            with open(path, "rb") as f:
+                return cls._from_stream(f, path, logical_path or path, debug_dirs)
         except Exception:  # a malformed ELF can raise anything: no symbols then
             return cls(path)
 
@@ -152,20 +117,13 @@ class ElfSymbols:
     def from_bytes(cls, data: bytes, path: str) -> ElfSymbols:
         """Symbols of an in-memory image (the vDSO); never raises."""
         try:
-            return cls._from_stream(io.BytesIO(data), path, path, (), set())
-        except RefusedFile as e:
-            return cls(path, refused=str(e))
+            return cls._from_stream(io.BytesIO(data), path, path, ())
         except Exception:
             return cls(path)
 
     @classmethod
     def _from_stream(
-        cls,
-        stream: IO[bytes],
-        path: str,
-        logical_path: str,
-        debug_dirs: Sequence[str],
-        owners: Collection[int],
+        cls, stream: IO[bytes], path: str, logical_path: str, debug_dirs: Sequence[str]
     ) -> ElfSymbols:
         if stream.read(4) != b"\x7fELF":
             return cls(path)
@@ -173,28 +131,21 @@ class ElfSymbols:
         elf = _Elf(ELFFile(stream))
         build_id = elf.build_id()
         debug_file = None
-        refused = None
         tables = elf.symbol_tables("SHT_SYMTAB")  # a superset of .dynsym when present
         if not tables:
             link = elf.section_data(".gnu_debuglink")
-            reasons: list[str] = []
             debug_file = find_debug_file(
                 build_id=build_id,
                 debuglink=parse_debuglink(link) if link else None,
                 binary_path=path,
                 logical_path=logical_path,
                 debug_dirs=debug_dirs,
-                owners=owners,
-                refused=reasons,
             )
-            tables, refused = _debug_file_tables(debug_file, owners) if debug_file else ([], None)
-            refused = refused or (reasons[0] if reasons else None)
+            tables = _debug_file_tables(debug_file) if debug_file else []
             if not tables:
                 debug_file = None
                 # MiniDebugInfo holds only what .dynsym lacks: both are needed.
-                mini, mini_refused = _minidebuginfo_tables(elf)
-                tables = elf.symbol_tables("SHT_DYNSYM") + mini
-                refused = refused or mini_refused
+                tables = elf.symbol_tables("SHT_DYNSYM") + _minidebuginfo_tables(elf)
         rows, strings = _merge(tables, little=elf.file.little_endian, wide=elf.file.elfclass == 64)
         return cls(
             path,
@@ -204,7 +155,6 @@ class ElfSymbols:
             build_id=build_id,
             debug_file=debug_file,
             is_elf=True,
-            refused=refused,
         )
 
     def __len__(self) -> int:
@@ -257,62 +207,28 @@ class _Elf:
 
     Listing sections with pyelftools builds a full object per section, parsing
     entire GNU hash tables on the way (0.35 s for node's 100 MB binary): headers
-    and raw bytes are all that is needed here. Every read is bounded; one past a
-    bound raises :class:`RefusedFile`.
+    and raw bytes are all that is needed here.
     """
 
     def __init__(self, elf: Any) -> None:
         self.file = elf
-        self._budget = MAX_ELF_READ_BYTES
-        count = 0
-        if elf["e_shoff"]:
-            shdr = elf.structs.Elf_Shdr.sizeof()
-            self._check_table(elf["e_shoff"], elf["e_shentsize"], shdr, 1, "section")
-            count = elf.num_sections()  # section 0 may hold it
-            self._check_table(elf["e_shoff"], elf["e_shentsize"], shdr, count, "section")
-        self.headers = [elf._get_section_header(i) for i in range(count)]
-        shstrndx = elf.get_shstrndx()
-        names = self.data(self.headers[shstrndx]) if 0 < shstrndx < count else b""
-        self.names = {_c_string(names, h["sh_name"]): i for i, h in enumerate(self.headers)}
-
-    def _check_table(self, offset: int, entsize: int, size: int, count: int, what: str) -> None:
-        """Refuse a header table too long, or one past the end of the file."""
-        if count > MAX_ELF_HEADERS:
-            raise RefusedFile(errno.EFBIG, f"{count} {what} headers (at most {MAX_ELF_HEADERS})")
-        if count and offset + entsize * (count - 1) + size > self.file.stream_len:
-            raise ELFParseError(f"{what} headers past the end of the file")
-
-    def read(self, offset: int, size: int, what: str) -> bytes:
-        # What the file holds, not what a header claims: a claim costs nothing.
-        size = max(0, min(size, self.file.stream_len - offset))
-        if size > MAX_SECTION_BYTES:
-            raise RefusedFile(errno.EFBIG, f"{what} is {size} bytes (at most {MAX_SECTION_BYTES})")
-        if size > self._budget:
-            raise RefusedFile(errno.EFBIG, f"reads more than {MAX_ELF_READ_BYTES} bytes")
-        self._budget -= size
-        if not size:
-            return b""  # nor seek: an offset past 2**63 does not fit lseek
-        stream = self.file.stream
-        stream.seek(offset)
-        data: bytes = stream.read(size)
-        return data
+        self.headers = [elf._get_section_header(i) for i in range(elf.num_sections())]
+        self.names = {elf._get_section_name(h): i for i, h in enumerate(self.headers)}
 
     def data(self, header: Any) -> bytes:
         if header["sh_type"] == "SHT_NOBITS":
             return b""
-        return self.read(header["sh_offset"], header["sh_size"], "a section")
+        stream = self.file.stream
+        stream.seek(header["sh_offset"])
+        data: bytes = stream.read(header["sh_size"])
+        return data
 
     def section_data(self, name: str) -> bytes | None:
         index = self.names.get(name)
         return None if index is None else self.data(self.headers[index])
 
     def program_headers(self) -> list[Any]:
-        count = self.file["e_phnum"]
-        if count == 0xFFFF:  # PN_XNUM: the count is section 0's sh_info
-            count = self.headers[0]["sh_info"] if self.headers else 0
-        phdr = self.file.structs.Elf_Phdr.sizeof()
-        self._check_table(self.file["e_phoff"], self.file["e_phentsize"], phdr, count, "program")
-        return [self.file._get_segment_header(i) for i in range(count)]
+        return [self.file._get_segment_header(i) for i in range(self.file.num_segments())]
 
     def load_segments(self) -> list[Segment]:
         return [
@@ -337,31 +253,28 @@ class _Elf:
     def build_id(self) -> str | None:
         """Hex GNU build-id from the note sections (or ``PT_NOTE`` segments)."""
         holders = [
-            (h["sh_offset"], h["sh_size"]) for h in self.headers if h["sh_type"] == "SHT_NOTE"
+            self.file.get_section(i)
+            for i, h in enumerate(self.headers)
+            if h["sh_type"] == "SHT_NOTE"
         ]
         if not holders:
             holders = [
-                (h["p_offset"], h["p_filesz"])
-                for h in self.program_headers()
+                self.file.get_segment(i)
+                for i, h in enumerate(self.program_headers())
                 if h["p_type"] == "PT_NOTE"
             ]
-        for offset, size in holders:
-            if size <= MAX_NOTE_BYTES:
-                found = parse_build_id(self.read(offset, size, "a note"), self.file.little_endian)
-                if found:
-                    return found
+        for holder in holders:
+            for note in holder.iter_notes():
+                if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
+                    desc = note["n_desc"]
+                    return desc if isinstance(desc, str) else bytes(desc).hex()
         return None
-
-
-def _c_string(table: bytes, offset: int) -> str:
-    end = table.find(b"\0", offset)
-    return table[offset : end if end >= 0 else offset].decode("utf-8", "replace")
 
 
 def file_build_id(path: str) -> str | None:
     """Build-id of the ELF file at ``path``, or None (never raises)."""
     try:
-        with open_untrusted(path) as f:
+        with open(path, "rb") as f:
             if f.read(4) != b"\x7fELF":
                 return None
             f.seek(0)
@@ -370,30 +283,24 @@ def file_build_id(path: str) -> str | None:
         return None
 
 
-def _debug_file_tables(path: str, owners: Collection[int]) -> tuple[list[_Table], str | None]:
-    """The ``.symtab`` of a debug file, and why it was refused if it was."""
+def _debug_file_tables(path: str) -> list[_Table]:
     try:
-        with open_untrusted(path, owners=owners) as f:
-            return _Elf(ELFFile(f)).symbol_tables("SHT_SYMTAB"), None
-    except RefusedFile as e:
-        return [], str(e)
+        with open(path, "rb") as f:
+            return _Elf(ELFFile(f)).symbol_tables("SHT_SYMTAB")
     except Exception:
-        return [], None
+        return []
 
 
-def _minidebuginfo_tables(elf: _Elf) -> tuple[list[_Table], str | None]:
-    """The xz-compressed ``.symtab`` of ``.gnu_debugdata`` (Fedora's MiniDebugInfo),
-    and why it was refused if it was."""
+def _minidebuginfo_tables(elf: _Elf) -> list[_Table]:
+    """The xz-compressed ``.symtab`` of ``.gnu_debugdata`` (Fedora's MiniDebugInfo)."""
+    packed = elf.section_data(".gnu_debugdata")
+    if not packed:
+        return []
     try:
-        packed = elf.section_data(".gnu_debugdata")
-        if not packed:
-            return [], None
-        inner = inflate_xz(packed, MAX_DEBUGDATA_BYTES, ".gnu_debugdata")
-        return _Elf(ELFFile(io.BytesIO(inner))).symbol_tables("SHT_SYMTAB"), None
-    except RefusedFile as e:
-        return [], str(e)
+        inner = _Elf(ELFFile(io.BytesIO(lzma.decompress(packed))))
+        return inner.symbol_tables("SHT_SYMTAB")
     except Exception:
-        return [], None
+        return []
 
 
 def _merge(
