@@ -431,11 +431,10 @@ def test_unwinds_through_the_signal_frame(
 # --- processes that live 200 ms ------------------------------------------------------
 
 
-def test_short_lived_processes_unwind(
-    nofp_workloads: NofpWorkloads, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
-) -> None:
-    binary = nofp_workloads.binary("short_lived", "gcc")
-    out = tmp_path / "system.json"
+def recording_system_wide(
+    out: Path, spawn: list[subprocess.Popen[bytes]]
+) -> subprocess.Popen[bytes]:
+    """An agent recording the whole host for 8 s into ``out``, once it has started."""
     agent = subprocess.Popen(
         [*AGENT, "-F", "499", "--duration", "8s", "--unwind", "auto", "-q", "-o", str(out)],
         stderr=subprocess.PIPE,
@@ -443,6 +442,15 @@ def test_short_lived_processes_unwind(
     spawn.append(agent)
     time.sleep(3)  # the agent prints nothing when it starts recording
     assert agent.poll() is None, agent.stderr.read().decode() if agent.stderr else ""
+    return agent
+
+
+def test_short_lived_processes_unwind(
+    nofp_workloads: NofpWorkloads, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    binary = nofp_workloads.binary("short_lived", "gcc")
+    out = tmp_path / "system.json"
+    agent = recording_system_wide(out, spawn)
     pids = set()
     for _ in range(5):
         # 400 ms each: the first few ms, until the agent has read the new process's
@@ -490,13 +498,7 @@ def test_new_processes_unwind_from_their_first_sample(
     keep every frame."""
     binary = nofp_workloads.binary("short_lived", "gcc")
     out = tmp_path / "system.json"
-    agent = subprocess.Popen(
-        [*AGENT, "-F", "499", "--duration", "8s", "--unwind", "auto", "-q", "-o", str(out)],
-        stderr=subprocess.PIPE,
-    )
-    spawn.append(agent)
-    time.sleep(3)
-    assert agent.poll() is None, agent.stderr.read().decode() if agent.stderr else ""
+    agent = recording_system_wide(out, spawn)
     subprocess.run([str(binary), "300"], check=True)  # its tables get built
     time.sleep(1)
     pids = set()
