@@ -15,7 +15,13 @@ def trim_user_stack(leaf_first: Sequence[Frame]) -> tuple[Frame, ...]:
     from garbage. Keep the frames up to it and one ``[unknown]`` marker, not a
     run of noise.
     """
+    return tuple(reversed(leaf_first[: kept_frames(leaf_first)]))
+
+
+def kept_frames(leaf_first: Sequence[Frame]) -> int:
+    """How many leaf-first frames are true: up to the first one in no mapping, which
+    stays as the marker of where the chain broke."""
     for i, frame in enumerate(leaf_first):
         if i and frame.kind is FrameKind.UNKNOWN:
-            return (frame, *reversed(leaf_first[:i]))
-    return tuple(reversed(leaf_first))
+            return i + 1
+    return len(leaf_first)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from aperture.agent.collectors.unwind import kept_frames
 from aperture.model import Frame, FrameKind
 
 # user_stack.py entries (aperture.h)
@@ -111,9 +112,8 @@ def merge(
     if not groups:
         return None
     if not native_complete:
-        cut = next((i for i, f in enumerate(native) if i and f.kind is FrameKind.UNKNOWN), None)
-        if cut is not None:  # kept as the marker of where the walk broke
-            native, addrs = native[: cut + 1], addrs[: cut + 1]
+        kept = kept_frames(native)
+        native, addrs = native[:kept], addrs[:kept]
     positions = eval_positions(addrs, *eval_range)
     placed = len(groups)
     if status == PY_STATUS_OK and (len(groups) < len(positions) or not groups[-1][-1].last):
