@@ -79,8 +79,7 @@ export function query(params: Params): string {
   return s ? `?${s}` : "";
 }
 
-function headers(): HeadersInit {
-  const token = auth.token;
+function headers(token: string | null): HeadersInit {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
@@ -103,11 +102,14 @@ async function detail(res: Response): Promise<string> {
   return res.statusText || `HTTP ${res.status}`;
 }
 
-async function explain(res: Response, path: string): Promise<ApiError> {
+/** `sentWith` is the token the request carried: a 401 answering a token the user has
+ * since replaced (a request still in flight when they signed in) says nothing about
+ * the new one, and must not reopen the prompt. */
+async function explain(res: Response, path: string, sentWith: string | null): Promise<ApiError> {
   const why = await detail(res);
   let msg: string;
   if (res.status === 401) {
-    auth.needToken();
+    if (sentWith === auth.token) auth.needToken();
     msg = "The aggregator needs a token: enter it in the sign-in dialog.";
   } else if (res.status === 403) {
     msg = `This token may not do that: ${why}`;
@@ -125,8 +127,9 @@ async function explain(res: Response, path: string): Promise<ApiError> {
 
 async function send(path: string, params: Params, signal?: AbortSignal): Promise<Response> {
   let res: Response;
+  const sentWith = auth.token;
   try {
-    res = await fetch(path + query(params), { headers: headers(), signal });
+    res = await fetch(path + query(params), { headers: headers(sentWith), signal });
   } catch (err) {
     if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(
@@ -135,7 +138,7 @@ async function send(path: string, params: Params, signal?: AbortSignal): Promise
       path,
     );
   }
-  if (!res.ok) throw await explain(res, path);
+  if (!res.ok) throw await explain(res, path, sentWith);
   return res;
 }
 
@@ -169,10 +172,11 @@ export async function download(path: string, params: Params, fallbackName: strin
 /** POST/PUT/DELETE a JSON body; the answer's JSON (undefined for 204). */
 export async function sendJson<T>(method: "POST" | "PUT" | "DELETE", path: string, body?: unknown): Promise<T> {
   let res: Response;
+  const sentWith = auth.token;
   try {
     res = await fetch(path, {
       method,
-      headers: { ...headers(), ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
+      headers: { ...headers(sentWith), ...(body === undefined ? {} : { "Content-Type": "application/json" }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch {
@@ -182,7 +186,7 @@ export async function sendJson<T>(method: "POST" | "PUT" | "DELETE", path: strin
       path,
     );
   }
-  if (!res.ok) throw await explain(res, path);
+  if (!res.ok) throw await explain(res, path, sentWith);
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
 }
