@@ -1,4 +1,8 @@
-"""pprof import: any bytes, and any structurally odd Profile message, import or MalformedPprof."""
+"""pprof import: any bytes, and any structurally odd Profile message, import or MalformedPprof.
+
+And within any limits: what an import builds never exceeds its budget, and the
+counts read off the wire are the parsed message's.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,16 @@ from fuzz_batches import byte_edits, mutate_bytes, pprof_messages, stacks
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aperture.formats.limits import Budget, ImportLimits
 from aperture.formats.pprof import (
     MalformedPprof,
+    PprofTooLarge,
     from_pprof,
     inflate,
+    read_pprof,
     to_pprof,
 )
+from aperture.formats.protoscan import count_fields
 from aperture.model import EventType, Profile, Sample
 from aperture.proto.pprof import profile_pb2 as pp
 
@@ -107,3 +115,53 @@ def test_export_of_any_counts_round_trips_or_says_why(
     assert sum(s.value for one in imported for s in one.profile.samples) == sum(
         v for _, v in samples
     )
+
+
+small_limits = st.builds(
+    ImportLimits,
+    inflated_bytes=st.integers(0, 600),
+    samples=st.integers(0, 8),
+    locations=st.integers(0, 5),
+    functions=st.integers(0, 5),
+    mappings=st.integers(0, 4),
+    strings=st.integers(0, 12),
+    lines=st.integers(0, 10),
+    frames=st.integers(0, 20),
+    labels=st.integers(0, 10),
+)
+
+
+@given(pprof_messages(), small_limits, st.booleans())
+def test_imports_stay_within_any_limits(p: pp.Profile, limits: ImportLimits, gz: bool) -> None:
+    data = p.SerializeToString()
+    budget = Budget(limits)
+    try:
+        message = read_pprof(gzip.compress(data) if gz else data, budget=budget)
+    except PprofTooLarge as exc:
+        assert "one import may have" in str(exc)
+        return
+    except MalformedPprof:
+        return
+    for what, spent in budget.spent.items():
+        assert spent <= getattr(limits, what), what
+    assert len(message.sample) <= limits.samples and len(message.location) <= limits.locations
+    assert len(message.string_table) <= limits.strings
+    assert sum(len(s.label) for s in message.sample) <= limits.labels
+
+
+@given(pprof_messages(), st.integers(0, 8))
+def test_wire_counts_are_the_parsed_counts(p: pp.Profile, limit: int) -> None:
+    data = p.SerializeToString()
+    counts = count_fields(data, {2: limit, 4: 10**6, 6: 10**6})
+    if counts[2] <= limit:  # not stopped early: every count is exact
+        assert counts == {2: len(p.sample), 4: len(p.location), 6: len(p.string_table)}
+    else:
+        assert counts[2] == limit + 1 and len(p.sample) > limit
+
+
+@given(st.binary(max_size=200), st.dictionaries(st.integers(0, 20), st.integers(0, 5)))
+def test_wire_counts_of_any_bytes_stay_within_their_limits_plus_one(
+    data: bytes, limits: dict[int, int]
+) -> None:
+    for field, count in count_fields(data, limits).items():
+        assert count <= limits[field] + 1

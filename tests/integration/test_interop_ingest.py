@@ -10,6 +10,9 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import os
+import shutil
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +28,7 @@ from aperture.cli.main import main as cli
 from aperture.formats.collapsed import parse_collapsed
 from aperture.formats.pprof import from_pprof, to_pprof
 from aperture.model import EventType, Frame, LockStat, Profile, Sample, fold
+from aperture.proto.pprof import profile_pb2 as pprof_pb
 from aperture.proto.pyroscope import push_pb2
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
@@ -313,3 +317,134 @@ def test_oversized_bodies_are_413_and_counted(agg: AggregatorProcess) -> None:
     assert response.status_code == 413
     assert "over the aggregator's limit" in response.json()["detail"]
     assert agg.metric('aperture_pushes_total{status="too_large"}') == before + 1
+
+
+# --- windows outside retention, request limits, retries ------------------------------
+
+INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
+SAMPLE_CPU = INTEROP / "pprof" / "sample.cpu"
+LARGE_CPU = INTEROP / "pprof" / "large.cpu"
+OLD_SAMPLE_CPU = (
+    "the profile ends at 2017-09-29 20:58:01 UTC, before the store's 7-day retention, so it "
+    "would be dropped at once: send recent profiles, or start the aggregator with a longer "
+    "--retention, or import it with at=now (`aperture import --at now`), which moves its "
+    "window to now"
+)
+
+
+def test_an_old_pprof_is_refused_then_imported_at_now(agg: AggregatorProcess) -> None:
+    """google/pprof's sample.cpu (2017): the old answer was "stored" and no query found it."""
+    url = f"{agg.http}/api/v1/ingest/pprof"
+    before = agg.metric('aperture_pushes_total{status="outside_retention"}')
+    params = {"service": "old", "label.file": "sample.cpu"}
+    refused = httpx.post(url, params=params, content=SAMPLE_CPU.read_bytes(), headers=auth())
+    assert refused.status_code == 422 and refused.json()["detail"] == OLD_SAMPLE_CPU
+    assert agg.metric('aperture_pushes_total{status="outside_retention"}') == before + 1
+    assert "pprof:old" not in {a["agent_id"] for a in api(agg, "agents")}
+    moved = httpx.post(url, params={**params, "at": "now"}, content=SAMPLE_CPU.read_bytes(),
+                       headers=auth())  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    [part] = moved.json()["profiles"]
+    assert part["recorded_start_ns"] == 1_506_718_679_257_235_370
+    assert time.time_ns() - part["end_ns"] < 60 * 10**9
+    funcs = top(agg, **{"label.file": "sample.cpu"})
+    # sample.cpu.top.txt: 1.76s in all, runtime.mapiternext 1.28s flat (10 ms samples)
+    assert funcs[""]["total"] == 176 and funcs["runtime.mapiternext"]["self"] == 128
+
+
+def test_cli_import_of_old_files_says_why_and_at_now_keeps_pprofs_numbers(
+    agg: AggregatorProcess, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_cli(capsys, "import", "--api", agg.http, str(SAMPLE_CPU))
+    assert code == 1 and out == ""
+    assert err.strip() == f"aperture: error: the aggregator at {agg.http} answered 422: " + (
+        OLD_SAMPLE_CPU
+    )
+    code, out, err = run_cli(capsys, "import", "--api", agg.http, str(LARGE_CPU),
+                             "--label", "file=large.cpu", "--at", "now")  # fmt: skip
+    assert code == 0, err
+    assert out.startswith(f"stored {LARGE_CPU} as pprof:large.cpu (cpu: 24029 samples in 20430")
+    assert "(moved by --at from its recorded 2022-10-18 15:39:57 UTC)" in out
+    # The same request again is the same import: nothing stored twice.
+    code, out, err = run_cli(capsys, "import", "--api", agg.http, str(LARGE_CPU),
+                             "--label", "file=large.cpu", "--at", "now")  # fmt: skip
+    assert code == 0 and out.startswith("already stored"), err
+    exported = tmp_path / "large.pb.gz"
+    code, _, err = run_cli(capsys, "export", "--api", agg.http, "--label", "file=large.cpu",
+                           "-o", str(exported))  # fmt: skip
+    assert code == 0, err
+    [back] = from_pprof(exported.read_bytes())
+    assert back.profile.total == 24029  # once, not twice
+    go = shutil.which("go")
+    if go is None:
+        pytest.skip("go is not installed (Debian golang-go): cannot compare with go tool pprof")
+    env = {**os.environ, "HOME": str(tmp_path), "GOCACHE": str(tmp_path / "cache"),
+           "GOPATH": str(tmp_path / "gopath"), "GOPROXY": "off", "GOTOOLCHAIN": "local",
+           "PPROF_TMPDIR": str(tmp_path / "pprof")}  # fmt: skip
+    ran = subprocess.run([go, "tool", "pprof", "-top", "-nodecount=10", str(exported)],
+                         capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+
+    def rows(text: str) -> list[str]:
+        return [line.split(maxsplit=5)[5] + " " + line.split()[0] for line in text.splitlines()
+                if line.strip().endswith(("time.Now", "time.now", "main.next"))]  # fmt: skip
+
+    want = (INTEROP / "pprof" / "large.cpu.top.txt").read_text()
+    assert rows(ran.stdout) == rows(want) == ["time.Now 205.17s", "time.now 22.91s",
+                                              "main.next 8.81s"]  # fmt: skip
+
+
+def test_pyroscope_windows_outside_retention_are_refused(agg: AggregatorProcess) -> None:
+    future = cpu_profile(NOW + 365 * 86_400 * 10**9)
+    body = push_body("ahead", {"zone": "future"}, to_pprof(future)).SerializeToString()
+    response = httpx.post(f"{agg.http}/push.v1.PusherService/Push", content=body,
+                          headers={**auth(), "Content-Type": "application/proto"})  # fmt: skip
+    assert response.status_code == 422
+    error = response.json()
+    assert error["code"] == "failed_precondition"
+    assert "minutes ahead of this aggregator's clock" in error["message"]
+    month_ago = NOW // 10**9 - 30 * 86_400
+    legacy = httpx.post(f"{agg.http}/ingest", params={
+        "name": "late.cpu{zone=past}", "from": str(month_ago - 10), "until": str(month_ago)},
+        content=b"main;hot 5\n", headers=auth())  # fmt: skip
+    assert legacy.status_code == 422 and "7-day retention" in legacy.json()["detail"]
+    assert top(agg, **{"label.zone": "future"})[""]["total"] == 0
+    assert top(agg, **{"label.zone": "past"}, **{"from": "-60d"})[""]["total"] == 0
+
+
+def distinct_pids(count: int) -> bytes:
+    """The issue's body: one sample per pid, every sample a distinct key."""
+    p = pprof_pb.Profile(string_table=["", "samples", "count", "pid", "main"])
+    p.sample_type.add(type=1, unit=2)
+    p.function.add(id=1, name=4)
+    p.location.add(id=1).line.add(function_id=1)
+    for pid in range(1, count + 1):
+        p.sample.add(location_id=[1], value=[1]).label.add(key=3, num=pid)
+    return gzip.compress(p.SerializeToString())
+
+
+def test_imports_past_the_limits_are_413_before_anything_is_built(
+    agg: AggregatorProcess,
+) -> None:
+    before = agg.metric('aperture_pushes_total{status="too_large"}')
+    body = distinct_pids(300_000)
+    started = time.monotonic()
+    response = httpx.post(f"{agg.http}/api/v1/ingest/pprof", params={"service": "pids"},
+                          content=body, headers=auth(), timeout=60)  # fmt: skip
+    assert response.status_code == 413
+    assert response.json()["detail"] == (
+        "the request has more samples (stacks) than the 100,000 one import may have "
+        "(100,001 or more): send shorter profiles, or fewer per request"
+    )
+    assert time.monotonic() - started < 10  # counted, not converted (3.3 s and +183 MiB before)
+    request = push_pb2.PushRequest()
+    for i in range(300):
+        series = request.series.add()
+        series.labels.add(name="service_name", value=f"s{i}")
+        series.samples.add(raw_profile=to_pprof(cpu_profile()))
+    push = httpx.post(f"{agg.http}/push.v1.PusherService/Push", content=request.SerializeToString(),
+                      headers={**auth(), "Content-Type": "application/proto"})  # fmt: skip
+    assert push.status_code == 413 and push.json()["code"] == "resource_exhausted"
+    assert "more than 256 series" in push.json()["message"]
+    assert agg.metric('aperture_pushes_total{status="too_large"}') == before + 2
+    assert "pprof:pids" not in {a["agent_id"] for a in api(agg, "agents")}

@@ -4,8 +4,11 @@
 - ``POST /push.v1.PusherService/Push``: Pyroscope's Connect push API (current SDKs).
 - ``POST /ingest?name=app.cpu{k=v}&format=folded|lines|pprof&...``: Pyroscope's legacy API.
 
-Every route converts the whole request first and refuses it (400, with the
-reason) before anything is stored; the profiles then go through
+Every route counts what the request would make it build against one
+:class:`~aperture.formats.limits.Budget` before building it (413 past a limit),
+converts the whole request, and refuses it (400, with the reason; 422 for a
+window outside the store's retention) before anything is stored; the profiles
+then go through :class:`~aperture.aggregator.importer.Importer` and
 :meth:`Ingest.push` like an agent's batches. Pyroscope SDKs send the token as a
 bearer or as the basic-auth password, so those routes accept both (the token
 check is :class:`aperture.aggregator.auth.HttpAuth`'s, before these handlers).
@@ -14,6 +17,8 @@ check is :class:`aperture.aggregator.auth.HttpAuth`'s, before these handlers).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
@@ -32,22 +37,43 @@ from aperture.aggregator.pyroscope import (
     parse_unix_time,
     push_request,
 )
-from aperture.formats.pprof import MAX_INFLATED_BYTES, MalformedPprof, from_pprof, inflate
+from aperture.formats.limits import LIMITS, Budget, TooLarge
+from aperture.formats.pprof import MalformedPprof, from_pprof_message, inflate, read_pprof
+from aperture.proto.pprof import profile_pb2 as pprof_pb
+from aperture.timeparse import parse_time
 
 # Connect's error codes for the HTTP statuses we answer with.
 _CONNECT_CODES = {400: "invalid_argument", 413: "resource_exhausted",
-                  415: "invalid_argument", 503: "unavailable"}  # fmt: skip
+                  415: "invalid_argument", 422: "failed_precondition",
+                  503: "unavailable"}  # fmt: skip
+# What the pprof upload may do with a profile recorded outside the store's retention.
+_AT_HINT = ", or import it with at=now (`aperture import --at now`), which moves its window to now"
 
 
-def _imported(
-    data: bytes, service: str, labels: dict[str, str], *, now_ns: int, what: str = ""
-) -> list[Item]:
-    """The profiles of one pprof; its sample labels add to ``labels``."""
+def _read(data: bytes, budget: Budget, what: str = "") -> pprof_pb.Profile:
+    """One pprof, counted against the request's budget and checked."""
     try:
-        imported = from_pprof(data, comm=service, now_ns=now_ns)
+        return read_pprof(data, budget=budget)
+    except TooLarge as exc:
+        raise ImportRefused(413, f"{what}: {exc}" if what else str(exc)) from None
     except MalformedPprof as exc:
         raise ImportRefused(400, f"{what}: {exc}" if what else str(exc)) from None
+
+
+def _items(
+    message: pprof_pb.Profile, service: str, labels: dict[str, str], *, now_ns: int
+) -> list[Item]:
+    """The profiles of one read pprof; its sample labels add to ``labels``."""
+    imported = from_pprof_message(message, comm=service, now_ns=now_ns)
     return [Item(service, {**labels, **one.labels}, one.profile) for one in imported]
+
+
+def _request_key(request: Request, body: bytes) -> bytes:
+    """A digest of what the request asks: its route, parameters and body."""
+    digest = hashlib.sha256(request.url.path.encode())
+    digest.update(repr(sorted(request.query_params.multi_items())).encode())
+    digest.update(body)
+    return digest.digest()
 
 
 def _public(labels: dict[str, str]) -> dict[str, str]:
@@ -55,16 +81,26 @@ def _public(labels: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in labels.items() if not k.startswith("__")}
 
 
-def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
-    """Register the pprof upload route and the Pyroscope-compatible ingest routes."""
-    importer = Importer(ingest)
+def add_interop_routes(
+    app: FastAPI, ingest: Ingest, metrics: Metrics, *, retention_days: int | None = None
+) -> None:
+    """Register the pprof upload route and the Pyroscope-compatible ingest routes.
+
+    ``retention_days``: the store's, which imported windows must be inside (None: no store).
+    """
+    importer = Importer(ingest, retention_days=retention_days)
     max_body = ingest.max_message_bytes
+    # A compressed request carries no more than an uncompressed one may.
+    limits = dataclasses.replace(LIMITS, inflated_bytes=max_body)
+    metrics.pushes.labels("outside_retention")  # exported at 0 from the start
 
     def refuse(status: int, message: str) -> NoReturn:
         if status == 400:
             metrics.pushes.labels("malformed").inc()
         elif status == 413:
             metrics.pushes.labels("too_large").inc()
+        elif status == 422:
+            metrics.pushes.labels("outside_retention").inc()
         raise ImportRefused(status, message)
 
     async def body_of(request: Request) -> bytes:
@@ -79,23 +115,35 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
             try:
-                body = inflate(body, max_bytes=MAX_INFLATED_BYTES, what="request body")
+                body = inflate(body, max_bytes=max_body, what="request body")
             except MalformedPprof as exc:
                 refuse(400, str(exc))
         elif encoding not in ("", "identity"):
             refuse(415, f"content-encoding {encoding!r} is not supported: use gzip or none")
         return body
 
-    async def store(source: str, convert: Callable[[], list[Item]]) -> dict[str, Any]:
+    async def store(
+        source: str,
+        convert: Callable[[], list[Item]],
+        *,
+        key: bytes,
+        at_ns: int | None = None,
+        hint: str = "",
+    ) -> dict[str, Any]:
         """Convert and store in a worker thread, counting a refusal in aperture_pushes_total."""
 
         def work() -> dict[str, Any]:
             try:
-                return importer.store(source, convert()).as_json()
+                items = convert()
+                return importer.store(
+                    source, items, request_key=key, at_ns=at_ns, hint=hint
+                ).as_json()
             except ImportRefused as exc:
                 if exc.counted:
                     raise
                 refuse(exc.status, exc.message)
+            except TooLarge as exc:
+                refuse(413, str(exc))
             except ValueError as exc:
                 refuse(400, str(exc))
 
@@ -112,6 +160,9 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
         request: Request,
         service: Annotated[str, Query(min_length=1, max_length=200,
                                       description="the service the profile is from")] = "pprof",
+        at: Annotated[str | None, Query(max_length=64, description=(
+            "move the profile's window to end at this time (now, -1h, RFC 3339, unix ns), "
+            "e.g. to look at a profile recorded before the store's retention"))] = None,
     ) -> JSONResponse:  # fmt: skip
         """A pprof file (gzip or raw) as the body; ``label.KEY=VALUE`` parameters label it."""
         labels = {"service": service}
@@ -120,10 +171,21 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
                 labels[key[len("label.") :]] = value
         now = time.time_ns()
         try:
+            at_ns = None
+            if at is not None:
+                try:
+                    at_ns = parse_time(at, now_ns=now)
+                except ValueError as exc:
+                    refuse(400, f"at: {exc}")
             data = await body_of(request)
             if not data:
                 refuse(400, "the request has no body: send the pprof file as the body")
-            result = await store("pprof", lambda: _imported(data, service, labels, now_ns=now))
+
+            def convert() -> list[Item]:
+                return _items(_read(data, Budget(limits)), service, labels, now_ns=now)
+
+            result = await store("pprof", convert, key=_request_key(request, data),
+                                 at_ns=at_ns, hint=_AT_HINT)  # fmt: skip
         except ImportRefused as exc:
             return _json_error(exc.status, exc.message)
         return JSONResponse(result)
@@ -143,30 +205,39 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
         content_type = request.headers.get("content-type", "")
         as_json = content_type.split(";")[0].strip().lower() == "application/json"
         now = time.time_ns()
+        budget = Budget(limits)
         try:
             body = await body_of(request)
-            series = push_request(body, content_type)
+            series = push_request(body, content_type, budget)
         except ImportRefused as exc:
             return _connect_error(exc.status, exc.message)
         except UnsupportedMediaType as exc:
             metrics.pushes.labels("malformed").inc()
             return _connect_error(415, str(exc))
+        except TooLarge as exc:
+            metrics.pushes.labels("too_large").inc()
+            return _connect_error(413, str(exc))
         except ValueError as exc:
             metrics.pushes.labels("malformed").inc()
             return _connect_error(400, str(exc))
 
         def convert() -> list[Item]:
+            # Every profile read and counted before any is converted: a push past a
+            # limit in its last profile builds nothing for the first ones.
+            read = [
+                (one, _read(raw, budget, f"series {i} profile {j}"))
+                for i, one in enumerate(series)
+                for j, raw in enumerate(one.profiles)
+            ]
             items: list[Item] = []
-            for i, one in enumerate(series):
+            for one, message in read:
                 service = one.labels.get("service_name") or "unknown"
                 labels = {**_public(one.labels), "service_name": service}
-                for j, raw in enumerate(one.profiles):
-                    items += _imported(raw, service, labels, now_ns=now,
-                                       what=f"series {i} profile {j}")  # fmt: skip
+                items += _items(message, service, labels, now_ns=now)
             return items
 
         try:
-            await store("pyroscope", convert)
+            await store("pyroscope", convert, key=_request_key(request, body))
         except ImportRefused as exc:
             return _connect_error(exc.status, exc.message)
         media = "application/json" if as_json else "application/proto"
@@ -209,6 +280,7 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
             content_type = request.headers.get("content-type", "")
             service = app_name.service
             labels = {**app_name.tags, "service_name": service}
+            budget = Budget(limits)
 
             def convert() -> list[Item]:
                 if format != "pprof":
@@ -216,7 +288,7 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
                     profile = folded_profile(
                         text, lines=format == "lines", service=service,
                         profile_type=app_name.profile_type, units=units,
-                        sample_rate=sampleRate, start_ns=start, end_ns=end,
+                        sample_rate=sampleRate, start_ns=start, end_ns=end, budget=budget,
                     )  # fmt: skip
                     return [Item(service, labels, profile)]
                 data = body
@@ -227,9 +299,9 @@ def add_interop_routes(app: FastAPI, ingest: Ingest, metrics: Metrics) -> None:
                     data = fields["profile"]
                 if not data:
                     raise ValueError("the request has no profile in its body")
-                return _imported(data, service, labels, now_ns=end)
+                return _items(_read(data, budget), service, labels, now_ns=end)
 
-            await store("pyroscope", convert)
+            await store("pyroscope", convert, key=_request_key(request, body))
         except ImportRefused as exc:
             return _json_error(exc.status, exc.message)
         return Response(status_code=200)

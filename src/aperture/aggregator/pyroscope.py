@@ -2,7 +2,9 @@
 
 Pure functions from request parts to labels and profiles; the routes live in
 :mod:`aperture.aggregator.interop_routes`. Every refusal is a :class:`ValueError`
-whose message says what is wrong, for a 400 answer.
+whose message says what is wrong, for a 400 answer, or a
+:class:`~aperture.formats.limits.TooLarge` (413) for a request past its
+:class:`~aperture.formats.limits.Budget`, counted before anything is parsed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from aperture.formats.collapsed import parse_collapsed
+from aperture.formats.limits import Budget, TooLarge
+from aperture.formats.protoscan import count_fields, payloads
 from aperture.model import EventType, Frame, LockStat, Profile, Sample
 from aperture.proto.pyroscope import push_pb2
 from aperture.transforms import lock_samples
@@ -89,14 +93,27 @@ def folded_profile(
     sample_rate: int,
     start_ns: int,
     end_ns: int,
+    budget: Budget | None = None,
 ) -> Profile:
-    """Folded stacks (``a;b;c 12``, root first) or ``lines`` (one stack per line, count 1)."""
+    """Folded stacks (``a;b;c 12``, root first) or ``lines`` (one stack per line, count 1).
+
+    Its lines and frames are counted against ``budget`` before any is parsed.
+    """
+    budget = budget or Budget()
+    stacks = text.count("\n") + 1
+    budget.spend("samples", stacks)
+    budget.spend("frames", text.count(";") + stacks)
     if lines:
         text = "".join(f"{line} 1\n" for line in text.split("\n") if line.strip())
     folded = parse_collapsed(text)
+    names: dict[str, Frame] = {}
+
+    def frames(path: tuple[str, ...]) -> tuple[Frame, ...]:
+        return tuple(names.get(n) or names.setdefault(n, Frame(n)) for n in path)
+
     if units == "lock_nanoseconds" or units == "lock_samples":
         locks = [
-            LockStat(pid=0, comm=service, address=0, stack=tuple(Frame(n) for n in path),
+            LockStat(pid=0, comm=service, address=0, stack=frames(path),
                      contentions=value if units == "lock_samples" else 0,
                      wait_ns=value if units == "lock_nanoseconds" else 0)
             for path, value in folded.items()
@@ -116,9 +133,7 @@ def folded_profile(
     if not cpu_like:
         profile.labels["sample_type"] = profile_type
     profile.samples = [
-        Sample(tuple(Frame(name) for name in path), value, comm=service)
-        for path, value in folded.items()
-        if value > 0
+        Sample(frames(path), value, comm=service) for path, value in folded.items() if value > 0
     ]
     return profile
 
@@ -135,14 +150,48 @@ class Series:
     profiles: list[bytes]
 
 
-def push_request(body: bytes, content_type: str) -> list[Series]:
-    """The series of a Connect ``PushRequest`` (``application/proto`` or ``application/json``)."""
+# Objects, arrays and values (``{``, ``[``, ``,``) a JSON push may have per profile it
+# may carry: JSON is parsed into Python objects whole, a few bytes each.
+_JSON_TOKENS_PER_PROFILE = 400
+
+
+def _count_push(body: bytes, budget: Budget) -> None:
+    """Series, labels and profiles of a proto ``PushRequest``, counted before it is parsed."""
+    limit = budget.left("profiles")
+    series = payloads(body, 1, limit)
+    if series is None:
+        raise TooLarge(
+            f"the push has more than {limit} series, the most one request may carry: "
+            "push fewer at a time"
+        )
+    profiles = 0
+    for i, one in enumerate(series):
+        counts = count_fields(one, {1: MAX_TAGS, 2: limit, 3: MAX_TAGS})
+        if counts[1] > MAX_TAGS or counts[3] > MAX_TAGS:
+            raise ValueError(f"series {i} has more than {MAX_TAGS} labels or annotations")
+        profiles += counts[2]
+    budget.spend("profiles", profiles)
+
+
+def push_request(body: bytes, content_type: str, budget: Budget | None = None) -> list[Series]:
+    """The series of a Connect ``PushRequest`` (``application/proto`` or ``application/json``).
+
+    Its series, labels and profiles are counted against ``budget`` first.
+    """
+    budget = budget or Budget()
     request = push_pb2.PushRequest()
     media = content_type.split(";")[0].strip().lower()
     try:
         if media in ("application/proto", "application/protobuf", "application/x-protobuf"):
+            _count_push(body, budget)
             request.ParseFromString(body)
         elif media == "application/json":
+            limit = budget.left("profiles") * _JSON_TOKENS_PER_PROFILE
+            if body.count(b"{") + body.count(b"[") + body.count(b",") > limit:
+                raise TooLarge(
+                    f"the JSON push has more than {limit:,} objects, arrays and values, the "
+                    "most one request may have: push fewer series at a time, or in proto"
+                )
             json_format.Parse(body.decode("utf-8"), request, ignore_unknown_fields=True)
         else:
             raise UnsupportedMediaType(
@@ -153,6 +202,8 @@ def push_request(body: bytes, content_type: str) -> list[Series]:
         raise ValueError(f"not a push.v1.PushRequest ({exc})") from None
     except (json_format.ParseError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a push.v1.PushRequest in JSON ({exc})") from None
+    if media == "application/json":
+        _count_json(request, budget)  # JSON has no wire to count on: its parse is bounded above
     out = []
     for i, series in enumerate(request.series):
         labels: dict[str, str] = {}
@@ -162,6 +213,19 @@ def push_request(body: bytes, content_type: str) -> list[Series]:
             labels[pair.name] = pair.value
         out.append(Series(labels, [s.raw_profile for s in series.samples if s.raw_profile]))
     return out
+
+
+def _count_json(request: push_pb2.PushRequest, budget: Budget) -> None:
+    """Series, labels and profiles of a ``PushRequest`` parsed from JSON."""
+    for i, series in enumerate(request.series):
+        if len(series.labels) > MAX_TAGS or len(series.annotations) > MAX_TAGS:
+            raise ValueError(f"series {i} has more than {MAX_TAGS} labels or annotations")
+    if len(request.series) > budget.left("profiles"):
+        raise TooLarge(
+            f"the push has more than {budget.left('profiles')} series, the most one request "
+            "may carry: push fewer at a time"
+        )
+    budget.spend("profiles", sum(len(series.samples) for series in request.series))
 
 
 _BOUNDARY = re.compile(r'boundary="?([^";]+)"?', re.IGNORECASE)

@@ -39,6 +39,8 @@ def to_collapsed(profile: Profile) -> str:
 def parse_collapsed(text: str) -> Counter[tuple[str, ...]]:
     """Parse folded stack lines into ``{path: count}``; blank lines are skipped."""
     folded: Counter[tuple[str, ...]] = Counter()
+    # One str per distinct name, not one per line it is on (a folded file repeats its roots).
+    names: dict[str, str] = {}
     # Split on "\n" only: str.splitlines() would also break on \x0b, \x1c, \u2028, ...
     for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.removesuffix("\r")
@@ -50,7 +52,7 @@ def parse_collapsed(text: str) -> Counter[tuple[str, ...]]:
                 f"folded stacks line {number}: expected 'frame;frame;... COUNT' with a"
                 f" non-negative integer count, got {_preview(line)}"
             )
-        path = tuple(stack.split(";"))
+        path = tuple([names.setdefault(name, name) for name in stack.split(";")])
         if not all(path):
             raise ValueError(f"folded stacks line {number}: empty frame name in {_preview(line)}")
         folded[path] += int(count)

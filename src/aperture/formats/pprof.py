@@ -10,7 +10,11 @@ Reading: any pprof (gzip or raw) becomes profiles of our event types, every
 index checked first so a malformed file is refused with the reason, never
 half-read. Samples are split by their other string labels (Go's pprof labels,
 Pyroscope's tags): each distinct label set is returned with its own profile so
-it can be stored and queried under those labels.
+it can be stored and queried under those labels. What a profile may make us
+build is counted against a :class:`~aperture.formats.limits.Budget` first: its
+inflated size, then its samples, locations, functions, mappings and strings
+(off the wire, before any of them is parsed), then its lines, stack frames and
+labels (before any Python object per sample is built).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
+from aperture.formats.limits import Budget, TooLarge
+from aperture.formats.protoscan import count_fields
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.transforms import lock_samples
@@ -51,6 +57,10 @@ _USER_PSEUDO = frozenset({"[vdso]", "[vsyscall]", "[vvar]", "[heap]", "[stack]",
 
 class MalformedPprof(ValueError):
     """Bytes that are not a valid pprof profile; the message says why."""
+
+
+class PprofTooLarge(MalformedPprof, TooLarge):
+    """A profile past what is left of its request's :class:`Budget` (answered 413)."""
 
 
 # ---------------------------------------------------------------------------
@@ -188,40 +198,80 @@ def to_pprof(profile: Profile) -> bytes:
 # Reading
 
 
-def inflate(data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES, what: str = "profile") -> bytes:
-    """``data`` un-gzipped if it is gzip, refusing damage and more than ``max_bytes``."""
-    if data[:2] != b"\x1f\x8b":
-        return data
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _gunzip(data: bytes, max_bytes: int, what: str) -> bytes:
+    """At most ``max_bytes + 1`` bytes of gzip ``data`` inflated: more means over the limit."""
     try:
         with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
-            raw = f.read(max_bytes + 1)
+            return f.read(max_bytes + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise MalformedPprof(f"the {what}'s gzip data is damaged or truncated ({exc})") from None
+
+
+def inflate(data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES, what: str = "profile") -> bytes:
+    """``data`` un-gzipped if it is gzip, refusing damage and more than ``max_bytes``."""
+    if data[:2] != _GZIP_MAGIC:
+        return data
+    raw = _gunzip(data, max_bytes, what)
     if len(raw) > max_bytes:
         raise MalformedPprof(f"the {what} inflates to more than {max_bytes} bytes")
     return raw
 
 
-def read_pprof(data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES) -> pb.Profile:
-    """Bytes (gzip or raw) to a checked pprof message; :class:`MalformedPprof` otherwise."""
-    if not data:
-        raise MalformedPprof("the profile is empty")
-    if len(data) > max_bytes:
-        raise MalformedPprof(f"the profile is larger than {max_bytes} bytes")
-    raw = inflate(data, max_bytes=max_bytes)
-    # A .pb.gz sent with gzip content-encoding arrives compressed twice.
-    raw = inflate(raw, max_bytes=max_bytes)
-    message = pb.Profile()
+# Profile's repeated top-level fields -> the limit each counts against.
+_COUNTED = {2: "samples", 3: "mappings", 4: "locations", 5: "functions", 6: "strings"}
+
+
+def _parse(message: Message, raw: bytes) -> None:
     try:
         message.ParseFromString(raw)
     except (DecodeError, RuntimeError, ValueError) as exc:
         raise MalformedPprof(f"not a pprof profile ({exc})") from None
-    check(message)
+
+
+def read_pprof(
+    data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES, budget: Budget | None = None
+) -> pb.Profile:
+    """Bytes (gzip or raw) to a checked pprof message; :class:`MalformedPprof` otherwise.
+
+    ``budget``: what the request may still carry (:class:`PprofTooLarge` past it);
+    none: this profile alone against the default limits.
+    """
+    budget = budget or Budget()
+    if not data:
+        raise MalformedPprof("the profile is empty")
+    if len(data) > max_bytes:
+        raise MalformedPprof(f"the profile is larger than {max_bytes} bytes")
+    limit = min(max_bytes, budget.left("inflated_bytes"))
+    raw = data
+    # A .pb.gz sent with gzip content-encoding arrives compressed twice.
+    for _ in range(2):
+        if raw[:2] == _GZIP_MAGIC and len(raw) <= limit:
+            raw = _gunzip(raw, limit, "profile")
+    if len(raw) > max_bytes:
+        raise MalformedPprof(f"the profile inflates to more than {max_bytes} bytes")
+    try:
+        budget.spend("inflated_bytes", len(raw))
+        counts = count_fields(raw, {n: budget.left(what) for n, what in _COUNTED.items()})
+        for number, what in _COUNTED.items():
+            budget.spend(what, counts[number])
+        message = pb.Profile()
+        _parse(message, raw)
+        check(message, budget)
+    except TooLarge as exc:
+        raise PprofTooLarge(str(exc)) from None
     return message
 
 
-def check(p: pb.Profile) -> None:
-    """Refuse a profile with a dangling string, mapping, location or function reference."""
+def check(p: pb.Profile, budget: Budget | None = None) -> None:
+    """Refuse a profile with a dangling string, mapping, location or function reference.
+
+    Its location lines, stack frames and sample labels are counted against
+    ``budget`` (:class:`TooLarge` past it) as they are checked.
+    """
+    budget = budget or Budget()
     n = len(p.string_table)
     if n == 0 or p.string_table[0] != "":
         raise MalformedPprof(
@@ -253,7 +303,10 @@ def check(p: pb.Profile) -> None:
         string(fn.name, f"function {fn.id} name")
         string(fn.system_name, f"function {fn.id} system name")
         string(fn.filename, f"function {fn.id} file name")
-    location_ids = _ids((loc.id for loc in p.location), "location")
+    _ids((loc.id for loc in p.location), "location")
+    budget.spend("lines", sum(len(loc.line) for loc in p.location))
+    # Location id -> the frames it stands for (one per line, inlined callers included).
+    frames_of: dict[int, int] = {}
     for loc in p.location:
         if loc.mapping_id and loc.mapping_id not in mapping_ids:
             raise MalformedPprof(f"location {loc.id} refers to mapping {loc.mapping_id}, "
@@ -262,21 +315,31 @@ def check(p: pb.Profile) -> None:
             if line.function_id not in function_ids:
                 raise MalformedPprof(f"location {loc.id} refers to function {line.function_id}, "
                                      "which the profile does not have")  # fmt: skip
+        frames_of[loc.id] = max(1, len(loc.line))
     n_types = len(p.sample_type)
+    frames = labels = 0
+    frames_left, labels_left = budget.left("frames"), budget.left("labels")
     for i, sample in enumerate(p.sample):
         if len(sample.value) != n_types:
             raise MalformedPprof(
                 f"sample {i} has {len(sample.value)} values for {n_types} sample types"
             )
         for loc_id in sample.location_id:
-            if loc_id not in location_ids:
+            count = frames_of.get(loc_id)
+            if count is None:
                 raise MalformedPprof(
                     f"sample {i} refers to location {loc_id}, which the profile does not have"
                 )
+            frames += count
+        labels += len(sample.label)
+        if frames > frames_left or labels > labels_left:
+            break  # spent below, which refuses
         for label in sample.label:
             string(label.key, f"a label of sample {i}")
             string(label.str, f"a label value of sample {i}")
             string(label.num_unit, f"a label unit of sample {i}")
+    budget.spend("frames", frames)
+    budget.spend("labels", labels)
 
 
 def _ids(ids: Iterable[int], what: str) -> set[int]:
@@ -396,6 +459,20 @@ def _int(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
+_SampleKey = tuple[int, int, str, str, tuple[Frame, ...]]  # pid, tid, comm, thread, stack
+
+
+def _merged(buckets: Iterable[dict[_SampleKey, list[int]]]) -> dict[_SampleKey, list[int]]:
+    """Samples of several label sets in one, their values summed."""
+    merged: dict[_SampleKey, list[int]] = {}
+    for bucket in buckets:
+        for sample_key, (value, count) in bucket.items():
+            acc = merged.setdefault(sample_key, [0, 0])
+            acc[0] += value
+            acc[1] += count
+    return merged
+
+
 def from_pprof_message(
     p: pb.Profile, *, comm: str = "", now_ns: int | None = None
 ) -> list[Imported]:
@@ -413,8 +490,9 @@ def from_pprof_message(
     else:
         start = (time.time_ns() if now_ns is None else now_ns) - duration
     # (label set) -> {(pid, tid, comm, thread, stack): [value, contentions]}
-    groups: dict[tuple[tuple[str, str], ...], dict[tuple[int, int, str, str, tuple[Frame, ...]],
-                                                   list[int]]] = {}  # fmt: skip
+    groups: dict[tuple[tuple[str, str], ...], dict[_SampleKey, list[int]]] = {}
+    # Past MAX_LABEL_SETS every sample goes to one set without labels, from then on too.
+    labelled = True
     for i, sample in enumerate(p.sample):
         values = sample.value
         value = values[kind.value] if kind.value >= 0 else 0
@@ -441,24 +519,22 @@ def from_pprof_message(
                 comm_of = text
             elif key in _THREAD_KEYS and text:
                 thread = text
-            elif text and key:
+            elif text and key and labelled:
                 extra[key] = text
         stack: list[Frame] = []
         for loc_id in reversed(sample.location_id):
             stack.extend(reversed(frames(loc_id)))
         label_key = tuple(sorted(extra.items()))
-        bucket = groups.setdefault(label_key, {})
+        bucket = groups.get(label_key)
+        if bucket is None:
+            if len(groups) < MAX_LABEL_SETS:
+                bucket = groups[label_key] = {}
+            else:
+                groups, labelled = {(): _merged(groups.values())}, False
+                bucket = groups[()]
         acc = bucket.setdefault((pid, tid, comm_of, thread, tuple(stack)), [0, 0])
         acc[0] += value
         acc[1] += count
-    if len(groups) > MAX_LABEL_SETS:
-        merged: dict[tuple[int, int, str, str, tuple[Frame, ...]], list[int]] = {}
-        for bucket in groups.values():
-            for sample_key, (value, count) in bucket.items():
-                acc = merged.setdefault(sample_key, [0, 0])
-                acc[0] += value
-                acc[1] += count
-        groups = {(): merged}
     out = []
     for label_key, bucket in groups.items():
         profile = Profile(kind.event_type, kind.unit, start_ns=start, end_ns=start + duration,
@@ -487,6 +563,8 @@ def from_pprof(
     comm: str = "",
     now_ns: int | None = None,
     max_bytes: int = MAX_INFLATED_BYTES,
+    budget: Budget | None = None,
 ) -> list[Imported]:
     """Profiles of pprof bytes (gzip or raw); :class:`MalformedPprof` says what is wrong."""
-    return from_pprof_message(read_pprof(data, max_bytes=max_bytes), comm=comm, now_ns=now_ns)
+    message = read_pprof(data, max_bytes=max_bytes, budget=budget)
+    return from_pprof_message(message, comm=comm, now_ns=now_ns)

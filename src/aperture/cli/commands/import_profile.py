@@ -20,6 +20,10 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
                         help="the service it is from (default: the file's name)")  # fmt: skip
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                         help="label to store it under (repeatable)")  # fmt: skip
+    parser.add_argument("--at", metavar="TIME",
+                        help="move the profile's window to end at TIME (now, -1h, RFC 3339): "
+                        "for a profile recorded before the aggregator's retention, which it "
+                        "refuses otherwise (default: the time recorded in the file)")  # fmt: skip
 
 
 def _service(path: Path) -> str:
@@ -39,6 +43,8 @@ def run(args: argparse.Namespace, client: Client) -> str:
     for text in args.label:
         key, value = parse_label(text)
         params.append((f"label.{key}", value))
+    if args.at:
+        params.append(("at", args.at))
     rest = RestClient(args.api, token=args.token, tls_ca=args.tls_ca)
     try:
         result = rest.request("POST", "/api/v1/ingest/pprof", params=params, content=data).json()
@@ -51,12 +57,17 @@ def run(args: argparse.Namespace, client: Client) -> str:
         return f"{args.file} has no samples: nothing stored"
     parts = [f"{p['type']}: {p['total']} {p['unit']} in {p['samples']} stacks" for p in profiles]
     agents = sorted({p["agent_id"] for p in profiles})
-    # An old file keeps its own time: say when, so the user knows which --from finds it.
+    # Say when, so the user knows which --from finds it.
     start = min(p["start_ns"] for p in profiles)
     end = max(p["end_ns"] for p in profiles)
+    verb = "already stored" if result.get("already_stored") == len(profiles) else "stored"
+    moved = ""
+    if "recorded_start_ns" in profiles[0]:
+        was = min(p["recorded_start_ns"] for p in profiles)
+        moved = f" (moved by --at from its recorded {_time(was)} UTC)"
     return (
-        f"stored {args.file} as {', '.join(agents)} ({'; '.join(parts)}), "
-        f"window {_time(start)} to {_time(end)} UTC"
+        f"{verb} {args.file} as {', '.join(agents)} ({'; '.join(parts)}), "
+        f"window {_time(start)} to {_time(end)} UTC{moved}"
     )
 
 
