@@ -176,14 +176,19 @@ def test_32bit_elf_symbols() -> None:
     assert found is not None and found[0] == "qsort"
 
 
-def fake_process(root: Path, pid: int, maps: str, *, ns_pid: int, start_time: int = 99) -> None:
-    """A /proc/PID directory with what the symbolizer reads."""
+def fake_process(
+    root: Path, pid: int, maps: str, *, ns_pid: int, start_time: int = 99, uid: int | None = None
+) -> None:
+    """A /proc/PID directory with what the symbolizer reads (``uid``: ours by default)."""
     proc = root / str(pid)
     (proc / "root").mkdir(parents=True, exist_ok=True)
     (proc / "maps").write_text(maps)
     fields = ["S"] + ["0"] * 18 + [str(start_time)] + ["0"] * 10
     (proc / "stat").write_text(f"{pid} (fake (app)) {' '.join(fields)}\n")
-    (proc / "status").write_text(f"Name:\tfake\nNSpid:\t{pid}\t{ns_pid}\n")
+    uid = os.getuid() if uid is None else uid
+    (proc / "status").write_text(
+        f"Name:\tfake\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nNSpid:\t{pid}\t{ns_pid}\n"
+    )
 
 
 def test_jit_maps_refresh_and_namespaced_perf_map(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from aperture.agent.python.offsets import (
     parse_debug_offsets,
 )
 from aperture.agent.symbols.process import PROC_ROOT, Mapping, ProcessMaps
+from aperture.agent.untrusted import MAX_SECTION_BYTES, open_untrusted
 from aperture.agent.unwind.segments import (
     ElfSection,
     LoadSegment,
@@ -245,7 +246,7 @@ def _elf_python(path: str, mapping: Mapping) -> _ElfPython | None:
 
 def _read_elf_python(path: str) -> _ElfPython | None:
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path) as f:
             sections = elf_sections(f.read(64), f)
             if sections is None:
                 return None
@@ -265,7 +266,7 @@ def _read_elf_python(path: str) -> _ElfPython | None:
             if b"Py_Version" not in symbols and b".rodata" in sections:
                 rodata = sections[b".rodata"]
                 f.seek(rodata[2])
-                data = f.read(rodata[3])
+                data = f.read(min(rodata[3], MAX_SECTION_BYTES))
                 versions = frozenset(
                     (int(m.group(1)), int(m.group(2))) for m in _RODATA_VERSION.finditer(data)
                 )
@@ -278,6 +279,8 @@ def _find_symbols(
     f: IO[bytes], symtab: ElfSection, strtab: ElfSection, out: dict[bytes, _Symbol]
 ) -> None:
     """Add the ``_WANTED`` symbols defined in ``symtab`` to ``out``."""
+    if strtab[3] > MAX_SECTION_BYTES or symtab[3] > MAX_SECTION_BYTES:
+        return
     f.seek(strtab[2])
     strings = f.read(strtab[3])
     # The string-table offsets a wanted name can start at; symbols are then matched

@@ -10,23 +10,47 @@ stripped binary gets the ``.symtab`` of its debug file (found by build-id or
 ``.gnu_debuglink``), else its ``.dynsym`` plus any MiniDebugInfo
 (``.gnu_debugdata``). Segments always come from the real binary: a debug file's
 ``PT_LOAD`` file offsets are meaningless.
+
+Files are opened with :func:`~aperture.agent.untrusted.open_untrusted` (a debug
+file must belong to root or to the binary's owner) and read within bounds: at
+most :data:`~aperture.agent.untrusted.MAX_ELF_HEADERS` section and program
+headers, :data:`~aperture.agent.untrusted.MAX_SECTION_BYTES` a section and
+:data:`~aperture.agent.untrusted.MAX_ELF_READ_BYTES` a file, MiniDebugInfo
+inflated to at most :data:`~aperture.agent.untrusted.MAX_DEBUGDATA_BYTES`.
+pyelftools is used for fixed-size headers only: its string and note readers read
+until they find what they look for, however far that is.
 """
 
 from __future__ import annotations
 
 import bisect
+import errno
 import functools
 import io
-import lzma
 import os
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import IO, Any, NamedTuple
 
 from elftools.elf.elffile import ELFFile
 
-from aperture.agent.symbols.debuginfo import DEFAULT_DEBUG_DIRS, find_debug_file, parse_debuglink
+from aperture.agent.symbols.debuginfo import (
+    DEFAULT_DEBUG_DIRS,
+    find_debug_file,
+    parse_build_id,
+    parse_debuglink,
+)
+from aperture.agent.untrusted import (
+    MAX_DEBUGDATA_BYTES,
+    MAX_ELF_HEADERS,
+    MAX_ELF_READ_BYTES,
+    MAX_NOTE_BYTES,
+    MAX_SECTION_BYTES,
+    RefusedFile,
+    inflate_xz,
+    open_untrusted,
+)
 
 _STT_FUNC = 2
 _STT_GNU_IFUNC = 10
@@ -65,6 +89,7 @@ class ElfSymbols:
         "debug_file",
         "is_elf",
         "path",
+        "refused",
         "segments",
     )
 
@@ -78,9 +103,15 @@ class ElfSymbols:
         build_id: str | None = None,
         debug_file: str | None = None,
         is_elf: bool = False,
+        refused: str | None = None,
     ) -> None:
-        """``rows`` are ``(start, size, name offset in strings)``, sorted by start."""
+        """``rows`` are ``(start, size, name offset in strings)``, sorted by start.
+
+        ``refused`` says why the file, its debug file or its MiniDebugInfo was not
+        read (not a regular file, a link, another owner, over a bound).
+        """
         self.path = path
+        self.refused = refused
         self.segments = tuple(segments)
         self.build_id = build_id
         self.debug_file = debug_file
@@ -108,8 +139,11 @@ class ElfSymbols:
         searched for it.
         """
         try:
-            with open(path, "rb") as f:
-                return cls._from_stream(f, path, logical_path or path, debug_dirs)
+            with open_untrusted(path) as f:
+                owners = {os.fstat(f.fileno()).st_uid}  # who may own its debug file
+                return cls._from_stream(f, path, logical_path or path, debug_dirs, owners)
+        except RefusedFile as e:
+            return cls(path, refused=str(e))
         except Exception:  # a malformed ELF can raise anything: no symbols then
             return cls(path)
 
@@ -117,13 +151,20 @@ class ElfSymbols:
     def from_bytes(cls, data: bytes, path: str) -> ElfSymbols:
         """Symbols of an in-memory image (the vDSO); never raises."""
         try:
-            return cls._from_stream(io.BytesIO(data), path, path, ())
+            return cls._from_stream(io.BytesIO(data), path, path, (), set())
+        except RefusedFile as e:
+            return cls(path, refused=str(e))
         except Exception:
             return cls(path)
 
     @classmethod
     def _from_stream(
-        cls, stream: IO[bytes], path: str, logical_path: str, debug_dirs: Sequence[str]
+        cls,
+        stream: IO[bytes],
+        path: str,
+        logical_path: str,
+        debug_dirs: Sequence[str],
+        owners: Collection[int],
     ) -> ElfSymbols:
         if stream.read(4) != b"\x7fELF":
             return cls(path)
@@ -131,21 +172,28 @@ class ElfSymbols:
         elf = _Elf(ELFFile(stream))
         build_id = elf.build_id()
         debug_file = None
+        refused = None
         tables = elf.symbol_tables("SHT_SYMTAB")  # a superset of .dynsym when present
         if not tables:
             link = elf.section_data(".gnu_debuglink")
+            reasons: list[str] = []
             debug_file = find_debug_file(
                 build_id=build_id,
                 debuglink=parse_debuglink(link) if link else None,
                 binary_path=path,
                 logical_path=logical_path,
                 debug_dirs=debug_dirs,
+                owners=owners,
+                refused=reasons,
             )
-            tables = _debug_file_tables(debug_file) if debug_file else []
+            tables, refused = _debug_file_tables(debug_file, owners) if debug_file else ([], None)
+            refused = refused or (reasons[0] if reasons else None)
             if not tables:
                 debug_file = None
                 # MiniDebugInfo holds only what .dynsym lacks: both are needed.
-                tables = elf.symbol_tables("SHT_DYNSYM") + _minidebuginfo_tables(elf)
+                mini, mini_refused = _minidebuginfo_tables(elf)
+                tables = elf.symbol_tables("SHT_DYNSYM") + mini
+                refused = refused or mini_refused
         rows, strings = _merge(tables, little=elf.file.little_endian, wide=elf.file.elfclass == 64)
         return cls(
             path,
@@ -155,6 +203,7 @@ class ElfSymbols:
             build_id=build_id,
             debug_file=debug_file,
             is_elf=True,
+            refused=refused,
         )
 
     def __len__(self) -> int:
@@ -207,28 +256,48 @@ class _Elf:
 
     Listing sections with pyelftools builds a full object per section, parsing
     entire GNU hash tables on the way (0.35 s for node's 100 MB binary): headers
-    and raw bytes are all that is needed here.
+    and raw bytes are all that is needed here. Every read is bounded; one past a
+    bound raises :class:`RefusedFile`.
     """
 
     def __init__(self, elf: Any) -> None:
         self.file = elf
-        self.headers = [elf._get_section_header(i) for i in range(elf.num_sections())]
-        self.names = {elf._get_section_name(h): i for i, h in enumerate(self.headers)}
+        self._budget = MAX_ELF_READ_BYTES
+        count = elf.num_sections()
+        if count > MAX_ELF_HEADERS:
+            raise RefusedFile(errno.EFBIG, f"{count} section headers (at most {MAX_ELF_HEADERS})")
+        self.headers = [elf._get_section_header(i) for i in range(count)]
+        shstrndx = elf.get_shstrndx()
+        names = self.data(self.headers[shstrndx]) if 0 < shstrndx < count else b""
+        self.names = {_c_string(names, h["sh_name"]): i for i, h in enumerate(self.headers)}
+
+    def read(self, offset: int, size: int, what: str) -> bytes:
+        if size > MAX_SECTION_BYTES:
+            raise RefusedFile(errno.EFBIG, f"{what} is {size} bytes (at most {MAX_SECTION_BYTES})")
+        if size > self._budget:
+            raise RefusedFile(errno.EFBIG, f"reads more than {MAX_ELF_READ_BYTES} bytes")
+        self._budget -= size
+        stream = self.file.stream
+        stream.seek(offset)
+        data: bytes = stream.read(size)
+        return data
 
     def data(self, header: Any) -> bytes:
         if header["sh_type"] == "SHT_NOBITS":
             return b""
-        stream = self.file.stream
-        stream.seek(header["sh_offset"])
-        data: bytes = stream.read(header["sh_size"])
-        return data
+        return self.read(header["sh_offset"], header["sh_size"], "a section")
 
     def section_data(self, name: str) -> bytes | None:
         index = self.names.get(name)
         return None if index is None else self.data(self.headers[index])
 
     def program_headers(self) -> list[Any]:
-        return [self.file._get_segment_header(i) for i in range(self.file.num_segments())]
+        count = self.file["e_phnum"]
+        if count == 0xFFFF:  # PN_XNUM: the count is section 0's sh_info
+            count = self.headers[0]["sh_info"] if self.headers else 0
+        if count > MAX_ELF_HEADERS:
+            raise RefusedFile(errno.EFBIG, f"{count} program headers (at most {MAX_ELF_HEADERS})")
+        return [self.file._get_segment_header(i) for i in range(count)]
 
     def load_segments(self) -> list[Segment]:
         return [
@@ -253,28 +322,31 @@ class _Elf:
     def build_id(self) -> str | None:
         """Hex GNU build-id from the note sections (or ``PT_NOTE`` segments)."""
         holders = [
-            self.file.get_section(i)
-            for i, h in enumerate(self.headers)
-            if h["sh_type"] == "SHT_NOTE"
+            (h["sh_offset"], h["sh_size"]) for h in self.headers if h["sh_type"] == "SHT_NOTE"
         ]
         if not holders:
             holders = [
-                self.file.get_segment(i)
-                for i, h in enumerate(self.program_headers())
+                (h["p_offset"], h["p_filesz"])
+                for h in self.program_headers()
                 if h["p_type"] == "PT_NOTE"
             ]
-        for holder in holders:
-            for note in holder.iter_notes():
-                if note["n_type"] == "NT_GNU_BUILD_ID" and note["n_name"] == "GNU":
-                    desc = note["n_desc"]
-                    return desc if isinstance(desc, str) else bytes(desc).hex()
+        for offset, size in holders:
+            if size <= MAX_NOTE_BYTES:
+                found = parse_build_id(self.read(offset, size, "a note"), self.file.little_endian)
+                if found:
+                    return found
         return None
+
+
+def _c_string(table: bytes, offset: int) -> str:
+    end = table.find(b"\0", offset)
+    return table[offset : end if end >= 0 else offset].decode("utf-8", "replace")
 
 
 def file_build_id(path: str) -> str | None:
     """Build-id of the ELF file at ``path``, or None (never raises)."""
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path) as f:
             if f.read(4) != b"\x7fELF":
                 return None
             f.seek(0)
@@ -283,24 +355,30 @@ def file_build_id(path: str) -> str | None:
         return None
 
 
-def _debug_file_tables(path: str) -> list[_Table]:
+def _debug_file_tables(path: str, owners: Collection[int]) -> tuple[list[_Table], str | None]:
+    """The ``.symtab`` of a debug file, and why it was refused if it was."""
     try:
-        with open(path, "rb") as f:
-            return _Elf(ELFFile(f)).symbol_tables("SHT_SYMTAB")
+        with open_untrusted(path, owners=owners) as f:
+            return _Elf(ELFFile(f)).symbol_tables("SHT_SYMTAB"), None
+    except RefusedFile as e:
+        return [], str(e)
     except Exception:
-        return []
+        return [], None
 
 
-def _minidebuginfo_tables(elf: _Elf) -> list[_Table]:
-    """The xz-compressed ``.symtab`` of ``.gnu_debugdata`` (Fedora's MiniDebugInfo)."""
-    packed = elf.section_data(".gnu_debugdata")
-    if not packed:
-        return []
+def _minidebuginfo_tables(elf: _Elf) -> tuple[list[_Table], str | None]:
+    """The xz-compressed ``.symtab`` of ``.gnu_debugdata`` (Fedora's MiniDebugInfo),
+    and why it was refused if it was."""
     try:
-        inner = _Elf(ELFFile(io.BytesIO(lzma.decompress(packed))))
-        return inner.symbol_tables("SHT_SYMTAB")
+        packed = elf.section_data(".gnu_debugdata")
+        if not packed:
+            return [], None
+        inner = inflate_xz(packed, MAX_DEBUGDATA_BYTES, ".gnu_debugdata")
+        return _Elf(ELFFile(io.BytesIO(inner))).symbol_tables("SHT_SYMTAB"), None
+    except RefusedFile as e:
+        return [], str(e)
     except Exception:
-        return []
+        return [], None
 
 
 def _merge(

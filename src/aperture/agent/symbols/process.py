@@ -2,19 +2,24 @@
 
 A process can only be inspected while it lives, so the snapshot also records what
 is needed to find its files and its JIT map later: the pid's start time (to tell a
-reused pid apart) and its pid inside its own pid namespace (perf maps are named
-after that one).
+reused pid apart), its pid inside its own pid namespace (perf maps are named
+after that one), its uids (who may own its perf map) and whether it sees our
+``/tmp`` (shares our mount namespace and root).
 """
 
 from __future__ import annotations
 
 import bisect
 import os
+import stat
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from aperture.agent.untrusted import MAX_MAPS_BYTES
+
 PROC_ROOT = "/proc"
 _DELETED = " (deleted)"
+_MAX_PROC_FILE = 64 * 1024  # /proc/PID/stat and status (a few hundred bytes)
 
 
 class Mapping(NamedTuple):
@@ -76,7 +81,16 @@ def parse_maps(text: str) -> list[Mapping]:
 class ProcessMaps:
     """Executable mappings of one process, looked up by address."""
 
-    __slots__ = ("_starts", "mappings", "ns_pid", "pid", "proc_root", "start_time")
+    __slots__ = (
+        "_starts",
+        "mappings",
+        "ns_pid",
+        "pid",
+        "proc_root",
+        "sees_our_tmp",
+        "start_time",
+        "uids",
+    )
 
     def __init__(
         self,
@@ -86,29 +100,43 @@ class ProcessMaps:
         proc_root: str = PROC_ROOT,
         start_time: int | None = None,
         ns_pid: int | None = None,
+        uids: frozenset[int] = frozenset(),
+        sees_our_tmp: bool = False,
     ) -> None:
+        """``uids``: real, effective, saved and filesystem uids (may own its files)."""
         self.pid = pid
         self.mappings = sorted(mappings, key=lambda m: m.start)
         self._starts = [m.start for m in self.mappings]
         self.proc_root = proc_root
         self.start_time = start_time
         self.ns_pid = ns_pid if ns_pid is not None else pid
+        self.uids = uids
+        self.sees_our_tmp = sees_our_tmp
 
     @classmethod
     def read(cls, pid: int, proc_root: str = PROC_ROOT) -> ProcessMaps | None:
-        """Snapshot a live process; None if it is gone or unreadable."""
+        """Snapshot a live process; None if it is gone or unreadable.
+
+        At most :data:`~aperture.agent.untrusted.MAX_MAPS_BYTES` of its maps are read
+        (a partial last line is dropped): mappings past them are not known.
+        """
         base = os.path.join(proc_root, str(pid))
         try:
             with open(os.path.join(base, "maps"), "rb") as f:
-                text = f.read().decode("utf-8", "surrogateescape")
+                data = f.read(MAX_MAPS_BYTES)
         except OSError:
             return None
+        if len(data) == MAX_MAPS_BYTES:
+            data = data[: data.rfind(b"\n") + 1]
+        ns_pid, uids = _read_status(base)
         return cls(
             pid,
-            parse_maps(text),
+            parse_maps(data.decode("utf-8", "surrogateescape")),
             proc_root=proc_root,
             start_time=read_start_time(pid, proc_root),
-            ns_pid=_read_ns_pid(base),
+            ns_pid=ns_pid,
+            uids=uids,
+            sees_our_tmp=_sees_our_tmp(base),
         )
 
     def find(self, addr: int) -> Mapping | None:
@@ -152,6 +180,8 @@ class ProcessMaps:
                 st = os.stat(path)
             except OSError:
                 continue
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a FIFO or device put in the mapped file's place
             if not check_inode or st.st_ino == mapping.inode:
                 return path
             if fallback is None and path.startswith(self.proc_root):
@@ -161,31 +191,62 @@ class ProcessMaps:
         return fallback
 
     def perf_map_paths(self) -> list[str]:
-        """Where the process's JIT perf map may be, most specific first."""
+        """Where the process's JIT perf map may be, most specific first.
+
+        Its own ``/tmp``, through ``/proc/PID/root``; our ``/tmp`` as well only for a
+        process that shares our mount namespace and root (the same file, still there
+        once the process has exited). Another namespace's process never gets a
+        ``/tmp/perf-PID.map`` of ours: any user of ours could have made it.
+        """
         inner = f"/tmp/perf-{self.ns_pid}.map"
-        return [self.in_root(inner), f"/tmp/perf-{self.pid}.map"]
+        return [self.in_root(inner), inner] if self.sees_our_tmp else [self.in_root(inner)]
 
 
 def read_start_time(pid: int, proc_root: str = PROC_ROOT) -> int | None:
     """The process start time in clock ticks (``/proc/PID/stat`` field 22), or None."""
     try:
         with open(os.path.join(proc_root, str(pid), "stat"), "rb") as f:
-            stat = f.read()
+            text = f.read(_MAX_PROC_FILE)
         # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+        return int(text[text.rindex(b")") + 2 :].split()[19])
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _read_ns_pid(base: str) -> int | None:
+def _read_status(base: str) -> tuple[int | None, frozenset[int]]:
+    """The innermost ``NSpid`` and the ``Uid`` set from ``/proc/PID/status``."""
+    ns_pid: int | None = None
+    uids: frozenset[int] = frozenset()
     try:
         with open(os.path.join(base, "status"), "rb") as f:
-            for line in f:
-                if line.startswith(b"NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+            text = f.read(_MAX_PROC_FILE)
+    except OSError:
+        return None, uids
+    for line in text.splitlines():
+        try:
+            if line.startswith(b"NSpid:"):
+                ns_pid = int(line.split()[-1])
+            elif line.startswith(b"Uid:"):
+                uids = frozenset(int(word) for word in line.split()[1:])
+        except (ValueError, IndexError):
+            continue
+    return ns_pid, uids
+
+
+def _sees_our_tmp(base: str) -> bool:
+    """Whether the process shares our mount namespace and root (so our ``/tmp``)."""
+    pairs = (
+        (os.path.join(base, "ns", "mnt"), "/proc/self/ns/mnt"),
+        (os.path.join(base, "root"), "/"),
+    )
+    try:
+        for theirs, ours in pairs:
+            a, b = os.stat(theirs), os.stat(ours)
+            if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+                return False
+    except OSError:
+        return False
+    return True
 
 
 def own_vdso_image() -> bytes | None:

@@ -42,6 +42,8 @@ _COUNTERS = (
     "kernel_resolved",
     "kernel_unresolved",
     "files_loaded",
+    "files_refused",
+    "perf_map_bytes_skipped",
 )
 
 
@@ -55,6 +57,10 @@ class SymbolizerStats:
     kernel_resolved: int = 0
     kernel_unresolved: int = 0
     files_loaded: int = 0
+    # Binaries, debug files, MiniDebugInfo and perf map reads refused: a FIFO, a
+    # link, another owner, over a size bound (aperture.agent.untrusted).
+    files_refused: int = 0
+    perf_map_bytes_skipped: int = 0  # past the read bound or in over-long lines
     files_cached: int = 0
     processes: int = 0
 
@@ -263,14 +269,23 @@ class Symbolizer:
             if last is not None and now - last < self._refresh_interval:
                 return None
             proc.perf_map_looked_at = now
-            path = next((p for p in proc.maps.perf_map_paths() if os.path.isfile(p)), None)
+            path = next((p for p in proc.maps.perf_map_paths() if os.path.lexists(p)), None)
             if path is None:
                 return None
-            proc.perf_map = PerfMap(path)
-        hit = proc.perf_map.lookup(at)
+            proc.perf_map = PerfMap(path, owners=proc.maps.uids)
+            self._count_perf_map(proc.perf_map, 0, 0)
+        perf_map = proc.perf_map
+        refusals, skipped = perf_map.refusals, perf_map.bytes_skipped
+        hit = perf_map.lookup(at)
+        self._count_perf_map(perf_map, refusals, skipped)
         if hit is None:
             return None
         return Frame(demangle(hit[0]), JIT_MODULE, FrameKind.JIT, addr)
+
+    def _count_perf_map(self, perf_map: PerfMap, refusals: int, skipped: int) -> None:
+        """Count what ``perf_map`` refused and skipped since it had these counts."""
+        self._counts["files_refused"] += perf_map.refusals - refusals
+        self._counts["perf_map_bytes_skipped"] += perf_map.bytes_skipped - skipped
 
     # -- files -------------------------------------------------------------------
 
@@ -299,6 +314,8 @@ class Symbolizer:
                 path, logical_path=mapping.file_path, debug_dirs=self._debug_dirs_for(proc)
             )
             self._counts["files_loaded"] += 1
+            if elf.refused:
+                self._counts["files_refused"] += 1
             if elf.build_id:
                 self._by_build_id[elf.build_id] = elf
         self._files[key] = elf

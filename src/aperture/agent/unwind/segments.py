@@ -5,6 +5,8 @@ from __future__ import annotations
 import struct
 from typing import IO, NamedTuple
 
+from aperture.agent.untrusted import MAX_SECTION_BYTES, open_untrusted
+
 _PT_LOAD = 1
 _PAGE = 0x1000
 
@@ -42,13 +44,15 @@ def parse_load_segments(header: bytes) -> list[LoadSegment]:
 def read_load_segments(path: str) -> list[LoadSegment]:
     """``PT_LOAD`` segments of the file at ``path`` (empty when unreadable or not ELF)."""
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path) as f:
             header = f.read(_PAGE)
             segments = parse_load_segments(header)
             if not segments and header[:4] == b"\x7fELF" and len(header) == _PAGE:
                 # Program headers past the first page: read as far as they go.
                 (phoff,) = struct.unpack_from("<Q", header, 32)
                 phentsize, phnum = struct.unpack_from("<HH", header, 54)
+                if phoff + phentsize * phnum > MAX_SECTION_BYTES:
+                    return []
                 f.seek(0)
                 segments = parse_load_segments(f.read(phoff + phentsize * phnum))
             return segments
@@ -74,7 +78,7 @@ def elf_sections(header: bytes, f: IO[bytes]) -> dict[bytes, ElfSection] | None:
         return None
     (shoff,) = struct.unpack_from("<Q", header, 40)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
-    if shentsize < 64 or not shnum or shstrndx >= shnum:
+    if shentsize < 64 or not shnum or shstrndx >= shnum or shentsize * shnum > MAX_SECTION_BYTES:
         return None
     f.seek(shoff)
     table = f.read(shentsize * shnum)
@@ -108,7 +112,7 @@ def elf_sections(header: bytes, f: IO[bytes]) -> dict[bytes, ElfSection] | None:
 def section_size(path: str, name: bytes) -> int | None:
     """Size of the section called ``name`` in a 64-bit little-endian ELF (None if absent)."""
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path) as f:
             sections = elf_sections(f.read(64), f)
     except (OSError, struct.error):
         return None

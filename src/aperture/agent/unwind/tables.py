@@ -21,9 +21,9 @@ import io
 import itertools
 import json
 import operator
+import os
 import struct
 import sys
-import zlib
 from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
@@ -33,7 +33,17 @@ from typing import BinaryIO, NamedTuple
 from aperture.agent.symbols.debuginfo import (
     DEFAULT_DEBUG_DIRS,
     find_debug_file,
+    parse_build_id,
     parse_debuglink,
+)
+from aperture.agent.untrusted import (
+    MAX_ELF_HEADERS,
+    MAX_ELF_READ_BYTES,
+    MAX_NOTE_BYTES,
+    MAX_SECTION_BYTES,
+    RefusedFile,
+    inflate_zlib,
+    open_untrusted,
 )
 
 __all__ = [
@@ -275,8 +285,10 @@ def unwind_step(
 def build_table(path: str, *, debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS) -> UnwindTable:
     """The unwind table of the ELF file at ``path`` (never raises)."""
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path) as f:
             return _build(_FileSource(f), path, debug_dirs)
+    except RefusedFile as e:
+        return _empty(f"refused {path}: {e.strerror}")
     except OSError as e:
         return _empty(f"cannot read {path}: {e.strerror or e}")
 
@@ -302,19 +314,40 @@ class _NotUsable(Exception):
     """The file cannot give a table; the message is the table's reason."""
 
 
-class _BytesSource:
+class _Budget:
+    """Reads of one file: each at most MAX_SECTION_BYTES, MAX_ELF_READ_BYTES in all."""
+
+    def __init__(self) -> None:
+        self.left = MAX_ELF_READ_BYTES
+
+    def take(self, size: int) -> None:
+        if size > MAX_SECTION_BYTES:
+            raise _NotUsable(f"a read of {size} bytes (at most {MAX_SECTION_BYTES})")
+        if size > self.left:
+            raise _NotUsable(f"reads more than {MAX_ELF_READ_BYTES} bytes")
+        self.left -= size
+
+
+class _BytesSource(_Budget):
+    owner = 0
+
     def __init__(self, data: bytes) -> None:
+        super().__init__()
         self.data = data
 
     def read(self, offset: int, size: int) -> bytes:
+        self.take(size)
         return self.data[offset : offset + size]
 
 
-class _FileSource:
+class _FileSource(_Budget):
     def __init__(self, f: BinaryIO) -> None:
+        super().__init__()
         self.f = f
+        self.owner = os.fstat(f.fileno()).st_uid  # who may own its debug file
 
     def read(self, offset: int, size: int) -> bytes:
+        self.take(size)
         self.f.seek(offset)
         return self.f.read(size)
 
@@ -343,6 +376,8 @@ def _sections(src: _Source, name: str) -> list[_Section]:
         _, _, _, _, _, size0, link0, *_ = _SHDR.unpack(first)
         shnum = shnum or size0
         shstrndx = link0 if shstrndx == 0xFFFF else shstrndx
+    if shnum > MAX_ELF_HEADERS:
+        raise _NotUsable(f"{name} has {shnum} section headers (at most {MAX_ELF_HEADERS})")
     raw = src.read(shoff, shnum * shentsize)
     if len(raw) < shnum * shentsize:
         raise _NotUsable(f"{name} is truncated (section headers)")
@@ -369,25 +404,18 @@ def _section_data(src: _Source, section: _Section) -> bytes:
         if ch_type != 1:  # ELFCOMPRESS_ZLIB; zstd has no decoder in the standard library
             raise _NotUsable(f"section {section.name} has an unsupported compression")
         try:
-            return zlib.decompress(data[24:])
-        except zlib.error as e:
-            raise _NotUsable(f"section {section.name} does not decompress: {e}") from None
+            return inflate_zlib(data[24:], MAX_SECTION_BYTES, f"section {section.name}")
+        except RefusedFile as e:
+            raise _NotUsable(e.strerror) from None
     return data
 
 
 def _build_id(src: _Source, sections: list[_Section]) -> str | None:
     for section in sections:
-        if section.type != _SHT_NOTE:
-            continue
-        notes = src.read(section.offset, section.size)
-        p = 0
-        while p + 12 <= len(notes):
-            namesz, descsz, kind = struct.unpack_from("<III", notes, p)
-            name_at = p + 12
-            desc_at = name_at + ((namesz + 3) & ~3)
-            if kind == 3 and notes[name_at : name_at + namesz] == b"GNU\0":
-                return notes[desc_at : desc_at + descsz].hex() or None
-            p = desc_at + ((descsz + 3) & ~3)
+        if section.type == _SHT_NOTE and section.size <= MAX_NOTE_BYTES:
+            found = parse_build_id(src.read(section.offset, section.size), little=True)
+            if found:
+                return found
     return None
 
 
@@ -551,11 +579,12 @@ def _debug_frame(
         binary_path=name,
         logical_path=name,
         debug_dirs=debug_dirs,
+        owners={src.owner},
     )
     if path is None:
         return None
     try:
-        with open(path, "rb") as f:
+        with open_untrusted(path, owners={src.owner}) as f:
             debug_src = _FileSource(f)
             for section in _sections(debug_src, path):
                 if section.name == ".debug_frame" and section.type != _SHT_NOBITS:
