@@ -63,6 +63,12 @@ TARGETS: dict[str, tuple[str, str, str]] = {
     "test_static_traversal": ("fuzz-static-traversal", "path traversal on the static "
                               "dashboard: encoded dot segments, NUL, absolute paths, symlinks",
                               "nothing: no file outside the web directory was served"),
+    "test_fuzz_agent_parsers": ("fuzz-agent-parsers", "the agent's parsers of files other "
+                                "users write: perf maps, ELF headers, symbol tables and notes, "
+                                ".gnu_debuglink, MiniDebugInfo, /proc/PID/maps and status, the "
+                                "unwind and interpreter ELF readers; valid, damaged and random",
+                                "nothing: every input parsed or was refused (RefusedFile or "
+                                "ELFError), within the read and inflation bounds"),
     "test_oversized": ("fuzz-oversized", "oversized and deeply nested inputs: 10,000-frame "
                        "stacks, 1M-frame string tables, 200,000-deep JSON, gzip bombs, "
                        "bodies and messages over the limits, 4,000 label filters",

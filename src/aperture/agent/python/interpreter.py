@@ -270,7 +270,7 @@ def _read_elf_python(path: str) -> _ElfPython | None:
                 versions = frozenset(
                     (int(m.group(1)), int(m.group(2))) for m in _RODATA_VERSION.finditer(data)
                 )
-    except (OSError, struct.error, ValueError):
+    except (OSError, struct.error, ValueError, OverflowError):  # Overflow: an offset past 2**63
         return None
     return _ElfPython(symbols, read_load_segments(path), versions)
 

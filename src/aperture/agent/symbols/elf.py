@@ -33,6 +33,7 @@ from array import array
 from collections.abc import Collection, Sequence
 from typing import IO, Any, NamedTuple
 
+from elftools.common.exceptions import ELFParseError
 from elftools.elf.elffile import ELFFile
 
 from aperture.agent.symbols.debuginfo import (
@@ -263,20 +264,34 @@ class _Elf:
     def __init__(self, elf: Any) -> None:
         self.file = elf
         self._budget = MAX_ELF_READ_BYTES
-        count = elf.num_sections()
-        if count > MAX_ELF_HEADERS:
-            raise RefusedFile(errno.EFBIG, f"{count} section headers (at most {MAX_ELF_HEADERS})")
+        count = 0
+        if elf["e_shoff"]:
+            shdr = elf.structs.Elf_Shdr.sizeof()
+            self._check_table(elf["e_shoff"], elf["e_shentsize"], shdr, 1, "section")
+            count = elf.num_sections()  # section 0 may hold it
+            self._check_table(elf["e_shoff"], elf["e_shentsize"], shdr, count, "section")
         self.headers = [elf._get_section_header(i) for i in range(count)]
         shstrndx = elf.get_shstrndx()
         names = self.data(self.headers[shstrndx]) if 0 < shstrndx < count else b""
         self.names = {_c_string(names, h["sh_name"]): i for i, h in enumerate(self.headers)}
 
+    def _check_table(self, offset: int, entsize: int, size: int, count: int, what: str) -> None:
+        """Refuse a header table too long, or one past the end of the file."""
+        if count > MAX_ELF_HEADERS:
+            raise RefusedFile(errno.EFBIG, f"{count} {what} headers (at most {MAX_ELF_HEADERS})")
+        if count and offset + entsize * (count - 1) + size > self.file.stream_len:
+            raise ELFParseError(f"{what} headers past the end of the file")
+
     def read(self, offset: int, size: int, what: str) -> bytes:
+        # What the file holds, not what a header claims: a claim costs nothing.
+        size = max(0, min(size, self.file.stream_len - offset))
         if size > MAX_SECTION_BYTES:
             raise RefusedFile(errno.EFBIG, f"{what} is {size} bytes (at most {MAX_SECTION_BYTES})")
         if size > self._budget:
             raise RefusedFile(errno.EFBIG, f"reads more than {MAX_ELF_READ_BYTES} bytes")
         self._budget -= size
+        if not size:
+            return b""  # nor seek: an offset past 2**63 does not fit lseek
         stream = self.file.stream
         stream.seek(offset)
         data: bytes = stream.read(size)
@@ -295,8 +310,8 @@ class _Elf:
         count = self.file["e_phnum"]
         if count == 0xFFFF:  # PN_XNUM: the count is section 0's sh_info
             count = self.headers[0]["sh_info"] if self.headers else 0
-        if count > MAX_ELF_HEADERS:
-            raise RefusedFile(errno.EFBIG, f"{count} program headers (at most {MAX_ELF_HEADERS})")
+        phdr = self.file.structs.Elf_Phdr.sizeof()
+        self._check_table(self.file["e_phoff"], self.file["e_phentsize"], phdr, count, "program")
         return [self.file._get_segment_header(i) for i in range(count)]
 
     def load_segments(self) -> list[Segment]:

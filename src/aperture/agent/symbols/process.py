@@ -71,7 +71,7 @@ def parse_maps(text: str) -> list[Mapping]:
                 inode=int(parts[4]),
                 path=parts[5].strip() if len(parts) > 5 else "",
             )
-        except ValueError:
+        except (ValueError, OverflowError):  # a device number past 32 bits
             continue
         out.append(mapping)
     out.sort(key=lambda m: m.start)

@@ -9,6 +9,7 @@ from aperture.agent.untrusted import MAX_SECTION_BYTES, open_untrusted
 
 _PT_LOAD = 1
 _PAGE = 0x1000
+_MAX_OFFSET = 1 << 63  # lseek's: a header may claim more
 
 
 class LoadSegment(NamedTuple):
@@ -80,6 +81,8 @@ def elf_sections(header: bytes, f: IO[bytes]) -> dict[bytes, ElfSection] | None:
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", header, 58)
     if shentsize < 64 or not shnum or shstrndx >= shnum or shentsize * shnum > MAX_SECTION_BYTES:
         return None
+    if shoff >= _MAX_OFFSET:
+        return None
     f.seek(shoff)
     table = f.read(shentsize * shnum)
     if len(table) < shentsize * shnum:
@@ -100,6 +103,8 @@ def elf_sections(header: bytes, f: IO[bytes]) -> dict[bytes, ElfSection] | None:
         ) = struct.unpack_from("<IIQQQQIIQQ", table, i * shentsize)
         rows.append((sh_name, (sh_type, sh_addr, sh_offset, sh_size, sh_link, sh_entsize, i)))
     names_sec = rows[shstrndx][1]
+    if names_sec[2] >= _MAX_OFFSET:
+        return None
     f.seek(names_sec[2])
     names = f.read(min(names_sec[3], 1 << 20))
     out: dict[bytes, ElfSection] = {}

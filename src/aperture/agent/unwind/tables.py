@@ -315,39 +315,46 @@ class _NotUsable(Exception):
 
 
 class _Budget:
-    """Reads of one file: each at most MAX_SECTION_BYTES, MAX_ELF_READ_BYTES in all."""
+    """Reads of one file: each at most MAX_SECTION_BYTES, MAX_ELF_READ_BYTES in all,
+    counting what the file holds, not what a header claims (a claim costs nothing)."""
 
-    def __init__(self) -> None:
+    def __init__(self, length: int) -> None:
+        self.length = length
         self.left = MAX_ELF_READ_BYTES
 
-    def take(self, size: int) -> None:
+    def take(self, offset: int, size: int) -> int:
+        size = max(0, min(size, self.length - offset))
         if size > MAX_SECTION_BYTES:
             raise _NotUsable(f"a read of {size} bytes (at most {MAX_SECTION_BYTES})")
         if size > self.left:
             raise _NotUsable(f"reads more than {MAX_ELF_READ_BYTES} bytes")
         self.left -= size
+        return size
 
 
 class _BytesSource(_Budget):
     owner = 0
 
     def __init__(self, data: bytes) -> None:
-        super().__init__()
+        super().__init__(len(data))
         self.data = data
 
     def read(self, offset: int, size: int) -> bytes:
-        self.take(size)
+        size = self.take(offset, size)
         return self.data[offset : offset + size]
 
 
 class _FileSource(_Budget):
     def __init__(self, f: BinaryIO) -> None:
-        super().__init__()
+        st = os.fstat(f.fileno())
+        super().__init__(st.st_size)
         self.f = f
-        self.owner = os.fstat(f.fileno()).st_uid  # who may own its debug file
+        self.owner = st.st_uid  # who may own its debug file
 
     def read(self, offset: int, size: int) -> bytes:
-        self.take(size)
+        size = self.take(offset, size)
+        if not size:
+            return b""  # nor seek: an offset past 2**63 does not fit lseek
         self.f.seek(offset)
         return self.f.read(size)
 
