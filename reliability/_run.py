@@ -156,7 +156,7 @@ def batches(agg: AggregatorProcess, agent_id: str) -> list[apb.BatchSummary]:
     md = [("authorization", f"Bearer {agg.token}")] if agg.token else []
     try:
         response = stub.Query(
-            apb.QueryRequest(agent_id=agent_id, limit=1_000_000), metadata=md, timeout=120
+            apb.QueryRequest(agent_id=agent_id, limit=10_000), metadata=md, timeout=120
         )
     finally:
         channel.close()

@@ -39,6 +39,17 @@ _MAX_KIND = max(_KIND_TO_PB.values())
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
 
+# Identity strings are kept per agent and exported as metric labels, so a batch
+# past these is refused (docs/api.md "Ingest limits", SECURITY.md). The agent's
+# own checks (--agent-id 1-128 characters, --label keys 63 and values 256) are
+# well inside them.
+MAX_IDENTITY_BYTES = 256  # agent_id, host, version (UTF-8)
+MAX_LABELS = 64
+MAX_LABEL_KEY_BYTES = 256
+MAX_LABEL_VALUE_BYTES = 1024
+MAX_LABELS_BYTES = 4096  # keys and values of one batch's labels together
+
+
 class MalformedBatch(ValueError):
     """A batch that cannot be decoded; the message says what is wrong."""
 
@@ -203,14 +214,54 @@ def _within(values: Sequence[int], size: int, what: str) -> None:
         )
 
 
+def _size(text: str) -> int:
+    return len(text.encode())
+
+
+def check_identity(agent: pb.AgentIdentity) -> None:
+    """Refuse an identity past the limits above; the message names the field and limit."""
+    if not agent.agent_id:
+        raise MalformedBatch("the batch has no agent_id")
+    for what, text in (("agent_id", agent.agent_id), ("host", agent.host),
+                       ("agent version", agent.version)):  # fmt: skip
+        if _size(text) > MAX_IDENTITY_BYTES:
+            raise MalformedBatch(
+                f"the {what} is {_size(text)} bytes, over the limit of {MAX_IDENTITY_BYTES}: "
+                "send a shorter one"
+            )
+    labels = agent.labels
+    if len(labels) > MAX_LABELS:
+        raise MalformedBatch(
+            f"the agent has {len(labels)} labels, over the limit of {MAX_LABELS}: drop some"
+        )
+    total = 0
+    for key, value in labels.items():
+        key_bytes, value_bytes = _size(key), _size(value)
+        if key_bytes > MAX_LABEL_KEY_BYTES:
+            raise MalformedBatch(
+                f"the label key {key[:40]!r}... is {key_bytes} bytes, over the limit of "
+                f"{MAX_LABEL_KEY_BYTES}: use a shorter key"
+            )
+        if value_bytes > MAX_LABEL_VALUE_BYTES:
+            raise MalformedBatch(
+                f"the value of label {key!r} is {value_bytes} bytes, over the limit of "
+                f"{MAX_LABEL_VALUE_BYTES}: use a shorter value"
+            )
+        total += key_bytes + value_bytes
+    if total > MAX_LABELS_BYTES:
+        raise MalformedBatch(
+            f"the agent's labels are {total} bytes in all, over the limit of "
+            f"{MAX_LABELS_BYTES}: drop some or shorten them"
+        )
+
+
 def check(batch: pb.ProfileBatch) -> Summary:
     """Validate every index and the header without building objects (the ingest path)."""
     if batch.schema_version != SCHEMA_VERSION:
         raise MalformedBatch(
             f"schema version {batch.schema_version} is not supported (expected {SCHEMA_VERSION})"
         )
-    if not batch.agent.agent_id:
-        raise MalformedBatch("the batch has no agent_id")
+    check_identity(batch.agent)
     if batch.sequence == 0:
         raise MalformedBatch("the batch has no sequence number")
     if batch.window_end_ns < batch.window_start_ns:

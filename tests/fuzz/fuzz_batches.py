@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from hypothesis import strategies as st
@@ -11,6 +12,7 @@ from aperture.proto.pprof import profile_pb2 as pp
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import Identity, encode
 
+_NOW = time.time_ns()
 U32 = 2**32 - 1
 U64 = 2**64 - 1
 # protobuf strings are UTF-8: no lone surrogates
@@ -67,7 +69,9 @@ syscalls = st.lists(
 @st.composite
 def profiles(draw: st.DrawFn) -> list[Profile]:
     """One to three profiles of distinct event types over one window."""
-    end = draw(st.integers(1, 2**62))
+    # Mostly a window an aggregator takes (inside a 7-day retention, not ahead of its
+    # clock), so that fuzzed batches reach the store; sometimes any time at all.
+    end = draw(st.integers(_NOW - 6 * 86_400 * 10**9, _NOW) | st.integers(1, 2**62))
     start = draw(st.integers(0, end))
     types = draw(st.sets(st.sampled_from(list(EventType)), min_size=1))
     out = []

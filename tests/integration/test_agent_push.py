@@ -31,7 +31,7 @@ def batches(agg: AggregatorProcess) -> list[apb.BatchSummary]:
     channel = grpc.insecure_channel(agg.grpc_target)
     stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
     md = [("authorization", "Bearer test-token")]
-    response = stub.Query(apb.QueryRequest(agent_id="e2e-agent", limit=100_000), metadata=md)
+    response = stub.Query(apb.QueryRequest(agent_id="e2e-agent", limit=10_000), metadata=md)
     channel.close()
     return list(response.batches)
 

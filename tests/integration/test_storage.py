@@ -275,7 +275,7 @@ def test_sql_metacharacters_are_only_values(store: Store, value: str) -> None:
     store.insert_batches([odd])
     f = Filter(host=value, comm=value, labels={value: value})
     assert queries.top(store, f, 5)["functions"][0]["name"] == value
-    assert store.seen(f"agent-{value}", 9)
+    assert store.stored([(f"agent-{value}", 9)]) == {(f"agent-{value}", 9)}
 
 
 def test_out_of_range_filters_match_nothing(store: Store) -> None:
@@ -294,8 +294,8 @@ def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
     bad = batch(7, [cpu(T0, ((MAIN,), 1, 1, "x"))])
     bad.cpu.stack[0] = 99  # refers to a stack the batch lacks
     assert store.insert_batches([bad]).rejected == 1
-    assert not store.seen("agent-h1", 7) and store.seen("agent-h1", 2)
-    assert store.recent_sequences(T0 - 1) == {"agent-h1": [1, 2], "agent-h2": [1]}
+    keys = [("agent-h1", 1), ("agent-h1", 2), ("agent-h1", 7), ("agent-h2", 1)]
+    assert store.stored(keys) == {("agent-h1", 1), ("agent-h1", 2), ("agent-h2", 1)}
     assert queries.top(store, Filter(), 5)["total"] == 155
 
 
@@ -324,7 +324,7 @@ def test_retention_ttl_drops_expired_partitions(engine_dir: Path) -> None:
             s.command(f"OPTIMIZE TABLE {db}.{table} FINAL")
         assert queries.top(s, Filter(), 5)["total"] == 7
         assert queries.syscalls(s, Filter(EventType.SYSCALL), False)["syscalls"] == []
-        assert s.recent_sequences(0) == {"agent-h1": [2]}
+        assert s.stored([("agent-h1", 1), ("agent-h1", 2)]) == {("agent-h1", 2)}
         ttl = s.select(f"SELECT engine_full FROM system.tables WHERE database = '{db}' "
                        "AND name = 'samples'")  # fmt: skip
         assert "toIntervalDay(1)" in ttl[0][0]
@@ -444,7 +444,7 @@ def test_server_round_trip(server_store: Store) -> None:
     assert queries.flamegraph_tree(server_store, Filter(), 100) == mem.flamegraph(
         BufferFilter(), 100
     )
-    assert server_store.seen("agent-h1", 2)
+    assert server_store.stored([("agent-h1", 2)]) == {("agent-h1", 2)}
 
 
 def test_hourly_rollup_and_raw_edges_agree(store: Store) -> None:
@@ -480,7 +480,7 @@ def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> 
     assert (stats.written_batches, stats.flush_failed, stats.pending_rows) == (60, 0, 0)
     assert stats.flush_ok >= 7
     assert queries.top(store, Filter(), 5)["total"] == sum(range(1, 61))
-    assert len(store.recent_sequences(0)["agent-h1"]) == 60
+    assert len(store.stored([("agent-h1", b.sequence) for b in batches])) == 60
 
 
 # Python frames: one function at two lines, interleaved with native frames.

@@ -22,8 +22,12 @@ from aperture.model import EventType
 from aperture.proto.v1 import aggregator_pb2 as apb
 
 SERVICE = "aperture.v1.Aggregator"
+# The most rows one call may ask for (``limit``), as on the REST routes (SECURITY.md).
+MAX_LIMIT = 10_000
+DEFAULT_LIMIT = 100
 _STATUS = {
     Outcome.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
+    Outcome.OUTSIDE_RETENTION: grpc.StatusCode.INVALID_ARGUMENT,
     Outcome.TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     Outcome.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
@@ -39,6 +43,17 @@ def request_filter(request: apb.AggregateRequest) -> Filter:
         agent=request.agent_id or None,
         pid=request.pid or None,
     )
+
+
+async def checked_limit(limit: int, context: grpc.aio.ServicerContext) -> int:
+    """A request's ``limit`` (0: the default); over :data:`MAX_LIMIT` aborts the call."""
+    if limit > MAX_LIMIT:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"limit {limit:,} is over the maximum of {MAX_LIMIT:,}: ask for at most "
+            f"{MAX_LIMIT:,} rows, or narrow the request",
+        )
+    return limit or DEFAULT_LIMIT
 
 
 class AggregatorService:
@@ -64,17 +79,29 @@ class AggregatorService:
         return response.SerializeToString()
 
     async def query(
-        self, request: apb.QueryRequest, _context: grpc.aio.ServicerContext
+        self, request: apb.QueryRequest, context: grpc.aio.ServicerContext
     ) -> apb.QueryResponse:
-        limit = request.limit or 100
-        wanted = EventType(request.event_type) if request.event_type else None
-        batches = [
-            b
-            for b in reversed(self.ingest.buffer.snapshot())
-            if (not request.agent_id or b.agent_id == request.agent_id)
-            and (wanted is None or wanted in b.event_types)
-        ][:limit]
-        return apb.QueryResponse(batches=[summary(b) for b in batches])
+        limit = await checked_limit(request.limit, context)
+        try:
+            wanted = EventType(request.event_type) if request.event_type else None
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu, lock or syscall"
+            )
+        # The buffer may hold a million batches: scanned in a worker thread, not the loop.
+        return await asyncio.to_thread(self._recent, request.agent_id, wanted, limit)
+
+    def _recent(self, agent_id: str, wanted: EventType | None, limit: int) -> apb.QueryResponse:
+        """The newest ``limit`` buffered batches of the agent (all if empty) and type."""
+        batches = []
+        for b in reversed(self.ingest.buffer.snapshot()):
+            if (not agent_id or b.agent_id == agent_id) and (
+                wanted is None or wanted in b.event_types
+            ):
+                batches.append(summary(b))
+                if len(batches) >= limit:
+                    break
+        return apb.QueryResponse(batches=batches)
 
     async def aggregate(
         self, request: apb.AggregateRequest, context: grpc.aio.ServicerContext
@@ -85,8 +112,9 @@ class AggregatorService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
         if f.event_type is EventType.SYSCALL:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
+        limit = await checked_limit(request.limit, context)
         profile = await asyncio.to_thread(self.backend.export_profile, f)
-        result = aggregate([profile], limit=request.limit or 100)
+        result = await asyncio.to_thread(aggregate, [profile], limit=limit)
         return apb.AggregateResponse(
             total=result.total,
             unit=result.unit,
@@ -99,7 +127,7 @@ class AggregatorService:
             ],
             stacks=[
                 apb.FoldedStack(frames=list(path), value=value)
-                for path, value in result.stacks.most_common(request.limit or 100)
+                for path, value in result.stacks.most_common(limit)
             ],
         )
 
@@ -110,9 +138,8 @@ class AggregatorService:
             base, comp = request_filter(request.baseline), request_filter(request.comparison)
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
-        answer = await asyncio.to_thread(
-            self.backend.diff, base, comp, 100_000, request.limit or 100
-        )
+        limit = await checked_limit(request.limit, context)
+        answer = await asyncio.to_thread(self.backend.diff, base, comp, 100_000, limit)
         return apb.DiffResponse(
             baseline_total=answer["baseline_total"],
             comparison_total=answer["comparison_total"],

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from aperture.aggregator.agents import AgentTable
 from aperture.aggregator.buffer import AgentInfo, BatchBuffer, BufferedBatch, Deduper
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.proto.v1 import profile_pb2 as pb
+from aperture.retention import OutsideRetention, check_window
 from aperture.wire import MalformedBatch, Summary, check, parse
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ class Outcome(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
     MALFORMED = "malformed"
+    OUTSIDE_RETENTION = "outside_retention"  # aperture.retention: the store would not keep it
     TOO_LARGE = "too_large"
     UNAVAILABLE = "unavailable"
 
@@ -52,6 +55,9 @@ class Ingest:
         on_accept: Callable[[bytes, int | None], None] | None = None,
         admit: Callable[[int], bool] | None = None,
         ingest_filter: Filter | None = None,
+        retention_days: int | None = None,
+        agents: AgentTable | None = None,
+        clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.buffer = buffer
         self.metrics = metrics
@@ -68,8 +74,12 @@ class Ingest:
         self.admit = admit
         # --ingest-filter: a WASM filter run on each new batch before it is journaled.
         self.filter = ingest_filter
+        # The store's retention (None: no store): batches it would drop at once, or
+        # stamped far ahead of this clock, are refused (aperture.retention).
+        self.retention_days = retention_days
+        self.clock = clock
         self.deduper = Deduper()
-        self.agents: dict[str, AgentInfo] = {}
+        self.agent_table = agents if agents is not None else AgentTable(metrics)
         # One push at a time from the dedupe check to the buffer: two retries of
         # one batch racing each other must not both be stored.
         self._lock = threading.Lock()
@@ -88,12 +98,17 @@ class Ingest:
             if self.deduper.add(batch.agent.agent_id, batch.sequence):
                 if self.on_accept is not None:
                     self.journal.hold(segment)  # the store may not have it: it skips those it has
-                self._store(batch, summary, body, time.time_ns(), segment)
+                self._store(batch, summary, body, self.clock(), segment)
                 count += 1
         self.journal.open()
         if count:
             log.info("replayed %d batches from the journal", count)
         return count
+
+    @property
+    def agents(self) -> dict[str, AgentInfo]:
+        """The agents held, by id (a dict replaced, not changed in size, as they come and go)."""
+        return self.agent_table.agents
 
     def push(self, data: bytes) -> PushResult:
         """Handle one serialized (possibly gzip) ProfileBatch."""
@@ -117,6 +132,15 @@ class Ingest:
             summary = check(batch)
         except MalformedBatch as exc:
             return PushResult(Outcome.MALFORMED, f"malformed ProfileBatch: {exc}")
+        try:
+            check_window(
+                batch.window_start_ns,
+                batch.window_end_ns,
+                retention_days=self.retention_days,
+                now_ns=self.clock(),
+            )
+        except OutsideRetention as exc:
+            return PushResult(Outcome.OUTSIDE_RETENTION, str(exc))
         if self.filter is not None:
             from aperture.filters.batch import filter_batch
 
@@ -152,7 +176,7 @@ class Ingest:
                     Outcome.UNAVAILABLE, f"the aggregator cannot persist batches now ({exc})", 5000
                 )
         self.deduper.add(agent_id, batch.sequence)
-        self._store(batch, summary, raw, time.time_ns(), segment)
+        self._store(batch, summary, raw, self.clock(), segment)
         self.metrics.count_batch(batch.losses, batch.window_labels)
         hint = 0
         if self.buffer.utilization >= self.backpressure_ratio:
@@ -170,20 +194,11 @@ class Ingest:
         self.buffer.add(BufferedBatch.of(batch, summary, raw, now_ns))
         if self.on_accept is not None:
             self.on_accept(raw, segment)  # queued for the store, never blocking
-        agent = batch.agent
-        info = self.agents.get(agent.agent_id)
-        if info is None:
-            info = self.agents[agent.agent_id] = AgentInfo(
-                agent.agent_id, agent.host, first_seen_ns=now_ns
-            )
-            self.metrics.agents.set(len(self.agents))
-        info.host, info.labels, info.version = agent.host, dict(agent.labels), agent.version
+        info = self.agent_table.record(batch.agent, now_ns)
         info.pushes += 1
         info.bytes += len(raw)
-        info.last_push_ns = now_ns
         info.push_times.append(now_ns)
         info.last_sequence = max(info.last_sequence, batch.sequence)
-        self.metrics.agent_last_seen.labels(agent.agent_id).set(now_ns / 1e9)
         self.metrics.samples.labels("cpu").inc(summary.cpu_samples)
         self.metrics.samples.labels("lock").inc(summary.lock_contentions)
         self.metrics.samples.labels("syscall").inc(summary.syscalls)

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+from aperture.aggregator.agents import AGENT_IDLE_S, MAX_AGENTS, MAX_LAST_SEEN_SERIES
 from aperture.unwind_stats import NAME, unwind_stats
 
 # The *_created series only double the output; rates come from the totals.
@@ -22,6 +23,7 @@ PUSH_STATUSES = (
     "unauthenticated",
     "forbidden",
     "malformed",
+    "outside_retention",
     "too_large",
     "unavailable",
 )
@@ -80,11 +82,29 @@ class Metrics:
         )
         self.agent_last_seen = Gauge(
             "aperture_agent_last_seen_timestamp_seconds",
-            "Unix time of each agent's last accepted push.",
+            "Unix time of each agent's last accepted push, for the first "
+            f"{MAX_LAST_SEEN_SERIES} agents held (the others: aperture_agents_untracked).",
             ["agent_id"],
             registry=r,
         )
-        self.agents = Gauge("aperture_agents", "Agents seen since start.", registry=r)
+        self.agents = Gauge(
+            "aperture_agents",
+            f"Agents held: pushed in the last {AGENT_IDLE_S // 3600} h, at most {MAX_AGENTS} "
+            "(the least recently pushed are forgotten first).",
+            registry=r,
+        )
+        self.agents_untracked = Gauge(
+            "aperture_agents_untracked",
+            "Agents held without an aperture_agent_last_seen_timestamp_seconds series "
+            f"(past its {MAX_LAST_SEEN_SERIES}).",
+            registry=r,
+        )
+        self.agents_forgotten = Counter(
+            "aperture_agents_forgotten",
+            f"Agents forgotten: silent for {AGENT_IDLE_S // 3600} h, or the least recently "
+            f"pushed past {MAX_AGENTS} held.",
+            registry=r,
+        )
         self.storage_flushes = Counter(
             "aperture_storage_flush", "Store writes by outcome (ok, error).", ["status"],
             registry=r,

@@ -242,19 +242,6 @@ class Store:
         )
         return {(str(a), int(s)) for a, s in rows}
 
-    def seen(self, agent_id: str, sequence: int) -> bool:
-        """Whether this batch is stored (dedupe across aggregator restarts)."""
-        return bool(self.stored([(agent_id, sequence)]))
-
-    def recent_sequences(self, since_ns: int) -> dict[str, list[int]]:
-        """Sequences stored per agent for windows ending at or after ``since_ns``."""
-        rows = self.select(
-            f"SELECT agent_id, groupArray(sequence) FROM {self.table('batches')} "
-            "WHERE ts >= fromUnixTimestamp64Nano({since:Int64}, 'UTC') GROUP BY agent_id",
-            {"since": since_ns},
-        )
-        return {str(agent): sorted(int(s) for s in seqs) for agent, seqs in rows}
-
     def insert_batches(self, items: Iterable[pb.ProfileBatch | Decoded | bytes]) -> InsertResult:
         """Insert batches not stored yet, one Arrow insert per table.
 
