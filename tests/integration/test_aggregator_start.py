@@ -188,7 +188,7 @@ def test_alerts_json_of_an_older_version_is_made_private(tmp_path: Path) -> None
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-# 12. A gRPC port another process holds: refused, never shared.
+# 12. Ports another process holds: refused, never shared; /readyz names the instance.
 
 
 def test_grpc_port_of_another_reuseport_listener_is_refused(tmp_path: Path) -> None:
@@ -205,3 +205,17 @@ def test_grpc_port_of_another_reuseport_listener_is_refused(tmp_path: Path) -> N
         f"cannot listen for gRPC on 127.0.0.1:{port} (Address already in use): choose another "
         "address with --listen.",
     )
+
+
+def test_readyz_names_the_instance(tmp_path: Path) -> None:
+    named = AggregatorProcess(tmp_path / "a", "--no-storage", "--instance-id", "run-42").start()
+    unnamed = AggregatorProcess(tmp_path / "b", "--no-storage").start()
+    try:
+        ready = named.get("/readyz")
+        assert ready.headers["x-aperture-instance"] == "run-42"
+        assert ready.json() == {"status": "ready", "instance": "run-42"}
+        other = unnamed.get("/readyz").headers["x-aperture-instance"]
+        assert len(other) == 16 and other != "run-42"
+    finally:
+        assert named.stop() == 0
+        assert unnamed.stop() == 0

@@ -154,6 +154,7 @@ def test_aggregator_tls_damaged_certificate(tmp_path: Path) -> None:
         (["--alert-interval", "0.5s"], "--alert-interval 0.5s is too short"),
         (["--alert-interval", "soon"], "--alert-interval: 'soon' is not a duration"),
         (["--alert-renotify", "soon"], "--alert-renotify: 'soon' is not a duration"),
+        (["--instance-id", "two words"], "--instance-id 'two words' must be"),
     ],
 )
 def test_aggregator_refuses(tmp_path: Path, args: list[str], expected: str) -> None:

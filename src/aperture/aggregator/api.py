@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Annotated, Any
 
@@ -40,6 +41,8 @@ class AppState:
         self.metrics_public = metrics_public
         self.ready = False
         self.started = time.time()
+        # Told in /readyz: a launcher checks the process answering is the one it started.
+        self.instance = secrets.token_hex(8)
         self.alerts: AlertEngine | None = None
 
 
@@ -60,10 +63,11 @@ def create_app(state: AppState) -> FastAPI:
 
     @app.get("/readyz", include_in_schema=False)
     def readyz(response: Response) -> dict[str, str]:
+        response.headers["X-Aperture-Instance"] = state.instance
         if not state.ready:
             response.status_code = 503
-            return {"status": "starting"}
-        return {"status": "ready"}
+            return {"status": "starting", "instance": state.instance}
+        return {"status": "ready", "instance": state.instance}
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:
@@ -157,7 +161,7 @@ def create_app(state: AppState) -> FastAPI:
     if state.alerts is not None:
         add_alert_routes(api, state.alerts)
     app.include_router(api)
-    add_interop_routes(app, state.ingest, metrics)
+    add_interop_routes(app, state.ingest, metrics, retention_days=state.ingest.retention_days)
     mount_ui(app, WEB_DIR)
 
     def denied(transport: str, status: int, access: Access) -> None:

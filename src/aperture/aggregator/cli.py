@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 import tempfile
 import urllib.parse
@@ -19,6 +20,7 @@ from aperture.filters.options import add_filter_arguments, build_filter
 PROG = "aperture-aggregator"
 # Rules run queries: evaluating them more often than this only loads the store.
 MIN_ALERT_INTERVAL_S = 1.0
+_INSTANCE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def parse_listen(text: str, flag: str) -> tuple[str, int]:
@@ -251,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_filter_arguments(parser, prefix="ingest-")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument(
+        "--instance-id",
+        default=None,
+        metavar="ID",
+        help="the name this process gives in /readyz (header X-Aperture-Instance), so whoever "
+        "started it can tell it from another process answering on the same port; letters, "
+        "digits, . _ - (default: random)",
+    )
     return parser
 
 
@@ -268,6 +278,10 @@ def settings_from(args: argparse.Namespace) -> object:
         check_tls_pair(args.tls_cert, args.tls_key)
     if args.buffer_batches < 1:
         raise UsageError(f"--buffer-batches {args.buffer_batches} must be at least 1.")
+    if args.instance_id is not None and not _INSTANCE_ID.match(args.instance_id):
+        raise UsageError(
+            f"--instance-id {args.instance_id!r} must be 1-64 letters, digits, '.', '_' or '-'."
+        )
     token = args.token or os.environ.get("APERTURE_AUTH_TOKEN") or None
     ingest_tokens = scoped_tokens(args.ingest_token, "APERTURE_INGEST_TOKEN")
     read_tokens = scoped_tokens(args.read_token, "APERTURE_READ_TOKEN")
@@ -332,6 +346,7 @@ def settings_from(args: argparse.Namespace) -> object:
         alert_interval_s=alert_interval,
         alert_webhook=check_webhook(args.alert_webhook) if args.alert_webhook else None,
         alert_renotify_s=renotify,
+        instance_id=args.instance_id,
     )
 
 

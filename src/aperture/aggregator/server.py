@@ -56,6 +56,8 @@ class Settings:
     alert_interval_s: float = 30.0
     alert_webhook: str | None = None
     alert_renotify_s: float = 0.0
+    # What /readyz reports (None: a random id); see --instance-id
+    instance_id: str | None = None
 
 
 class _Uvicorn(uvicorn.Server):
@@ -102,6 +104,7 @@ class Aggregator:
             journal=journal,
             max_message_bytes=settings.max_message_bytes,
             ingest_filter=settings.ingest_filter,
+            retention_days=settings.storage.retention_days if settings.storage else None,
         )
         self.ingest.buffer._on_evict = self.ingest.on_evict
         self.storage: StorageLink | None = None
@@ -117,6 +120,8 @@ class Aggregator:
             backend=self.storage.backend if self.storage else None,
             storage=self.storage,
         )
+        if settings.instance_id is not None:
+            self.state.instance = settings.instance_id
         self.alerts = self.state.alerts = build_engine(
             self.ingest, self.state.backend, self.storage, settings.data_dir,
             webhook=settings.alert_webhook, renotify_s=settings.alert_renotify_s,
@@ -206,8 +211,8 @@ class Aggregator:
             log.warning(
                 "no admin token (APERTURE_AUTH_TOKEN): alert rules cannot be changed or evaluated"
             )
-        log.info("gRPC on %s:%d, HTTP on %s:%d", s.grpc_host, self.grpc_port, s.http_host,
-                 self.http_port)  # fmt: skip
+        log.info("gRPC on %s:%d, HTTP on %s:%d (instance %s)", s.grpc_host, self.grpc_port,
+                 s.http_host, self.http_port, self.state.instance)  # fmt: skip
         stop_task = asyncio.create_task(self.stop_event.wait())
         alerts_stop = asyncio.Event()
         alerts_task = asyncio.create_task(self.alerts.run(s.alert_interval_s, alerts_stop))
