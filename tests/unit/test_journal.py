@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from aperture.aggregator.journal import Journal
 
 RECORD = b"x" * 1000
@@ -52,3 +54,26 @@ def test_replayed_records_are_held_again_by_segment(tmp_path: Path) -> None:
     again.release([r.segment for r in records])
     assert again.size() <= 1000 + 2000
     again.close()
+
+
+def test_a_segment_that_cannot_be_opened_leaves_the_current_one_in_use(tmp_path: Path) -> None:
+    """The old code closed its segment before opening the next: when that open failed,
+    the closed descriptor's number stayed recorded, and the next append wrote into (or
+    closed) whatever file the process opened next under that number."""
+    journal = Journal(tmp_path, max_bytes=1 << 20, segment_bytes=1500)
+    journal.open()
+    journal.append(RECORD)
+    blocker = tmp_path / "journal-00000002.log"
+    blocker.mkdir()  # the next segment's name is taken: its open fails (EISDIR)
+    with pytest.raises(OSError):
+        journal.append(RECORD)
+    bystander = tmp_path / "bystander"
+    with open(bystander, "wb") as other:  # may reuse a closed descriptor's number
+        journal.append(b"y" * 100)  # fits the current segment
+        other.write(b"mine")
+    assert bystander.read_bytes() == b"mine"
+    blocker.rmdir()
+    journal.append(RECORD)  # now the next segment opens
+    journal.close()
+    bodies = [r.body for r in Journal(tmp_path, max_bytes=1 << 20).replay()]
+    assert bodies == [RECORD, b"y" * 100, RECORD]

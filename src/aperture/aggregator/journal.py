@@ -94,10 +94,14 @@ class Journal:
         self._open_segment(number)
 
     def _open_segment(self, number: int) -> None:
+        # The new segment opens before the old one closes: when the open fails, the
+        # current segment stays in use (a closed descriptor's number kept here would
+        # write into whatever file is opened next under it).
+        path = self.directory / f"{_PREFIX}{number:08d}{_SUFFIX}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         if self._fd >= 0:
             os.close(self._fd)
-        path = self.directory / f"{_PREFIX}{number:08d}{_SUFFIX}"
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self._fd = fd
         self._segment_number = number
         self._segment_size = 0
         dir_fd = os.open(self.directory, os.O_RDONLY)
