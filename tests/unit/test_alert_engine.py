@@ -147,6 +147,34 @@ def test_rates_cover_the_window(tmp_path: Path) -> None:
     assert result["state"] == "firing"
 
 
+def test_every_refused_push_counts_as_a_push_error(tmp_path: Path) -> None:
+    """Each refusing outcome of the ingest is an error to push_error_rate (the old list
+    was written by hand and missed outside_retention: agents with a wrong clock, whose
+    every batch is refused, never fired the rule)."""
+    from aperture.aggregator.ingest import Outcome
+    from aperture.model import EventType, Frame, Profile, Sample
+    from aperture.wire import Identity, encode
+
+    clock, rec = Clock(), Recorder()
+    e = engine(tmp_path, clock, rec)
+    e.sources.ingest.retention_days = 7
+    e.put_rule(parse_rule({"name": "errs", "expression": {"metric": "push_error_rate",
+               "params": {"window": "1m"}}, "operator": ">", "threshold": 0.5}))  # fmt: skip
+    clock.now += 10
+    e.evaluate()
+    day = 86_400 * 10**9
+    old_end = 1_506_718_681 * 10**9  # 2017
+    stale = Profile(EventType.CPU, "samples", samples=[Sample((Frame("main", "app"),), 1, pid=1)],
+                    start_ns=old_end - day, end_ns=old_end, frequency_hz=99)  # fmt: skip
+    for seq in range(1, 21):
+        raw = encode([stale], Identity("skewed", "h"), seq).SerializeToString()
+        assert e.sources.ingest.push(raw).outcome is Outcome.OUTSIDE_RETENTION
+    clock.now += 10
+    result = e.evaluate()[0]
+    assert result["value"] == pytest.approx(20 / 20)
+    assert result["state"] == "firing"
+
+
 def test_webhook_retries_with_backoff_and_records_attempts(tmp_path: Path) -> None:
     import json
     import threading

@@ -8,12 +8,15 @@ from typing import Any
 
 from aperture.aggregator.alerts.rules import Rule
 from aperture.aggregator.backend import Backend, Filter
-from aperture.aggregator.ingest import Ingest
+from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.aggregator.storage_link import StorageLink
 from aperture.model import EventType
 
 # Counter series sampled at each evaluation, so rates cover the rule's window.
-_ERROR_PUSHES = ("malformed", "too_large", "unavailable", "unauthenticated", "forbidden")
+# Every refusing outcome of the ingest, and the two refusals made before it.
+_ERROR_PUSHES = tuple(
+    o.value for o in Outcome if o not in (Outcome.ACCEPTED, Outcome.DUPLICATE)
+) + ("unauthenticated", "forbidden")
 
 
 @dataclass
