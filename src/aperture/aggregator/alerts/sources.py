@@ -14,9 +14,11 @@ from aperture.model import EventType
 
 # Counter series sampled at each evaluation, so rates cover the rule's window.
 # Every refusing outcome of the ingest, and the two refusals made before it.
-_ERROR_PUSHES = tuple(
-    o.value for o in Outcome if o not in (Outcome.ACCEPTED, Outcome.DUPLICATE)
-) + ("unauthenticated", "forbidden")
+_ERROR_PUSHES = (
+    *(o.value for o in Outcome if o not in (Outcome.ACCEPTED, Outcome.DUPLICATE)),
+    "unauthenticated",
+    "forbidden",
+)
 
 
 @dataclass
