@@ -41,3 +41,20 @@ def test_writer_has_room_until_its_byte_bound() -> None:
     assert not writer.has_room(21)
     writer.submit(b"y" * 80)  # over the bound: kept, never shed
     assert writer.stats().pending_batches == 2
+
+
+def test_agents_are_asked_to_slow_down_only_when_the_store_queue_is_nearly_full() -> None:
+    """The old hint looked at the buffer, which drops its oldest by design and is full in
+    steady state: every push was answered "slow down" once it had filled."""
+    writer = StorageWriter(object(), max_pending_bytes=10 * len(batch(1)))  # type: ignore[arg-type]
+    ingest = Ingest(BatchBuffer(4 * len(batch(1))), Metrics(), on_accept=writer.submit,
+                    admit=writer.has_room, pressure=writer.fill)  # fmt: skip
+    hints = [ingest.push(batch(seq)).retry_after_ms for seq in range(1, 11)]
+    assert ingest.buffer.utilization > 0.9  # full from the fourth push on
+    assert hints[:8] == [0] * 8  # the store's queue had room
+    assert hints[-1] > 0  # ten batches queued of a bound of ten: nearly full
+
+
+def test_without_a_store_a_full_buffer_asks_nothing_of_the_agents() -> None:
+    ingest = Ingest(BatchBuffer(2 * len(batch(1))), Metrics())
+    assert [ingest.push(batch(seq)).retry_after_ms for seq in range(1, 6)] == [0] * 5

@@ -52,6 +52,7 @@ class Ingest:
         journal: Journal | None = None,
         max_message_bytes: int = 16 << 20,
         backpressure_ratio: float = 0.9,
+        pressure: Callable[[], float] | None = None,
         on_accept: Callable[[bytes, int | None], None] | None = None,
         admit: Callable[[int], bool] | None = None,
         ingest_filter: Filter | None = None,
@@ -64,6 +65,10 @@ class Ingest:
         self.journal = journal
         self.max_message_bytes = max_message_bytes
         self.backpressure_ratio = backpressure_ratio
+        # How full the store's queue is (0..1; None: no store). Past backpressure_ratio
+        # an accepted push asks the agent to wait a little before the next. The buffer's
+        # fill says nothing: it drops its oldest by design and is full in steady state.
+        self.pressure = pressure
         # Called with each accepted batch's bytes and journal segment (None without a
         # journal) after it is journaled: the store's writer, which releases the
         # segment once the batch is stored.
@@ -179,8 +184,8 @@ class Ingest:
         self._store(batch, summary, raw, self.clock(), segment)
         self.metrics.count_batch(batch.losses, batch.window_labels)
         hint = 0
-        if self.buffer.utilization >= self.backpressure_ratio:
-            hint = 1000  # nearly full: ask agents to slow down a little
+        if self.pressure is not None and self.pressure() >= self.backpressure_ratio:
+            hint = 1000  # the store's queue is nearly full: ask agents to slow down a little
         return PushResult(Outcome.ACCEPTED, retry_after_ms=hint)
 
     def _store(

@@ -112,6 +112,7 @@ class Aggregator:
             self.storage = StorageLink(settings.storage, self.metrics, journal)
             self.ingest.on_accept = self.storage.submit
             self.ingest.admit = self.storage.has_room
+            self.ingest.pressure = self.storage.fill
         self.tokens = Tokens(settings.token, settings.ingest_tokens, settings.read_tokens)
         self.state = AppState(
             self.ingest,

@@ -81,6 +81,10 @@ class StorageLink:
         """Whether the writer's bounded queue takes ``size`` more bytes without a drop."""
         return bool(self.writer.has_room(size))
 
+    def fill(self) -> float:
+        """How full the writer's queue is (its bytes over the bound)."""
+        return float(self.writer.fill())
+
     def refresh_gauges(self) -> None:
         stats = self.writer.stats()
         self.metrics.storage_pending_rows.set(stats.pending_rows)

@@ -170,6 +170,11 @@ class StorageWriter:
             self._c.pending_bytes += size
             self._cv.notify_all()
 
+    def fill(self) -> float:
+        """The queue's bytes over its byte bound (can pass 1: one batch always fits)."""
+        with self._cv:
+            return self._c.pending_bytes / self.max_pending_bytes if self.max_pending_bytes else 1.0
+
     def has_room(self, size: int) -> bool:
         """Whether a batch of ``size`` bytes fits the queue's byte bound."""
         with self._cv:
