@@ -63,6 +63,10 @@ def push(e: AlertEngine, clock: Clock) -> None:
         ({"for": "soon"}, "is not a duration"),
         ({"expression": {"metric": "cpu_share"}}, "needs params.function"),
         ({"name": ""}, "name is required"),
+        ({"webhook": "http://"}, "webhook must be an http"),  # the old check took a bare scheme
+        ({"webhook": "https://:8080/hook"}, "webhook must be an http"),
+        ({"webhook": "ftp://ops/hook"}, "webhook must be an http"),
+        ({"renotify_interval": "1s"}, "at least 60s"),  # the old check took any duration
     ],
 )
 def test_invalid_rules_name_the_reason(change: dict[str, Any], reason: str) -> None:

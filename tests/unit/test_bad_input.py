@@ -154,6 +154,7 @@ def test_aggregator_tls_damaged_certificate(tmp_path: Path) -> None:
         (["--alert-interval", "0.5s"], "--alert-interval 0.5s is too short"),
         (["--alert-interval", "soon"], "--alert-interval: 'soon' is not a duration"),
         (["--alert-renotify", "soon"], "--alert-renotify: 'soon' is not a duration"),
+        (["--alert-renotify", "1ms"], "--alert-renotify 1ms must be 0 (never) or at least 60s"),
         (["--instance-id", "two words"], "--instance-id 'two words' must be"),
     ],
 )

@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import tempfile
-import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,14 +63,9 @@ def check_tls_pair(cert: Path, key: Path) -> None:
 
 def check_webhook(url: str) -> str:
     """The --alert-webhook URL, or a UsageError unless it is http(s)://HOST[...]."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        # .port raises ValueError past 65535, like urlsplit for an unclosed [
-        port_ok = parts.port is None or parts.port > 0
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
-    except ValueError:
-        valid = False
-    if not valid:
+    from aperture.aggregator.alerts.rules import is_webhook_url
+
+    if not is_webhook_url(url):
         raise UsageError(
             f"--alert-webhook {url!r} is not an http:// or https:// URL: give the full URL the "
             "notifications are posted to (also for $APERTURE_ALERT_WEBHOOK)."
@@ -325,6 +319,12 @@ def settings_from(args: argparse.Namespace) -> object:
         renotify = 0.0 if args.alert_renotify in ("0", "0s") else _duration(args.alert_renotify)
     except ValueError as exc:
         raise UsageError(f"--alert-renotify: {exc}.") from None
+    from aperture.aggregator.alerts.rules import RuleError, check_renotify
+
+    try:
+        check_renotify(renotify, f"--alert-renotify {args.alert_renotify}")
+    except RuleError as exc:
+        raise UsageError(f"{exc}.") from None
     return Settings(
         grpc_host=grpc_host,
         grpc_port=grpc_port,

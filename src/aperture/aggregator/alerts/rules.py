@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aperture.units import parse_duration
 
@@ -75,6 +76,34 @@ def compare(value: float, operator: str, threshold: float) -> bool:
     if operator == "<=":
         return value <= threshold
     return value == threshold
+
+
+# A firing alert's notification repeats at most this often (0: never): shorter would
+# page someone every evaluation.
+MIN_RENOTIFY_S = 60.0
+
+
+def is_webhook_url(url: object) -> bool:
+    """http(s)://HOST[:PORT][/...]: a scheme alone, or no host, or a bad port is not."""
+    if not isinstance(url, str):
+        return False
+    try:
+        parts = urlsplit(url)
+        # .port raises ValueError past 65535, like urlsplit for an unclosed [
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and port_ok
+
+
+def check_renotify(seconds: float, name: str) -> float:
+    """``seconds`` unless it is between 0 (never) and MIN_RENOTIFY_S."""
+    if 0 < seconds < MIN_RENOTIFY_S:
+        raise RuleError(
+            f"{name} must be 0 (never) or at least {MIN_RENOTIFY_S:.0f}s, so a firing alert "
+            "does not notify on every evaluation"
+        )
+    return seconds
 
 
 def _seconds(value: Any, name: str) -> float:
@@ -171,10 +200,8 @@ def parse_rule(body: Any, rule_id: str | None = None) -> Rule:
         raise RuleError("enabled must be true or false")
     renotify = body.get("renotify_interval")
     webhook = body.get("webhook")
-    if webhook is not None and (
-        not isinstance(webhook, str) or not webhook.startswith(("http://", "https://"))
-    ):
-        raise RuleError("webhook must be an http(s):// URL")
+    if webhook is not None and not is_webhook_url(webhook):
+        raise RuleError("webhook must be an http(s)://HOST/... URL")
     return Rule(
         id=rule_id or body.get("id") or uuid.uuid4().hex[:12],
         name=name.strip(),
@@ -186,6 +213,8 @@ def parse_rule(body: Any, rule_id: str | None = None) -> Rule:
         severity=severity,
         labels=dict(labels),
         enabled=enabled,
-        renotify_s=None if renotify is None else _seconds(renotify, "renotify_interval"),
+        renotify_s=None
+        if renotify is None
+        else check_renotify(_seconds(renotify, "renotify_interval"), "renotify_interval"),
         webhook=webhook,
     )
