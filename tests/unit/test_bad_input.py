@@ -171,3 +171,13 @@ def test_alert_webhook_from_the_environment_is_checked_too(tmp_path: Path) -> No
         env={**env, "APERTURE_ALERT_WEBHOOK": "mailto:ops@example.com"},
     )  # fmt: skip
     assert_one_sentence(result, "aperture-aggregator", "$APERTURE_ALERT_WEBHOOK")
+
+
+def test_aggregator_store_path_that_is_not_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "store").write_text("")  # the embedded store's directory is a file
+    result = run(
+        "aperture.aggregator.cli", "--data-dir", str(tmp_path / "data"),
+        "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0",
+    )  # fmt: skip
+    assert_one_sentence(result, "aperture-aggregator", f"cannot use {tmp_path}/data/store")

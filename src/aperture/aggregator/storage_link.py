@@ -54,7 +54,7 @@ class StorageLink:
                 password=settings.password,
             )
         except StoreError as exc:
-            raise AgentError(f"cannot open the store: {exc}") from None
+            raise AgentError(f"cannot open the store: {str(exc).rstrip('.')}.") from None
         self.metrics = metrics
 
         def on_flush(status: str, seconds: float) -> None:

@@ -46,8 +46,15 @@ class PathLock:
                         f"this process already has the store at {other} open, and chDB hosts "
                         f"one path per process: close it before opening {path}"
                     )
-                Path(path).mkdir(parents=True, exist_ok=True)
-                fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    Path(path).mkdir(parents=True, exist_ok=True)
+                    fd = os.open(os.path.join(path, LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+                except OSError as exc:
+                    raise StoreError(
+                        f"cannot use {path} for the embedded store ({exc.strerror}): make it "
+                        "a directory this user can write, or give another path "
+                        "(--storage chdb:///other/path)"
+                    ) from None
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
