@@ -32,6 +32,7 @@ from aperture.proto.pprof import profile_pb2 as pprof_pb
 from aperture.proto.pyroscope import push_pb2
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
+from interop_files import INTEROP, needs_interop
 
 MAIN, HOT, COLD = (
     Frame("main", "app", offset=0x1000),
@@ -310,6 +311,7 @@ def test_cli_errors_are_one_line(
     assert len(err.strip().splitlines()) == 1
 
 
+@needs_interop
 def test_oversized_bodies_are_413_and_counted(agg: AggregatorProcess) -> None:
     before = agg.metric('aperture_pushes_total{status="too_large"}')
     response = httpx.post(f"{agg.http}/api/v1/ingest/pprof", content=b"\0" * (17 << 20),
@@ -321,7 +323,6 @@ def test_oversized_bodies_are_413_and_counted(agg: AggregatorProcess) -> None:
 
 # --- windows outside retention, request limits, retries ------------------------------
 
-INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
 SAMPLE_CPU = INTEROP / "pprof" / "sample.cpu"
 LARGE_CPU = INTEROP / "pprof" / "large.cpu"
 OLD_SAMPLE_CPU = (
@@ -332,6 +333,7 @@ OLD_SAMPLE_CPU = (
 )
 
 
+@needs_interop
 def test_an_old_pprof_is_refused_then_imported_at_now(agg: AggregatorProcess) -> None:
     """google/pprof's sample.cpu (2017): the old answer was "stored" and no query found it."""
     url = f"{agg.http}/api/v1/ingest/pprof"
@@ -352,6 +354,7 @@ def test_an_old_pprof_is_refused_then_imported_at_now(agg: AggregatorProcess) ->
     assert funcs[""]["total"] == 176 and funcs["runtime.mapiternext"]["self"] == 128
 
 
+@needs_interop
 def test_cli_import_of_old_files_says_why_and_at_now_keeps_pprofs_numbers(
     agg: AggregatorProcess, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

@@ -12,7 +12,6 @@ import dataclasses
 import gzip
 import json
 import time
-from pathlib import Path
 
 import pytest
 
@@ -22,8 +21,8 @@ from aperture.formats.pprof import MAX_LABEL_SETS, MalformedPprof, PprofTooLarge
 from aperture.formats.protoscan import count_fields, payloads
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.proto.pyroscope import push_pb2
+from interop_files import INTEROP, needs_interop
 
-INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
 LARGE_CPU = INTEROP / "pprof" / "large.cpu"
 
 
@@ -69,6 +68,7 @@ def test_at_the_limit_everything_is_imported() -> None:
     assert len(imported.profile.samples) == LIMITS.samples
 
 
+@needs_interop
 def test_large_cpu_is_within_every_limit() -> None:
     budget = Budget()
     [imported] = from_pprof(LARGE_CPU.read_bytes(), budget=budget)
@@ -114,6 +114,7 @@ def test_label_sets_past_the_limit_are_merged_as_they_come() -> None:
     assert imported.labels == {} and imported.profile.total == 2 * (MAX_LABEL_SETS + 50)
 
 
+@needs_interop
 def test_wire_counts_match_the_parsed_message() -> None:
     raw = gzip.decompress(LARGE_CPU.read_bytes())
     message = pb.Profile.FromString(raw)

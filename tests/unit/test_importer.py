@@ -23,8 +23,8 @@ from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 from aperture.retention import MAX_CLOCK_SKEW_NS
 from aperture.storage.writer import StorageWriter
 from aperture.wire import Identity, encode
+from interop_files import INTEROP, needs_interop
 
-INTEROP = Path(__file__).resolve().parents[2].parent / "shared" / "interop"
 SAMPLE_CPU = INTEROP / "pprof" / "sample.cpu"
 S = 10**9
 MAIN = Frame("main", "app", FrameKind.USER, 0x10)
@@ -50,6 +50,7 @@ def imported(ingest: Ingest) -> list[Any]:
     return [b for b in ingest.buffer.snapshot() if b.agent_id.startswith("pprof:")]
 
 
+@needs_interop
 def test_a_profile_before_retention_is_refused_with_what_to_do() -> None:
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
     importer = Importer(ingest, retention_days=7)
@@ -64,6 +65,7 @@ def test_a_profile_before_retention_is_refused_with_what_to_do() -> None:
     assert not ingest.buffer.snapshot()  # the old code answered "stored ... 176 samples"
 
 
+@needs_interop
 def test_at_moves_an_old_profile_to_now_and_says_where_it_was() -> None:
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
     now = time.time_ns()
