@@ -48,6 +48,9 @@ MAX_LABELS = 64
 MAX_LABEL_KEY_BYTES = 256
 MAX_LABEL_VALUE_BYTES = 1024
 MAX_LABELS_BYTES = 4096  # keys and values of one batch's labels together
+# The most a batch may count in all of one kind (samples, wait ns, calls): sums of
+# batches are signed 64-bit in the store and the API.
+MAX_TOTAL = 2**63 - 1
 
 
 class MalformedBatch(ValueError):
@@ -315,6 +318,13 @@ def check(batch: pb.ProfileBatch) -> Summary:
                 f"syscall {i} refers to a string past the {n_strings} in the batch"
             )
         calls += call.count
+    for what, total in (("cpu sample counts", cpu_total), ("lock contentions", contentions),
+                        ("lock wait_ns", wait), ("syscall counts", calls)):  # fmt: skip
+        if total > MAX_TOTAL:
+            raise MalformedBatch(
+                f"the batch's {what} add up to {total}, past the {MAX_TOTAL} a batch may "
+                "count: send the true counts"
+            )
     return Summary(cpu_total, contentions, wait, calls, n_stacks)
 
 

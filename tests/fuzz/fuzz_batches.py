@@ -15,6 +15,9 @@ from aperture.wire import Identity, encode
 _NOW = time.time_ns()
 U32 = 2**32 - 1
 U64 = 2**64 - 1
+# A count summed over a batch (sample values, contentions, wait, calls): up to 8 of them
+# stay within the MAX_TOTAL a batch may count; wire.check refuses more.
+COUNT = 2**59
 # protobuf strings are UTF-8: no lone surrogates
 TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 NAMES = st.sampled_from(["main", "a", "b", "", "ä", "x;y", "f(int, char*)"]) | TEXT
@@ -27,7 +30,7 @@ def _samples() -> st.SearchStrategy[list[Sample]]:
     sample = st.builds(
         Sample,
         stacks,
-        st.integers(0, U64),
+        st.integers(0, COUNT),
         pid=st.integers(0, U32),
         tid=st.integers(0, U32),
         comm=NAMES,
@@ -43,7 +46,7 @@ locks = st.lists(
         NAMES,
         st.integers(0, U64),
         stacks,
-        contentions=st.integers(0, U64),
+        contentions=st.integers(0, COUNT),
         wait_ns=st.integers(0, 2**62),
         max_ns=st.integers(0, U64),
         hist=st.lists(st.integers(0, U64), max_size=4).map(tuple),
@@ -57,7 +60,7 @@ syscalls = st.lists(
         NAMES,
         st.integers(0, U32),
         NAMES,
-        count=st.integers(0, U64),
+        count=st.integers(0, COUNT),
         errors=st.integers(0, U64),
         hist=st.lists(st.integers(0, U64), max_size=4).map(tuple),
         errnos=st.dictionaries(st.integers(0, U32), st.integers(0, U64), max_size=3),

@@ -91,6 +91,20 @@ def corrupt(mutate: object) -> pb.ProfileBatch:
         (lambda b: b.agent.ClearField("agent_id"), "no agent_id"),
         (lambda b: setattr(b, "window_end_ns", 1), "ends before it starts"),
         (lambda b: (b.ClearField("cpu"), b.ClearField("lock")), "carries no cpu"),
+        # Each count fits its uint64 field, their sum does not: the old check took it, and
+        # GET /api/v1/batches then failed (500) building its uint64 summary.
+        (
+            lambda b: (
+                b.cpu.count.extend([2**63, 2**63])
+                or b.cpu.stack.extend([0, 0])
+                or b.cpu.pid.extend([1, 1])
+                or b.cpu.tid.extend([1, 1])
+                or b.cpu.comm.extend([0, 0])
+                or b.cpu.thread.extend([0, 0])
+            ),
+            "cpu sample counts add up to",
+        ),
+        (lambda b: setattr(b.lock.locks[0], "wait_ns", 2**64 - 1), "lock wait_ns add up to"),
     ],
 )
 def test_malformed_batches_are_refused_with_a_reason(mutate: object, reason: str) -> None:
