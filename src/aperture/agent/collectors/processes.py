@@ -11,6 +11,7 @@ from typing import Protocol
 
 from aperture.agent.collectors.bpfobj import check_layout, decode_comm
 from aperture.agent.libbpf import BpfObject, RingBuffer
+from aperture.agent.symbols.process import PROC_ROOT, ProcessMaps
 
 COMM_LEN = 16
 # Process names kept (most recently announced or looked up).
@@ -45,7 +46,7 @@ class PyStackEvent(ctypes.Structure):
 
 
 class Remembers(Protocol):
-    def remember(self, pid: int) -> bool: ...
+    def keep(self, pid: int, maps: ProcessMaps | None) -> bool: ...
 
 
 class ProcessWatcher:
@@ -62,14 +63,16 @@ class ProcessWatcher:
         self,
         obj: BpfObject,
         symbolizer: Remembers,
-        on_event: Callable[[int, int], object] | None = None,
+        on_event: Callable[[int, int, ProcessMaps | None], object] | None = None,
         on_python_stack: Callable[[int, tuple[int, ...]], object] | None = None,
+        proc_root: str = PROC_ROOT,
     ) -> None:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
         self._notify = on_event
         self._python_stack = on_python_stack
+        self._proc_root = proc_root
         # A name is needed until the process's last samples are drained (a window or
         # two after it exits); capped so a host that forks all day does not grow it.
         self._names: OrderedDict[int, str] = OrderedDict()
@@ -100,11 +103,16 @@ class ProcessWatcher:
         event = ProcEvent.from_buffer_copy(data[: ctypes.sizeof(ProcEvent)])
         if event.kind == PROC_EVENT_NEW:
             self._keep(event.tgid, decode_comm(event.comm))
+        # The process's maps, read once for the unwinder and the symbolizer (most
+        # announced processes live for milliseconds: this read is most of their cost).
+        maps = None
+        if event.kind != PROC_EVENT_TABLE_WANTED:
+            maps = ProcessMaps.read(event.tgid, self._proc_root)
         # Unwinding first: the walker waits for it, the symbolizer not.
         if self._notify is not None:
-            self._notify(event.kind, event.tgid)
+            self._notify(event.kind, event.tgid, maps)
         if event.kind != PROC_EVENT_TABLE_WANTED:
-            self._symbolizer.remember(event.tgid)
+            self._symbolizer.keep(event.tgid, maps)
 
     def _keep(self, tgid: int, name: str) -> None:
         with self._names_lock:

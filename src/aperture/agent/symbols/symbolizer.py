@@ -147,7 +147,10 @@ class Symbolizer:
         A live process replaces its previous snapshot; a gone one keeps it. Returns
         whether a snapshot is held. Only ``max_processes`` are kept (LRU).
         """
-        maps = ProcessMaps.read(pid, self._proc_root)
+        return self.keep(pid, ProcessMaps.read(pid, self._proc_root))
+
+    def keep(self, pid: int, maps: ProcessMaps | None) -> bool:
+        """:meth:`remember` with the maps already read (None: the process is gone)."""
         old = self._procs.get(pid)
         if maps is None:
             if old is not None:
@@ -165,9 +168,16 @@ class Symbolizer:
             self._procs.popitem(last=False)
         if self._preload:
             exe = _exe_path(self._proc_root, pid)
+            files = self._files
             for mapping in maps.mappings:
                 if mapping.path == VDSO or (
-                    mapping.is_file and (mapping.file_path == exe or not _reachable_later(mapping))
+                    mapping.is_file
+                    and (
+                        # already loaded (a library every process maps): no stat needed
+                        (mapping.dev, mapping.inode, mapping.file_path) in files
+                        or mapping.file_path == exe
+                        or not _reachable_later(mapping)
+                    )
                 ):
                     self._elf_for(proc, mapping)
         return True

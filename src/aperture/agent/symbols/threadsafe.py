@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 
+from aperture.agent.symbols.process import ProcessMaps
 from aperture.agent.symbols.symbolizer import Symbolizer, SymbolizerStats
 from aperture.model import Frame
 
@@ -19,6 +20,10 @@ class ThreadSafeSymbolizer:
     def remember(self, pid: int) -> bool:
         with self._lock:
             return self._inner.remember(pid)
+
+    def keep(self, pid: int, maps: ProcessMaps | None) -> bool:
+        with self._lock:
+            return self._inner.keep(pid, maps)
 
     def user_frames(self, pid: int, addrs: Sequence[int]) -> list[Frame]:
         with self._lock:

@@ -279,9 +279,9 @@ class KernelTables:
     # -- binaries --------------------------------------------------------------
 
     def for_file(
-        self, mapping: Mapping, path: str | None, *, build: bool = False
+        self, mapping: Mapping, maps: ProcessMaps, *, build: bool = False
     ) -> _Binary | None:
-        """The binary behind a file mapping (``path``: where to read it now).
+        """The binary behind a file mapping of the process ``maps`` describes.
 
         Its table is built when a sample asks for it (:meth:`want`), or now with
         ``build``: most libraries a process maps are never sampled.
@@ -290,11 +290,18 @@ class KernelTables:
         with self._lock:
             binary = self._by_identity.get(identity)
             if binary is not None:
-                if path is not None and not binary.loaded:
-                    binary.add_path(path)
+                # Where to read it for a later build: this process's view of the file,
+                # unless the host's own path (kept when the binary was first seen) is
+                # that very file for this process too (same mount namespace and root).
+                host_copy = maps.sees_our_tmp and mapping.file_path in binary.paths
+                if not binary.loaded and not host_copy:
+                    path = maps.file_for(mapping)
+                    if path is not None:
+                        binary.add_path(path)
                 if build and self._needs_build(binary):
                     self._enqueue(binary)
                 return binary
+        path = maps.file_for(mapping)
         if path is None:
             return None
         # Outside the lock: a build-id read and the program headers cost a file open.
@@ -576,12 +583,13 @@ class ProcessRegistry:
         self._registered: dict[int, _Registered] = {}
         self._counts = dict.fromkeys(("registered", "truncated", "gone"), 0)
 
-    def on_event(self, kind: int, tgid: int) -> None:
-        """A ``proc_events`` record: register a process, or build a wanted table."""
+    def on_event(self, kind: int, tgid: int, maps: ProcessMaps | None = None) -> None:
+        """A ``proc_events`` record: register a process (with its maps, read once by the
+        watcher for every consumer; None: it is gone), or build a wanted table."""
         if kind == PROC_EVENT_TABLE_WANTED:
             self._tables.want(tgid)
         else:
-            self.register(tgid)
+            self.register_maps(tgid, maps)
 
     def register(self, pid: int, *, build: bool = False) -> bool:
         """Read ``pid``'s maps now and write them for the walker; False if it is gone.
@@ -589,7 +597,10 @@ class ProcessRegistry:
         ``build`` queues every table the process needs now, instead of when a
         sample asks (``--pid``: the one process is worth it).
         """
-        maps = ProcessMaps.read(pid, self._proc_root)
+        return self.register_maps(pid, ProcessMaps.read(pid, self._proc_root), build=build)
+
+    def register_maps(self, pid: int, maps: ProcessMaps | None, *, build: bool = False) -> bool:
+        """:meth:`register` with the maps already read (None: the process is gone)."""
         if maps is None:
             with self._lock:
                 self._counts["gone"] += 1
@@ -642,7 +653,7 @@ class ProcessRegistry:
             return binary
         if not mapping.is_file:
             return None  # anonymous executable memory (JIT): frame pointers only
-        return self._tables.for_file(mapping, maps.file_for(mapping), build=build)
+        return self._tables.for_file(mapping, maps, build=build)
 
     def touch(self, pids: Iterable[int]) -> None:
         """The processes sampled this window keep their tables warm."""
