@@ -52,6 +52,7 @@ from aperture.agent.untrusted import (
     inflate_xz,
     open_untrusted,
 )
+from aperture.model import Frame
 
 _STT_FUNC = 2
 _STT_GNU_IFUNC = 10
@@ -88,6 +89,7 @@ class ElfSymbols:
         "_strings",
         "build_id",
         "debug_file",
+        "frames",
         "is_elf",
         "path",
         "refused",
@@ -124,6 +126,9 @@ class ElfSymbols:
         self._names = array("L", [r[2] for r in rows])  # offsets into ``strings``
         self._resolved: dict[int, str] = {}  # decoded names of symbols looked up
         self._strings = strings
+        # The symbolizer's frames of this file by (vaddr << 1 | adjusted), shared by
+        # every process that maps it (a new process's stacks need no lookups).
+        self.frames: dict[int, tuple[Frame, str]] = {}
 
     @classmethod
     def load(

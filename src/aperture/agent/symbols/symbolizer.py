@@ -231,11 +231,15 @@ class Symbolizer:
         delta = addr - at
         if mapping.is_file or mapping.path == VDSO:
             elf = self._elf_for(proc, mapping)
-            module = display_name(mapping.path)
             vaddr = elf.vaddr(at, mapping.start, mapping.pgoff)
+            shared = elf.frames.get(vaddr << 1 | delta) if vaddr is not None else None
+            if shared is not None and shared[0].module == display_name(mapping.path):
+                return shared[0], shared[1], True
+            module = display_name(mapping.path)
             hit = elf.lookup(vaddr) if vaddr is not None else None
             if hit is not None and vaddr is not None:
                 frame = Frame(demangle(hit[0]), module, FrameKind.USER, vaddr + delta)
+                self._share(elf, vaddr << 1 | delta, frame, "user_resolved")
                 return frame, "user_resolved", True
             if not len(elf):
                 # Not ELF (or no symbols at all): a memfd JIT may list it in its perf map.
@@ -244,6 +248,8 @@ class Symbolizer:
                     return jit, "user_resolved", False
             offset = (vaddr if vaddr is not None else at - mapping.start + mapping.pgoff) + delta
             frame = Frame(f"{module}+0x{offset:x}", module, FrameKind.USER, offset)
+            if len(elf) and vaddr is not None:
+                self._share(elf, vaddr << 1 | delta, frame, "user_unresolved")
             return frame, "user_unresolved", bool(len(elf))
         jit = self._jit_frame(proc, addr, at)
         if jit is not None:
@@ -254,6 +260,13 @@ class Symbolizer:
             offset = addr - mapping.start
             frame = Frame(f"{mapping.path}+0x{offset:x}", mapping.path, FrameKind.USER, offset)
         return frame, "user_unresolved", False
+
+    @staticmethod
+    def _share(elf: ElfSymbols, key: int, frame: Frame, counter: str) -> None:
+        """Keep a file's frame for every process that maps the file (bounded per file)."""
+        if len(elf.frames) >= _FRAME_CACHE_SIZE:
+            elf.frames.clear()
+        elf.frames[key] = (frame, counter)
 
     def _mapping_for(self, proc: _Process, at: int) -> Mapping | None:
         mapping = proc.maps.find(at)
