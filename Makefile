@@ -115,6 +115,7 @@ bench: setup
 	$(PY) bench/filters.py
 	$(PY) bench/unwind.py
 	$(PY) bench/python_frames.py
+	$(PY) bench/agent_cost.py
 
 # Reliability (docs/reliability.md): each run writes reliability/results/<name>.json,
 # and the page is generated from those files, never written by hand.
