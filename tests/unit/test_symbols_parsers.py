@@ -261,3 +261,26 @@ def test_segment_arithmetic() -> None:
     # The page holding an unaligned p_offset is mapped from its page boundary.
     assert elf.offset_to_vaddr(0x1CF000) == 0x1D0000
     assert elf.offset_to_vaddr(0x500000) is None
+
+
+def test_build_id_from_program_headers_matches_the_section_headers() -> None:
+    """file_build_id reads PT_NOTE from the first page (a few reads); the section headers,
+    parsed whole by pyelftools, must name the same build-id for every binary tried."""
+    from elftools.elf.elffile import ELFFile
+
+    from aperture.agent.symbols.elf import _Elf, file_build_id
+
+    libdir = Path(f"/usr/lib/{os.uname().machine}-linux-gnu")
+    paths = [Path("/usr/bin/python3.11"), Path("/usr/bin/bash"), *sorted(libdir.glob("*.so*"))[:80]]
+    checked = 0
+    for path in paths:
+        if not path.is_file() or path.is_symlink():
+            continue
+        with open(path, "rb") as f:
+            if f.read(4) != b"\x7fELF":
+                continue
+            f.seek(0)
+            slow = _Elf(ELFFile(f)).build_id()
+        assert file_build_id(str(path)) == slow, path
+        checked += slow is not None
+    assert checked >= 20, f"only {checked} binaries with a build-id found"

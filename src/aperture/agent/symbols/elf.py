@@ -77,6 +77,10 @@ class _Table(NamedTuple):
     entsize: int
 
 
+_PAGE = 0x1000
+_PT_NOTE = 4
+
+
 class ElfSymbols:
     """Function symbols of one file; a file that is not ELF simply has none."""
 
@@ -364,15 +368,45 @@ def _c_string(table: bytes, offset: int) -> str:
 
 
 def file_build_id(path: str) -> str | None:
-    """Build-id of the ELF file at ``path``, or None (never raises)."""
+    """Build-id of the ELF file at ``path``, or None (never raises).
+
+    Read from the ``PT_NOTE`` segments in the first page's program headers when the
+    file is a 64-bit little-endian ELF (every binary the agent maps): a few reads, where
+    parsing the section headers took ~7 ms a file. Anything else takes the full path.
+    """
     try:
         with open_untrusted(path) as f:
-            if f.read(4) != b"\x7fELF":
+            head = f.read(_PAGE)
+            if head[:4] != b"\x7fELF":
                 return None
+            found = _build_id_from_notes(f, head)
+            if found:
+                return found
             f.seek(0)
             return _Elf(ELFFile(f)).build_id()
     except Exception:
         return None
+
+
+def _build_id_from_notes(f: IO[bytes], head: bytes) -> str | None:
+    """The build-id of a 64-bit little-endian ELF's ``PT_NOTE`` segments (``head``: its
+    first page), or None to say: look the long way."""
+    if len(head) < 64 or head[4] != 2 or head[5] != 1:
+        return None
+    (phoff,) = struct.unpack_from("<Q", head, 32)
+    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    if phentsize < 56 or phoff + phentsize * phnum > len(head):
+        return None
+    for i in range(phnum):
+        p_type, _flags, p_offset, _vaddr, _paddr, p_filesz = struct.unpack_from(
+            "<IIQQQQ", head, phoff + i * phentsize
+        )
+        if p_type == _PT_NOTE and 0 < p_filesz <= MAX_NOTE_BYTES:
+            f.seek(p_offset)
+            found = parse_build_id(f.read(p_filesz), True)
+            if found:
+                return found
+    return None
 
 
 def _debug_file_tables(path: str, owners: Collection[int]) -> tuple[list[_Table], str | None]:
