@@ -233,3 +233,118 @@ def test_one_binary_may_take_a_quarter_of_the_limit_and_is_refused_before_parsin
         assert stats.built == stats.loaded + stats.no_table, stats
     finally:
         registry.close()
+
+
+@pytest.fixture
+def walker_registers(cpu_object: BpfObject) -> BpfObject:
+    """The CPU object with the programs that register new processes from the kernel."""
+    for name in ("forget_mappings", "mapped", "protected", "forked", "exited"):
+        cpu_object.keep(cpu_object.program(name).attach())
+    return cpu_object
+
+
+def _user_mappings(pid: int) -> list[tuple[int, int, int, int, int, str]]:
+    maps = ProcessMaps.read(pid)
+    assert maps is not None
+    return [
+        (m.start, m.end, m.pgoff, m.dev, m.inode, m.path)
+        for m in maps.mappings
+        if m.start < 1 << 47  # not [vsyscall]
+    ]
+
+
+def test_a_new_process_of_known_binaries_is_adopted_from_the_walkers_registration(
+    walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """Its maps are what /proc says, vDSO included, without reading /proc/PID/maps."""
+    obj = walker_registers
+    procs_map = obj.map("procs")
+    tables = KernelTables(obj.map("unwind_tables"), files=obj.map("file_codes"))
+    registry = ProcessRegistry(obj.map("proc_mappings"), tables, procs=procs_map)
+    try:
+        first = _sleeper(PYTHON)
+        spawn.append(first)
+        assert registry.adopt(first.pid) is None, "its files were not known yet"
+        assert registry.register(first.pid)  # from /proc: its files get their ids
+        second = _sleeper(PYTHON)
+        spawn.append(second)
+        maps = registry.adopt(second.pid)
+        assert maps is not None
+        got = [(m.start, m.end, m.pgoff, m.dev, m.inode, m.path) for m in maps.mappings]
+        assert got == _user_mappings(second.pid)
+        assert "[vdso]" in {m.path for m in maps.mappings}
+        assert maps.sees_our_tmp
+        assert registry.stats().adopted == 1
+        entry = _entry(obj, second.pid)
+        assert entry is not None and entry.source == 1, "the walker's entry is kept as it is"
+        # At its exit the walker drops its entry but keeps the announcement: samples
+        # in the exit path must not announce it again (its maps are empty by then).
+        procs_map.update(ctypes.c_uint32(second.pid), (ctypes.c_char * 16)())
+        second.kill()
+        second.wait()
+        assert _entry(obj, second.pid) is None
+        assert procs_map.lookup(ctypes.c_uint32(second.pid), (ctypes.c_char * 16)())
+        registry.prune()
+        assert registry.stats().processes == 1  # the first, registered from /proc
+    finally:
+        registry.close()
+
+
+def test_a_process_with_code_the_walker_cannot_name_is_read_from_proc(
+    walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """Anonymous executable memory (JIT code, perf maps) or an unseen file: not adopted."""
+    obj = walker_registers
+    tables = KernelTables(obj.map("unwind_tables"), files=obj.map("file_codes"))
+    registry = ProcessRegistry(obj.map("proc_mappings"), tables)
+    try:
+        first = _sleeper(PYTHON)
+        spawn.append(first)
+        assert registry.register(first.pid)
+        jit = subprocess.Popen(
+            [
+                PYTHON,
+                "-c",
+                "import mmap, time; m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | "
+                "mmap.PROT_WRITE | mmap.PROT_EXEC); print('ready', flush=True); time.sleep(60)",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        spawn.append(jit)
+        assert jit.stdout is not None and jit.stdout.readline() == b"ready\n"
+        entry = _entry(obj, jit.pid)
+        assert entry is not None and entry.source == 1
+        assert registry.adopt(jit.pid) is None
+        other = _sleeper()  # another interpreter build: files never registered
+        spawn.append(other)
+        assert registry.adopt(other.pid) is None
+        assert registry.stats().adopted == 0
+        # An adopted process still alive at a drain is registered from /proc.
+        plain = _sleeper(PYTHON)
+        spawn.append(plain)
+        assert registry.adopt(plain.pid) is not None
+        registry.prune()
+        entry = _entry(obj, plain.pid)
+        assert entry is not None and entry.source == 0
+    finally:
+        registry.close()
+
+
+def test_a_pid_used_again_is_announced_again(
+    walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """The announcement is dropped when a process is forked with a pid that had one."""
+    procs_map = walker_registers.map("procs")
+    last_pid = Path("/proc/sys/kernel/ns_last_pid")
+    for _ in range(5):  # another process on the host may take the pid first
+        pid = int(last_pid.read_text()) + 500
+        procs_map.update(ctypes.c_uint32(pid), (ctypes.c_char * 16)())
+        last_pid.write_text(str(pid - 1))
+        proc = subprocess.Popen(["sleep", "30"])
+        spawn.append(proc)
+        if proc.pid == pid:
+            break
+        procs_map.delete(ctypes.c_uint32(pid))
+    else:
+        pytest.fail("no fork got the pid asked for through ns_last_pid")
+    assert not procs_map.lookup(ctypes.c_uint32(pid), (ctypes.c_char * 16)())

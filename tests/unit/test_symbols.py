@@ -248,6 +248,10 @@ def test_short_lived_process_resolves_after_exit(tmp_path: Path) -> None:
     frames = sym.user_frames(proc.pid, [alpha, beta + 1])
     assert [f.name for f in frames] == ["aperture_alpha", "aperture_beta"]
     assert sym.remember(proc.pid)  # a gone process keeps its snapshot
+    # An exiting process's maps are empty (its memory released): they do not
+    # replace what was snapshotted while it ran.
+    assert sym.keep(proc.pid, ProcessMaps(proc.pid, []))
+    assert [f.name for f in sym.user_frames(proc.pid, [alpha])] == ["aperture_alpha"]
     sym.forget(proc.pid)
     assert sym.user_frames(proc.pid, [alpha])[0].name == "[unknown]"
 

@@ -86,8 +86,16 @@ struct exec_mapping {
 	__u64 end;
 	__u64 bias;
 	__u32 file_id;                 /* key in unwind_tables; 0: no table (JIT, ...) */
-	__u32 reserved;
+	__u32 file_page;               /* kernel registrations only, else 0: MAPPING_FILE | the
+					* file offset in pages, or MAPPING_VDSO */
 };
+
+/* exec_mapping.file_page: what the kernel's registration saw, so the agent can
+ * take a process's mappings from it instead of reading /proc/PID/maps. A file
+ * mapping whose file id is 0 is a file the agent has not seen yet. */
+#define MAPPING_FILE (1U << 31)
+#define MAPPING_VDSO (1U << 30)
+#define MAPPING_PAGE_MASK (MAPPING_VDSO - 1)
 
 /* Who wrote a process's proc_mappings entry. */
 enum mappings_source {

@@ -206,11 +206,17 @@ int protected(void *ctx)
 	return mappings_changed();
 }
 
+/* A new process: a pid used again is announced again (its announcement is kept
+ * past the exit, when samples in the exit path may still come). */
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(forked, struct task_struct *parent, struct task_struct *child)
 {
-	if (child->pid == child->tgid)
-		inherit_mappings(parent->tgid, child->tgid);
+	__u32 tgid = child->tgid;
+
+	if (child->pid == child->tgid) {
+		bpf_map_delete_elem(&procs, &tgid);
+		inherit_mappings(parent->tgid, tgid);
+	}
 	return 0;
 }
 

@@ -7,7 +7,14 @@
 #ifndef APERTURE_KERNEL_TYPES_H
 #define APERTURE_KERNEL_TYPES_H
 
-struct mm_struct;
+/* x86_64 and arm64 both keep the vDSO's address in the mm's context. */
+typedef struct __attribute__((preserve_access_index)) {
+	void *vdso;
+} mm_context_t;
+
+struct mm_struct {
+	mm_context_t context;
+} __attribute__((preserve_access_index));
 
 struct thread_struct {
 	unsigned long fsbase;          /* x86_64: the thread's TLS base, pthread_self() */
@@ -42,6 +49,7 @@ struct vm_area_struct {
 	unsigned long vm_flags;
 	unsigned long vm_pgoff;
 	struct file *vm_file;
+	struct mm_struct *vm_mm;
 } __attribute__((preserve_access_index));
 
 #define VM_EXEC 0x4UL

@@ -153,7 +153,8 @@ static __always_inline struct exec_mapping *find_mapping(struct proc_mappings *p
 
 /* One executable mapping as the agent would register it: its file's id and
  * load bias when the agent has seen the file, file id 0 (frame pointers only)
- * otherwise. */
+ * otherwise; and what it is (file_page), so the agent can take the process's
+ * mappings from this registration. */
 static __always_inline void kernel_mapping(struct exec_mapping *m, struct vm_area_struct *vma)
 {
 	struct file *file = vma->vm_file;
@@ -165,9 +166,17 @@ static __always_inline void kernel_mapping(struct exec_mapping *m, struct vm_are
 	m->end = vma->vm_end;
 	m->bias = 0;
 	m->file_id = 0;
-	m->reserved = 0;
-	if (!file)
+	m->file_page = 0;
+	if (!file) {
+		if (vma->vm_start == (__u64)BPF_CORE_READ(vma, vm_mm, context.vdso))
+			m->file_page = MAPPING_VDSO;
 		return;
+	}
+	if (vma->vm_pgoff > MAPPING_PAGE_MASK) {
+		m->file_page = MAPPING_FILE; /* past 4 TB: file id 0, the agent reads /proc */
+		return;
+	}
+	m->file_page = MAPPING_FILE | vma->vm_pgoff;
 	key.dev = BPF_CORE_READ(file, f_inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(file, f_inode, i_ino);
 	code = bpf_map_lookup_elem(&file_codes, &key);

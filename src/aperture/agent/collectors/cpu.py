@@ -240,6 +240,7 @@ class CpuCollector:
                 self._symbolizer,
                 registry.on_event if registry else None,
                 registry.python.preresolve if registry and registry.python else None,
+                adopt=registry.adopt if registry and not opts.pid else None,
             )
             if self._registry is not None and opts.pid:
                 # One process asked for: its tables are in place before the first sample.

@@ -54,9 +54,12 @@ class ProcessWatcher:
 
     Each announced process has its maps snapshotted by the symbolizer at once,
     and its name kept, so frames and names resolve after it exits;
-    ``on_event(kind, tgid)`` gets every event too (the unwinder registers
+    ``on_event(kind, tgid, maps)`` gets every event too (the unwinder registers
     mappings and builds the tables samples ask for), and ``on_python_stack(tgid,
     entries)`` each new stack's Python frames (resolved while the process lives).
+    ``adopt(tgid)``, when given, is asked first for a new process's maps (the
+    unwinder's own registration of it, when complete): a process it answers for
+    is not read from ``/proc`` and not passed to ``on_event``.
     """
 
     def __init__(
@@ -66,8 +69,10 @@ class ProcessWatcher:
         on_event: Callable[[int, int, ProcessMaps | None], object] | None = None,
         on_python_stack: Callable[[int, tuple[int, ...]], object] | None = None,
         proc_root: str = PROC_ROOT,
+        adopt: Callable[[int], ProcessMaps | None] | None = None,
     ) -> None:
         check_layout(obj.map("procs"), c_uint32, ProcInfo)
+        self._adopt = adopt
         self._procs = obj.map("procs")
         self._symbolizer = symbolizer
         self._notify = on_event
@@ -104,12 +109,16 @@ class ProcessWatcher:
         if event.kind == PROC_EVENT_NEW:
             self._keep(event.tgid, decode_comm(event.comm))
         # The process's maps, read once for the unwinder and the symbolizer (most
-        # announced processes live for milliseconds: this read is most of their cost).
+        # announced processes live for milliseconds: this read is most of their cost,
+        # saved when the unwinder's kernel registration of the process is complete).
         maps = None
-        if event.kind != PROC_EVENT_TABLE_WANTED:
+        if event.kind == PROC_EVENT_NEW and self._adopt is not None:
+            maps = self._adopt(event.tgid)
+        adopted = maps is not None
+        if event.kind != PROC_EVENT_TABLE_WANTED and not adopted:
             maps = ProcessMaps.read(event.tgid, self._proc_root)
         # Unwinding first: the walker waits for it, the symbolizer not.
-        if self._notify is not None:
+        if self._notify is not None and not adopted:
             self._notify(event.kind, event.tgid, maps)
         if event.kind != PROC_EVENT_TABLE_WANTED:
             self._symbolizer.keep(event.tgid, maps)

@@ -136,7 +136,7 @@ class ProcessMaps:
             start_time=read_start_time(pid, proc_root),
             ns_pid=ns_pid,
             uids=uids,
-            sees_our_tmp=_sees_our_tmp(base),
+            sees_our_tmp=sees_our_tmp(base),
         )
 
     def find(self, addr: int) -> Mapping | None:
@@ -233,8 +233,9 @@ def _read_status(base: str) -> tuple[int | None, frozenset[int]]:
     return ns_pid, uids
 
 
-def _sees_our_tmp(base: str) -> bool:
-    """Whether the process shares our mount namespace and root (so our ``/tmp``)."""
+def sees_our_tmp(base: str) -> bool:
+    """Whether the process at ``base`` (``/proc/PID``) shares our mount namespace and
+    root (so our ``/tmp``)."""
     pairs = (
         (os.path.join(base, "ns", "mnt"), "/proc/self/ns/mnt"),
         (os.path.join(base, "root"), "/"),

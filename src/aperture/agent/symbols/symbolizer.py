@@ -152,7 +152,9 @@ class Symbolizer:
     def keep(self, pid: int, maps: ProcessMaps | None) -> bool:
         """:meth:`remember` with the maps already read (None: the process is gone)."""
         old = self._procs.get(pid)
-        if maps is None:
+        if maps is None or (old is not None and not maps.mappings):
+            # Gone, or exiting (its memory already released, the maps empty): what
+            # was snapshotted while it ran still names its last samples' frames.
             if old is not None:
                 self._procs.move_to_end(pid)
             return old is not None

@@ -46,6 +46,7 @@ from aperture.agent.symbols.process import (
     ProcessMaps,
     own_vdso_image,
     read_start_time,
+    sees_our_tmp,
 )
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.unwind.layout import kernel_layout
@@ -100,8 +101,15 @@ class ExecMapping(ctypes.Structure):
         ("end", c_uint64),
         ("bias", c_uint64),
         ("file_id", c_uint32),
-        ("reserved", c_uint32),
+        ("file_page", c_uint32),  # the kernel's registrations: MAPPING_FILE | page, MAPPING_VDSO
     )
+
+
+# exec_mapping.file_page
+MAPPING_FILE = 1 << 31
+MAPPING_VDSO = 1 << 30
+MAPPING_PAGE_MASK = MAPPING_VDSO - 1
+MAPPINGS_FROM_KERNEL = 1  # enum mappings_source
 
 
 class ProcMappings(ctypes.Structure):
@@ -193,6 +201,8 @@ class _Binary:
     # paths die with their process, so every registration adds its own.
     paths: list[str] = field(default_factory=list)
     vdso_image: bytes | None = None
+    # (dev, inode, path as /proc/PID/maps shows it) of every file seen as this binary
+    seen_as: set[tuple[int, int, str]] = field(default_factory=set)
 
     def add_path(self, path: str) -> None:
         if path in self.paths:
@@ -321,12 +331,22 @@ class KernelTables:
             if build and self._needs_build(binary):
                 self._enqueue(binary)
             self._by_identity[identity] = binary
+            binary.seen_as.add((mapping.dev, mapping.inode, mapping.path))
             if self._files is not None:
                 # an LRU map, never full: a failure only costs the walker's own registrations
                 with contextlib.suppress(BpfError):
                     key = file_key(mapping.dev, mapping.inode)
                     self._files.update(key, file_code(binary.file_id, segments))
             return binary
+
+    def seen_as(self, file_id: int) -> tuple[int, int, str] | None:
+        """The one file a binary was seen as, (dev, inode, mapped path); None if several
+        files share its build-id (a file id alone does not tell which one a process maps)."""
+        with self._lock:
+            binary = self._by_id.get(file_id)
+            if binary is None or len(binary.seen_as) != 1:
+                return None
+            return next(iter(binary.seen_as))
 
     def want(self, file_id: int) -> None:
         """A sample needed this binary's table: build and load it (once)."""
@@ -560,6 +580,7 @@ class RegistryStats:
     registered: int = 0  # registrations since start (refreshes included)
     truncated: int = 0  # processes with more executable mappings than fit
     gone: int = 0  # processes that exited before they could be registered
+    adopted: int = 0  # processes taken as the walker registered them, /proc not read
 
 
 class ProcessRegistry:
@@ -581,7 +602,10 @@ class ProcessRegistry:
         self._proc_root = proc_root
         self._lock = threading.Lock()
         self._registered: dict[int, _Registered] = {}
-        self._counts = dict.fromkeys(("registered", "truncated", "gone"), 0)
+        # Adopted from the walker's registration: their file ids, until they exit or
+        # live past a drain (then registered from /proc, see prune).
+        self._adopted: dict[int, set[int]] = {}
+        self._counts = dict.fromkeys(("registered", "truncated", "gone", "adopted"), 0)
 
     def on_event(self, kind: int, tgid: int, maps: ProcessMaps | None = None) -> None:
         """A ``proc_events`` record: register a process (with its maps, read once by the
@@ -590,6 +614,54 @@ class ProcessRegistry:
             self._tables.want(tgid)
         else:
             self.register_maps(tgid, maps)
+
+    def adopt(self, pid: int) -> ProcessMaps | None:
+        """A new process's maps as the walker registered them itself, or None.
+
+        Most processes a busy host starts live for milliseconds and run binaries
+        seen before: their kernel registration (unwind.bpf.h, from exec, kept
+        current at each mmap) already holds every file id, so reading
+        ``/proc/PID/maps`` and writing the entry again would only repeat it. Taken
+        only when nothing is missing: every executable mapping is the vDSO or a file
+        the agent knows as one file, none is anonymous (JIT code needs perf maps),
+        the mappings fit, the dynamic loader is done, and the process shares our
+        mount namespace and root (so the file's path is ours). Its interpreter, if
+        it runs Python, is registered as usual. None: read ``/proc`` instead.
+        """
+        value = ProcMappings()
+        if not self._map.lookup(c_uint32(pid), value):
+            return None
+        if value.source != MAPPINGS_FROM_KERNEL or not 0 < value.count < MAX_MAPPINGS:
+            return None
+        mappings: list[Mapping] = []
+        file_ids: set[int] = set()
+        for i in range(value.count):
+            entry = value.m[i]
+            if entry.file_page & MAPPING_VDSO:
+                mappings.append(Mapping(entry.start, entry.end, "r-xp", 0, 0, 0, VDSO))
+                continue
+            if not entry.file_page & MAPPING_FILE or not entry.file_id:
+                return None  # anonymous (JIT) code, or a file not seen yet
+            seen = self._tables.seen_as(entry.file_id)
+            if seen is None:
+                return None
+            dev, inode, path = seen
+            pgoff = (entry.file_page & MAPPING_PAGE_MASK) * PAGE_SIZE
+            mappings.append(Mapping(entry.start, entry.end, "r-xp", pgoff, dev, inode, path))
+            file_ids.add(entry.file_id)
+        base = os.path.join(self._proc_root, str(pid))
+        maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
+        if _starting(maps) or not sees_our_tmp(base):
+            return None
+        maps.sees_our_tmp = True
+        with self._lock:
+            if pid in self._registered:
+                return None  # registered from /proc meanwhile
+            self._adopted[pid] = file_ids
+            self._counts["adopted"] += 1
+        if self.python is not None:
+            self.python.register(pid, maps)
+        return maps
 
     def register(self, pid: int, *, build: bool = False) -> bool:
         """Read ``pid``'s maps now and write them for the walker; False if it is gone.
@@ -640,6 +712,7 @@ class ProcessRegistry:
             except BpfError:
                 return False
             self._registered[pid] = _Registered(maps.start_time, file_ids)
+            self._adopted.pop(pid, None)
             self._counts["registered"] += 1
         if self.python is not None:
             self.python.register(pid, maps)
@@ -663,6 +736,8 @@ class ProcessRegistry:
                 reg = self._registered.get(pid)
                 if reg is not None:
                     ids |= reg.file_ids
+                elif pid in self._adopted:
+                    ids |= self._adopted[pid]
             self._tables.touch(ids)
 
     def prune(self) -> int:
@@ -670,7 +745,14 @@ class ProcessRegistry:
 
         Entries the walker wrote itself for processes this registry never saw
         (unwind.bpf.h deletes them at exit) are swept too if their process is gone.
+        An adopted process still alive at a drain is registered from ``/proc``: its
+        kernel registration is re-read by the walker at every mmap, the agent's is not.
         """
+        with self._lock:
+            adopted, self._adopted = self._adopted, {}
+        for pid in adopted:
+            if read_start_time(pid, self._proc_root) is not None:
+                self.register(pid)
         with self._lock:
             gone = [
                 pid
