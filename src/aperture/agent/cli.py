@@ -317,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
         system.check_privileges()
         system.check_btf()
         system.ensure_tracefs()
+        system.bound_native_heap()
 
         collectors = build_collectors(args, modes)
         if flt is not None:

@@ -38,6 +38,10 @@ _PRINT_FN = CFUNCTYPE(c_int, c_int, c_char_p, c_void_p)
 _RINGBUF_SAMPLE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 
 
+# The most value bytes one drain batch reads.
+DRAIN_BATCH_BYTES = 1 << 20
+
+
 class BpfError(AgentError):
     """A libbpf call failed; ``errno`` holds the positive error number."""
 
@@ -302,7 +306,9 @@ class BpfMap:
         Only for a map no program writes to at the time (the idle buffer).
         """
         out: list[tuple[_CT, Any]] = []
-        chunk = max(1, min(self.max_entries, 4096))
+        # Batches of at most ~1 MiB of values: a 2 KiB stack row in batches of 4,096
+        # took 8 MiB each drain, however few rows the map held.
+        chunk = max(1, min(self.max_entries, 4096, DRAIN_BATCH_BYTES // ctypes.sizeof(value_type)))
         token = c_uint32()
         opts = _BpfMapBatchOpts(sz=ctypes.sizeof(_BpfMapBatchOpts))
         first = True

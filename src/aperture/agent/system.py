@@ -76,3 +76,39 @@ def ensure_tracefs() -> None:
             f"tracefs is not mounted at {TRACEFS} and mounting it failed "
             f"({os.strerror(err)}): run `mount -t tracefs nodev {TRACEFS}`."
         )
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+# Allocations from this size up get pages of their own, given back when freed.
+MMAP_THRESHOLD = 256 << 10
+# Heaps for the agent's threads: the main thread's and one shared by the others.
+ARENA_MAX = 2
+
+
+def bound_native_heap() -> bool:
+    """Keep the C heap from holding on to memory the agent has freed; False if not glibc.
+
+    glibc raises its mmap threshold each time a large block is freed, up to 32 MB, so
+    the per-window buffers (drained stacks, section reads, table layouts) end up in
+    heaps that never shrink, and gives each thread a heap of its own (up to 8 per
+    core). A fixed threshold returns every large block at once; two arenas bound the
+    rest.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return all(
+        mallopt(param, value)
+        for param, value in (
+            (_M_MMAP_THRESHOLD, MMAP_THRESHOLD),
+            (_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD),
+            (_M_ARENA_MAX, ARENA_MAX),
+        )
+    )
