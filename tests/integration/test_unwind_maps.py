@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,9 +18,11 @@ from aperture.agent.collectors.bpfobj import object_path
 from aperture.agent.collectors.cpu import CpuConfig
 from aperture.agent.libbpf import BpfObject
 from aperture.agent.symbols.process import ProcessMaps
+from aperture.agent.unwind import kernel_maps
 from aperture.agent.unwind.kernel_maps import (
     KERNEL_ROW_BYTES,
     MAP_OVERHEAD_BYTES,
+    SMALL_FILE,
     KernelTables,
     ProcessRegistry,
     ProcMappings,
@@ -348,3 +353,56 @@ def test_a_pid_used_again_is_announced_again(
     else:
         pytest.fail("no fork got the pid asked for through ns_last_pid")
     assert not procs_map.lookup(ctypes.c_uint32(pid), (ctypes.c_char * 16)())
+
+
+def test_a_small_programs_table_is_not_held_up_by_a_larger_build(
+    cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 43 KB program's table comes while a 6.8 MB interpreter's is still being built.
+
+    The interpreter's build is under way, and held until the small table is in the
+    kernel, so the order is the builders' and not the machine's speed: on one thread
+    for both, the small table would wait for ever.
+    """
+    assert os.path.getsize(PYTHON) > SMALL_FILE
+    started, release = threading.Event(), threading.Event()
+    real_build = kernel_maps.build_table
+
+    def build(path: str, **kwargs: Any) -> Any:
+        if os.path.realpath(path) == os.path.realpath(PYTHON):
+            started.set()
+            release.wait(20)
+        return real_build(path, **kwargs)
+
+    monkeypatch.setattr(kernel_maps, "build_table", build)
+    outer = cpu_object.map("unwind_tables")
+    tables = KernelTables(outer)
+    registry = ProcessRegistry(cpu_object.map("proc_mappings"), tables)
+    big = _sleeper(PYTHON)
+    small = subprocess.Popen(["sleep", "60"])
+    spawn += [big, small]
+    try:
+        time.sleep(0.1)  # sleep past its dynamic loader
+
+        def file_id(pid: int, path: str) -> int:
+            maps = ProcessMaps.read(pid)
+            entry = _entry(cpu_object, pid)
+            assert maps is not None and entry is not None
+            start = next(m.start for m in maps.mappings if m.file_path == path)
+            return next(entry.m[i].file_id for i in range(entry.count) if entry.m[i].start == start)
+
+        assert registry.register(big.pid, build=True)
+        assert started.wait(10), "the interpreter's build never started"
+        assert registry.register(small.pid, build=True)
+        big_id, small_id = file_id(big.pid, PYTHON), file_id(small.pid, "/usr/bin/sleep")
+        deadline = time.monotonic() + 10
+        while not outer.lookup(ctypes.c_uint32(small_id), ctypes.c_uint32()):
+            assert time.monotonic() < deadline, "the small program's table waited for the large"
+            time.sleep(0.01)
+        assert not outer.lookup(ctypes.c_uint32(big_id), ctypes.c_uint32())
+        release.set()
+        assert registry.wait_idle(30)
+        assert outer.lookup(ctypes.c_uint32(big_id), ctypes.c_uint32())
+    finally:
+        release.set()
+        registry.close()

@@ -78,8 +78,11 @@ MAX_TABLE_SHARE = 4
 KERNEL_BYTES_PER_EH_FRAME_BYTE = 3
 # Paths kept per binary to read it by (the newest registrations').
 MAX_PATHS = 4
-# Files larger than this get their tables built on a second thread.
+# Tables are built on three threads by file size: up to SMALL_FILE (a program's own
+# executable, most libraries: milliseconds each), up to LARGE_FILE, and beyond.
+SMALL_FILE = 4 << 20
 LARGE_FILE = 64 << 20
+_LANES = 3
 PAGE_SIZE = 4096
 
 
@@ -258,11 +261,11 @@ class KernelTables:
         self._by_build_id: dict[str, _Binary] = {}
         self._by_id: dict[int, _Binary] = {}
         self._loaded: OrderedDict[int, _Binary] = OrderedDict()  # LRU order, oldest first
-        # Smallest file first, and files past LARGE_FILE on a thread of their own:
-        # one 500 MB library (23 s to parse) must not hold up the tables of
-        # everything mapped after it.
-        self._queues: tuple[list[tuple[int, int, _Binary]], ...] = ([], [])
-        self._building = [False, False]
+        # Smallest file first, on a thread per size class: one 500 MB library (23 s to
+        # parse) must not hold up the tables of everything mapped after it, nor a
+        # 30 MB compiler (0.5 s) the table of a small program that lives 400 ms.
+        self._queues: tuple[list[tuple[int, int, _Binary]], ...] = tuple([] for _ in range(_LANES))
+        self._building = [False] * _LANES
         self._next_id = 1
         self._bytes = 0
         self._counts = dict.fromkeys(
@@ -274,7 +277,7 @@ class KernelTables:
         self._stop = False
         self._threads = [
             threading.Thread(target=self._run, args=(i,), name=f"unwind-tables-{i}", daemon=True)
-            for i in range(2)
+            for i in range(_LANES)
         ]
         for thread in self._threads:
             thread.start()
@@ -415,7 +418,8 @@ class KernelTables:
     def _enqueue(self, binary: _Binary) -> None:
         binary.queued = True
         size = _file_size(binary)
-        heapq.heappush(self._queues[size > LARGE_FILE], (size, binary.file_id, binary))
+        lane = 0 if size <= SMALL_FILE else 1 if size <= LARGE_FILE else 2
+        heapq.heappush(self._queues[lane], (size, binary.file_id, binary))
         self._wake.notify_all()
 
     # -- the builder thread --------------------------------------------------------
