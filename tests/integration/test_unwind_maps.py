@@ -66,6 +66,15 @@ def _entry(obj: BpfObject, pid: int) -> ProcMappings | None:
     return value if obj.map("proc_mappings").lookup(ctypes.c_uint32(pid), value) else None
 
 
+def _file_id(obj: BpfObject, pid: int, path: str) -> int:
+    """The file id the registered entry of ``pid`` gives its mapping of ``path``."""
+    maps = ProcessMaps.read(pid)
+    entry = _entry(obj, pid)
+    assert maps is not None and entry is not None
+    start = next(m.start for m in maps.mappings if m.file_path == path)
+    return next(entry.m[i].file_id for i in range(entry.count) if entry.m[i].start == start)
+
+
 def test_registration_writes_every_executable_mapping_with_its_load_bias(
     cpu_object: BpfObject, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -195,16 +204,7 @@ def test_tables_are_built_when_a_sample_asks_and_the_ask_is_cleared_when_loaded(
         assert registry.register(proc.pid)
         assert registry.wait_idle(30)
         assert tables.stats().built == 0, "nothing is parsed before a sample needs it"
-        entry = _entry(cpu_object, proc.pid)
-        assert entry is not None
-        exe = next(
-            m
-            for m in (ProcessMaps.read(proc.pid) or ProcessMaps(0, [])).mappings
-            if m.file_path == PYTHON
-        )
-        file_id = next(
-            entry.m[i].file_id for i in range(entry.count) if entry.m[i].start == exe.start
-        )
+        file_id = _file_id(cpu_object, proc.pid, PYTHON)
         # What the walker does on the first sample there: count it, then ask.
         misses.update(ctypes.c_uint32(file_id), ctypes.c_uint64(1))
         registry.on_event(2, file_id)  # PROC_EVENT_TABLE_WANTED
@@ -384,17 +384,11 @@ def test_a_small_programs_table_is_not_held_up_by_a_larger_build(
     try:
         time.sleep(0.1)  # sleep past its dynamic loader
 
-        def file_id(pid: int, path: str) -> int:
-            maps = ProcessMaps.read(pid)
-            entry = _entry(cpu_object, pid)
-            assert maps is not None and entry is not None
-            start = next(m.start for m in maps.mappings if m.file_path == path)
-            return next(entry.m[i].file_id for i in range(entry.count) if entry.m[i].start == start)
-
         assert registry.register(big.pid, build=True)
         assert started.wait(10), "the interpreter's build never started"
         assert registry.register(small.pid, build=True)
-        big_id, small_id = file_id(big.pid, PYTHON), file_id(small.pid, "/usr/bin/sleep")
+        big_id = _file_id(cpu_object, big.pid, PYTHON)
+        small_id = _file_id(cpu_object, small.pid, "/usr/bin/sleep")
         deadline = time.monotonic() + 10
         while not outer.lookup(ctypes.c_uint32(small_id), ctypes.c_uint32()):
             assert time.monotonic() < deadline, "the small program's table waited for the large"
