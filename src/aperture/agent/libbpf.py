@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from ctypes import (
@@ -22,6 +23,7 @@ from ctypes import (
     c_uint32,
     c_void_p,
 )
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,10 +111,16 @@ _messages: list[str] = []
 _print_cb: Any = None  # keeps the C callback alive
 
 
+def _library_names() -> Iterator[str]:
+    yield "libbpf.so.1"
+    found = ctypes.util.find_library("bpf")
+    if found:
+        yield found
+
+
 def _find_library() -> str:
-    for name in ("libbpf.so.1", ctypes.util.find_library("bpf") or ""):
-        if not name:
-            continue
+    # find_library runs `ldconfig -p`: only when the usual soname is not there
+    for name in _library_names():
         try:
             ctypes.CDLL(name)
         except OSError:
@@ -134,6 +142,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_object__close": (None, [p]),
         "bpf_object__find_map_by_name": (p, [p, c_char_p]),
         "bpf_object__find_program_by_name": (p, [p, c_char_p]),
+        "bpf_object__next_program": (p, [p, p]),
+        "bpf_program__name": (c_char_p, [p]),
         "bpf_map__fd": (c_int, [p]),
         "bpf_map__set_max_entries": (c_int, [p, c_uint32]),
         "bpf_map__max_entries": (c_uint32, [p]),
@@ -144,6 +154,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "bpf_program__attach": (p, [p]),
         "bpf_program__attach_perf_event": (p, [p, c_int]),
         "bpf_program__set_autoload": (c_int, [p, ctypes.c_bool]),
+        "bpf_program__set_log_buf": (c_int, [p, c_char_p, c_size_t]),
+        "bpf_program__set_log_level": (c_int, [p, c_uint32]),
         "bpf_program__fd": (c_int, [p]),
         "bpf_link__destroy": (c_int, [p]),
         "bpf_map_lookup_elem": (c_int, [c_int, p, p]),
@@ -189,7 +201,7 @@ def lib() -> ctypes.CDLL:
     if _lib is None:
         loaded = ctypes.CDLL(_find_library(), use_errno=True)
         _declare(loaded)
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _libc = ctypes.CDLL(None, use_errno=True)  # the C library is already in the process
         _libc.vsnprintf.argtypes = [c_char_p, c_size_t, c_char_p, c_void_p]
         _libc.vsnprintf.restype = c_int
         _print_cb = _PRINT_FN(_on_print)
@@ -236,6 +248,7 @@ class BpfMap:
     def __init__(self, ptr: int, name: str) -> None:
         self._ptr = ptr
         self.name = name
+        self._log: ctypes.Array[ctypes.c_char] | None = None
 
     @property
     def fd(self) -> int:
@@ -374,6 +387,14 @@ class BpfLink:
             self._ptr = 0
 
 
+@dataclass(frozen=True)
+class VerifierStats:
+    """The verifier's own count of its work on one program."""
+
+    insns: int  # instructions it processed (the kernel refuses at 1,000,000)
+    seconds: float
+
+
 class BpfProgram:
     def __init__(self, ptr: int, name: str) -> None:
         self._ptr = ptr
@@ -385,6 +406,21 @@ class BpfProgram:
 
     def set_autoload(self, autoload: bool) -> None:
         _check(lib().bpf_program__set_autoload(self._ptr, autoload), f"configuring {self.name}")
+
+    def keep_verifier_stats(self) -> None:
+        """Before load: keep the verifier's summary (its log level 4) for :meth:`verifier_stats`."""
+        self._log = ctypes.create_string_buffer(4096)
+        _check(lib().bpf_program__set_log_buf(self._ptr, self._log, len(self._log)), self.name)
+        _check(lib().bpf_program__set_log_level(self._ptr, 4), f"configuring {self.name}")
+
+    def verifier_stats(self) -> VerifierStats:
+        """After load: how much work the verifier did (see :meth:`keep_verifier_stats`)."""
+        text = self._log.value.decode(errors="replace") if self._log is not None else ""
+        insns = re.search(r"processed (\d+) insns", text)
+        usec = re.search(r"verification time (\d+) usec", text)
+        if insns is None or usec is None:
+            raise BpfError(f"no verifier summary kept for {self.name}", errno.ENODATA)
+        return VerifierStats(int(insns.group(1)), int(usec.group(1)) / 1e6)
 
     def attach(self) -> BpfLink:
         """Attach by section name (tracepoints, tp_btf, raw tracepoints)."""
@@ -411,6 +447,15 @@ class BpfObject:
         if not ptr:
             raise BpfError(f"map {name!r} not in {self.path.name}", errno.ENOENT)
         return BpfMap(ptr, name)
+
+    def programs(self) -> list[BpfProgram]:
+        """Every program in the object, in its order."""
+        out: list[BpfProgram] = []
+        ptr = lib().bpf_object__next_program(self._ptr, None)
+        while ptr:
+            out.append(BpfProgram(ptr, lib().bpf_program__name(ptr).decode()))
+            ptr = lib().bpf_object__next_program(self._ptr, ptr)
+        return out
 
     def program(self, name: str) -> BpfProgram:
         ptr = lib().bpf_object__find_program_by_name(self._ptr, name.encode())

@@ -101,9 +101,10 @@ struct {
 /* Largest table: 2^24 rows (200 MB), far above any binary seen. */
 #define ROW_SEARCH_STEPS 24
 
-struct unwind_walk {
-	struct user_stack *out;
-	struct proc_mappings *maps;    /* NULL: the process is not registered */
+/* The walk's scalars live in a map value: the verifier tracks no values there,
+ * so the bpf_loop body is checked a few times rather than once per combination
+ * of known flags and counts. */
+struct walk_vars {
 	__u64 pc;
 	__u64 sp;
 	__u64 bp;
@@ -112,10 +113,23 @@ struct unwind_walk {
 	__u32 pc_is_return;            /* pc is a return address: look up pc - 1 */
 	__u32 bp_valid;
 	__u32 fp_frames;
-	__u32 mode;
-	__u32 tgid;
 	__u32 refresh;                 /* a pc was in no mapping: maps changed */
 	__u32 wanted;                  /* a file id whose table was missing */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct walk_vars);
+} walk_scratch SEC(".maps");
+
+struct unwind_walk {
+	struct user_stack *out;
+	struct proc_mappings *maps;    /* NULL: the process is not registered */
+	struct walk_vars *v;
+	__u32 mode;
+	__u32 tgid;
 };
 
 /* Binary searches are branch-free: the verifier then follows one path per
@@ -314,37 +328,39 @@ static __always_inline int read_user_u64(__u64 *dst, __u64 addr)
 /* One step by frame pointer: [rbp] = caller's rbp, [rbp + 8] = return address. */
 static __always_inline long step_frame_pointer(struct unwind_walk *w)
 {
+	struct walk_vars *v = w->v;
 	__u64 ra = 0, next_bp = 0;
 
-	if (!w->bp_valid || w->bp < w->sp) {
-		w->end = UNWIND_END_BAD_FRAME;
+	if (!v->bp_valid || v->bp < v->sp) {
+		v->end = UNWIND_END_BAD_FRAME;
 		return 1;
 	}
-	if (read_user_u64(&next_bp, w->bp) || read_user_u64(&ra, w->bp + 8)) {
-		w->end = UNWIND_END_READ_FAULT;
+	if (read_user_u64(&next_bp, v->bp) || read_user_u64(&ra, v->bp + 8)) {
+		v->end = UNWIND_END_READ_FAULT;
 		return 1;
 	}
 	if (ra == 0) {
-		w->end = UNWIND_END_BOTTOM;
+		v->end = UNWIND_END_BOTTOM;
 		return 1;
 	}
 	/* Only trust a return address that lands in code we know. */
 	if (!find_mapping(w->maps, ra - 1)) {
-		w->end = UNWIND_END_BAD_FRAME;
+		v->end = UNWIND_END_BAD_FRAME;
 		return 1;
 	}
-	w->sp = w->bp + 16;
-	w->bp = next_bp;
-	w->pc = ra;
-	w->pc_is_return = 1;
-	w->fp_frames++;
+	v->sp = v->bp + 16;
+	v->bp = next_bp;
+	v->pc = ra;
+	v->pc_is_return = 1;
+	v->fp_frames++;
 	return 0;
 }
 
 /* One step by the table: 0 = stepped to the caller, 1 = the walk ends
- * (w->end says why), 2 = no table covers the pc (w->end says why). */
+ * (v->end says why), 2 = no table covers the pc (v->end says why). */
 static __always_inline long step_table(struct unwind_walk *w)
 {
+	struct walk_vars *v = w->v;
 	struct exec_mapping *m;
 	struct unwind_row *row;
 	void *table;
@@ -353,53 +369,53 @@ static __always_inline long step_table(struct unwind_walk *w)
 	__s16 cfa_offset;
 
 	/* A return address points after its call, possibly into the next function. */
-	target = w->pc_is_return ? w->pc - 1 : w->pc;
+	target = v->pc_is_return ? v->pc - 1 : v->pc;
 	m = find_mapping(w->maps, target);
 	if (!m) {
-		w->refresh = 1;
-		w->end = UNWIND_END_NO_MAPPING;
+		v->refresh = 1;
+		v->end = UNWIND_END_NO_MAPPING;
 		return 2;
 	}
 	file_id = m->file_id;
 	table = file_id ? bpf_map_lookup_elem(&unwind_tables, &file_id) : NULL;
 	if (!table) {
-		if (file_id && !w->wanted)
-			w->wanted = file_id;
-		w->end = UNWIND_END_NO_TABLE;
+		if (file_id && !v->wanted)
+			v->wanted = file_id;
+		v->end = UNWIND_END_NO_TABLE;
 		return 2;
 	}
 	/* A map pointer may be read as its struct bpf_map, not offset for a probe read. */
 	row = find_row(table, ((struct bpf_map *)table)->max_entries, target - m->bias);
 	if (!row || row->cfa_type == CFA_NONE) {
-		w->end = UNWIND_END_NO_INFO;
+		v->end = UNWIND_END_NO_INFO;
 		return 2;
 	}
 
 	cfa_offset = row->cfa_offset;
 	switch (row->cfa_type) {
 	case CFA_RSP:
-		cfa = w->sp + cfa_offset;
+		cfa = v->sp + cfa_offset;
 		break;
 	case CFA_RBP:
-		if (!w->bp_valid) {
-			w->end = UNWIND_END_UNSUPPORTED;
+		if (!v->bp_valid) {
+			v->end = UNWIND_END_UNSUPPORTED;
 			return 1;
 		}
-		cfa = w->bp + cfa_offset;
+		cfa = v->bp + cfa_offset;
 		break;
 	case CFA_PLT:
-		cfa = w->sp + 8 + (((w->pc & 15) >= (__u64)cfa_offset) ? 8 : 0);
+		cfa = v->sp + 8 + (((v->pc & 15) >= (__u64)cfa_offset) ? 8 : 0);
 		break;
 	case CFA_STOP:
-		w->end = UNWIND_END_BOTTOM;
+		v->end = UNWIND_END_BOTTOM;
 		return 1;
 	case CFA_SIGNAL: {
 		__u64 sp = 0, bp = 0, pc = 0;
 
-		if (read_user_u64(&pc, w->sp + SIGCONTEXT_RIP) ||
-		    read_user_u64(&sp, w->sp + SIGCONTEXT_RSP) ||
-		    read_user_u64(&bp, w->sp + SIGCONTEXT_RBP)) {
-			w->end = UNWIND_END_READ_FAULT;
+		if (read_user_u64(&pc, v->sp + SIGCONTEXT_RIP) ||
+		    read_user_u64(&sp, v->sp + SIGCONTEXT_RSP) ||
+		    read_user_u64(&bp, v->sp + SIGCONTEXT_RBP)) {
+			v->end = UNWIND_END_READ_FAULT;
 			return 1;
 		}
 		/* The interrupted instruction itself, not a return address; its
@@ -407,20 +423,20 @@ static __always_inline long step_table(struct unwind_walk *w)
 		if (w->out && w->out->len)
 			w->out->ips[(w->out->len - 1) & (APERTURE_MAX_USER_FRAMES - 1)] |=
 				APERTURE_SIGNAL_FRAME_BIT;
-		w->pc = pc;
-		w->sp = sp;
-		w->bp = bp;
-		w->bp_valid = 1;
-		w->pc_is_return = 0;
+		v->pc = pc;
+		v->sp = sp;
+		v->bp = bp;
+		v->bp_valid = 1;
+		v->pc_is_return = 0;
 		return 0;
 	}
 	default:
-		w->end = UNWIND_END_UNSUPPORTED;
+		v->end = UNWIND_END_UNSUPPORTED;
 		return 1;
 	}
 
-	if (cfa <= w->sp) {
-		w->end = UNWIND_END_BAD_FRAME;
+	if (cfa <= v->sp) {
+		v->end = UNWIND_END_BAD_FRAME;
 		return 1;
 	}
 	if (row->rbp_type == RBP_OFFSET && row->rbp_offset == -16) {
@@ -428,34 +444,34 @@ static __always_inline long step_table(struct unwind_walk *w)
 		__u64 pair[2];
 
 		if (bpf_probe_read_user(pair, sizeof(pair), (void *)(cfa - 16))) {
-			w->end = UNWIND_END_READ_FAULT;
+			v->end = UNWIND_END_READ_FAULT;
 			return 1;
 		}
-		w->bp = pair[0];
+		v->bp = pair[0];
 		ra = pair[1];
-		w->bp_valid = 1;
+		v->bp_valid = 1;
 	} else {
 		if (read_user_u64(&ra, cfa - 8)) {
-			w->end = UNWIND_END_READ_FAULT;
+			v->end = UNWIND_END_READ_FAULT;
 			return 1;
 		}
 		if (row->rbp_type == RBP_OFFSET) {
-			if (read_user_u64(&w->bp, cfa + row->rbp_offset)) {
-				w->end = UNWIND_END_READ_FAULT;
+			if (read_user_u64(&v->bp, cfa + row->rbp_offset)) {
+				v->end = UNWIND_END_READ_FAULT;
 				return 1;
 			}
-			w->bp_valid = 1;
+			v->bp_valid = 1;
 		} else if (row->rbp_type != RBP_UNCHANGED) {
-			w->bp_valid = 0;
+			v->bp_valid = 0;
 		}
 	}
 	if (ra == 0) {
-		w->end = UNWIND_END_BOTTOM;
+		v->end = UNWIND_END_BOTTOM;
 		return 1;
 	}
-	w->sp = cfa;
-	w->pc = ra;
-	w->pc_is_return = 1;
+	v->sp = cfa;
+	v->pc = ra;
+	v->pc_is_return = 1;
 	return 0;
 }
 
@@ -467,24 +483,25 @@ static long unwind_step(__u64 index, void *data)
 {
 	struct unwind_walk *w = data;
 	struct user_stack *out = w->out;
+	struct walk_vars *v = w->v;
 	__u64 ip;
 	__u32 n;
 	long r;
 
-	if (!out)
+	if (!out || !v)
 		return 1;
 	n = out->len;
 	if (n >= APERTURE_MAX_USER_FRAMES) {
-		w->end = UNWIND_END_DEPTH;
+		v->end = UNWIND_END_DEPTH;
 		return 1;
 	}
-	ip = w->pc;
-	if (n && !w->pc_is_return)
+	ip = v->pc;
+	if (n && !v->pc_is_return)
 		ip |= APERTURE_NOT_CALL_BIT;
 	out->ips[n & (APERTURE_MAX_USER_FRAMES - 1)] = ip;
 	out->len = n + 1;
-	w->hash = (w->hash ^ ip) * 0x9E3779B97F4A7C15ULL;
-	w->hash ^= w->hash >> 29;
+	v->hash = (v->hash ^ ip) * 0x9E3779B97F4A7C15ULL;
+	v->hash ^= v->hash >> 29;
 
 	r = step_table(w);
 	if (r != 2)
@@ -529,27 +546,33 @@ static __always_inline struct user_stack *unwind_user_stack(__u32 tgid, __u32 ti
 	__u32 zero = 0;
 	struct unwind_walk w = {};
 	struct user_stack *out = bpf_map_lookup_elem(&unwind_scratch, &zero);
+	struct walk_vars *v = bpf_map_lookup_elem(&walk_scratch, &zero);
+	__u64 h;
 
-	if (!out || user_registers(&w.pc, &w.sp, &w.bp))
+	if (!out || !v)
+		return NULL;
+	__builtin_memset(v, 0, sizeof(*v));
+	if (user_registers(&v->pc, &v->sp, &v->bp))
 		return NULL;
 	out->len = 0;
 	w.out = out;
 	w.maps = maps;
-	w.bp_valid = 1;
+	w.v = v;
 	w.mode = mode;
 	w.tgid = tgid;
-	w.hash = 0xCBF29CE484222325ULL;
-	w.end = UNWIND_END_DEPTH;
+	v->bp_valid = 1;
+	v->hash = 0xCBF29CE484222325ULL;
+	v->end = UNWIND_END_DEPTH;
 	bpf_loop(APERTURE_MAX_USER_FRAMES + 1, unwind_step, &w, 0);
-	out->end = w.end;
-	out->fp_frames = w.fp_frames > 255 ? 255 : w.fp_frames;
+	out->end = v->end;
+	out->fp_frames = v->fp_frames > 255 ? 255 : v->fp_frames;
 	out->reserved = 0;
-	w.hash ^= walk_python(out, tgid, tid);
-	w.hash = (w.hash ^ ((__u64)w.end << 56 | out->len)) * 0x9E3779B97F4A7C15ULL;
-	w.hash ^= w.hash >> 31;
-	*hash = w.hash | 1; /* 0 means "no stack" in cpu_key */
-	*refresh = w.refresh;
-	*wanted = w.wanted;
+	h = v->hash ^ walk_python(out, tgid, tid);
+	h = (h ^ ((__u64)v->end << 56 | out->len)) * 0x9E3779B97F4A7C15ULL;
+	h ^= h >> 31;
+	*hash = h | 1; /* 0 means "no stack" in cpu_key */
+	*refresh = v->refresh;
+	*wanted = v->wanted;
 	return out;
 }
 

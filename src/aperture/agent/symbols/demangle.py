@@ -9,7 +9,6 @@ cleaned up after demangling. Rust v0 names (``_R...``) go to the pure-Python
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import re
 from collections.abc import Callable
@@ -37,7 +36,7 @@ _DemangleFn = Callable[[str], "str | None"]
 def _load_cxa_demangle() -> _DemangleFn | None:
     try:
         libstdcxx = ctypes.CDLL("libstdc++.so.6")
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the C library is already in the process
         cxa = libstdcxx.__cxa_demangle
     except (OSError, AttributeError):
         return None
