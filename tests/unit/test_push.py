@@ -768,6 +768,21 @@ def test_one_batch_per_window_per_mode(
     assert recording.windows == {}  # totals only, no window kept
 
 
+def test_after_drain_runs_once_a_window_after_every_mode_drained() -> None:
+    cpu, lock = FakeCollector(EventType.CPU), FakeCollector(EventType.LOCK)
+    seen: list[tuple[int, int]] = []
+    ticks = iter(range(0, 1000, 10))
+    record(
+        {"cpu": cpu, "lock": lock},
+        duration_s=30,
+        window_s=10,
+        stop=threading.Event(),
+        after_drain=lambda: seen.append((cpu.drains, lock.drains)),
+        clock=lambda: float(next(ticks)),
+    )
+    assert seen == [(1, 1), (2, 2), (3, 3)]  # 2 windows + the final drain
+
+
 # -- flags ---------------------------------------------------------------------------------
 
 

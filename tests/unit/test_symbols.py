@@ -256,6 +256,45 @@ def test_short_lived_process_resolves_after_exit(tmp_path: Path) -> None:
     assert sym.user_frames(proc.pid, [alpha])[0].name == "[unknown]"
 
 
+def test_exited_processes_are_forgotten_one_sweep_after_they_are_found_gone(
+    tmp_path: Path,
+) -> None:
+    prog = build(tmp_path)
+    sym = Symbolizer()
+    with running(prog) as (alive, (alpha_alive, _)):
+        gone_proc = subprocess.Popen(
+            [str(prog)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        assert gone_proc.stdout is not None
+        alpha_gone = int(gone_proc.stdout.readline().split()[0], 16)
+        assert sym.remember(alive) and sym.remember(gone_proc.pid)
+        stop(gone_proc)
+        assert not Path(f"/proc/{gone_proc.pid}").exists()
+        # Found gone: its samples in the windows still open resolve until the next sweep.
+        assert sym.sweep_exited() == 0
+        assert sym.user_frames(gone_proc.pid, [alpha_gone])[0].name == "aperture_alpha"
+        assert sym.sweep_exited() == 1
+        assert sym.stats().processes == 1
+        assert sym.user_frames(gone_proc.pid, [alpha_gone])[0].name == "[unknown]"
+        assert sym.user_frames(alive, [alpha_alive])[0].name == "aperture_alpha"
+        assert sym.sweep_exited() == 0  # the live one stays
+
+
+def test_a_pid_seen_again_after_it_was_found_gone_keeps_its_new_snapshot(
+    tmp_path: Path,
+) -> None:
+    prog = build(tmp_path)
+    sym = Symbolizer()
+    with running(prog) as (pid, (alpha, _)):
+        maps = ProcessMaps.read(pid)
+        assert maps is not None
+    sym.keep(pid, maps)
+    sym.sweep_exited()  # gone: marked
+    sym.keep(pid, ProcessMaps(pid, list(maps.mappings), start_time=maps.start_time + 1))
+    assert sym.sweep_exited() == 0  # a new process under the old pid (reuse)
+    assert sym.user_frames(pid, [alpha])[0].name == "aperture_alpha"
+
+
 def test_processes_kept_are_bounded(tmp_path: Path) -> None:
     prog = build(tmp_path)
     sym = Symbolizer(max_processes=1)

@@ -39,6 +39,7 @@ from aperture.units import format_duration
 if TYPE_CHECKING:
     from aperture.agent.push import Pusher, PushReport
     from aperture.agent.recorder import Collector, Progress
+    from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 
 PROG = "aperture-agent"
 MAX_FREQUENCY = 10_000
@@ -253,13 +254,13 @@ def _check_pid(pid: int) -> None:
 _EVENT_TYPES = {"cpu": EventType.CPU, "lock": EventType.LOCK, "syscall": EventType.SYSCALL}
 
 
-def build_collectors(args: argparse.Namespace, modes: Sequence[str]) -> dict[str, Collector]:
+def build_collectors(
+    args: argparse.Namespace, modes: Sequence[str], symbolizer: ThreadSafeSymbolizer
+) -> dict[str, Collector]:
     from aperture.agent.collectors.cpu import CpuCollector, CpuOptions
     from aperture.agent.collectors.lock import LockCollector, LockOptions
     from aperture.agent.collectors.syscall import SyscallCollector, SyscallOptions
-    from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 
-    symbolizer = ThreadSafeSymbolizer()
     collectors: dict[str, Collector] = {}
     if "cpu" in modes:
         collectors["cpu"] = CpuCollector(
@@ -319,7 +320,10 @@ def run(args: argparse.Namespace) -> int:
         system.ensure_tracefs()
         system.bound_native_heap()
 
-        collectors = build_collectors(args, modes)
+        from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+
+        symbolizer = ThreadSafeSymbolizer()  # one for every mode: files loaded once
+        collectors = build_collectors(args, modes, symbolizer)
         if flt is not None:
             from aperture.filters.collector import FilteredCollector
 
@@ -345,6 +349,7 @@ def run(args: argparse.Namespace) -> int:
                     status=pusher.status_line if pusher is not None else None,
                     keep_windows=bool(outputs),
                     per_process=args.per_process,
+                    after_drain=symbolizer.sweep_exited,
                 )
             finally:
                 for collector in started:

@@ -121,12 +121,14 @@ def record(
     status: Callable[[], str] | None = None,
     keep_windows: bool = True,
     per_process: bool = False,
+    after_drain: Callable[[], object] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> Recording:
     """Drain every collector each window until ``duration_s`` or ``stop``; final drain always.
 
     ``status`` adds to the progress line (the push state); ``keep_windows``
-    False keeps only the run's totals (``per_process``: syscall rows per process).
+    False keeps only the run's totals (``per_process``: syscall rows per process);
+    ``after_drain`` runs once after each window's drains (the symbolizer's sweep).
     """
     recording = Recording(RunTotals(per_process=per_process), keep_windows=keep_windows)
     progress = progress or Progress(sys.stderr, enabled=False)
@@ -139,6 +141,8 @@ def record(
             recording.add(name, profile)
             if on_window is not None:
                 on_window(name, profile)
+        if after_drain is not None:
+            after_drain()
 
     while not stop.is_set():
         now = clock()

@@ -138,6 +138,7 @@ class Symbolizer:
         self._kernel: KernelSymbols | None = None
         self._vdso: ElfSymbols | None = None
         self._counts = dict.fromkeys(_COUNTERS, 0)
+        self._gone: dict[int, _Process] = {}  # snapshots found gone at the last sweep
 
     # -- processes ---------------------------------------------------------------
 
@@ -187,6 +188,26 @@ class Symbolizer:
     def forget(self, pid: int) -> None:
         """Drop ``pid``'s snapshot (its files stay cached while others use them)."""
         self._procs.pop(pid, None)
+
+    def sweep_exited(self) -> int:
+        """Forget the snapshots of processes already gone at the previous sweep.
+
+        Call once per drain cycle, after every collector has drained: a process
+        gone at one sweep may still have samples in the windows that were open
+        then, and those are symbolized by the next cycle's drains, before the
+        next sweep forgets it. A pid reused since keeps its new snapshot.
+        Returns how many snapshots were dropped.
+        """
+        dropped = 0
+        for pid, proc in self._gone.items():
+            if self._procs.get(pid) is proc:
+                del self._procs[pid]
+                dropped += 1
+        root = self._proc_root
+        self._gone = {
+            pid: proc for pid, proc in self._procs.items() if not os.path.exists(f"{root}/{pid}")
+        }
+        return dropped
 
     def user_frames(self, pid: int, addrs: Sequence[int]) -> list[Frame]:
         """Frames of a leaf-first user stack of process ``pid``, leaf first."""

@@ -33,6 +33,10 @@ class ThreadSafeSymbolizer:
         with self._lock:
             return self._inner.kernel_frames(addrs)
 
+    def sweep_exited(self) -> int:
+        with self._lock:
+            return self._inner.sweep_exited()
+
     def stats(self) -> SymbolizerStats:
         with self._lock:
             return self._inner.stats()
