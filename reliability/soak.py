@@ -244,6 +244,16 @@ class Storm:
         self.thread.join()
 
 
+def rss_every(rows: list[dict[str, Any]], step_s: float) -> str:
+    """The agent's RSS over the run: the first sample at or after each step, in MiB."""
+    out, next_t = [], 0.0
+    for r in rows:
+        if r["t"] >= next_t and r.get("agent_rss_mb"):
+            out.append(f"{r['agent_rss_mb']:.0f}")
+            next_t += step_s
+    return ", ".join(out)
+
+
 def agent_soak(minutes: float) -> Result:
     res = Result(
         "soak", "soak-agent-all-modes",
@@ -295,6 +305,7 @@ def agent_soak(minutes: float) -> Result:
         rss_after_warmup_mb=rss[0] if rss else float("nan"),
         rss_max_mb=max(rss) if rss else float("nan"),
         rss_growth_pct=growth_pct(rss),
+        agent_rss_mb_every_5_min=rss_every(rows, 300.0),
         agent_cpu_pct_of_core=cpu_pct,
         agent_cpu_bound_pct=AGENT_CPU_BOUND_PCT,
         cpu_samples_stored=stored["cpu_samples"].get("soak-agent", 0),
