@@ -311,6 +311,60 @@ def test_processes_kept_are_bounded(tmp_path: Path) -> None:
     assert sym.user_frames(second, [alpha2])[0].name == "aperture_alpha"
 
 
+LIB_PROGRAM = r"""
+#include <stdio.h>
+#include <unistd.h>
+int aperture_lib_fn(int x);
+int main(void) {
+    printf("%p\n", (void *)aperture_lib_fn);
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0) {}
+    return aperture_lib_fn(1) == 2 ? 0 : 1;
+}
+"""
+
+
+def _build_lib(tmp: Path, name: str, out: Path) -> None:
+    """A one-function shared library whose function is called ``name``; with
+    ``aperture_lib_fn`` as an alias, so the program links against either build."""
+    src = tmp / f"{name}.c"
+    src.write_text(
+        f"__attribute__((noinline)) int {name}(int x) {{ return x + 1; }}\n"
+        f'int aperture_lib_fn(int x) __attribute__((alias("{name}")));\n'
+    )
+    tmp_out = out.with_suffix(".new")
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(tmp_out), str(src)], check=True)
+    tmp_out.replace(out)  # a new file (new inode) at the path, as a package upgrade does
+
+
+def test_a_library_replaced_after_it_was_found_on_disk_never_misnames_a_frame(
+    tmp_path: Path,
+) -> None:
+    """A library found at its path is not read while the process runs (it can be read
+    later); that verdict is remembered for a few seconds per file. A library
+    replaced in those seconds leaves the frames of a process that mapped the old
+    one unnamed, never named from the new file; once the verdict has expired, the
+    old file is read while the process lives."""
+    _need("gcc")
+    lib = tmp_path / "libaperture_t.so"
+    _build_lib(tmp_path, "aperture_old_fn", lib)
+    prog = build(tmp_path, f"-L{tmp_path}", "-laperture_t", f"-Wl,-rpath,{tmp_path}")
+    now = [0.0]
+    sym = Symbolizer(clock=lambda: now[0])
+    with running(prog) as (third, (fn3,)):
+        with running(prog) as (first, _), running(prog) as (second, (fn2,)):
+            assert sym.remember(first)  # the library is on disk: found there, not read
+            _build_lib(tmp_path, "aperture_new_fn", lib)
+            assert sym.remember(second)  # within the verdict's life: not looked at again
+        # Gone, and the path names the new library: the old one is out of reach.
+        unnamed = sym.user_frames(second, [fn2])[0].name
+        assert unnamed.startswith(f"{lib.name}+0x"), unnamed  # unnamed, not misnamed
+        now[0] += 60.0
+        assert sym.remember(third)  # expired: looked at again, the old file read now
+    assert sym.user_frames(third, [fn3])[0].name == "aperture_old_fn"
+
+
 def test_cxx_names_are_demangled(tmp_path: Path) -> None:
     prog = build(tmp_path, source=CXX_PROGRAM, compiler="g++")
     with running(prog) as (pid, (func, _)):

@@ -11,6 +11,7 @@ native frame rather than show a made-up one.
 from __future__ import annotations
 
 import struct
+import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
@@ -38,6 +39,7 @@ _MAX_FILENAME = 1 << 14
 _MAX_LINETABLE = 1 << 24
 _MAX_CODE_UNITS = 1 << 24
 _DEFAULT_CACHE = 8192
+_READ_AHEAD = 192  # bytes read past a str or bytes object's header (see _read_head)
 
 
 class PyFrameInfo(NamedTuple):
@@ -139,13 +141,12 @@ class CodeResolver:
             if co_code is None:
                 return None
             units = co_code // 2
-            ranges = decode_pep626(table, firstlineno)
         else:
             # A code object is a PyVarObject whose ob_size counts its code units.
             units = _u64(header, VAR_SIZE)
-            ranges = decode_locations(table, firstlineno)
         if firstlineno < 0 or not 0 < units < _MAX_CODE_UNITS:
             return None
+        ranges = _LINE_TABLES.ranges(self._minor == 10, table, firstlineno)
         return _Code(qualname, filename, firstlineno, units, ranges)
 
     def _type(self, type_addr: int) -> tuple[bytes | None, int]:
@@ -175,7 +176,7 @@ class CodeResolver:
     def _read_str(self, addr: int, max_len: int) -> str | None:
         """A compact ``str`` object's text (ASCII, UCS1, UCS2 or UCS4), or None."""
         o = self.interpreter.offsets
-        header = self._mem.read(addr, o.unicode_compact_data)
+        header = self._read_head(addr, o.unicode_compact_data)
         if header is None or not self._has_flag(_u64(header, OB_TYPE), PY_TPFLAGS_UNICODE_SUBCLASS):
             return None
         length = _u64(header, UNICODE_LENGTH)
@@ -187,7 +188,7 @@ class CodeResolver:
         if ascii_ and kind != 1:
             return None
         start = o.unicode_ascii_data if ascii_ else o.unicode_compact_data
-        data = self._mem.read(addr + start, length * kind) if length else b""
+        data = self._body(header, addr, start, length * kind)
         if data is None:
             return None
         try:
@@ -197,19 +198,78 @@ class CodeResolver:
         except UnicodeDecodeError:
             return None
 
-    def _bytes_size(self, addr: int) -> int | None:
+    def _bytes_size(self, addr: int, header: bytes | None = None) -> int | None:
         o = self.interpreter.offsets
-        header = self._mem.read(addr, o.bytes_data)
+        if header is None:
+            header = self._mem.read(addr, o.bytes_data)
         if header is None or not self._has_flag(_u64(header, OB_TYPE), PY_TPFLAGS_BYTES_SUBCLASS):
             return None
         size = _u64(header, o.bytes_size)
         return size if size < _MAX_LINETABLE else None
 
     def _read_bytes(self, addr: int, max_len: int) -> bytes | None:
-        size = self._bytes_size(addr)
-        if size is None or size > max_len:
+        o = self.interpreter.offsets
+        header = self._read_head(addr, o.bytes_data)
+        size = self._bytes_size(addr, header)
+        if header is None or size is None or size > max_len:
             return None
-        return self._mem.read(addr + self.interpreter.offsets.bytes_data, size) if size else b""
+        return self._body(header, addr, o.bytes_data, size)
+
+    def _read_head(self, addr: int, size: int) -> bytes | None:
+        """An object's ``size``-byte header and, in the same read, what follows it
+        (most names and many line tables fit: one read per object instead of two); the
+        header alone where the longer read crosses into unreadable memory."""
+        return self._mem.read(addr, size + _READ_AHEAD) or self._mem.read(addr, size)
+
+    def _body(self, head: bytes, addr: int, start: int, size: int) -> bytes | None:
+        """``size`` bytes at ``addr + start``: from ``head`` where it holds them."""
+        if start + size <= len(head):
+            return head[start : start + size]
+        return self._mem.read(addr + start, size)
+
+
+class _LineTables:
+    """Decoded line tables shared by every process's resolver, by their bytes.
+
+    The processes a busy host starts run the same code (the standard library's
+    start-up, the same script): the same table decoded once, its ranges held once.
+    Bounded in bytes (the table and its ranges); thread-safe (the event thread
+    resolves new stacks while the drain resolves the window's).
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        self._budget = budget_bytes
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._tables: OrderedDict[tuple[bool, bytes, int], tuple[LineRanges, int]] = (
+            OrderedDict()
+        )
+
+    def ranges(self, pep626: bool, table: bytes, firstlineno: int) -> LineRanges:
+        key = (pep626, table, firstlineno)
+        with self._lock:
+            found = self._tables.get(key)
+            if found is not None:
+                self._tables.move_to_end(key)
+                return found[0]
+        ranges = (decode_pep626 if pep626 else decode_locations)(table, firstlineno)
+        cost = len(table) + _RANGE_BYTES * len(ranges.starts) + _TABLE_BYTES
+        with self._lock:
+            if key not in self._tables:
+                self._tables[key] = (ranges, cost)
+                self._bytes += cost
+            while self._bytes > self._budget and self._tables:
+                self._bytes -= self._tables.popitem(last=False)[1][1]
+        return ranges
+
+    def held_bytes(self) -> int:
+        with self._lock:
+            return self._bytes
+
+
+_RANGE_BYTES = 3 * 8  # a start, an end and a line: a list slot each (small ints are shared)
+_TABLE_BYTES = 3 * 56 + 160  # three empty lists, the tuples and the entry
+_LINE_TABLES = _LineTables(4 << 20)
 
 
 def _u64(data: bytes, at: int) -> int:

@@ -10,6 +10,7 @@ after that one), its uids (who may own its perf map) and whether it sees our
 from __future__ import annotations
 
 import bisect
+import functools
 import os
 import stat
 from collections.abc import Sequence
@@ -236,18 +237,22 @@ def _read_status(base: str) -> tuple[int | None, frozenset[int]]:
 def sees_our_tmp(base: str) -> bool:
     """Whether the process at ``base`` (``/proc/PID``) shares our mount namespace and
     root (so our ``/tmp``)."""
-    pairs = (
-        (os.path.join(base, "ns", "mnt"), "/proc/self/ns/mnt"),
-        (os.path.join(base, "root"), "/"),
-    )
     try:
-        for theirs, ours in pairs:
-            a, b = os.stat(theirs), os.stat(ours)
-            if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino):
+        for theirs, ours in zip(("ns/mnt", "root"), _our_mount_identity(), strict=True):
+            st = os.stat(os.path.join(base, theirs))
+            if (st.st_dev, st.st_ino) != ours:
                 return False
     except OSError:
         return False
     return True
+
+
+@functools.cache
+def _our_mount_identity() -> tuple[tuple[int, int], tuple[int, int]]:
+    """(dev, inode) of our mount namespace and of our root: fixed for our lifetime
+    (asked once per new process on a busy host, two stats saved each time)."""
+    ns, root = os.stat("/proc/self/ns/mnt"), os.stat("/")
+    return (ns.st_dev, ns.st_ino), (root.st_dev, root.st_ino)
 
 
 def own_vdso_image() -> bytes | None:

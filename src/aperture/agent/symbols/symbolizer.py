@@ -35,6 +35,10 @@ SIGNAL_FRAME = "<signal handler called>"
 VDSO = "[vdso]"
 _FileKey = tuple[int, int, str]
 _FRAME_CACHE_SIZE = 4096
+# How long a file found at its path stays known to be there (see _reachable_later),
+# and for how many files (about 200 bytes each).
+REACHABLE_FOR_S = 10.0
+MAX_REACHABLE = 4096
 _COUNTERS = (
     "user_resolved",
     "user_unresolved",
@@ -132,6 +136,7 @@ class Symbolizer:
         self._clock = clock
         self._procs: OrderedDict[int, _Process] = OrderedDict()
         self._files: OrderedDict[_FileKey, ElfSymbols] = OrderedDict()
+        self._reachable: OrderedDict[_FileKey, float] = OrderedDict()  # key -> checked at
         self._by_build_id: weakref.WeakValueDictionary[str, ElfSymbols] = (
             weakref.WeakValueDictionary()
         )
@@ -179,10 +184,28 @@ class Symbolizer:
                         # already loaded (a library every process maps): no stat needed
                         (mapping.dev, mapping.inode, mapping.file_path) in files
                         or mapping.file_path == exe
-                        or not _reachable_later(mapping)
+                        or not self._reachable_later(mapping)
                     )
                 ):
                     self._elf_for(proc, mapping)
+        return True
+
+    def _reachable_later(self, mapping: Mapping) -> bool:
+        """:func:`_reachable_later`, its yes remembered for a few seconds per file: a
+        busy host's new processes map the same libraries, each in several mappings,
+        and each of those was a stat (a file replaced meanwhile is caught at lookup,
+        which checks the inode again and leaves the frame unnamed, never misnamed)."""
+        key = (mapping.dev, mapping.inode, mapping.file_path)
+        now = self._clock()
+        checked = self._reachable.get(key)
+        if checked is not None and now - checked < REACHABLE_FOR_S:
+            return True
+        if not _reachable_later(mapping):
+            return False
+        self._reachable[key] = now
+        self._reachable.move_to_end(key)
+        while len(self._reachable) > MAX_REACHABLE:
+            self._reachable.popitem(last=False)
         return True
 
     def forget(self, pid: int) -> None:

@@ -342,14 +342,18 @@ class KernelTables:
                     self._files.update(key, file_code(binary.file_id, segments))
             return binary
 
-    def seen_as(self, file_id: int) -> tuple[int, int, str] | None:
-        """The one file a binary was seen as, (dev, inode, mapped path); None if several
-        files share its build-id (a file id alone does not tell which one a process maps)."""
+    def seen_as_all(self, file_ids: Iterable[int]) -> dict[int, tuple[int, int, str]] | None:
+        """The one file each binary was seen as, (dev, inode, mapped path); None if any
+        id is unknown (or 0) or several files share its build-id (a file id alone does
+        not tell which one a process maps)."""
+        found: dict[int, tuple[int, int, str]] = {}
         with self._lock:
-            binary = self._by_id.get(file_id)
-            if binary is None or len(binary.seen_as) != 1:
-                return None
-            return next(iter(binary.seen_as))
+            for file_id in file_ids:
+                binary = self._by_id.get(file_id)
+                if binary is None or len(binary.seen_as) != 1:
+                    return None
+                found[file_id] = next(iter(binary.seen_as))
+        return found
 
     def want(self, file_id: int) -> None:
         """A sample needed this binary's table: build and load it (once)."""
@@ -637,22 +641,21 @@ class ProcessRegistry:
             return None
         if value.source != MAPPINGS_FROM_KERNEL or not 0 < value.count < MAX_MAPPINGS:
             return None
+        entries = value.m[: value.count]
+        file_ids = {e.file_id for e in entries if not e.file_page & MAPPING_VDSO}
+        seen = self._tables.seen_as_all(file_ids)  # one lock for the whole process
+        if seen is None:
+            return None  # anonymous (JIT) code, a file not seen yet, or one ambiguous
         mappings: list[Mapping] = []
-        file_ids: set[int] = set()
-        for i in range(value.count):
-            entry = value.m[i]
+        for entry in entries:
             if entry.file_page & MAPPING_VDSO:
                 mappings.append(Mapping(entry.start, entry.end, "r-xp", 0, 0, 0, VDSO))
                 continue
-            if not entry.file_page & MAPPING_FILE or not entry.file_id:
-                return None  # anonymous (JIT) code, or a file not seen yet
-            seen = self._tables.seen_as(entry.file_id)
-            if seen is None:
+            if not entry.file_page & MAPPING_FILE:
                 return None
-            dev, inode, path = seen
+            dev, inode, path = seen[entry.file_id]
             pgoff = (entry.file_page & MAPPING_PAGE_MASK) * PAGE_SIZE
             mappings.append(Mapping(entry.start, entry.end, "r-xp", pgoff, dev, inode, path))
-            file_ids.add(entry.file_id)
         base = os.path.join(self._proc_root, str(pid))
         maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
         if _starting(maps) or not sees_our_tmp(base):
