@@ -349,7 +349,10 @@ def test_a_library_replaced_after_it_was_found_on_disk_never_misnames_a_frame(
     _need("gcc")
     lib = tmp_path / "libaperture_t.so"
     _build_lib(tmp_path, "aperture_old_fn", lib)
-    prog = build(tmp_path, f"-L{tmp_path}", "-laperture_t", f"-Wl,-rpath,{tmp_path}")
+    (tmp_path / "prog.c").write_text(LIB_PROGRAM)
+    prog = tmp_path / "prog"
+    link = [f"-L{tmp_path}", "-laperture_t", f"-Wl,-rpath,{tmp_path}"]
+    subprocess.run(["gcc", "-O1", "-o", str(prog), str(tmp_path / "prog.c"), *link], check=True)
     now = [0.0]
     sym = Symbolizer(clock=lambda: now[0])
     with running(prog) as (third, (fn3,)):

@@ -241,9 +241,7 @@ class _LineTables:
         self._budget = budget_bytes
         self._bytes = 0
         self._lock = threading.Lock()
-        self._tables: OrderedDict[tuple[bool, bytes, int], tuple[LineRanges, int]] = (
-            OrderedDict()
-        )
+        self._tables: OrderedDict[tuple[bool, bytes, int], tuple[LineRanges, int]] = OrderedDict()
 
     def ranges(self, pep626: bool, table: bytes, firstlineno: int) -> LineRanges:
         key = (pep626, table, firstlineno)
