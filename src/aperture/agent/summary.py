@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from aperture.agent.run_totals import ModeTotals, RunTotals
-from aperture.formats.tables import format_lock_table, format_ns, format_syscall_table
+from aperture.formats.humanize import format_duration_ns
+from aperture.formats.tables import format_lock_table, format_syscall_table
 from aperture.model import FrameKind, Profile, self_and_total
 
 
@@ -105,8 +106,9 @@ def _losses(profile: Profile) -> str:
 def format_lock_summary(totals: ModeTotals, *, top: int = 10) -> str:
     profile = totals.profile()
     lines = [
-        f"Locks: {totals.lock_waits} futex waits, {format_ns(totals.lock_wait_ns)} waited in "
-        f"total, {totals.contended} contended lock addresses over {profile.duration_s:.1f}s "
+        f"Locks: {totals.lock_waits} futex waits, "
+        f"{format_duration_ns(totals.lock_wait_ns)} waited in total, {totals.contended} "
+        f"contended lock addresses over {profile.duration_s:.1f}s "
         "(wait time, not hold time)",
         _losses(profile),
     ]

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from aperture import histogram
+from aperture.formats.humanize import format_duration_ns
 from aperture.model import Frame, LockStat, Profile
 
 # Kernel-internal codes a syscall tracer sees when a signal interrupts a call
@@ -34,17 +35,6 @@ _KERNEL_ERRNOS = {
 def errno_name(err: int) -> str:
     """The symbolic name of a positive errno, kernel-internal ones included."""
     return errno_mod.errorcode.get(err) or _KERNEL_ERRNOS.get(err) or f"errno {err}"
-
-
-def format_ns(ns: float) -> str:
-    """Human duration: ``850ns``, ``12.3µs``, ``4.56ms``, ``1.20s``."""
-    if ns < 1_000:
-        return f"{ns:.0f}ns"
-    if ns < 1_000_000:
-        return f"{ns / 1e3:.1f}µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1e6:.2f}ms"
-    return f"{ns / 1e9:.2f}s"
 
 
 @dataclass
@@ -141,9 +131,9 @@ def format_syscall_table(
         errnos = ",".join(f"{name}:{n}" for name, n in r.top_errnos(2)) or "-"
         cells = [
             r.name, str(r.count), f"{r.count / seconds:.1f}", str(r.errors),
-            f"{r.error_rate:.1%}", errnos, format_ns(r.total_ns), format_ns(r.avg_ns),
-            format_ns(r.quantile(0.5)), format_ns(r.quantile(0.9)), format_ns(r.quantile(0.99)),
-            format_ns(r.max_ns),
+            f"{r.error_rate:.1%}", errnos,
+            *map(format_duration_ns, (r.total_ns, r.avg_ns, r.quantile(0.5), r.quantile(0.9),
+                                      r.quantile(0.99), r.max_ns)),
         ]  # fmt: skip
         if per_process:
             cells[:0] = [str(r.pid), r.comm or ""]
@@ -231,8 +221,8 @@ def format_lock_table(profile: Profile, *, limit: int | None = 20) -> str:
         return "no contended locks recorded\n"
     body = [
         [
-            f"0x{r.address:x}", str(r.pid), r.comm, str(r.contentions), format_ns(r.wait_ns),
-            format_ns(r.avg_ns), format_ns(r.max_ns), format_ns(r.p99_ns),
+            f"0x{r.address:x}", str(r.pid), r.comm, str(r.contentions),
+            *map(format_duration_ns, (r.wait_ns, r.avg_ns, r.max_ns, r.p99_ns)),
             str(r.eagain), str(r.timeouts), _short_stack(r.top_stack),
         ]
         for r in rows

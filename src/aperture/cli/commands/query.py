@@ -7,7 +7,8 @@ import json
 from datetime import UTC, datetime
 
 from aperture.cli.client import Client
-from aperture.formats.tables import format_ns, render_table
+from aperture.formats.humanize import format_duration_ns
+from aperture.formats.tables import render_table
 from aperture.proto.v1 import aggregator_pb2 as apb
 
 HELP = "list recent batches in an aggregator's buffer"
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
         [
             b.agent_id, b.host, str(b.sequence), _time(b.window_start_ns),
             f"{(b.window_end_ns - b.window_start_ns) / 1e9:.1f}s", ",".join(b.event_types),
-            str(b.cpu_samples), format_ns(b.lock_wait_ns), str(b.syscalls), str(b.bytes),
+            str(b.cpu_samples), format_duration_ns(b.lock_wait_ns), str(b.syscalls), str(b.bytes),
         ]
         for b in response.batches
     ]  # fmt: skip

@@ -8,9 +8,13 @@ import json
 from aperture.cli.client import Client
 from aperture.cli.filters import add_filter_arguments, filter_params
 from aperture.cli.rest import RestClient
-from aperture.formats.tables import format_ns, render_table
+from aperture.formats.humanize import format_duration_ns
+from aperture.formats.tables import render_table
 
 HELP = "syscalls by total time with errors and p50/p90/p99 latency (over REST)"
+
+
+_DURATIONS = ("total_ns", "p50_ns", "p90_ns", "p99_ns", "max_ns")
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +38,8 @@ def run(args: argparse.Namespace, _client: Client) -> str:
     for r in data["syscalls"][: args.limit]:
         errnos = ",".join(f"{name}:{n}" for name, n in r["top_errno"]) or "-"
         row = [r["name"], str(r["count"]), f"{r['rate']:.1f}", str(r["errors"]),
-               f"{r['error_rate']:.1%}", errnos, format_ns(r["total_ns"]), format_ns(r["p50_ns"]),
-               format_ns(r["p90_ns"]), format_ns(r["p99_ns"]), format_ns(r["max_ns"])]  # fmt: skip
+               f"{r['error_rate']:.1%}", errnos,
+               *(format_duration_ns(r[k]) for k in _DURATIONS)]  # fmt: skip
         if args.per_process:
             row[:0] = [str(r["pid"]), r["comm"] or ""]
         rows.append(row)

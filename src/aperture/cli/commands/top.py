@@ -8,7 +8,8 @@ import json
 from aperture.cli.client import Client
 from aperture.cli.filters import add_filter_arguments, filter_params
 from aperture.cli.rest import RestClient
-from aperture.formats.tables import format_ns, render_table
+from aperture.formats.humanize import format_duration_ns
+from aperture.formats.tables import render_table
 
 HELP = "top functions by self or total value (over REST)"
 
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace, _client: Client) -> str:
         return "no samples in this range: widen it (--from) or check the agents"
 
     def value(v: int) -> str:
-        return format_ns(v) if data["unit"] == "nanoseconds" else str(v)
+        return format_duration_ns(v) if data["unit"] == "nanoseconds" else str(v)
 
     rows = [
         [f"{f['self_pct']:.2f}%", value(f["self"]), f"{f['total_pct']:.2f}%", value(f["total"]),
