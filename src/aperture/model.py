@@ -163,21 +163,6 @@ def fold(profile: Profile, *, with_process: bool = True) -> Counter[tuple[str, .
     return folded
 
 
-def self_and_total(
-    profile: Profile,
-) -> tuple[Counter[str], Counter[str]]:
-    """Per-function self value (leaf) and total value (anywhere on the stack once)."""
-    self_: Counter[str] = Counter()
-    total: Counter[str] = Counter()
-    for sample in profile.samples:
-        if not sample.stack:
-            continue
-        self_[sample.stack[-1].name] += sample.value
-        for name in {f.name for f in sample.stack}:
-            total[name] += sample.value
-    return self_, total
-
-
 def iter_frames(samples: Iterable[Sample]) -> Iterator[Frame]:
     for sample in samples:
         yield from sample.stack

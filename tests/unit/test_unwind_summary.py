@@ -65,3 +65,21 @@ def test_the_summary_says_how_many_python_samples_show_python_functions() -> Non
         "Python: 90.0% of Python processes' samples show their Python functions; 8 from threads "
         "running no Python, 2 cut short, 1 stacks kept native" in text
     )
+
+
+def test_top_functions_are_counted_per_function_and_module_as_the_api_counts_them() -> None:
+    """Two libraries each with an ``init``: two functions, not one with their sum."""
+    samples = [
+        Sample((Frame("main", "app"), Frame("init", "liba.so")), 30),
+        Sample((Frame("main", "app"), Frame("init", "libb.so")), 20),
+        Sample((Frame("main", "app"), Frame("work", "app")), 40),
+    ]
+    totals = RunTotals()
+    totals.add("cpu", Profile(EventType.CPU, "samples", samples, 0, 10**9, 99))
+    text = format_cpu_summary(totals.modes["cpu"])
+    top = text.split("top 10 functions by self samples:\n", 1)[1].splitlines()
+    assert [line.split() for line in top] == [
+        ["44.4%", "40", "work"],
+        ["33.3%", "30", "init", "(liba.so)"],
+        ["22.2%", "20", "init", "(libb.so)"],
+    ]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from aperture.agent.run_totals import ModeTotals, RunTotals
+from aperture.analysis import aggregate
 from aperture.formats.humanize import format_duration_ns
 from aperture.formats.tables import format_lock_table, format_syscall_table
-from aperture.model import FrameKind, Profile, self_and_total
+from aperture.model import FrameKind, Profile
 
 
 def unknown_frame_share(profile: Profile) -> float:
@@ -34,10 +37,13 @@ def format_cpu_summary(totals: ModeTotals, *, top: int = 10) -> str:
     lines.extend(_unwind_lines(totals))
     lines.append(_losses(profile))
     if total:
-        self_, _ = self_and_total(profile)
+        functions = [f for f in aggregate([profile], limit=top).functions if f.self_value]
+        names = Counter(f.name for f in functions)
         lines.append(f"  top {top} functions by self samples:")
-        for name, value in self_.most_common(top):
-            lines.append(f"    {value / total:6.1%} {value:>8}  {name}")
+        for f in functions:
+            # one function per (name, module), as the API and the exports count them
+            shown = f"{f.name} ({f.module})" if names[f.name] > 1 else f.name
+            lines.append(f"    {f.self_value / total:6.1%} {f.self_value:>8}  {shown}")
     return "\n".join(lines)
 
 
