@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from aperture.aggregator.backend import Backend, Filter
-from aperture.formats.collapsed import to_collapsed
-from aperture.formats.json_format import to_json
-from aperture.formats.pprof import to_pprof
-from aperture.formats.speedscope import to_speedscope
+from aperture.formats.registry import EXPORTS
 from aperture.model import EventType, Profile
 from aperture.timeparse import parse_time
 from aperture.units import parse_duration
@@ -20,12 +16,6 @@ from aperture.units import parse_duration
 _FILTER_KEYS = ("host", "agent", "comm", "pid", "address")
 # Each label filter adds a condition to the SQL text, which ClickHouse bounds (256 KiB).
 MAX_LABEL_FILTERS = 64
-_EXPORTS: dict[str, tuple[str, str, Callable[[Profile], str | bytes]]] = {
-    "collapsed": ("text/plain; charset=utf-8", "folded", to_collapsed),
-    "json": ("application/json", "json", to_json),
-    "speedscope": ("application/json", "speedscope.json", to_speedscope),
-    "pprof": ("application/octet-stream", "pb.gz", to_pprof),
-}
 
 
 def _bad(message: str) -> HTTPException:
@@ -198,23 +188,23 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
     @router.get("/export")
     def export(
         request: Request,
-        format: Annotated[str, Query(description="collapsed, json, speedscope or pprof")],
+        format: Annotated[str, Query(description=f"one of {', '.join(EXPORTS)}")],
         event_type: TypeParam = EventType.CPU,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
     ) -> Response:
         """The selected profile as a file in an interchange format."""
-        if format not in _EXPORTS:
-            raise _bad(f"format={format!r} is not available: use one of {', '.join(_EXPORTS)}")
-        media, suffix, render = _EXPORTS[format]
+        writer = EXPORTS.get(format)
+        if writer is None:
+            raise _bad(f"format={format!r} is not available: use one of {', '.join(EXPORTS)}")
         profile: Profile = backend.export_profile(parse_filter(request, event_type=event_type))
         try:
-            body = render(profile)
+            body = writer.render(profile)
         except ValueError as exc:  # e.g. syscall statistics as pprof
             raise _bad(str(exc)) from None
-        name = f"aperture-{event_type}.{suffix}"
+        name = f"aperture-{event_type}{writer.suffixes[0]}"
         return Response(
             body,
-            media_type=media,
+            media_type=writer.media_type,
             headers={"Content-Disposition": f'attachment; filename="{name}"'},
         )

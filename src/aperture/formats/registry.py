@@ -18,6 +18,8 @@ from aperture.model import EventType, Profile
 
 _STACKS = frozenset({EventType.CPU, EventType.LOCK})
 _ALL = frozenset(EventType)
+_PLAIN = "text/plain; charset=utf-8"
+_JSON = "application/json"
 
 
 class UnknownFormatError(ValueError):
@@ -33,6 +35,9 @@ class Writer:
     render: Callable[[Profile], bytes]
     # The event types this format can represent (syscall stats have no stacks).
     event_types: frozenset[EventType] = _STACKS
+    # Served by the REST API's /export with this media type (None: files only); the
+    # download is named with the first suffix.
+    media_type: str | None = None
 
     def write(self, profile: Profile, path: str | os.PathLike[str]) -> None:
         """Render ``profile`` and write it to ``path`` atomically."""
@@ -44,15 +49,17 @@ def _text(render: Callable[[Profile], str]) -> Callable[[Profile], bytes]:
 
 
 WRITERS: tuple[Writer, ...] = (
-    Writer("collapsed", (".collapsed", ".folded"), _text(to_collapsed)),
+    Writer("collapsed", (".folded", ".collapsed"), _text(to_collapsed), media_type=_PLAIN),
     Writer("svg", (".svg",), _text(to_svg)),
-    Writer("speedscope", (".speedscope.json",), _text(to_speedscope)),
-    Writer("pprof", (".pb.gz",), to_pprof),
-    Writer("json", (".json",), _text(to_json), _ALL),
+    Writer("speedscope", (".speedscope.json",), _text(to_speedscope), media_type=_JSON),
+    Writer("pprof", (".pb.gz",), to_pprof, media_type="application/octet-stream"),
+    Writer("json", (".json",), _text(to_json), _ALL, media_type=_JSON),
     Writer("lock table", (".txt",), _text(format_lock_table), frozenset({EventType.LOCK})),
     Writer("syscall table", (".txt",), _text(format_syscall_table), frozenset({EventType.SYSCALL})),
     Writer("syscall csv", (".csv",), _text(syscall_csv), frozenset({EventType.SYSCALL})),
 )
+
+EXPORTS: dict[str, Writer] = {w.name: w for w in WRITERS if w.media_type is not None}
 
 _BY_SUFFIX = {
     (event_type, suffix): writer
