@@ -215,9 +215,6 @@ class Ingest:
         self.metrics.buffer_batches.set(stats.batches)
         self.metrics.buffer_utilization.set(self.buffer.utilization)
 
-    def on_evict(self, _batch: BufferedBatch) -> None:
-        self.metrics.buffer_evictions.inc()
-
 
 def journal_dir(data_dir: Path) -> Path:
     return data_dir / "journal"

@@ -98,21 +98,25 @@ class Aggregator:
             segment = min(64 << 20, max(1 << 20, settings.buffer_bytes // 4))
             directory = journal_dir(settings.data_dir)
             journal = Journal(directory, max_bytes=settings.buffer_bytes, segment_bytes=segment)
+        self.storage: StorageLink | None = None
+        if settings.storage is not None:
+            self.storage = StorageLink(settings.storage, self.metrics, journal)
+        evictions = self.metrics.buffer_evictions
         self.ingest = Ingest(
-            BatchBuffer(settings.buffer_bytes, settings.buffer_batches),
+            BatchBuffer(
+                settings.buffer_bytes,
+                settings.buffer_batches,
+                on_evict=lambda _batch: evictions.inc(),
+            ),
             self.metrics,
             journal=journal,
             max_message_bytes=settings.max_message_bytes,
             ingest_filter=settings.ingest_filter,
             retention_days=settings.storage.retention_days if settings.storage else None,
+            on_accept=self.storage.submit if self.storage else None,
+            admit=self.storage.has_room if self.storage else None,
+            pressure=self.storage.fill if self.storage else None,
         )
-        self.ingest.buffer._on_evict = self.ingest.on_evict
-        self.storage: StorageLink | None = None
-        if settings.storage is not None:
-            self.storage = StorageLink(settings.storage, self.metrics, journal)
-            self.ingest.on_accept = self.storage.submit
-            self.ingest.admit = self.storage.has_room
-            self.ingest.pressure = self.storage.fill
         self.tokens = Tokens(settings.token, settings.ingest_tokens, settings.read_tokens)
         self.state = AppState(
             self.ingest,
