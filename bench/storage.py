@@ -35,7 +35,8 @@ from typing import Any
 
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 from aperture.proto.v1 import profile_pb2 as pb
-from aperture.storage import Filter, StorageWriter, Store, queries
+from aperture.query import QueryFilter
+from aperture.storage import StorageWriter, Store, queries
 from aperture.storage.rows import RowBuilder
 from aperture.wire import Identity, encode
 
@@ -207,10 +208,11 @@ def main() -> int:
     sql_bytes = bytes_per_sample(store, "query")
     print(f"generated in {gen_s:.1f}s, bytes: {sql_bytes}", file=sys.stderr)
     start_ns = end_ns - args.hours * 3600 * S
-    whole = Filter(from_ns=start_ns, to_ns=end_ns + 1)
+    whole = QueryFilter(from_ns=start_ns, to_ns=end_ns + 1)
     mid = start_ns + (end_ns - start_ns) // 2
-    first, second = Filter(from_ns=start_ns, to_ns=mid), Filter(from_ns=mid, to_ns=end_ns + 1)
-    one_host = Filter(from_ns=end_ns - 3600 * S, to_ns=end_ns + 1, host="host-7")
+    first = QueryFilter(from_ns=start_ns, to_ns=mid)
+    second = QueryFilter(from_ns=mid, to_ns=end_ns + 1)
+    one_host = QueryFilter(from_ns=end_ns - 3600 * S, to_ns=end_ns + 1, host="host-7")
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("flamegraph, all hosts, max_nodes 5000",
          lambda: queries.flamegraph_tree(store, whole, 5000)),

@@ -21,11 +21,11 @@ import pytest
 pytest.importorskip("chdb", reason="the storage tests need the aggregator extra (chdb)")
 
 from aperture.aggregator.backend import BufferBackend
-from aperture.aggregator.backend import Filter as BufferFilter
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.proto.v1 import profile_pb2 as pb
-from aperture.storage import Filter, StorageWriter, Store, StoreInUse, queries, schema
+from aperture.query import QueryFilter
+from aperture.storage import StorageWriter, Store, StoreInUse, queries, schema
 from aperture.transforms import lock_samples, merge
 from aperture.wire import Identity, check, decode, encode
 
@@ -122,35 +122,35 @@ def test_every_query_answers_as_the_buffer_does(store: Store, kw: dict[str, Any]
     assert store.insert_batches(batches).batches == 3
     mem = buffer_backend(batches)
     for et in (EventType.CPU, EventType.LOCK):
-        f, bf = Filter(et, **kw), BufferFilter(et, **kw)
-        assert queries.flamegraph_tree(store, f, 1000) == mem.flamegraph(bf, 1000)
+        f = QueryFilter(et, **kw)
+        assert queries.flamegraph_tree(store, f, 1000) == mem.flamegraph(f, 1000)
         for sort in ("self", "total"):
-            assert queries.top(store, f, 10, sort) == mem.top(bf, 10, sort)
+            assert queries.top(store, f, 10, sort) == mem.top(f, 10, sort)
         for group in (None, "host", "comm", "pid"):
-            assert queries.timeline(store, f, 10, group) == mem.timeline(bf, 10, group)
-    f, bf = Filter(EventType.SYSCALL, **kw), BufferFilter(EventType.SYSCALL, **kw)
+            assert queries.timeline(store, f, 10, group) == mem.timeline(f, 10, group)
+    f = QueryFilter(EventType.SYSCALL, **kw)
     for per_process in (False, True):
-        assert queries.syscalls(store, f, per_process) == mem.syscalls(bf, per_process)
-    assert queries.timeline(store, f, 60, "comm") == mem.timeline(bf, 60, "comm")
-    f, bf = Filter(EventType.LOCK, **kw), BufferFilter(EventType.LOCK, **kw)
-    assert queries.locks(store, f, 10) == mem.locks(bf, 10)
-    assert queries.unwind(store, f) == mem.unwind(bf)
-    assert queries.locks(store, f, 1) == mem.locks(bf, 1)
+        assert queries.syscalls(store, f, per_process) == mem.syscalls(f, per_process)
+    assert queries.timeline(store, f, 60, "comm") == mem.timeline(f, 60, "comm")
+    f = QueryFilter(EventType.LOCK, **kw)
+    assert queries.locks(store, f, 10) == mem.locks(f, 10)
+    assert queries.unwind(store, f) == mem.unwind(f)
+    assert queries.locks(store, f, 1) == mem.locks(f, 1)
 
 
 def test_round_trip_values(store: Store) -> None:
     store.insert_batches(fleet())
-    fg = queries.flamegraph_tree(store, Filter(), 100)
+    fg = queries.flamegraph_tree(store, QueryFilter(), 100)
     names, nodes = fg["names"], fg["nodes"]
     assert fg["total"] == 75 + 25 + 5 + 7 + 40 + 3
     assert [names[i] for i in nodes["name"][:3]] == ["all", "app", "main"]
     assert nodes["depth"][:3] == [0, 1, 2]
     assert names[nodes["name"][nodes["total"].index(7)]] == "pid 12"  # no comm: pid
-    syscalls = queries.syscalls(store, Filter(EventType.SYSCALL), False)["syscalls"]
+    syscalls = queries.syscalls(store, QueryFilter(EventType.SYSCALL), False)["syscalls"]
     read = next(r for r in syscalls if r["name"] == "read")
     assert (read["count"], read["errors"], read["top_errno"]) == (110, 4, [("EAGAIN", 4)])
     assert 512 <= read["p50_ns"] < 1024 and read["p99_ns"] <= 9000
-    top_lock = queries.locks(store, Filter(EventType.LOCK), 5)["locks"][0]
+    top_lock = queries.locks(store, QueryFilter(EventType.LOCK), 5)["locks"][0]
     assert (top_lock["address"], top_lock["wait_ns"], top_lock["contentions"]) == (
         "0x7f00",
         10000,
@@ -160,9 +160,9 @@ def test_round_trip_values(store: Store) -> None:
         {"name": "main", "module": "app"},
         {"name": "hot", "module": "app"},
     ]
-    one_lock = Filter(EventType.LOCK, address=0x8000)
+    one_lock = QueryFilter(EventType.LOCK, address=0x8000)
     assert queries.flamegraph_tree(store, one_lock, 100)["total"] == 500
-    assert queries.flamegraph_tree(store, Filter(EventType.LOCK), 100)["total"] == 10500
+    assert queries.flamegraph_tree(store, QueryFilter(EventType.LOCK), 100)["total"] == 10500
 
 
 def test_export_profile_merges_the_range(store: Store) -> None:
@@ -170,15 +170,15 @@ def test_export_profile_merges_the_range(store: Store) -> None:
     store.insert_batches(batches)
     for et in EventType:
         want = merge(decode(b).profiles[et] for b in batches if et in decode(b).profiles)
-        got = queries.export_profile(store, Filter(et))
+        got = queries.export_profile(store, QueryFilter(et))
         assert (got.start_ns, got.end_ns, got.unit) == (want.start_ns, want.end_ns, want.unit)
         assert Counter(got.samples) == Counter(want.samples)
         assert Counter(got.locks) == Counter(want.locks)
         key = lambda s: (s.pid, s.nr)  # noqa: E731
         assert sorted(got.syscalls, key=key) == sorted(want.syscalls, key=key)
-    assert queries.export_profile(store, Filter()).frequency_hz == 99
-    assert queries.export_profile(store, Filter()).losses == {"lost": 3}
-    empty = queries.export_profile(store, Filter(from_ns=T0 + 3600 * S))
+    assert queries.export_profile(store, QueryFilter()).frequency_hz == 99
+    assert queries.export_profile(store, QueryFilter()).losses == {"lost": 3}
+    empty = queries.export_profile(store, QueryFilter(from_ns=T0 + 3600 * S))
     assert empty.samples == [] and empty.start_ns == T0 + 3600 * S
 
 
@@ -186,7 +186,7 @@ def test_time_range_is_half_open_on_window_ends(store: Store) -> None:
     store.insert_batches(fleet())  # windows end at T0, T0+10s, T0+20s
 
     def total(lo: int, hi: int) -> int:
-        return int(queries.flamegraph_tree(store, Filter(from_ns=lo, to_ns=hi), 100)["total"])
+        return int(queries.flamegraph_tree(store, QueryFilter(from_ns=lo, to_ns=hi), 100)["total"])
 
     assert total(T0, T0 + 1) == 100
     assert total(T0 - 1, T0) == 0
@@ -194,17 +194,17 @@ def test_time_range_is_half_open_on_window_ends(store: Store) -> None:
     assert total(T0 + 10 * S, T0 + 10 * S + 1) == 12
     assert total(T0, T0 + 20 * S) == 112
     assert total(T0, T0 + 20 * S + 1) == 155
-    by_label = Filter(labels={"env": "prod"}, from_ns=T0 + 10 * S)
+    by_label = QueryFilter(labels={"env": "prod"}, from_ns=T0 + 10 * S)
     assert queries.flamegraph_tree(store, by_label, 100)["total"] == 12
-    assert queries.top(store, Filter(labels={"env": ""}), 5)["total"] == 0
-    assert queries.top(store, Filter(labels={"env": "dev", "x": "y"}), 5)["total"] == 0
+    assert queries.top(store, QueryFilter(labels={"env": ""}), 5)["total"] == 0
+    assert queries.top(store, QueryFilter(labels={"env": "dev", "x": "y"}), 5)["total"] == 0
 
 
 def test_diff_on_constructed_sides(store: Store) -> None:
     base = batch(1, [cpu(T0, ((MAIN, HOT), 60, 1, "app"), ((MAIN, COLD), 40, 1, "app"))])
     comp = batch(2, [cpu(T0 + 60 * S, ((MAIN, HOT), 100, 1, "app"), ((MAIN, VFS), 300, 1, "app"))])
     store.insert_batches([base, comp])
-    b, c = Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1)
+    b, c = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
     d = queries.diff(store, b, c, 100, 10)
     assert (d["baseline_total"], d["comparison_total"]) == (100, 400)
     names, nodes = d["names"], d["nodes"]
@@ -216,7 +216,7 @@ def test_diff_on_constructed_sides(store: Store) -> None:
     assert deltas == pytest.approx({"vfs_read": 75.0, "hot": -35.0, "cold": -40.0, "main": 0.0})
     assert [r["name"] for r in d["functions"]] == ["vfs_read", "cold", "hot", "main"]
     mem = buffer_backend([base, comp])
-    assert d == mem.diff(BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1), 100, 10)
+    assert d == mem.diff(QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
 
 
 def _check_sums(nodes: dict[str, list[int]]) -> None:
@@ -239,15 +239,15 @@ def test_flamegraph_pruning_keeps_totals(store: Store) -> None:
     half = [((MAIN, mids[i % 7], leaf), 3 * i % 17, 2, "db") for i, leaf in enumerate(leaves)]
     batches = [batch(1, [cpu(T0, *samples)]), batch(2, [cpu(T0 + 60 * S, *half)])]
     store.insert_batches(batches)
-    first = Filter(to_ns=T0 + 1)
+    first = QueryFilter(to_ns=T0 + 1)
     full = queries.flamegraph_tree(store, first, 100_000)
     pruned = queries.flamegraph_tree(store, first, 50)
     mem = buffer_backend(batches)
-    assert pruned == mem.flamegraph(BufferFilter(to_ns=T0 + 1), 50)
+    assert pruned == mem.flamegraph(QueryFilter(to_ns=T0 + 1), 50)
     for n in (10, 40, 333):
-        assert queries.flamegraph_tree(store, Filter(), n) == mem.flamegraph(BufferFilter(), n)
-        b, c = Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1)
-        mb, mc = BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1)
+        assert queries.flamegraph_tree(store, QueryFilter(), n) == mem.flamegraph(QueryFilter(), n)
+        b, c = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
+        mb, mc = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
         assert queries.diff(store, b, c, n, 20) == mem.diff(mb, mc, n, 20)
     assert len(full["nodes"]["name"]) == 1 + 1 + 1 + 10 + 300
     assert len(pruned["nodes"]["name"]) < 80
@@ -264,25 +264,25 @@ NASTY = ["'; DROP TABLE samples; --", "\\", "a'b\\'c", "{host:String}", "\0", "Ã
 def test_sql_metacharacters_are_only_values(store: Store, value: str) -> None:
     store.insert_batches(fleet())
     for kw in ({"host": value}, {"comm": value}, {"agent": value}, {"labels": {value: value}}):
-        assert queries.flamegraph_tree(store, Filter(**kw), 100)["total"] == 0
-        assert queries.top(store, Filter(**kw), 10)["functions"] == []
-        assert queries.timeline(store, Filter(**kw), 60, "host")["series"] == []
-        assert queries.syscalls(store, Filter(EventType.SYSCALL, **kw), True)["syscalls"] == []
-        assert queries.locks(store, Filter(EventType.LOCK, **kw), 10)["locks"] == []
-    assert queries.top(store, Filter(), 10)["total"] == 155  # nothing was dropped
+        assert queries.flamegraph_tree(store, QueryFilter(**kw), 100)["total"] == 0
+        assert queries.top(store, QueryFilter(**kw), 10)["functions"] == []
+        assert queries.timeline(store, QueryFilter(**kw), 60, "host")["series"] == []
+        assert queries.syscalls(store, QueryFilter(EventType.SYSCALL, **kw), True)["syscalls"] == []
+        assert queries.locks(store, QueryFilter(EventType.LOCK, **kw), 10)["locks"] == []
+    assert queries.top(store, QueryFilter(), 10)["total"] == 155  # nothing was dropped
     # the same strings as data come back exactly
     odd = batch(9, [cpu(T0, ((Frame(value, value),), 3, 5, value))], host=value, **{value: value})
     store.insert_batches([odd])
-    f = Filter(host=value, comm=value, labels={value: value})
+    f = QueryFilter(host=value, comm=value, labels={value: value})
     assert queries.top(store, f, 5)["functions"][0]["name"] == value
     assert store.stored([(f"agent-{value}", 9)]) == {(f"agent-{value}", 9)}
 
 
 def test_out_of_range_filters_match_nothing(store: Store) -> None:
     store.insert_batches(fleet())
-    for f in (Filter(pid=-1), Filter(pid=2**40), Filter(EventType.LOCK, address=-5)):
+    for f in (QueryFilter(pid=-1), QueryFilter(pid=2**40), QueryFilter(EventType.LOCK, address=-5)):
         assert queries.top(store, f, 5)["total"] == 0
-    assert queries.top(store, Filter(from_ns=-(2**70), to_ns=2**70), 5)["total"] == 155
+    assert queries.top(store, QueryFilter(from_ns=-(2**70), to_ns=2**70), 5)["total"] == 155
 
 
 def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
@@ -296,7 +296,7 @@ def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
     assert store.insert_batches([bad]).rejected == 1
     keys = [("agent-h1", 1), ("agent-h1", 2), ("agent-h1", 7), ("agent-h2", 1)]
     assert store.stored(keys) == {("agent-h1", 1), ("agent-h1", 2), ("agent-h2", 1)}
-    assert queries.top(store, Filter(), 5)["total"] == 155
+    assert queries.top(store, QueryFilter(), 5)["total"] == 155
 
 
 def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> None:
@@ -307,7 +307,7 @@ def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> No
             for stmt in migration.statements(s.layout):
                 s.command(stmt)  # applying again changes nothing
     with Store.open(dsn, database=db) as s:
-        assert queries.top(s, Filter(), 5)["total"] == 155
+        assert queries.top(s, QueryFilter(), 5)["total"] == 155
         versions = s.select(f"SELECT version FROM {db}.schema_migrations ORDER BY version")
         assert versions == [(m.version,) for m in schema.MIGRATIONS]
 
@@ -318,12 +318,12 @@ def test_retention_ttl_drops_expired_partitions(engine_dir: Path) -> None:
     with Store.open(dsn, database=db, retention_days=7) as s:
         s.insert_batches([batch(1, [cpu(old, ((MAIN,), 5, 1, "a")), syscall(old)]),
                           batch(2, [cpu(T0, ((MAIN,), 7, 1, "a"))])])  # fmt: skip
-        assert queries.top(s, Filter(), 5)["total"] == 12
+        assert queries.top(s, QueryFilter(), 5)["total"] == 12
     with Store.open(dsn, database=db, retention_days=1) as s:
         for table in ("samples", "syscall_stats", "batches"):
             s.command(f"OPTIMIZE TABLE {db}.{table} FINAL")
-        assert queries.top(s, Filter(), 5)["total"] == 7
-        assert queries.syscalls(s, Filter(EventType.SYSCALL), False)["syscalls"] == []
+        assert queries.top(s, QueryFilter(), 5)["total"] == 7
+        assert queries.syscalls(s, QueryFilter(EventType.SYSCALL), False)["syscalls"] == []
         assert s.stored([("agent-h1", 1), ("agent-h1", 2)]) == {("agent-h1", 2)}
         ttl = s.select(f"SELECT engine_full FROM system.tables WHERE database = '{db}' "
                        "AND name = 'samples'")  # fmt: skip
@@ -398,7 +398,7 @@ def test_writer_keeps_data_queued_while_the_store_fails(store: Store) -> None:
     assert stats.pending_batches == stats.pending_rows == stats.pending_bytes == 0
     assert stats.written_batches == 3
     assert stats.flush_total["error"] >= 1 and "error" in outcomes and outcomes[-1] == "ok"
-    assert queries.top(store, Filter(), 5)["total"] == 155
+    assert queries.top(store, QueryFilter(), 5)["total"] == 155
 
 
 def test_writer_keeps_every_batch_over_its_byte_bound(store: Store) -> None:
@@ -441,8 +441,8 @@ def test_server_round_trip(server_store: Store) -> None:
     batches = fleet()
     server_store.insert_batches(batches)
     mem = buffer_backend(batches)
-    assert queries.flamegraph_tree(server_store, Filter(), 100) == mem.flamegraph(
-        BufferFilter(), 100
+    assert queries.flamegraph_tree(server_store, QueryFilter(), 100) == mem.flamegraph(
+        QueryFilter(), 100
     )
     assert server_store.stored([("agent-h1", 2)]) == {("agent-h1", 2)}
 
@@ -459,14 +459,11 @@ def test_hourly_rollup_and_raw_edges_agree(store: Store) -> None:
     mem = buffer_backend(batches)
     for lo, hi in [(T0 - 3 * hour + S, T0 + 5 * S), (T0 - 3 * hour, T0), (0, T0 - hour),
                    (T0 - 2 * hour - 1, T0 + hour), (T0 - 3 * hour + 6 * S, T0 - S)]:  # fmt: skip
-        f, bf = Filter(from_ns=lo, to_ns=hi), BufferFilter(from_ns=lo, to_ns=hi)
-        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(bf, 100)
-        assert queries.top(store, f, 10, "total") == mem.top(bf, 10, "total")
-        f, bf = (
-            Filter(from_ns=lo, to_ns=hi, comm="app"),
-            BufferFilter(from_ns=lo, to_ns=hi, comm="app"),
-        )
-        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(bf, 100)
+        f = QueryFilter(from_ns=lo, to_ns=hi)
+        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(f, 100)
+        assert queries.top(store, f, 10, "total") == mem.top(f, 10, "total")
+        f = QueryFilter(from_ns=lo, to_ns=hi, comm="app")
+        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(f, 100)
 
 
 def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> None:
@@ -479,7 +476,7 @@ def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> 
     stats = writer.stats()
     assert (stats.written_batches, stats.flush_failed, stats.pending_rows) == (60, 0, 0)
     assert stats.flush_ok >= 7
-    assert queries.top(store, Filter(), 5)["total"] == sum(range(1, 61))
+    assert queries.top(store, QueryFilter(), 5)["total"] == sum(range(1, 61))
     assert len(store.stored([("agent-h1", b.sequence) for b in batches])) == 60
 
 
@@ -512,26 +509,26 @@ def test_python_frames_group_by_function_and_keep_their_lines(store: Store) -> N
     batches = python_fleet()
     store.insert_batches(batches)
     mem = buffer_backend(batches)
-    fg = queries.flamegraph_tree(store, Filter(), 1000)
-    assert fg == mem.flamegraph(BufferFilter(), 1000)
+    fg = queries.flamegraph_tree(store, QueryFilter(), 1000)
+    assert fg == mem.flamegraph(QueryFilter(), 1000)
     hot = _node(fg, "Worker.hot")  # lines 12 and 14 are one node
     assert (hot["kind"], hot["total"], hot["self"]) == (6, 160, 140)
     assert hot["line"] == 14  # 100 samples at line 14 against 60 at line 12
     assert fg["names"][hot["module"]] == "/app/run.py"
     assert _node(fg, "<module>")["line"] == 30
     assert _node(fg, "encoder_listencode")["line"] == 0  # native frames have none
-    top = queries.top(store, Filter(), 10, "self")
-    assert top == mem.top(BufferFilter(), 10, "self")
+    top = queries.top(store, QueryFilter(), 10, "self")
+    assert top == mem.top(QueryFilter(), 10, "self")
     assert top["functions"][0] == {"name": "Worker.hot", "module": "/app/run.py", "self": 140,
                                    "self_pct": 140 * 100 / 165, "total": 160,
                                    "total_pct": 160 * 100 / 165}  # fmt: skip
     # the earlier window against the later one: the hottest line over both sides
-    d = queries.diff(store, Filter(to_ns=T0 + 1), Filter(from_ns=T0 + 1), 100, 10)
-    assert d == mem.diff(BufferFilter(to_ns=T0 + 1), BufferFilter(from_ns=T0 + 1), 100, 10)
+    d = queries.diff(store, QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
+    assert d == mem.diff(QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
     assert _node(d, "Worker.hot")["line"] == 14
     # exports keep every frame with its kind and line
     want = merge(decode(b).profiles[EventType.CPU] for b in batches)
-    got = queries.export_profile(store, Filter())
+    got = queries.export_profile(store, QueryFilter())
     assert Counter(got.samples) == Counter(want.samples)
     assert {f.line for s in got.samples for f in s.stack if f.kind is FrameKind.PYTHON} == {
         12, 14, 30,
@@ -550,7 +547,7 @@ def test_stacks_stored_before_lines_read_as_line_zero_and_keep_their_hash(store:
     assert store.select(f"SELECT lines FROM {store.table('stacks')}") == [([],)]
     store.insert_batches([old])  # the same stack from a new aggregator: the same hash
     assert store.select(f"SELECT count() FROM {store.table('stacks')} FINAL") == [(1,)]
-    (sample,) = queries.export_profile(store, Filter()).samples
+    (sample,) = queries.export_profile(store, QueryFilter()).samples
     assert sample.stack == (MAIN, HOT) and {f.line for f in sample.stack} == {0}
 
 
@@ -580,5 +577,5 @@ def test_a_store_at_migration_2_migrates_to_python_frames(
         assert versions == [(1,), (2,), (3,)]
         assert s.resolve_stacks([7])[7].frames == (Frame("main", "app", FrameKind.USER, 4400),)
         s.insert_batches(python_fleet())
-        fg = queries.flamegraph_tree(s, Filter(), 100)
+        fg = queries.flamegraph_tree(s, QueryFilter(), 100)
         assert _node(fg, "Worker.hot")["line"] == 14

@@ -9,49 +9,37 @@ from __future__ import annotations
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any, Protocol
 
 from aperture import flamegraph
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, Profile
+from aperture.query.filter import QueryFilter
 from aperture.transforms import merge
 from aperture.unwind_stats import UnwindTotals, reported, unwind_stats
 from aperture.wire import Decoded, decode, parse
 
 
-@dataclass(frozen=True)
-class Filter:
-    """What a query selects: event type, event-time range [from, to), and matches."""
-
-    event_type: EventType = EventType.CPU
-    from_ns: int = 0
-    to_ns: int = 2**63 - 1
-    host: str | None = None
-    agent: str | None = None
-    pid: int | None = None
-    comm: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    address: int | None = None  # one lock (lock profiles)
-
-
 class Backend(Protocol):
-    def flamegraph(self, f: Filter, max_nodes: int) -> dict[str, Any]: ...
-    def top(self, f: Filter, limit: int, sort: str) -> dict[str, Any]: ...
-    def diff(self, base: Filter, comp: Filter, max_nodes: int, limit: int) -> dict[str, Any]: ...
-    def timeline(self, f: Filter, step_s: int, group_by: str | None) -> dict[str, Any]: ...
-    def syscalls(self, f: Filter, per_process: bool) -> dict[str, Any]: ...
-    def locks(self, f: Filter, limit: int) -> dict[str, Any]: ...
-    def unwind(self, f: Filter) -> dict[str, Any]: ...
-    def export_profile(self, f: Filter) -> Profile: ...
+    def flamegraph(self, f: QueryFilter, max_nodes: int) -> dict[str, Any]: ...
+    def top(self, f: QueryFilter, limit: int, sort: str) -> dict[str, Any]: ...
+    def diff(
+        self, base: QueryFilter, comp: QueryFilter, max_nodes: int, limit: int
+    ) -> dict[str, Any]: ...
+    def timeline(self, f: QueryFilter, step_s: int, group_by: str | None) -> dict[str, Any]: ...
+    def syscalls(self, f: QueryFilter, per_process: bool) -> dict[str, Any]: ...
+    def locks(self, f: QueryFilter, limit: int) -> dict[str, Any]: ...
+    def unwind(self, f: QueryFilter) -> dict[str, Any]: ...
+    def export_profile(self, f: QueryFilter) -> Profile: ...
 
 
 def _unit(event_type: EventType) -> str:
     return "samples" if event_type is EventType.CPU else "nanoseconds"
 
 
-def _narrow(profile: Profile, f: Filter) -> Profile:
+def _narrow(profile: Profile, f: QueryFilter) -> Profile:
     """Only the samples and records of the filter's process and lock."""
     if f.pid is None and f.comm is None and f.address is None:
         return profile
@@ -77,7 +65,7 @@ def _narrow(profile: Profile, f: Filter) -> Profile:
     )
 
 
-def tree_json(root: flamegraph.Node, f: Filter) -> dict[str, Any]:
+def tree_json(root: flamegraph.Node, f: QueryFilter) -> dict[str, Any]:
     flat = flamegraph.flatten(root)
     return {
         "type": str(f.event_type),
@@ -119,7 +107,7 @@ class BufferBackend:
                 self._cache.popitem(last=False)
         return decoded
 
-    def select(self, f: Filter) -> list[tuple[Decoded, Profile]]:
+    def select(self, f: QueryFilter) -> list[tuple[Decoded, Profile]]:
         """Batches whose window ends in [from, to) and match, with the filtered profile."""
         out = []
         for batch in self.buffer.snapshot():
@@ -136,15 +124,15 @@ class BufferBackend:
             out.append((decoded, _narrow(decoded.profiles[f.event_type], f)))
         return out
 
-    def _profiles(self, f: Filter) -> list[Profile]:
+    def _profiles(self, f: QueryFilter) -> list[Profile]:
         return [p for _, p in self.select(f)]
 
-    def flamegraph(self, f: Filter, max_nodes: int) -> dict[str, Any]:
+    def flamegraph(self, f: QueryFilter, max_nodes: int) -> dict[str, Any]:
         root = flamegraph.build([self._profiles(f)])
         flamegraph.prune(root, max_nodes)
         return tree_json(root, f)
 
-    def top(self, f: Filter, limit: int, sort: str) -> dict[str, Any]:
+    def top(self, f: QueryFilter, limit: int, sort: str) -> dict[str, Any]:
         self_: Counter[tuple[str, str]] = Counter()
         total: Counter[tuple[str, str]] = Counter()
         grand = 0
@@ -175,7 +163,9 @@ class BufferBackend:
             ],
         }
 
-    def diff(self, base: Filter, comp: Filter, max_nodes: int, limit: int) -> dict[str, Any]:
+    def diff(
+        self, base: QueryFilter, comp: QueryFilter, max_nodes: int, limit: int
+    ) -> dict[str, Any]:
         root = flamegraph.build([self._profiles(base), self._profiles(comp)])
         flamegraph.prune(root, max_nodes)
         flat = flamegraph.flatten(root)
@@ -211,7 +201,7 @@ class BufferBackend:
             "functions": rows[:limit],
         }
 
-    def timeline(self, f: Filter, step_s: int, group_by: str | None) -> dict[str, Any]:
+    def timeline(self, f: QueryFilter, step_s: int, group_by: str | None) -> dict[str, Any]:
         step_ns = step_s * 1_000_000_000
         series: dict[str, Counter[int]] = {}
         for decoded, profile in self.select(f):
@@ -228,7 +218,7 @@ class BufferBackend:
             ],
         }
 
-    def syscalls(self, f: Filter, per_process: bool) -> dict[str, Any]:
+    def syscalls(self, f: QueryFilter, per_process: bool) -> dict[str, Any]:
         f = replace(f, event_type=EventType.SYSCALL)
         profiles = self._profiles(f)
         duration = _duration_s(f, profiles)
@@ -258,7 +248,7 @@ class BufferBackend:
             ],
         }
 
-    def locks(self, f: Filter, limit: int) -> dict[str, Any]:
+    def locks(self, f: QueryFilter, limit: int) -> dict[str, Any]:
         f = replace(f, event_type=EventType.LOCK)
         locks = [lk for p in self._profiles(f) for lk in p.locks]
         return {
@@ -280,7 +270,7 @@ class BufferBackend:
             ]
         }
 
-    def unwind(self, f: Filter) -> dict[str, Any]:
+    def unwind(self, f: QueryFilter) -> dict[str, Any]:
         """How the selected CPU batches' user stacks were unwound (pid and comm do not apply)."""
         totals = UnwindTotals()
         for decoded, _ in self.select(replace(f, event_type=EventType.CPU, pid=None, comm=None)):
@@ -289,7 +279,7 @@ class BufferBackend:
             totals.add(mode, 1, reported(mode, stats), stats, stats, decoded.losses)
         return totals.answer()
 
-    def export_profile(self, f: Filter) -> Profile:
+    def export_profile(self, f: QueryFilter) -> Profile:
         profiles = self._profiles(f)
         if not profiles:
             return Profile(f.event_type, _unit(f.event_type), start_ns=f.from_ns, end_ns=f.from_ns)
@@ -319,7 +309,7 @@ def _values(profile: Profile, decoded: Decoded, group_by: str | None) -> Iterabl
         yield key, value
 
 
-def _duration_s(f: Filter, profiles: list[Profile]) -> float:
+def _duration_s(f: QueryFilter, profiles: list[Profile]) -> float:
     if not profiles:
         return 0.0
     start = max(f.from_ns, min(p.start_ns for p in profiles))

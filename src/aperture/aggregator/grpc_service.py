@@ -14,12 +14,13 @@ from typing import Any
 
 import grpc
 
-from aperture.aggregator.backend import Backend, Filter
+from aperture.aggregator.backend import Backend
 from aperture.aggregator.buffer import BufferedBatch
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.analysis import aggregate
 from aperture.model import EventType
 from aperture.proto.v1 import aggregator_pb2 as apb
+from aperture.query.filter import QueryFilter
 
 SERVICE = "aperture.v1.Aggregator"
 # The most rows one call may ask for (``limit``), as on the REST routes (SECURITY.md).
@@ -33,9 +34,9 @@ _STATUS = {
 }
 
 
-def request_filter(request: apb.AggregateRequest) -> Filter:
+def request_filter(request: apb.AggregateRequest) -> QueryFilter:
     """The backend filter of a gRPC request (0 means unbounded)."""
-    return Filter(
+    return QueryFilter(
         event_type=EventType(request.event_type or "cpu"),
         from_ns=request.from_ns or 0,
         to_ns=request.to_ns or 2**63 - 1,

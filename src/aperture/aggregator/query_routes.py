@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from aperture.aggregator.backend import Backend, Filter
+from aperture.aggregator.backend import Backend
 from aperture.formats.registry import EXPORTS
 from aperture.model import EventType, Profile
+from aperture.query.filter import QueryFilter
 from aperture.timeparse import parse_time
 from aperture.units import parse_duration
 
@@ -38,8 +39,8 @@ def parse_filter(
     prefix: str = "",
     default_from: str = "-1h",
     default_to: str = "now",
-) -> Filter:
-    """A Filter from query parameters; ``prefix`` (``baseline.``) overrides per side."""
+) -> QueryFilter:
+    """A QueryFilter from query parameters; ``prefix`` (``baseline.``) overrides per side."""
     params = request.query_params
     now = time.time_ns()
 
@@ -61,7 +62,7 @@ def parse_filter(
     if len(labels) > MAX_LABEL_FILTERS:
         raise _bad(f"{len(labels)} label filters: at most {MAX_LABEL_FILTERS} are allowed")
     pid, address = get("pid"), get("address")
-    return Filter(
+    return QueryFilter(
         event_type=event_type,
         from_ns=from_ns,
         to_ns=to_ns,

@@ -6,15 +6,12 @@ Aggregator-only: needs the ``aggregator`` extra (clickhouse-connect, chdb, pyarr
 from __future__ import annotations
 
 from aperture.storage.backend import StoreBackend
-from aperture.storage.filters import Filter, FilterLike
 from aperture.storage.pathlock import StoreError, StoreInUse
 from aperture.storage.store import DEFAULT_DSN, InsertResult, Store
 from aperture.storage.writer import StorageWriter, WriterStats
 
 __all__ = [
     "DEFAULT_DSN",
-    "Filter",
-    "FilterLike",
     "InsertResult",
     "StorageWriter",
     "Store",

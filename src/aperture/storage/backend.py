@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aperture.model import Profile
+from aperture.query.filter import QueryFilter
 from aperture.storage import queries
-from aperture.storage.filters import FilterLike
 from aperture.storage.store import Store
 
 
@@ -19,28 +19,28 @@ class StoreBackend:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def flamegraph(self, f: FilterLike, max_nodes: int) -> dict[str, Any]:
+    def flamegraph(self, f: QueryFilter, max_nodes: int) -> dict[str, Any]:
         return queries.flamegraph_tree(self.store, f, max_nodes)
 
-    def top(self, f: FilterLike, limit: int, sort: str) -> dict[str, Any]:
+    def top(self, f: QueryFilter, limit: int, sort: str) -> dict[str, Any]:
         return queries.top(self.store, f, limit, sort)
 
     def diff(
-        self, base: FilterLike, comp: FilterLike, max_nodes: int, limit: int
+        self, base: QueryFilter, comp: QueryFilter, max_nodes: int, limit: int
     ) -> dict[str, Any]:
         return queries.diff(self.store, base, comp, max_nodes, limit)
 
-    def timeline(self, f: FilterLike, step_s: int, group_by: str | None) -> dict[str, Any]:
+    def timeline(self, f: QueryFilter, step_s: int, group_by: str | None) -> dict[str, Any]:
         return queries.timeline(self.store, f, step_s, group_by)
 
-    def syscalls(self, f: FilterLike, per_process: bool) -> dict[str, Any]:
+    def syscalls(self, f: QueryFilter, per_process: bool) -> dict[str, Any]:
         return queries.syscalls(self.store, f, per_process)
 
-    def locks(self, f: FilterLike, limit: int) -> dict[str, Any]:
+    def locks(self, f: QueryFilter, limit: int) -> dict[str, Any]:
         return queries.locks(self.store, f, limit)
 
-    def unwind(self, f: FilterLike) -> dict[str, Any]:
+    def unwind(self, f: QueryFilter) -> dict[str, Any]:
         return queries.unwind(self.store, f)
 
-    def export_profile(self, f: FilterLike) -> Profile:
+    def export_profile(self, f: QueryFilter) -> Profile:
         return queries.export_profile(self.store, f)

@@ -7,52 +7,9 @@ parameter names, so no filter value can change a statement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from aperture.model import EventType
-
-MAX_NS = 2**63 - 1
-
-
-class FilterLike(Protocol):
-    """The filter fields queries read (``aperture.aggregator.backend.Filter`` has them)."""
-
-    @property
-    def event_type(self) -> EventType: ...
-    @property
-    def from_ns(self) -> int: ...
-    @property
-    def to_ns(self) -> int: ...
-    @property
-    def host(self) -> str | None: ...
-    @property
-    def agent(self) -> str | None: ...
-    @property
-    def pid(self) -> int | None: ...
-    @property
-    def comm(self) -> str | None: ...
-    @property
-    def labels(self) -> Mapping[str, str]: ...
-    @property
-    def address(self) -> int | None: ...
-
-
-@dataclass(frozen=True)
-class Filter:
-    """Event type, event-time range ``[from_ns, to_ns)`` of window ends, exact matches."""
-
-    event_type: EventType = EventType.CPU
-    from_ns: int = 0
-    to_ns: int = MAX_NS
-    host: str | None = None
-    agent: str | None = None
-    pid: int | None = None
-    comm: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    address: int | None = None  # one lock (lock profiles)
-
+from aperture.query.filter import MAX_NS, QueryFilter
 
 # Columns each table has beyond ts/host/agent_id/labels.
 _HAS = {
@@ -63,7 +20,7 @@ _HAS = {
 }
 
 
-def where(f: FilterLike, table: str) -> tuple[str, dict[str, Any]]:
+def where(f: QueryFilter, table: str) -> tuple[str, dict[str, Any]]:
     """``cond AND cond ...`` for ``table`` and its parameters.
 
     A row matches when its window end ``ts`` is in ``[from_ns, to_ns)``, so

@@ -17,8 +17,9 @@ import numpy as np
 from aperture import flamegraph
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, LockStat, Profile, Sample, SyscallStat
+from aperture.query.filter import QueryFilter
 from aperture.storage import trees
-from aperture.storage.filters import Filter, FilterLike, where
+from aperture.storage.filters import where
 from aperture.storage.stacks import Stack
 from aperture.storage.store import Store
 from aperture.unwind_stats import UnwindTotals
@@ -30,7 +31,7 @@ def unit(event_type: EventType) -> str:
     return "samples" if event_type is EventType.CPU else "nanoseconds"
 
 
-def _source(f: FilterLike) -> tuple[str, str]:
+def _source(f: QueryFilter) -> tuple[str, str]:
     """(table, value column) holding the weighted stacks of a filter."""
     if f.event_type is EventType.LOCK and f.address is not None:
         return "lock_stats", "wait_ns"  # one lock: only its records know the address
@@ -46,7 +47,7 @@ HOUR_NS = 3600 * 10**9
 _MAX_HOUR_NS = (2**32 - 7200) * 10**9  # DateTime (seconds, UInt32) ends in 2106
 
 
-def _stack_rows_sql(store: Store, f: FilterLike) -> tuple[str, dict[str, Any]]:
+def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
     """A subquery of (comm, p, stack_hash, v) rows selected by the filter.
 
     Fleet-wide CPU/lock questions over whole hours read the hourly rollup for
@@ -78,7 +79,7 @@ def _stack_rows_sql(store: Store, f: FilterLike) -> tuple[str, dict[str, Any]]:
     return f"{raw}{edges} UNION ALL {rolled}", params
 
 
-def weighted_stacks(store: Store, f: FilterLike) -> list[tuple[str, int, int, int]]:
+def weighted_stacks(store: Store, f: QueryFilter) -> list[tuple[str, int, int, int]]:
     """(comm, pid if comm is empty else 0, stack_hash, value) summed over the filter."""
     rows, params = _stack_rows_sql(store, f)
     positive = " HAVING total > 0" if _source(f)[0] == "lock_stats" else ""
@@ -96,7 +97,7 @@ def _resolve(store: Store, *sides: list[tuple[str, int, int, int]]) -> dict[int,
     return store.resolve_stacks({h for rows in sides for _, _, h, _ in rows})
 
 
-def flamegraph_tree(store: Store, f: FilterLike, max_nodes: int) -> dict[str, Any]:
+def flamegraph_tree(store: Store, f: QueryFilter, max_nodes: int) -> dict[str, Any]:
     """The ``/flamegraph`` answer: flat pre-order arrays, pruned to about ``max_nodes``."""
     rows = weighted_stacks(store, f)
     flat = trees.flat_tree(store.paths(), [rows], _resolve(store, rows), max_nodes)
@@ -120,7 +121,7 @@ def flamegraph_tree(store: Store, f: FilterLike, max_nodes: int) -> dict[str, An
 
 
 def _function_values(
-    store: Store, f: FilterLike
+    store: Store, f: QueryFilter
 ) -> tuple[int, Counter[tuple[str, str]], Counter[tuple[str, str]]]:
     """Grand total, self value per leaf function, total per function (once per stack)."""
     source, params = _stack_rows_sql(store, f)
@@ -153,7 +154,7 @@ def _function_values(
     return grand, self_, total
 
 
-def top(store: Store, f: FilterLike, limit: int, sort: str = "self") -> dict[str, Any]:
+def top(store: Store, f: QueryFilter, limit: int, sort: str = "self") -> dict[str, Any]:
     """The ``/top`` answer: functions by self or total value, with percentages."""
     if sort not in ("self", "total"):
         raise ValueError(f"sort must be self or total, not {sort!r}")
@@ -174,7 +175,7 @@ def top(store: Store, f: FilterLike, limit: int, sort: str = "self") -> dict[str
 
 
 def diff(
-    store: Store, base: FilterLike, comp: FilterLike, max_nodes: int, limit: int = 200
+    store: Store, base: QueryFilter, comp: QueryFilter, max_nodes: int, limit: int = 200
 ) -> dict[str, Any]:
     """The ``/diff`` answer: the union tree with both sides, and functions by share change."""
     rows_b, rows_c = weighted_stacks(store, base), weighted_stacks(store, comp)
@@ -219,7 +220,7 @@ def diff(
 
 
 def timeline(
-    store: Store, f: FilterLike, step_s: int, group_by: str | None = None
+    store: Store, f: QueryFilter, step_s: int, group_by: str | None = None
 ) -> dict[str, Any]:
     """The ``/timeline`` answer: value per bucket of window ends, per host/comm/pid or all."""
     if group_by not in GROUP_BY:
@@ -250,7 +251,7 @@ def timeline(
     }
 
 
-def _window(store: Store, f: FilterLike) -> tuple[int, int] | None:
+def _window(store: Store, f: QueryFilter) -> tuple[int, int] | None:
     """First window start and last window end of the batches a filter selects."""
     cond, params = where(f, "batches")
     rows = store.select(
@@ -263,7 +264,7 @@ def _window(store: Store, f: FilterLike) -> tuple[int, int] | None:
     return int(rows[0][1]), int(rows[0][2])
 
 
-def _syscall_stats(store: Store, f: FilterLike) -> list[SyscallStat]:
+def _syscall_stats(store: Store, f: QueryFilter) -> list[SyscallStat]:
     cond, params = where(f, "syscall_stats")
     rows = store.select(
         "SELECT pid, comm, nr, name, sum(count), sum(errors), sum(total_ns), "
@@ -281,7 +282,7 @@ def _syscall_stats(store: Store, f: FilterLike) -> list[SyscallStat]:
     ]  # fmt: skip
 
 
-def syscalls(store: Store, f: FilterLike, per_process: bool = False) -> dict[str, Any]:
+def syscalls(store: Store, f: QueryFilter, per_process: bool = False) -> dict[str, Any]:
     """The ``/syscalls`` answer: per syscall counts, errors, time and latency quantiles."""
     window = _window(store, _with_type(f, EventType.SYSCALL))
     duration = 0.0
@@ -302,7 +303,7 @@ def syscalls(store: Store, f: FilterLike, per_process: bool = False) -> dict[str
     }  # fmt: skip
 
 
-def _lock_stats(store: Store, f: FilterLike, limit: int | None) -> list[LockStat]:
+def _lock_stats(store: Store, f: QueryFilter, limit: int | None) -> list[LockStat]:
     """Lock records merged per (pid, comm, address, stack), of the ``limit`` top locks."""
     cond, params = where(f, "lock_stats")
     table = store.table("lock_stats")
@@ -331,7 +332,7 @@ def _lock_stats(store: Store, f: FilterLike, limit: int | None) -> list[LockStat
     ]  # fmt: skip
 
 
-def locks(store: Store, f: FilterLike, limit: int = 50) -> dict[str, Any]:
+def locks(store: Store, f: QueryFilter, limit: int = 50) -> dict[str, Any]:
     """The ``/locks`` answer: top locks by wait time with p99 and their top stack."""
     return {
         "locks": [
@@ -344,7 +345,7 @@ def locks(store: Store, f: FilterLike, limit: int = 50) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def unwind(store: Store, f: FilterLike) -> dict[str, Any]:
+def unwind(store: Store, f: QueryFilter) -> dict[str, Any]:
     """The ``/unwind`` answer: how the selected CPU batches' user stacks were unwound.
 
     Counted per batch (agent window): pid and comm filters do not apply.
@@ -363,12 +364,12 @@ def unwind(store: Store, f: FilterLike) -> dict[str, Any]:
     return totals.answer()
 
 
-def _with_type(f: FilterLike, event_type: EventType) -> FilterLike:
-    return Filter(event_type, f.from_ns, f.to_ns, f.host, f.agent, f.pid, f.comm,
+def _with_type(f: QueryFilter, event_type: EventType) -> QueryFilter:
+    return QueryFilter(event_type, f.from_ns, f.to_ns, f.host, f.agent, f.pid, f.comm,
                   dict(f.labels), f.address)  # fmt: skip
 
 
-def export_profile(store: Store, f: FilterLike) -> Profile:
+def export_profile(store: Store, f: QueryFilter) -> Profile:
     """The filter's data merged into one :class:`Profile` (for collapsed/json/speedscope)."""
     event_type = f.event_type
     cond, params = where(f, "batches")

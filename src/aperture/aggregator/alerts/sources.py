@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aperture.aggregator.alerts.rules import Rule
-from aperture.aggregator.backend import Backend, Filter
+from aperture.aggregator.backend import Backend
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.aggregator.storage_link import StorageLink
 from aperture.model import EventType
+from aperture.query.filter import QueryFilter
 
 # Counter series sampled at each evaluation, so rates cover the rule's window.
 # Every refusing outcome of the ingest, and the two refusals made before it.
@@ -118,10 +119,10 @@ class Sources:
         return max(0.0, max(now - a.last_push_ns / 1e9 for a in agents.values()))
 
     def _filter(self, rule: Rule, event_type: EventType, now: float, *,
-                start: float | None = None) -> Filter:  # fmt: skip
+                start: float | None = None) -> QueryFilter:  # fmt: skip
         p = rule.params
         from_s = now - rule.window_s if start is None else start
-        return Filter(
+        return QueryFilter(
             event_type=event_type,
             from_ns=int(from_s * 1e9),
             to_ns=int(now * 1e9),
