@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
-from aperture.filters import Filter, FilterOptions, apply_filter, encode_batch
+from aperture.filters import FilterOptions, WasmFilter, apply_filter, encode_batch
 from aperture.filters.batch import filter_batch
 from aperture.filters.host import sample_records
 from aperture.model import EventType, Frame, Profile, Sample
@@ -87,7 +87,7 @@ def main() -> None:
     rows = []
     for name, path in filters.items():
         stem = name.split(" ")[0]
-        flt = Filter(path, FilterOptions(arg=ARGS.get(stem, "").encode(), fuel=10**9))
+        flt = WasmFilter(path, FilterOptions(arg=ARGS.get(stem, "").encode(), fuel=10**9))
         flt.run(records)  # warm
         run_s = timed(lambda f=flt: f.run(records), args.repeat)  # type: ignore[misc]
         inst_s = timed(flt._instantiate, args.repeat)

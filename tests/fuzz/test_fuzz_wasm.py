@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aperture.filters import Filter, FilterError, FilterOptions, Record
+from aperture.filters import FilterError, FilterOptions, Record, WasmFilter
 from aperture.model import EventType, Frame
 
 pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
@@ -84,9 +84,9 @@ def modules(draw: st.DrawFn) -> str:
     return "(module " + " ".join(parts) + ")"
 
 
-def _run(path: Path, options: FilterOptions = SMALL_FUEL) -> tuple[Filter | None, object]:
+def _run(path: Path, options: FilterOptions = SMALL_FUEL) -> tuple[WasmFilter | None, object]:
     try:
-        flt = Filter(path, options)
+        flt = WasmFilter(path, options)
     except FilterError as exc:
         assert str(exc)
         return None, exc
@@ -143,7 +143,7 @@ def test_an_endless_loop_is_stopped_by_fuel(tmp_path: Path) -> None:
 def test_an_endless_start_function_is_refused_at_load(tmp_path: Path) -> None:
     path = _module(tmp_path, "(i32.const 0)", start="(func $s (loop $l (br $l))) (start $s)")
     with pytest.raises(FilterError, match="cannot start"):
-        Filter(path, SMALL_FUEL)
+        WasmFilter(path, SMALL_FUEL)
 
 
 def test_memory_growth_stops_at_the_limit(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_memory_growth_stops_at_the_limit(tmp_path: Path) -> None:
 
 def test_a_module_larger_than_the_limit_cannot_start(tmp_path: Path) -> None:
     with pytest.raises(FilterError, match="cannot start"):
-        Filter(_module(tmp_path, "(i32.const 0)", memory="100"), SMALL_FUEL)
+        WasmFilter(_module(tmp_path, "(i32.const 0)", memory="100"), SMALL_FUEL)
 
 
 @pytest.mark.parametrize("result", ["0", "-1", "65535", "65534"])
@@ -184,9 +184,9 @@ def test_a_trap_is_a_counted_failure(tmp_path: Path) -> None:
 def test_wrong_export_signatures_are_refused_at_load(
     tmp_path: Path, export: str, message: str
 ) -> None:
-    """Found by the fuzzer: an alloc taking f32 raised TypeError out of Filter.keep."""
+    """Found by the fuzzer: an alloc taking f32 raised TypeError out of WasmFilter.keep."""
     path = tmp_path / "m.wat"
     path.write_text(f"""(module (memory (export "memory") 1) {export}
       (func (export "aperture_filter") (param i32 i32) (result i32) (i32.const 1024)))""")
     with pytest.raises(FilterError, match=message):
-        Filter(path, SMALL_FUEL)
+        WasmFilter(path, SMALL_FUEL)

@@ -12,7 +12,7 @@ import pytest
 
 wasmtime = pytest.importorskip("wasmtime", reason="wasmtime is in the filters extra (make setup)")
 
-from aperture.filters import Filter, FilterError, FilterOptions, Record, apply_filter  # noqa: E402
+from aperture.filters import FilterError, FilterOptions, Record, WasmFilter, apply_filter  # noqa: E402
 from aperture.filters.abi import HEADER, MAGIC, RECORD, encode_batch  # noqa: E402
 from aperture.model import EventType, Frame, LockStat, Profile, Sample  # noqa: E402
 
@@ -138,7 +138,7 @@ def cpu_profile() -> Profile:
 
 
 def run(path: Path, profile: Profile, arg: str = "", **kw: object) -> Profile:
-    return apply_filter(Filter(path, FilterOptions(arg=arg.encode(), **kw)), profile)  # type: ignore[arg-type]
+    return apply_filter(WasmFilter(path, FilterOptions(arg=arg.encode(), **kw)), profile)  # type: ignore[arg-type]
 
 
 # -- layout ------------------------------------------------------------------------------
@@ -275,11 +275,13 @@ GROW_WAT = (
 
 def test_infinite_loop_runs_out_of_fuel_and_is_contained(tmp_path: Path) -> None:
     warnings: list[str] = []
-    flt = Filter(_wat(tmp_path, LOOP_WAT), FilterOptions(fuel=100_000), on_failure=warnings.append)
+    flt = WasmFilter(
+        _wat(tmp_path, LOOP_WAT), FilterOptions(fuel=100_000), on_failure=warnings.append
+    )
     profile = cpu_profile()
     assert apply_filter(flt, profile).samples == profile.samples  # open: unfiltered
     assert flt.stats.failures["fuel"] == 1 and "fuel" in warnings[0]
-    closed = Filter(_wat(tmp_path, LOOP_WAT), FilterOptions(fuel=100_000, failure="closed"))
+    closed = WasmFilter(_wat(tmp_path, LOOP_WAT), FilterOptions(fuel=100_000, failure="closed"))
     assert apply_filter(closed, profile).samples == []
     assert apply_filter(closed, profile).samples == []  # the next batch runs again
     assert closed.stats.failures["fuel"] == 2 and closed.stats.batches == 2
@@ -287,12 +289,12 @@ def test_infinite_loop_runs_out_of_fuel_and_is_contained(tmp_path: Path) -> None
 
 def test_memory_grow_past_the_limit_is_contained(tmp_path: Path) -> None:
     path = _wat(tmp_path, GROW_WAT)
-    flt = Filter(path, FilterOptions(memory_bytes=1 << 20, failure="closed"))
+    flt = WasmFilter(path, FilterOptions(memory_bytes=1 << 20, failure="closed"))
     assert apply_filter(flt, cpu_profile()).samples == []
     assert flt.stats.failures["trap"] == 1
     assert "unreachable" in flt.summary()
     # the same module with room to grow runs (and keeps nothing: its result is zeros)
-    roomy = Filter(path, FilterOptions(memory_bytes=128 << 20))
+    roomy = WasmFilter(path, FilterOptions(memory_bytes=128 << 20))
     assert apply_filter(roomy, cpu_profile()).samples == []
     assert not roomy.stats.failures
 
@@ -306,11 +308,11 @@ TRAP_WAT = (
 TRAP_AFTER_CHDB = """
 import sys
 from pathlib import Path
-from aperture.filters import Filter, FilterOptions, apply_filter
+from aperture.filters import WasmFilter, FilterOptions, apply_filter
 from aperture.model import EventType, Frame, Profile, Sample
 
 profile = Profile(EventType.CPU, "samples", samples=[Sample((Frame("main", "app"),), 1)])
-flt = Filter(Path(sys.argv[1]), FilterOptions(failure="closed"))
+flt = WasmFilter(Path(sys.argv[1]), FilterOptions(failure="closed"))
 apply_filter(flt, profile)
 import chdb  # the aggregator's embedded store installs signal handlers of its own
 chdb.query("SELECT 1")
@@ -332,7 +334,7 @@ def test_a_trap_after_the_store_loaded_is_still_contained(tmp_path: Path) -> Non
 
 def test_a_batch_larger_than_the_memory_limit_is_contained(built: dict[str, Path]) -> None:
     many = [Sample(frames("main", f"f{i}"), 1, pid=i, comm="x" * 40) for i in range(5000)]
-    flt = Filter(built["drop_idle"], FilterOptions(memory_bytes=256 << 10))
+    flt = WasmFilter(built["drop_idle"], FilterOptions(memory_bytes=256 << 10))
     assert len(apply_filter(flt, Profile(EventType.CPU, "samples", samples=many)).samples) == 5000
     assert flt.stats.failures["memory"] == 1
 
@@ -343,7 +345,7 @@ def test_a_module_with_a_wasi_import_is_refused(tmp_path: Path) -> None:
         "(func (param i32 i32 i32 i32) (result i32)))" + ALLOC_WAT + ")"
     )
     with pytest.raises(FilterError, match=r"imports wasi_snapshot_preview1\.fd_write") as err:
-        Filter(_wat(tmp_path, text))
+        WasmFilter(_wat(tmp_path, text))
     assert "\n" not in str(err.value)
 
 
@@ -351,13 +353,13 @@ def test_garbage_bytes_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "junk.wasm"
     path.write_bytes(b"\x7fELF not a wasm module at all")
     with pytest.raises(FilterError, match="is not a valid WASM module") as err:
-        Filter(path)
+        WasmFilter(path)
     assert "\n" not in str(err.value)
 
 
 def test_missing_exports_are_refused(tmp_path: Path) -> None:
     with pytest.raises(FilterError, match="does not export aperture_alloc, aperture_filter"):
-        Filter(_wat(tmp_path, '(module (memory (export "memory") 1))'))
+        WasmFilter(_wat(tmp_path, '(module (memory (export "memory") 1))'))
 
 
 def test_a_module_larger_than_the_memory_limit_is_refused(tmp_path: Path) -> None:
@@ -365,4 +367,4 @@ def test_a_module_larger_than_the_memory_limit_is_refused(tmp_path: Path) -> Non
                                         '(memory (export "memory") 100)') + """
       (func (export "aperture_filter") (param i32 i32) (result i32) (i32.const 0)))"""  # fmt: skip
     with pytest.raises(FilterError, match="cannot start"):
-        Filter(_wat(tmp_path, text), FilterOptions(memory_bytes=1 << 20))
+        WasmFilter(_wat(tmp_path, text), FilterOptions(memory_bytes=1 << 20))

@@ -15,7 +15,7 @@ from aperture.aggregator.cli import build_parser as aggregator_parser
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.aggregator.metrics import Metrics
 from aperture.cli.main import main as cli_main
-from aperture.filters import Filter, FilterOptions
+from aperture.filters import FilterOptions, WasmFilter
 from aperture.filters.batch import filter_batch
 from aperture.filters.collector import FilteredCollector
 from aperture.formats.json_format import load_json, to_json
@@ -72,7 +72,7 @@ def test_filtered_collector_filters_each_drain() -> None:
 
         def close(self) -> None: ...
 
-    collector = FilteredCollector(Fake(), Filter(WAT / "drop_idle.wat"))
+    collector = FilteredCollector(Fake(), WasmFilter(WAT / "drop_idle.wat"))
     assert [s.comm for s in collector.drain().samples] == ["python3", "nginx"]
 
 
@@ -105,7 +105,7 @@ def test_filter_batch_keeps_identity_window_and_syscalls() -> None:
     )  # fmt: skip
     ident = Identity("agent-1", "host-a", {"env": "prod"}, "0.1")
     batch = encode([profile(), sys_profile], ident, 7)
-    out, summary = filter_batch(Filter(WAT / "drop_idle.wat"), batch)
+    out, summary = filter_batch(WasmFilter(WAT / "drop_idle.wat"), batch)
     decoded = decode(out)
     assert decoded.identity == ident and decoded.sequence == 7
     assert (out.window_start_ns, out.window_end_ns) == (1, 2)
@@ -118,7 +118,7 @@ def test_filter_batch_keeps_identity_window_and_syscalls() -> None:
 
 
 def test_ingest_stores_the_filtered_batch() -> None:
-    flt = Filter(WAT / "comm_prefix.wat", FilterOptions(arg=b"nginx"))
+    flt = WasmFilter(WAT / "comm_prefix.wat", FilterOptions(arg=b"nginx"))
     ingest = Ingest(BatchBuffer(1 << 20), Metrics(), ingest_filter=flt)
     data = encode([profile()], Identity("a", "h"), 1).SerializeToString()
     assert ingest.push(data).outcome is Outcome.ACCEPTED

@@ -20,7 +20,7 @@ from aperture.retention import OutsideRetention, check_window
 from aperture.wire import MalformedBatch, Summary, check, parse
 
 if TYPE_CHECKING:
-    from aperture.filters.host import Filter
+    from aperture.filters.host import WasmFilter
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -55,7 +55,7 @@ class Ingest:
         pressure: Callable[[], float] | None = None,
         on_accept: Callable[[bytes, int | None], None] | None = None,
         admit: Callable[[int], bool] | None = None,
-        ingest_filter: Filter | None = None,
+        ingest_filter: WasmFilter | None = None,
         retention_days: int | None = None,
         agents: AgentTable | None = None,
         clock: Callable[[], int] = time.time_ns,

@@ -26,7 +26,7 @@ from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.aggregator.storage_link import StorageLink, StorageSettings
 from aperture.errors import AgentError
-from aperture.filters.host import Filter
+from aperture.filters.host import WasmFilter
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -52,7 +52,7 @@ class Settings:
     # None: buffer only (--no-storage)
     storage: StorageSettings | None = None
     # --ingest-filter, loaded (and checked) by the CLI
-    ingest_filter: Filter | None = None
+    ingest_filter: WasmFilter | None = None
     alert_interval_s: float = 30.0
     alert_webhook: str | None = None
     alert_renotify_s: float = 0.0

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aperture.filters.host import Filter, apply_filter
+from aperture.filters.host import WasmFilter, apply_filter
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import Summary, check, decode, encode
 
 
-def filter_batch(flt: Filter, batch: pb.ProfileBatch) -> tuple[pb.ProfileBatch, Summary]:
+def filter_batch(flt: WasmFilter, batch: pb.ProfileBatch) -> tuple[pb.ProfileBatch, Summary]:
     """The batch with only the CPU samples and lock records ``flt`` keeps, and its summary.
 
     Identity, sequence, window, loss counters and window labels are carried over as sent;

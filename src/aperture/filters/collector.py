@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aperture.filters.host import Filter, apply_filter
+from aperture.filters.host import WasmFilter, apply_filter
 from aperture.model import Profile
 
 
@@ -21,7 +21,7 @@ class _Collector(Protocol):
 class FilteredCollector:
     """Filters each window right after the drain, so pushes and local output agree."""
 
-    def __init__(self, inner: _Collector, flt: Filter) -> None:
+    def __init__(self, inner: _Collector, flt: WasmFilter) -> None:
         self.inner = inner
         self.filter = flt
 

@@ -83,7 +83,7 @@ def _wasmtime() -> object:
     return wasmtime
 
 
-class Filter:
+class WasmFilter:
     """A compiled filter module with its sandbox limits."""
 
     def __init__(
@@ -278,7 +278,7 @@ def lock_records(locks: Sequence[LockStat]) -> list[Record]:
     return [Record(EventType.LOCK, k.pid, 0, k.comm, k.wait_ns, k.stack) for k in locks]
 
 
-def apply_filter(flt: Filter, profile: Profile) -> Profile:
+def apply_filter(flt: WasmFilter, profile: Profile) -> Profile:
     """The profile with only the records the filter keeps (CPU samples, lock records).
 
     Syscall profiles carry no stacks and pass unchanged. On failure the policy decides:

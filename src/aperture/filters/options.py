@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from aperture.filters.host import DEFAULT_FUEL, DEFAULT_MEMORY, parse_size
 
 if TYPE_CHECKING:
-    from aperture.filters.host import Filter
+    from aperture.filters.host import WasmFilter
 
 
 def _size(text: str) -> int:
@@ -81,13 +81,13 @@ def add_filter_arguments(
 
 def build_filter(
     args: argparse.Namespace, prefix: str = "", on_failure: Callable[[str], None] | None = None
-) -> Filter | None:
+) -> WasmFilter | None:
     """The filter the flags name, or None; a bad module fails here, in one line."""
     dest = prefix.replace("-", "_")
     path: Path | None = getattr(args, f"{dest}filter")
     if path is None:
         return None
-    from aperture.filters.host import Filter, FilterOptions
+    from aperture.filters.host import FilterOptions, WasmFilter
 
     options = FilterOptions(
         fuel=getattr(args, f"{dest}filter_fuel"),
@@ -95,4 +95,4 @@ def build_filter(
         failure=getattr(args, f"{dest}filter_failure"),
         arg=str(getattr(args, f"{dest}filter_arg")).encode(),
     )
-    return Filter(path, options, on_failure=on_failure)
+    return WasmFilter(path, options, on_failure=on_failure)

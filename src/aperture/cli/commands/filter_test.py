@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aperture.cli.client import Client
 from aperture.errors import UsageError
-from aperture.filters.host import Filter, apply_filter, lock_records, sample_records
+from aperture.filters.host import WasmFilter, apply_filter, lock_records, sample_records
 from aperture.filters.options import add_filter_arguments, build_filter
 from aperture.formats.json_format import load_json, to_json
 from aperture.model import EventType, Profile
@@ -26,7 +26,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     add_filter_arguments(parser, file_flag=False)  # FILTER is the positional argument
 
 
-def _describe(flt: Filter, before: Profile, after: Profile) -> list[str]:
+def _describe(flt: WasmFilter, before: Profile, after: Profile) -> list[str]:
     lock = before.event_type is EventType.LOCK and bool(before.locks)
     records = lock_records(before.locks) if lock else sample_records(before)
     kept_ids = {id(x) for x in (after.locks if lock else after.samples)}
