@@ -17,7 +17,6 @@ from typing import Any
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.errors import AgentError
-from aperture.model import Profile
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -71,7 +70,14 @@ class StorageLink:
             on_flush=on_flush,
             on_done=on_done,
         ).start()
-        self.backend = FreshBackend(StoreBackend(self.store), self.writer)
+        self.backend = StoreBackend(self.store, before_query=self._settle)
+
+    def _settle(self, max_wait_s: float = 1.0) -> None:
+        """Before a query: let queued batches reach the store (read your writes),
+        waiting at most ``max_wait_s`` (under a heavy, continuous ingest a query
+        answers after that long with whatever the store holds then)."""
+        if self.writer.stats().pending_batches:
+            self.writer.flush(max_wait_s)
 
     def submit(self, raw: bytes, segment: int | None = None) -> None:
         """Queue an accepted batch; ``segment``: the journal's, released once stored."""
@@ -111,53 +117,3 @@ class StorageLink:
                 "journal and are written on the next start"
             )
         self.store.close()
-
-
-class FreshBackend:
-    """Store queries that first let queued batches reach the store (read your writes).
-
-    The wait is bounded (``max_wait_s``): under a heavy, continuous ingest a query
-    answers after at most that long with whatever the store holds then.
-    """
-
-    def __init__(self, inner: Any, writer: Any, max_wait_s: float = 1.0) -> None:
-        self._inner = inner
-        self._writer = writer
-        self._max_wait_s = max_wait_s
-
-    def _settle(self) -> None:
-        if self._writer.stats().pending_batches:
-            self._writer.flush(self._max_wait_s)
-
-    def flamegraph(self, f: Any, max_nodes: int) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.flamegraph(f, max_nodes))
-
-    def top(self, f: Any, limit: int, sort: str) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.top(f, limit, sort))
-
-    def diff(self, base: Any, comp: Any, max_nodes: int, limit: int) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.diff(base, comp, max_nodes, limit))
-
-    def timeline(self, f: Any, step_s: int, group_by: str | None) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.timeline(f, step_s, group_by))
-
-    def syscalls(self, f: Any, per_process: bool) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.syscalls(f, per_process))
-
-    def locks(self, f: Any, limit: int) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.locks(f, limit))
-
-    def unwind(self, f: Any) -> dict[str, Any]:
-        self._settle()
-        return dict(self._inner.unwind(f))
-
-    def export_profile(self, f: Any) -> Profile:
-        self._settle()
-        profile: Profile = self._inner.export_profile(f)
-        return profile
