@@ -16,6 +16,7 @@ from aperture import flamegraph
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, Profile
+from aperture.profile_types import series_unit, value_unit
 from aperture.query.filter import QueryFilter
 from aperture.transforms import merge
 from aperture.unwind_stats import UnwindTotals, reported, unwind_stats
@@ -33,10 +34,6 @@ class Backend(Protocol):
     def locks(self, f: QueryFilter, limit: int) -> dict[str, Any]: ...
     def unwind(self, f: QueryFilter) -> dict[str, Any]: ...
     def export_profile(self, f: QueryFilter) -> Profile: ...
-
-
-def _unit(event_type: EventType) -> str:
-    return "samples" if event_type is EventType.CPU else "nanoseconds"
 
 
 def _narrow(profile: Profile, f: QueryFilter) -> Profile:
@@ -69,7 +66,7 @@ def tree_json(root: flamegraph.Node, f: QueryFilter) -> dict[str, Any]:
     flat = flamegraph.flatten(root)
     return {
         "type": str(f.event_type),
-        "unit": _unit(f.event_type),
+        "unit": value_unit(f.event_type),
         "from_ns": f.from_ns,
         "to_ns": f.to_ns,
         "total": root.total_values[0],
@@ -148,7 +145,7 @@ class BufferBackend:
         pct = 100.0 / grand if grand else 0.0
         return {
             "type": str(f.event_type),
-            "unit": _unit(f.event_type),
+            "unit": value_unit(f.event_type),
             "total": grand,
             "functions": [
                 {
@@ -183,7 +180,7 @@ class BufferBackend:
         rows.sort(key=lambda r: (-abs(r["delta_pct"]), r["name"]))
         return {
             "type": str(base.event_type),
-            "unit": _unit(base.event_type),
+            "unit": value_unit(base.event_type),
             "baseline_total": bt,
             "comparison_total": ct,
             "names": flat.names,
@@ -210,7 +207,7 @@ class BufferBackend:
                 series.setdefault(key, Counter())[bucket] += value
         return {
             "type": str(f.event_type),
-            "unit": "calls" if f.event_type is EventType.SYSCALL else _unit(f.event_type),
+            "unit": series_unit(f.event_type),
             "step_s": step_s,
             "series": [
                 {"key": key, "points": sorted([t, v] for t, v in points.items())}
@@ -282,7 +279,9 @@ class BufferBackend:
     def export_profile(self, f: QueryFilter) -> Profile:
         profiles = self._profiles(f)
         if not profiles:
-            return Profile(f.event_type, _unit(f.event_type), start_ns=f.from_ns, end_ns=f.from_ns)
+            return Profile(
+                f.event_type, value_unit(f.event_type), start_ns=f.from_ns, end_ns=f.from_ns
+            )
         return merge(profiles)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from aperture import flamegraph
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import series_unit, value_unit
 from aperture.query.filter import QueryFilter
 from aperture.storage import trees
 from aperture.storage.filters import where
@@ -25,10 +26,6 @@ from aperture.storage.store import Store
 from aperture.unwind_stats import UnwindTotals
 
 GROUP_BY = {None: "'all'", "host": "host", "comm": "comm", "pid": "toString(pid)"}
-
-
-def unit(event_type: EventType) -> str:
-    return "samples" if event_type is EventType.CPU else "nanoseconds"
 
 
 def _source(f: QueryFilter) -> tuple[str, str]:
@@ -103,7 +100,7 @@ def flamegraph_tree(store: Store, f: QueryFilter, max_nodes: int) -> dict[str, A
     flat = trees.flat_tree(store.paths(), [rows], _resolve(store, rows), max_nodes)
     return {
         "type": str(f.event_type),
-        "unit": unit(f.event_type),
+        "unit": value_unit(f.event_type),
         "from_ns": f.from_ns,
         "to_ns": f.to_ns,
         "total": flat.total_values[0][0],
@@ -164,7 +161,7 @@ def top(store: Store, f: QueryFilter, limit: int, sort: str = "self") -> dict[st
     pct = 100.0 / grand if grand else 0.0
     return {
         "type": str(f.event_type),
-        "unit": unit(f.event_type),
+        "unit": value_unit(f.event_type),
         "total": grand,
         "functions": [
             {"name": n, "module": m, "self": self_[(n, m)], "self_pct": self_[(n, m)] * pct,
@@ -200,7 +197,7 @@ def diff(
     rows.sort(key=lambda r: (-abs(r["delta_pct"]), r["name"]))
     return {
         "type": str(base.event_type),
-        "unit": unit(base.event_type),
+        "unit": value_unit(base.event_type),
         "baseline_total": bt,
         "comparison_total": ct,
         "names": flat.names,
@@ -245,7 +242,7 @@ def timeline(
     ordered = sorted(series.items(), key=lambda kv: (-sum(v for _, v in kv[1]), kv[0]))
     return {
         "type": str(f.event_type),
-        "unit": "calls" if f.event_type is EventType.SYSCALL else unit(f.event_type),
+        "unit": series_unit(f.event_type),
         "step_s": step_s,
         "series": [{"key": key, "points": sorted(points)} for key, points in ordered],
     }
@@ -379,7 +376,7 @@ def export_profile(store: Store, f: QueryFilter) -> Profile:
         f"FROM {store.table('batches')} WHERE {cond}",
         params,
     )
-    profile = Profile(event_type, unit(event_type), start_ns=f.from_ns, end_ns=f.from_ns)
+    profile = Profile(event_type, value_unit(event_type), start_ns=f.from_ns, end_ns=f.from_ns)
     if meta and meta[0][0]:
         _, start, end, freq, losses = meta[0]
         profile.start_ns, profile.end_ns = int(start), int(end)

@@ -38,6 +38,7 @@ from aperture.agent.unwind.kernel_maps import (
 )
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
+from aperture.profile_types import value_unit
 
 COMM_LEN = 16
 MAX_STACK_DEPTH = 127
@@ -292,7 +293,7 @@ class CpuCollector:
         unwound = self._read_unwound(idle)
         profile = Profile(
             event_type=EventType.CPU,
-            unit="samples",
+            unit=value_unit(EventType.CPU),
             start_ns=self._window_start_ns,
             end_ns=end_ns,
             frequency_hz=self.options.frequency_hz,

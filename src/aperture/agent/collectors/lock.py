@@ -21,6 +21,7 @@ from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
 from aperture.errors import AgentError
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
+from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
 
 COMM_LEN = 16
@@ -179,7 +180,7 @@ class LockCollector:
         self._stats_prev = counters
         profile = Profile(
             event_type=EventType.LOCK,
-            unit="nanoseconds",
+            unit=value_unit(EventType.LOCK),
             start_ns=self._window_start_ns,
             end_ns=end_ns,
             losses={n: delta[n] for n in LOSS_NAMES},

@@ -20,6 +20,7 @@ from aperture.agent.libbpf import BpfObject
 from aperture.agent.syscall_table import AARCH64, X86_64
 from aperture.errors import AgentError
 from aperture.model import EventType, Profile, SyscallStat
+from aperture.profile_types import value_unit
 
 COMM_LEN = 16
 HIST_BUCKETS = 40
@@ -140,7 +141,7 @@ class SyscallCollector:
         self._stats_prev = counters
         profile = Profile(
             event_type=EventType.SYSCALL,
-            unit="nanoseconds",
+            unit=value_unit(EventType.SYSCALL),
             start_ns=self._window_start_ns,
             end_ns=end_ns,
             losses={n: delta[n] for n in LOSS_NAMES},

@@ -1,0 +1,29 @@
+"""The profile-type registry knows every event type the wire and the store carry."""
+
+from __future__ import annotations
+
+from aperture.aggregator.backend import BufferBackend
+from aperture.aggregator.buffer import BatchBuffer
+from aperture.model import EventType
+from aperture.profile_types import PROFILE_TYPES, series_unit, value_unit
+from aperture.query import QueryFilter
+
+
+def test_every_event_type_is_registered_with_its_units() -> None:
+    assert set(PROFILE_TYPES) == set(EventType)
+    assert value_unit(EventType.CPU) == series_unit(EventType.CPU) == "samples"
+    assert value_unit(EventType.LOCK) == series_unit(EventType.LOCK) == "nanoseconds"
+    assert (value_unit(EventType.SYSCALL), series_unit(EventType.SYSCALL)) == (
+        "nanoseconds",
+        "calls",
+    )
+
+
+def test_answers_state_the_registered_units_even_when_empty() -> None:
+    backend = BufferBackend(BatchBuffer(1 << 20))
+    for event_type in EventType:
+        f = QueryFilter(event_type)
+        assert backend.timeline(f, 10, None)["unit"] == series_unit(event_type)
+        assert backend.export_profile(f).unit == value_unit(event_type)
+        if event_type is not EventType.SYSCALL:
+            assert backend.flamegraph(f, 100)["unit"] == value_unit(event_type)
