@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,10 +40,18 @@ def test_hot_functions_in_known_ratio_with_callers(
     proc = subprocess.Popen([str(workloads / "cpu_ratio"), "60"])
     spawn.append(proc)
     out = tmp_path / "ratio.json"
-    result = run_agent("--pid", str(proc.pid), "-F", "499", "--duration", "6s", "-o", str(out))
+    result = run_agent(
+        "--pid", str(proc.pid), "-F", "499", "--duration", "6s", "-o", str(out),
+        "--label", "env=prod",
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr
     profile = load_json(out.read_text())
     assert {s.pid for s in profile.samples} == {proc.pid}
+    # the identity a push carries, in the file too: --label, host, kernel, --pid
+    assert profile.labels["env"] == "prod"
+    assert profile.labels["kernel"] == os.uname().release
+    assert profile.labels["pid"] == str(proc.pid)
+    assert profile.labels["host"] == socket.gethostname()
     a, b = names_total(profile, "hot_a"), names_total(profile, "hot_b")
     # 3,000 alone; a loaded host gives the workload less CPU, hence fewer samples
     assert a + b > 600, f"too few samples: {a}+{b}"

@@ -25,6 +25,7 @@ from typing import Any
 import grpc
 import pytest
 
+from aperture.agent.identity import parse_labels
 from aperture.agent.push import (
     QUEUE_FULL,
     REJECTED,
@@ -34,7 +35,7 @@ from aperture.agent.push import (
     Pusher,
     format_push_summary,
 )
-from aperture.agent.push_options import Endpoint, check_token, parse_endpoint, parse_labels
+from aperture.agent.push_options import Endpoint, check_token, parse_endpoint
 from aperture.agent.recorder import record
 from aperture.agent.spool import SUFFIX, Spool, SpoolBusy
 from aperture.errors import AgentError, UsageError
@@ -846,7 +847,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, t
         (["--aggregator", "http://agg", "--push-interval", "0"], "not a positive duration"),
         (["--aggregator", "http://agg", "--spool-dir", "/proc/x"], "--spool-dir"),
         (["--spool-dir", "/tmp/spool"], "only applies with --aggregator"),
-        (["--label", "env=prod"], "only applies with --aggregator"),
+        (["--label", "env"], "is not KEY=VALUE"),  # checked for local output files too
     ],
 )
 def test_bad_push_flags_are_one_line_usage_errors(args: list[str], expected: str) -> None:

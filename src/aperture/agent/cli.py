@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import socket
 import sys
 import tempfile
 import threading
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from aperture import __version__
-from aperture.agent import k8s
 from aperture.agent.push_options import (
     DEFAULT_FLUSH_TIMEOUT,
     add_push_arguments,
@@ -285,6 +282,7 @@ def build_collectors(
 
 def run(args: argparse.Namespace) -> int:
     from aperture.agent import system
+    from aperture.agent.identity import agent_identity
     from aperture.agent.push import batches, format_push_summary
     from aperture.agent.push_options import build_pusher
     from aperture.agent.recorder import Progress, record, stop_on_signals
@@ -295,7 +293,7 @@ def run(args: argparse.Namespace) -> int:
     for mode, path in outputs.items():
         _check_output(path, _EVENT_TYPES[mode])
     _check_pid(args.pid)
-    k8s_labels = k8s.identity_labels()  # a bad downward-API value fails before recording
+    me = agent_identity(args.label)  # a bad --label or downward-API value fails here
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
     progress = Progress(sys.stderr, enabled=not args.quiet)
@@ -360,10 +358,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if pusher is not None and report is None:
             pusher.close()  # failed before recording: spooled batches stay for the next start
-    host = k8s.node_name() or socket.gethostname()
-    identity = {**k8s_labels, "host": host, "kernel": platform.release(), "agent": __version__}
-    if args.pid:
-        identity["pid"] = str(args.pid)
+    identity = me.profile_labels(args.pid)
     failures = []
     for mode, path in outputs.items():
         profile = recording.merged(mode)

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
-import socket
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aperture.agent import k8s
+from aperture.agent.identity import agent_identity
 from aperture.errors import UsageError
 from aperture.units import parse_duration, parse_size
 
@@ -30,7 +28,7 @@ DEFAULT_QUEUE_BYTES = 64 << 20
 DEFAULT_SPOOL_BYTES = 1 << 30
 DEFAULT_FLUSH_TIMEOUT = 10.0
 # Flags that mean nothing without --aggregator.
-_PUSH_ONLY = ("token", "tls_ca", "agent_id", "label", "queue_bytes", "spool_dir", "spool_bytes",
+_PUSH_ONLY = ("token", "tls_ca", "agent_id", "queue_bytes", "spool_dir", "spool_bytes",
               "flush_timeout")  # fmt: skip
 
 
@@ -82,33 +80,6 @@ def parse_endpoint(url: str, ca_file: Path | None = None) -> Endpoint:
             raise UsageError(f"--tls-ca {ca_file} holds no PEM certificate.")
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return Endpoint(url=url.strip().rstrip("/"), target=target, tls=tls, ca_pem=ca_pem)
-
-
-_LABEL_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-/]{0,62}$")
-MAX_LABEL_VALUE = 256
-
-
-def parse_labels(items: Sequence[str]) -> dict[str, str]:
-    """``key=value`` pairs from ``--label``; :class:`UsageError` for a bad or repeated one."""
-    labels: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not value:
-            raise UsageError(f"--label {item!r} is not KEY=VALUE (e.g. --label env=prod).")
-        if not _LABEL_KEY.match(key):
-            raise UsageError(
-                f"--label key {key!r} must start with a letter or _ and hold only letters, "
-                "digits, _ . - / (at most 63 characters)."
-            )
-        if len(value) > MAX_LABEL_VALUE or not value.isprintable():
-            raise UsageError(
-                f"--label {key}: the value must be printable and at most "
-                f"{MAX_LABEL_VALUE} characters."
-            )
-        if key in labels:
-            raise UsageError(f"--label {key} is given twice.")
-        labels[key] = value
-    return labels
 
 
 def check_token(token: str | None) -> str | None:
@@ -180,7 +151,8 @@ def add_push_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="add a label to this agent's identity (repeatable); kernel=RELEASE is always set, "
+        help="add a label to this agent's identity, in its pushes and its output files "
+        "(repeatable); kernel=RELEASE is always set, "
         "and in Kubernetes node, pod and namespace from APERTURE_NODE_NAME, APERTURE_POD_NAME "
         "and APERTURE_POD_NAMESPACE (downward API; a --label of the same key wins)",
     )
@@ -252,10 +224,8 @@ def build_pusher(args: argparse.Namespace, log: Callable[[str], None]) -> Pusher
     endpoint = parse_endpoint(args.aggregator, args.tls_ca)
     token_text = args.token if args.token is not None else os.environ.get("APERTURE_AUTH_TOKEN")
     token = check_token(token_text)
-    labels = {"kernel": platform.release(), **k8s.identity_labels(), **parse_labels(args.label)}
-    # In a pod the host name is the pod's; the node is the machine being profiled.
-    host = k8s.node_name() or socket.gethostname()
-    agent_id = args.agent_id if args.agent_id is not None else host
+    me = agent_identity(args.label)
+    agent_id = args.agent_id if args.agent_id is not None else me.host
     if not _AGENT_ID.match(agent_id):
         raise UsageError(
             f"--agent-id {agent_id!r} must be 1-128 characters without spaces, not starting with /."
@@ -264,7 +234,7 @@ def build_pusher(args: argparse.Namespace, log: Callable[[str], None]) -> Pusher
     if args.spool_dir is not None:
         spool_dir = _spool_dir(args.spool_dir)
         spool = Spool(spool_dir, args.spool_bytes or DEFAULT_SPOOL_BYTES, warn=log)
-    identity = Identity(agent_id, host, labels, __version__)
+    identity = Identity(agent_id, me.host, me.labels, __version__)
     return Pusher(
         endpoint,
         identity,
