@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
+from aperture.agent.recorder import Collector
 from aperture.filters.host import WasmFilter, apply_filter
 from aperture.model import Profile
-
-
-class _Collector(Protocol):
-    def start(self) -> None: ...
-
-    def drain(self) -> Profile: ...
-
-    def sample_count(self) -> int: ...
-
-    def close(self) -> None: ...
 
 
 class FilteredCollector:
     """Filters each window right after the drain, so pushes and local output agree."""
 
-    def __init__(self, inner: _Collector, flt: WasmFilter) -> None:
+    def __init__(self, inner: Collector, flt: WasmFilter) -> None:
         self.inner = inner
         self.filter = flt
 
