@@ -10,7 +10,6 @@ import argparse
 import os
 import re
 import tempfile
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING
 from aperture.agent.identity import agent_identity
 from aperture.errors import UsageError
 from aperture.units import parse_duration, parse_size
+from aperture.urls import parse_http_address
 
 if TYPE_CHECKING:
     from aperture.agent.push import Pusher
@@ -44,30 +44,16 @@ class Endpoint:
 
 def parse_endpoint(url: str, ca_file: Path | None = None) -> Endpoint:
     """``http://HOST[:PORT]`` (plain) or ``https://`` (TLS); :class:`UsageError` otherwise."""
+    address = parse_http_address(url, "--aggregator", DEFAULT_PORT)
+    parts = address.parts
     example = "e.g. http://aggregator:50051, or https:// for TLS"
-    try:
-        parts = urllib.parse.urlsplit(url.strip())
-    except ValueError as exc:  # an unclosed IPv6 bracket, say
-        raise UsageError(
-            f"--aggregator {url!r} is not a valid URL ({exc}): use http://HOST:PORT, "
-            "with an IPv6 address in brackets (http://[::1]:50051)."
-        ) from None
-    if parts.scheme not in ("http", "https"):
-        raise UsageError(f"--aggregator {url!r} is not an http:// or https:// URL ({example}).")
     if parts.username or parts.password:
         raise UsageError(
             "--aggregator must not carry credentials: set APERTURE_AUTH_TOKEN instead."
         )
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise UsageError(f"--aggregator {url!r} takes no path ({example}).")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise UsageError(f"--aggregator {url!r} has an invalid port ({example}).") from None
-    host = parts.hostname
-    if not host:
-        raise UsageError(f"--aggregator {url!r} names no host ({example}).")
-    tls = parts.scheme == "https"
+    tls = address.tls
     ca_pem = None
     if ca_file is not None:
         if not tls:
@@ -78,8 +64,7 @@ def parse_endpoint(url: str, ca_file: Path | None = None) -> Endpoint:
             raise UsageError(f"cannot read --tls-ca {ca_file}: {exc.strerror or exc}.") from None
         if b"-----BEGIN CERTIFICATE-----" not in ca_pem:
             raise UsageError(f"--tls-ca {ca_file} holds no PEM certificate.")
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Endpoint(url=url.strip().rstrip("/"), target=target, tls=tls, ca_pem=ca_pem)
+    return Endpoint(url=url.strip().rstrip("/"), target=address.target, tls=tls, ca_pem=ca_pem)
 
 
 def check_token(token: str | None) -> str | None:

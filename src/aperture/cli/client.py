@@ -6,37 +6,22 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import grpc
 
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
 from aperture.proto.v1 import aggregator_pb2_grpc
+from aperture.urls import parse_http_address
 
 _T = TypeVar("_T")
 
 
 def channel_for(endpoint: str, *, tls_ca: Path | None = None) -> grpc.Channel:
     """A channel for ``http://`` (plain) or ``https://`` (TLS) endpoints."""
-    try:
-        parts = urlsplit(endpoint)
-    except ValueError as exc:  # an unclosed IPv6 bracket, say
-        raise UsageError(
-            f"--endpoint {endpoint!r} is not a valid URL ({exc}): use http://HOST:PORT, "
-            "with an IPv6 address in brackets (http://[::1]:50051)."
-        ) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            f"{endpoint!r} is not an aggregator endpoint: use http://HOST:PORT or https://HOST:PORT."
-        )
-    try:
-        port = parts.port or 50051
-    except ValueError:
-        raise UsageError(f"{endpoint!r} has an invalid port.") from None
-    host = parts.hostname
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = parse_http_address(endpoint, "--endpoint", 50051)
+    target = address.target
     options = [("grpc.max_receive_message_length", 64 << 20)]
-    if parts.scheme == "https":
+    if address.tls:
         root = None
         if tls_ca is not None:
             try:
@@ -53,23 +38,23 @@ def bearer(token: str | None) -> list[tuple[str, str]]:
     return [("authorization", f"Bearer {token}")] if token else []
 
 
-def explain(error: grpc.RpcError, endpoint: str) -> AgentError:
+def explain(error: grpc.RpcError, endpoint: str) -> UserError:
     """One sentence for a failed call, saying what to do."""
     code = error.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        return AgentError(
+        return UserError(
             f"cannot reach the aggregator at {endpoint}: is it running? (check --endpoint)"
         )
     if code == grpc.StatusCode.UNAUTHENTICATED:
-        return AgentError(
+        return UserError(
             f"the aggregator at {endpoint} rejected the token: set APERTURE_AUTH_TOKEN "
             "(or --token) to the aggregator's token."
         )
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return AgentError(f"the aggregator at {endpoint} refused the token: {error.details()}")
+        return UserError(f"the aggregator at {endpoint} refused the token: {error.details()}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return AgentError(f"the aggregator at {endpoint} did not answer in time.")
-    return AgentError(f"the aggregator at {endpoint} answered {code.name}: {error.details()}")
+        return UserError(f"the aggregator at {endpoint} did not answer in time.")
+    return UserError(f"the aggregator at {endpoint} answered {code.name}: {error.details()}")
 
 
 class Client:

@@ -7,11 +7,11 @@ import os
 import ssl
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
+from aperture.urls import parse_http_address
 
 DEFAULT_API = "http://127.0.0.1:9090"
 
@@ -36,15 +36,7 @@ class RestClient:
     """GET/POST under ``/api/v1`` with the token attached and failures in one sentence."""
 
     def __init__(self, api: str, *, token: str | None = None, tls_ca: Path | None = None) -> None:
-        try:
-            parts = urlsplit(api)
-        except ValueError as exc:  # an unclosed IPv6 bracket, say
-            raise UsageError(
-                f"--api {api!r} is not a valid URL ({exc}): use http://HOST:PORT, "
-                "with an IPv6 address in brackets (http://[::1]:9090)."
-            ) from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"--api {api!r} is not an address: use http://HOST:PORT.")
+        parse_http_address(api, "--api", 9090)
         self.api = api.rstrip("/")
         token = token or os.environ.get("APERTURE_AUTH_TOKEN")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -60,23 +52,23 @@ class RestClient:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError:
-            raise AgentError(
+            raise UserError(
                 f"cannot reach the aggregator's HTTP API at {self.api}: is it running? "
                 "(check --api)"
             ) from None
         except httpx.TimeoutException:
-            raise AgentError(f"the aggregator at {self.api} did not answer in time.") from None
+            raise UserError(f"the aggregator at {self.api} did not answer in time.") from None
         except httpx.HTTPError as exc:
-            raise AgentError(f"the request to {self.api} failed: {exc}") from None
+            raise UserError(f"the request to {self.api} failed: {exc}") from None
         if response.status_code == 401:
-            raise AgentError(
+            raise UserError(
                 f"the aggregator at {self.api} rejected the token: set APERTURE_AUTH_TOKEN "
                 "(or --token) to the aggregator's token."
             )
         if response.status_code == 403:
-            raise AgentError(f"the aggregator at {self.api} refused the token: {_detail(response)}")
+            raise UserError(f"the aggregator at {self.api} refused the token: {_detail(response)}")
         if response.status_code >= 400:
-            raise AgentError(
+            raise UserError(
                 f"the aggregator at {self.api} answered {response.status_code}: {_detail(response)}"
             )
         return response
