@@ -21,7 +21,7 @@ from aperture.agent.push_options import (
     size_arg,
 )
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
 from aperture.filters.options import add_filter_arguments, build_filter
 from aperture.formats import (
     UnknownFormatError,
@@ -34,9 +34,11 @@ from aperture.model import EventType, Profile
 from aperture.units import format_duration
 
 if TYPE_CHECKING:
+    from aperture.agent.identity import AgentIdentity
     from aperture.agent.push import Pusher, PushReport
-    from aperture.agent.recorder import Collector, Progress
+    from aperture.agent.recorder import Collector, Progress, Recording
     from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+    from aperture.filters.host import WasmFilter
 
 PROG = "aperture-agent"
 MAX_FREQUENCY = 10_000
@@ -237,7 +239,7 @@ def _save(profile: Profile, path: Path) -> None:
         fd, fallback = tempfile.mkstemp(prefix="aperture-", suffix=".json")
         os.close(fd)
         write_profile(profile, Path(fallback))
-        raise AgentError(
+        raise UserError(
             f"could not write {path} ({exc.strerror or exc}); the profile was saved "
             f"to {fallback} instead."
         ) from None
@@ -281,12 +283,43 @@ def build_collectors(
 
 
 def run(args: argparse.Namespace) -> int:
-    from aperture.agent import system
-    from aperture.agent.identity import agent_identity
-    from aperture.agent.push import batches, format_push_summary
+    """The agent's run, step by step: flags, host, collectors, recording, outputs."""
     from aperture.agent.push_options import build_pusher
-    from aperture.agent.recorder import Progress, record, stop_on_signals
-    from aperture.agent.summary import format_summary
+    from aperture.agent.recorder import Progress
+
+    modes, outputs, me = _check_flags(args)
+    progress = Progress(sys.stderr, enabled=not args.quiet)
+
+    def warn(text: str) -> None:
+        progress.log(f"{PROG}: warning: {text}")
+
+    flt = build_filter(args, on_failure=warn)  # a bad module fails before any BPF
+    pusher = build_pusher(args, warn)
+    flushed: list[PushReport] = []  # the pusher's final report, once it is flushed
+    try:
+        if pusher is not None:
+            _check_pusher(pusher, args, progress)  # before any BPF
+        _prepare_host()
+        recording = _record(args, modes, outputs, flt, pusher, progress, flushed)
+    finally:
+        if pusher is not None and not flushed:
+            pusher.close()  # failed before recording: spooled batches stay for the next start
+    report = flushed[0] if flushed else None
+    failures = _write_outputs(recording, outputs, me.profile_labels(args.pid))
+    if not args.quiet:
+        _print_summaries(args, recording, report, flt, outputs)
+    if report is not None and report.lost_total:
+        failures.append(_lost_sentence(report, args))
+    if failures:
+        raise UserError(" ".join(failures))
+    return 0
+
+
+def _check_flags(
+    args: argparse.Namespace,
+) -> tuple[list[str], dict[str, Path], AgentIdentity]:
+    """The modes, output paths and identity the flags ask for; UsageError if bad."""
+    from aperture.agent.identity import agent_identity
 
     modes = list(MODES) if args.mode == "all" else [args.mode]
     outputs = output_paths(args.output, modes) if args.output is not None else {}
@@ -296,95 +329,125 @@ def run(args: argparse.Namespace) -> int:
     me = agent_identity(args.label)  # a bad --label or downward-API value fails here
     if args.stack_map_size < 1024:
         raise UsageError("--stack-map-size must be at least 1024.")
-    progress = Progress(sys.stderr, enabled=not args.quiet)
+    return modes, outputs, me
 
-    def warn(text: str) -> None:
-        progress.log(f"{PROG}: warning: {text}")
 
-    flt = build_filter(args, on_failure=warn)  # a bad module fails before any BPF
-    pusher = build_pusher(args, warn)
-    report = None
-    try:
-        if pusher is not None:
-            # Before any BPF: a wrong token must not cost a privileged start-up.
-            pusher.check()
-            if pusher.pending() and not args.quiet:
-                progress.log(
-                    f"{batches(pusher.pending())} from an earlier run wait in "
-                    f"{args.spool_dir}: sending them first"
-                )
-        system.check_privileges()
-        system.check_btf()
-        system.ensure_tracefs()
-        system.bound_native_heap()
+def _check_pusher(pusher: Pusher, args: argparse.Namespace, progress: Progress) -> None:
+    """A wrong token must not cost a privileged start-up: checked before any BPF."""
+    from aperture.agent.push import batches
 
-        from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+    pusher.check()
+    if pusher.pending() and not args.quiet:
+        progress.log(
+            f"{batches(pusher.pending())} from an earlier run wait in "
+            f"{args.spool_dir}: sending them first"
+        )
 
-        symbolizer = ThreadSafeSymbolizer()  # one for every mode: files loaded once
-        collectors = build_collectors(args, modes, symbolizer)
-        if flt is not None:
-            from aperture.filters.collector import FilteredCollector
 
-            for mode in ("cpu", "lock"):  # syscall records carry no stacks
-                if mode in collectors:
-                    collectors[mode] = FilteredCollector(collectors[mode], flt)
-        stop, again = threading.Event(), threading.Event()
-        started: list[Collector] = []
-        with stop_on_signals(stop, again):
-            try:
-                for collector in collectors.values():
-                    collector.start()
-                    started.append(collector)
-                if pusher is not None:
-                    pusher.start()
-                recording = record(
-                    collectors,
-                    duration_s=args.duration,
-                    window_s=args.interval,
-                    stop=stop,
-                    on_window=_push_window(pusher) if pusher is not None else None,
-                    progress=progress,
-                    status=pusher.status_line if pusher is not None else None,
-                    keep_windows=bool(outputs),
-                    per_process=args.per_process,
-                    after_drain=symbolizer.sweep_exited,
-                )
-            finally:
-                for collector in started:
-                    collector.close()
-                if pusher is not None and started:
-                    # Also when recording failed: what was queued is still worth sending.
-                    report = _final_flush(pusher, args, progress, again)
-    finally:
-        if pusher is not None and report is None:
-            pusher.close()  # failed before recording: spooled batches stay for the next start
-    identity = me.profile_labels(args.pid)
+def _prepare_host() -> None:
+    from aperture.agent import system
+
+    system.check_privileges()
+    system.check_btf()
+    system.ensure_tracefs()
+    system.bound_native_heap()
+
+
+def _record(
+    args: argparse.Namespace,
+    modes: list[str],
+    outputs: dict[str, Path],
+    flt: WasmFilter | None,
+    pusher: Pusher | None,
+    progress: Progress,
+    flushed: list[PushReport],
+) -> Recording:
+    """Start the collectors, record until the end, close them and flush the pusher
+    (its report appended to ``flushed``, also when recording failed)."""
+    from aperture.agent.recorder import record, stop_on_signals
+    from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+
+    symbolizer = ThreadSafeSymbolizer()  # one for every mode: files loaded once
+    collectors = build_collectors(args, modes, symbolizer)
+    if flt is not None:
+        from aperture.filters.collector import FilteredCollector
+
+        for mode in ("cpu", "lock"):  # syscall records carry no stacks
+            if mode in collectors:
+                collectors[mode] = FilteredCollector(collectors[mode], flt)
+    stop, again = threading.Event(), threading.Event()
+    started: list[Collector] = []
+    with stop_on_signals(stop, again):
+        try:
+            for collector in collectors.values():
+                collector.start()
+                started.append(collector)
+            if pusher is not None:
+                pusher.start()
+            recording = record(
+                collectors,
+                duration_s=args.duration,
+                window_s=args.interval,
+                stop=stop,
+                on_window=_push_window(pusher) if pusher is not None else None,
+                progress=progress,
+                status=pusher.status_line if pusher is not None else None,
+                keep_windows=bool(outputs),
+                per_process=args.per_process,
+                after_drain=symbolizer.sweep_exited,
+            )
+        finally:
+            for collector in started:
+                collector.close()
+            if pusher is not None and started:
+                # Also when recording failed: what was queued is still worth sending.
+                flushed.append(_final_flush(pusher, args, progress, again))
+    return recording
+
+
+def _write_outputs(
+    recording: Recording, outputs: dict[str, Path], labels: dict[str, str]
+) -> list[str]:
+    """Each mode's merged profile to its file; the sentences of those that failed."""
     failures = []
     for mode, path in outputs.items():
         profile = recording.merged(mode)
         assert profile is not None  # record() always drains once
-        profile.labels.update(identity)
+        profile.labels.update(labels)
         try:
             _save(profile, path)
-        except AgentError as exc:  # keep writing the other modes' outputs
+        except UserError as exc:  # keep writing the other modes' outputs
             failures.append(str(exc))
-    if not args.quiet:
-        print(format_summary(recording.totals), file=sys.stderr)
-        if report is not None:
-            print("\n" + format_push_summary(report, args.aggregator), file=sys.stderr)
-        if flt is not None:
-            print(flt.summary(), file=sys.stderr)
-        for path in outputs.values():
-            print(f"wrote {path}", file=sys.stderr)
-    if report is not None and report.lost_total:
-        advice = "" if args.spool_dir else "; --spool-dir keeps undelivered batches for a restart"
-        failures.append(
-            f"{batches(report.lost_total)} did not reach the aggregator at {args.aggregator} "
-            f"and {'is' if report.lost_total == 1 else 'are'} lost (see the Push summary){advice}."
-        )
-    if failures:
-        raise AgentError(" ".join(failures))
-    return 0
+    return failures
+
+
+def _print_summaries(
+    args: argparse.Namespace,
+    recording: Recording,
+    report: PushReport | None,
+    flt: WasmFilter | None,
+    outputs: dict[str, Path],
+) -> None:
+    from aperture.agent.push import format_push_summary
+    from aperture.agent.summary import format_summary
+
+    print(format_summary(recording.totals), file=sys.stderr)
+    if report is not None:
+        print("\n" + format_push_summary(report, args.aggregator), file=sys.stderr)
+    if flt is not None:
+        print(flt.summary(), file=sys.stderr)
+    for path in outputs.values():
+        print(f"wrote {path}", file=sys.stderr)
+
+
+def _lost_sentence(report: PushReport, args: argparse.Namespace) -> str:
+    from aperture.agent.push import batches
+
+    advice = "" if args.spool_dir else "; --spool-dir keeps undelivered batches for a restart"
+    return (
+        f"{batches(report.lost_total)} did not reach the aggregator at {args.aggregator} "
+        f"and {'is' if report.lost_total == 1 else 'are'} lost (see the Push summary){advice}."
+    )
 
 
 def _push_window(pusher: Pusher) -> Callable[[str, Profile], None]:
@@ -415,7 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except AgentError as exc:
+    except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ from aperture.aggregator.ingest import Ingest, journal_dir
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
 from aperture.aggregator.storage_link import StorageLink, StorageSettings
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.filters.host import WasmFilter
 
 log = logging.getLogger("aperture.aggregator")
@@ -77,7 +77,7 @@ def bind(host: str, port: int, what: str, flag: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise AgentError(
+        raise UserError(
             f"cannot listen for {what} on {host}:{port} ({exc.strerror}): "
             f"choose another address with {flag}."
         ) from None
@@ -139,85 +139,23 @@ class Aggregator:
         self.metrics.count_denied(transport, status, is_push=access is Access.INGEST)
 
     async def run(self) -> None:
+        """Serve until stopped, step by step: listen, replay, gRPC, HTTP, drain."""
         s = self.settings
-        try:
-            http_sock = bind(s.http_host, s.http_port, "HTTP", "--admin-listen")
-        except AgentError:
-            self._close_storage()
-            raise
-        self.http_port = http_sock.getsockname()[1]
+        http_sock = self._listen_http()
         try:
             await asyncio.to_thread(self.ingest.replay)
-        except AgentError:  # a journal segment this user cannot read
+            server, health_servicer = self._grpc_server()
+        except UserError:  # a journal segment this user cannot read, a port in use
             http_sock.close()
             self._close_storage()
             raise
-
-        server = grpc.aio.server(
-            interceptors=[AuthInterceptor(self.tokens, self._count_denied)],
-            options=[
-                # gRPC itself refuses beyond twice the limit; between the two our
-                # own check answers RESOURCE_EXHAUSTED and counts it.
-                ("grpc.max_receive_message_length", 2 * s.max_message_bytes),
-                ("grpc.max_send_message_length", 64 << 20),
-                # Else gRPC shares the port with another SO_REUSEPORT listener (another
-                # aggregator), and agents' pushes are split between the two.
-                ("grpc.so_reuseport", 0),
-            ],
-        )
-        service = AggregatorService(self.ingest, self.state.backend)
-        server.add_generic_rpc_handlers((service.handler(),))
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        address = f"{s.grpc_host}:{s.grpc_port}"
-        if s.grpc_port:
-            # A port in use is refused here in one sentence, not in gRPC's log lines.
-            try:
-                bind(s.grpc_host, s.grpc_port, "gRPC", "--listen").close()
-            except AgentError:
-                http_sock.close()
-                self._close_storage()
-                raise
-        try:
-            if s.tls_cert and s.tls_key:
-                creds = grpc.ssl_server_credentials(
-                    [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())]
-                )
-                self.grpc_port = server.add_secure_port(address, creds)
-            else:
-                self.grpc_port = server.add_insecure_port(address)
-        except RuntimeError:
-            self.grpc_port = 0
-        if not self.grpc_port:
-            http_sock.close()
-            self._close_storage()
-            raise AgentError(
-                f"cannot listen for gRPC on {address}: choose another address with --listen."
-            )
         await server.start()
         for name in ("", SERVICE):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-        config = uvicorn.Config(
-            create_app(self.state),
-            log_level="warning",
-            lifespan="off",
-            ssl_certfile=str(s.tls_cert) if s.tls_cert else None,
-            ssl_keyfile=str(s.tls_key) if s.tls_key else None,
-        )
-        http = _Uvicorn(config)
+        http = self._http_server()
         http_task = asyncio.create_task(http.serve(sockets=[http_sock]))
         self.state.ready = True
-        if not self.tokens.enabled:
-            log.warning(
-                "no APERTURE_AUTH_TOKEN set: anyone who can reach these ports can push and read"
-            )
-        elif not self.tokens.has_admin:
-            log.warning(
-                "no admin token (APERTURE_AUTH_TOKEN): alert rules cannot be changed or evaluated"
-            )
-        log.info("gRPC on %s:%d, HTTP on %s:%d (instance %s)", s.grpc_host, self.grpc_port,
-                 s.http_host, self.http_port, self.state.instance)  # fmt: skip
+        self._log_started()
         stop_task = asyncio.create_task(self.stop_event.wait())
         alerts_stop = asyncio.Event()
         alerts_task = asyncio.create_task(self.alerts.run(s.alert_interval_s, alerts_stop))
@@ -237,6 +175,79 @@ class Aggregator:
         if self.ingest.journal is not None:
             self.ingest.journal.close()
         log.info("stopped")
+
+    def _listen_http(self) -> socket.socket:
+        s = self.settings
+        try:
+            http_sock = bind(s.http_host, s.http_port, "HTTP", "--admin-listen")
+        except UserError:
+            self._close_storage()
+            raise
+        self.http_port = http_sock.getsockname()[1]
+        return http_sock
+
+    def _grpc_server(self) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+        """The gRPC server with its port bound (UserError if it cannot be), not started."""
+        s = self.settings
+        server = grpc.aio.server(
+            interceptors=[AuthInterceptor(self.tokens, self._count_denied)],
+            options=[
+                # gRPC itself refuses beyond twice the limit; between the two our
+                # own check answers RESOURCE_EXHAUSTED and counts it.
+                ("grpc.max_receive_message_length", 2 * s.max_message_bytes),
+                ("grpc.max_send_message_length", 64 << 20),
+                # Else gRPC shares the port with another SO_REUSEPORT listener (another
+                # aggregator), and agents' pushes are split between the two.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        service = AggregatorService(self.ingest, self.state.backend)
+        server.add_generic_rpc_handlers((service.handler(),))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        address = f"{s.grpc_host}:{s.grpc_port}"
+        if s.grpc_port:
+            # A port in use is refused here in one sentence, not in gRPC's log lines.
+            bind(s.grpc_host, s.grpc_port, "gRPC", "--listen").close()
+        try:
+            if s.tls_cert and s.tls_key:
+                creds = grpc.ssl_server_credentials(
+                    [(s.tls_key.read_bytes(), s.tls_cert.read_bytes())]
+                )
+                self.grpc_port = server.add_secure_port(address, creds)
+            else:
+                self.grpc_port = server.add_insecure_port(address)
+        except RuntimeError:
+            self.grpc_port = 0
+        if not self.grpc_port:
+            raise UserError(
+                f"cannot listen for gRPC on {address}: choose another address with --listen."
+            )
+        return server, health_servicer
+
+    def _http_server(self) -> _Uvicorn:
+        s = self.settings
+        config = uvicorn.Config(
+            create_app(self.state),
+            log_level="warning",
+            lifespan="off",
+            ssl_certfile=str(s.tls_cert) if s.tls_cert else None,
+            ssl_keyfile=str(s.tls_key) if s.tls_key else None,
+        )
+        return _Uvicorn(config)
+
+    def _log_started(self) -> None:
+        s = self.settings
+        if not self.tokens.enabled:
+            log.warning(
+                "no APERTURE_AUTH_TOKEN set: anyone who can reach these ports can push and read"
+            )
+        elif not self.tokens.has_admin:
+            log.warning(
+                "no admin token (APERTURE_AUTH_TOKEN): alert rules cannot be changed or evaluated"
+            )
+        log.info("gRPC on %s:%d, HTTP on %s:%d (instance %s)", s.grpc_host, self.grpc_port,
+                 s.http_host, self.http_port, self.state.instance)  # fmt: skip
 
     def _close_storage(self) -> None:
         if self.storage is not None:
