@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 
-class AgentError(Exception):
-    """A failure with a message meant for the user; exits with ``exit_code``."""
+class UserError(Exception):
+    """A failure with a message meant for the user; exits with ``exit_code``.
+
+    The one error type every command (agent, aggregator, CLI) turns into one line
+    on stderr and that exit code, without a traceback."""
 
     exit_code = 1
 
@@ -14,7 +17,7 @@ class AgentError(Exception):
             self.exit_code = exit_code
 
 
-class UsageError(AgentError):
+class UsageError(UserError):
     """A bad flag or argument value (exit code 2, like argparse)."""
 
     exit_code = 2

@@ -272,11 +272,11 @@ def test_profile_metrics_from_pushed_batches(tmp_path: Path) -> None:
 
 def test_corrupt_rules_file_is_one_sentence(tmp_path: Path) -> None:
     from aperture.aggregator.alerts.setup import build_engine
-    from aperture.errors import AgentError
+    from aperture.errors import UserError
 
     (tmp_path / "alerts.json").write_text("{not json")
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
-    with pytest.raises(AgentError, match=r"cannot load the alert rules from .*alerts\.json"):
+    with pytest.raises(UserError, match=r"cannot load the alert rules from .*alerts\.json"):
         build_engine(ingest, BufferBackend(ingest.buffer), None, tmp_path)
 
 

@@ -38,7 +38,7 @@ from aperture.agent.push import (
 from aperture.agent.push_options import Endpoint, check_token, parse_endpoint
 from aperture.agent.recorder import record
 from aperture.agent.spool import SUFFIX, Spool, SpoolBusy
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
 from aperture.model import EventType, Frame, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.proto.v1 import aggregator_pb2_grpc as apb_grpc
@@ -338,11 +338,11 @@ def test_wrong_token_fails_the_start_up_check(
 ) -> None:
     _servicer, port = aggregator
     pusher = make_pusher(port, fake_time, logs, token="wrong")
-    with pytest.raises(AgentError, match="rejected the token: set APERTURE_AUTH_TOKEN"):
+    with pytest.raises(UserError, match="rejected the token: set APERTURE_AUTH_TOKEN"):
         pusher.check()
     pusher.close()
     no_token = make_pusher(port, fake_time, logs, token=None)
-    with pytest.raises(AgentError, match="requires a token"):
+    with pytest.raises(UserError, match="requires a token"):
         no_token.check()
     no_token.close()
 

@@ -7,7 +7,7 @@ import pytest
 from aperture.agent.collectors.cpu import effective_unwind_mode
 from aperture.agent.run_totals import RunTotals
 from aperture.agent.summary import format_cpu_summary
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.model import EventType, Frame, Profile, Sample
 
 
@@ -16,9 +16,9 @@ def test_table_unwinding_is_x86_64_only_and_auto_falls_back_to_frame_pointers() 
     assert effective_unwind_mode("dwarf", "x86_64") == "dwarf"
     assert effective_unwind_mode("auto", "aarch64") == "fp"
     assert effective_unwind_mode("fp", "aarch64") == "fp"
-    with pytest.raises(AgentError, match=r"x86_64 only.*--unwind fp"):
+    with pytest.raises(UserError, match=r"x86_64 only.*--unwind fp"):
         effective_unwind_mode("dwarf", "aarch64")
-    with pytest.raises(AgentError, match="unknown --unwind"):
+    with pytest.raises(UserError, match="unknown --unwind"):
         effective_unwind_mode("lbr", "x86_64")
 
 

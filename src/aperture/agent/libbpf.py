@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 # Any ctypes value type (Structure, c_uint32, ...): the stubs give no common bound.
 _CT = TypeVar("_CT")
@@ -44,7 +44,7 @@ _RINGBUF_SAMPLE_FN = CFUNCTYPE(c_int, c_void_p, c_void_p, c_size_t)
 DRAIN_BATCH_BYTES = 1 << 20
 
 
-class BpfError(AgentError):
+class BpfError(UserError):
     """A libbpf call failed; ``errno`` holds the positive error number."""
 
     def __init__(self, what: str, err: int, detail: str = "") -> None:
@@ -126,7 +126,7 @@ def _find_library() -> str:
         except OSError:
             continue
         return name
-    raise AgentError(
+    raise UserError(
         "libbpf is not installed (libbpf.so.1 not found): install it with "
         "`apt-get install libbpf1` and run the agent again."
     )

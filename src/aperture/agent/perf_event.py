@@ -8,7 +8,7 @@ import os
 import platform
 from pathlib import Path
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_CPU_CLOCK = 0
@@ -70,7 +70,7 @@ def open_cpu_clock(cpu: int, frequency_hz: int) -> int:
     """Open a CPU-clock sampling event on one CPU for all processes; returns its fd."""
     nr = _SYSCALL_NR.get(platform.machine())
     if nr is None:
-        raise AgentError(f"CPU profiling is not supported on {platform.machine()} yet.")
+        raise UserError(f"CPU profiling is not supported on {platform.machine()} yet.")
     attr = PerfEventAttr()
     attr.type = PERF_TYPE_SOFTWARE
     attr.size = ctypes.sizeof(PerfEventAttr)
@@ -81,14 +81,14 @@ def open_cpu_clock(cpu: int, frequency_hz: int) -> int:
     if fd < 0:
         err = ctypes.get_errno()
         if err == errno.EINVAL and frequency_hz > max_sample_rate():
-            raise AgentError(
+            raise UserError(
                 f"the kernel caps sampling at {max_sample_rate()} Hz "
                 f"(kernel.perf_event_max_sample_rate): use a lower --frequency."
             )
         if err in (errno.EACCES, errno.EPERM):
-            raise AgentError(
+            raise UserError(
                 "opening perf events was refused: run the agent as root or with "
                 "CAP_PERFMON (and CAP_BPF)."
             )
-        raise AgentError(f"perf_event_open on CPU {cpu} failed: {os.strerror(err)}.")
+        raise UserError(f"perf_event_open on CPU {cpu} failed: {os.strerror(err)}.")
     return int(fd)

@@ -27,7 +27,7 @@ import grpc
 
 from aperture.agent.push_options import Endpoint
 from aperture.agent.spool import Spool
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.model import Profile
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.wire import Identity, encode
@@ -215,7 +215,7 @@ class Pusher:
     def check(self, timeout_s: float = 5.0) -> bool:
         """One cheap authenticated call before recording starts.
 
-        Raises :class:`AgentError` if the aggregator refuses the token; returns
+        Raises :class:`UserError` if the aggregator refuses the token; returns
         False (after one warning line) if it cannot be reached, True otherwise.
         """
         query = self._connect().unary_unary(
@@ -229,7 +229,7 @@ class Pusher:
             code = exc.code()
             if code == grpc.StatusCode.UNAUTHENTICATED:
                 what = "rejected the token" if self._metadata else "requires a token"
-                raise AgentError(
+                raise UserError(
                     f"the aggregator at {self.endpoint.url} {what}: set "
                     "APERTURE_AUTH_TOKEN to one of the aggregator's ingest tokens."
                 ) from None

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 SUFFIX = ".batch"
 _TEMP_SUFFIX = ".tmp"
 _LOCK_NAME = ".lock"
 
 
-class SpoolBusy(AgentError):
+class SpoolBusy(UserError):
     """Another agent holds the spool directory."""
 
 

@@ -6,7 +6,7 @@ import ctypes
 import os
 from pathlib import Path
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 CAP_SYS_ADMIN = 21
 CAP_PERFMON = 38
@@ -32,7 +32,7 @@ def check_privileges() -> None:
     if has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON)):
         return
     missing = [n for n, c in (("CAP_BPF", CAP_BPF), ("CAP_PERFMON", CAP_PERFMON)) if not has(c)]
-    raise AgentError(
+    raise UserError(
         f"the agent lacks {' and '.join(missing)}: run it as root "
         "(sudo aperture-agent ...) or grant those capabilities."
     )
@@ -40,7 +40,7 @@ def check_privileges() -> None:
 
 def check_btf() -> None:
     if not BTF.exists():
-        raise AgentError(
+        raise UserError(
             f"this kernel exposes no BTF ({BTF} is missing): CO-RE programs need a kernel "
             "built with CONFIG_DEBUG_INFO_BTF=y."
         )
@@ -50,7 +50,7 @@ def _tracefs_ready() -> bool:
     try:
         return (TRACEFS / "events").is_dir()
     except PermissionError:
-        raise AgentError(
+        raise UserError(
             f"cannot read {TRACEFS}: run the agent as root or grant it CAP_DAC_READ_SEARCH."
         ) from None
 
@@ -72,7 +72,7 @@ def ensure_tracefs() -> None:
     rc = mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None)
     if rc != 0 and not _tracefs_ready():
         err: int = ctypes.get_errno()
-        raise AgentError(
+        raise UserError(
             f"tracefs is not mounted at {TRACEFS} and mounting it failed "
             f"({os.strerror(err)}): run `mount -t tracefs nodev {TRACEFS}`."
         )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aperture import __version__
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
 from aperture.filters.options import add_filter_arguments, build_filter
 
 PROG = "aperture-aggregator"
@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         assert isinstance(settings, Settings)
         check_data_dir(settings.data_dir, settings.journal)
         asyncio.run(serve(settings))
-    except AgentError as exc:
+    except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 log = logging.getLogger("aperture.aggregator.journal")
 _HEADER = struct.Struct("<II")
@@ -66,7 +66,7 @@ class Journal:
             try:
                 data = path.read_bytes()
             except OSError as exc:  # e.g. written by root, read by a service user
-                raise AgentError(
+                raise UserError(
                     f"cannot read the journal segment {path} ({exc.strerror}): give this "
                     f"user read and write access to {self.directory}, or start as its owner."
                 ) from None

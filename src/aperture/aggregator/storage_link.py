@@ -16,7 +16,7 @@ from typing import Any
 
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 log = logging.getLogger("aperture.aggregator")
 
@@ -40,7 +40,7 @@ class StorageLink:
         try:
             from aperture.storage import StorageWriter, Store, StoreBackend, StoreError
         except ModuleNotFoundError as exc:
-            raise AgentError(
+            raise UserError(
                 f"{exc.name} is not installed: install the aggregator extras "
                 "(pip install 'aperture[aggregator]') or run with --no-storage."
             ) from None
@@ -53,7 +53,7 @@ class StorageLink:
                 password=settings.password,
             )
         except StoreError as exc:
-            raise AgentError(f"cannot open the store: {str(exc).rstrip('.')}.") from None
+            raise UserError(f"cannot open the store: {str(exc).rstrip('.')}.") from None
         self.metrics = metrics
 
         def on_flush(status: str, seconds: float) -> None:

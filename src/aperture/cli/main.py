@@ -21,7 +21,7 @@ from aperture.cli.commands import (
     top,
 )
 from aperture.cli.rest import add_api_argument
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 PROG = "aperture"
 COMMANDS: dict[str, ModuleType] = {
@@ -88,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(COMMANDS[args.command].run(args, client))
         finally:
             client.close()
-    except AgentError as exc:
+    except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     return 0

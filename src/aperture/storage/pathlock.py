@@ -13,12 +13,12 @@ import threading
 from pathlib import Path
 from typing import ClassVar
 
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 LOCK_FILE = "aperture.lock"
 
 
-class StoreError(AgentError):
+class StoreError(UserError):
     """The store cannot be opened or used; the message says why and what to do."""
 
 

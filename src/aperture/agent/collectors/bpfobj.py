@@ -8,14 +8,14 @@ from importlib import resources
 from pathlib import Path
 
 from aperture.agent.libbpf import BpfMap, num_possible_cpus
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 
 def object_path(name: str) -> Path:
     """Path of a packaged ``NAME.bpf.o``, with a fix when it was never built."""
     path = Path(str(resources.files("aperture") / "bpf" / f"{name}.bpf.o"))
     if not path.is_file():
-        raise AgentError(
+        raise UserError(
             f"the BPF object {path.name} is missing from the package ({path}): "
             "build it with `make bpf` (needs clang) or install a released wheel."
         )
@@ -25,7 +25,7 @@ def object_path(name: str) -> Path:
 def check_layout(bpf_map: BpfMap, key: type[ctypes._CData], value: type[ctypes._CData]) -> None:
     """Fail loudly when a ctypes mirror drifted from the C struct it reads."""
     if bpf_map.key_size != ctypes.sizeof(key) or bpf_map.value_size != ctypes.sizeof(value):
-        raise AgentError(
+        raise UserError(
             f"map {bpf_map.name}: key/value sizes {bpf_map.key_size}/{bpf_map.value_size} "
             f"do not match the agent's {ctypes.sizeof(key)}/{ctypes.sizeof(value)}; "
             "rebuild the BPF objects (`make bpf`)."

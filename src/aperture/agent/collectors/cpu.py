@@ -36,7 +36,7 @@ from aperture.agent.unwind.kernel_maps import (
     RegistryStats,
     TableStats,
 )
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 from aperture.profile_types import value_unit
 
@@ -170,11 +170,11 @@ class UnwindReport:
 def effective_unwind_mode(requested: str, machine: str | None = None) -> str:
     """The --unwind mode this machine can run: tables exist for x86_64 only."""
     if requested not in UNWIND_MODES:
-        raise AgentError(f"unknown --unwind {requested!r}: use auto, dwarf or fp.")
+        raise UserError(f"unknown --unwind {requested!r}: use auto, dwarf or fp.")
     if (machine or platform.machine()) in ("x86_64", "AMD64") or requested == "fp":
         return requested
     if requested == "dwarf":
-        raise AgentError(
+        raise UserError(
             f"--unwind dwarf is implemented for x86_64 only, not {machine or platform.machine()}: "
             "use --unwind fp (or auto, which uses frame pointers here)."
         )
@@ -407,7 +407,7 @@ class CpuCollector:
 
     def _require(self) -> BpfObject:
         if self._obj is None:
-            raise AgentError("the CPU collector is not running")
+            raise UserError("the CPU collector is not running")
         return self._obj
 
     def _read_stacks(

@@ -19,7 +19,7 @@ from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
 from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
@@ -134,7 +134,7 @@ class LockCollector:
     def drain(self) -> Profile:
         obj = self._obj
         if obj is None:
-            raise AgentError("the lock tracer is not running")
+            raise UserError("the lock tracer is not running")
         end_ns = time.time_ns()
         idle = self._buffers.flip()
         entries = obj.map(f"stats{idle}").drain(LockKey, LockStats)

@@ -18,7 +18,7 @@ from aperture.agent.collectors.bpfobj import (
 )
 from aperture.agent.libbpf import BpfObject
 from aperture.agent.syscall_table import AARCH64, X86_64
-from aperture.errors import AgentError
+from aperture.errors import UserError
 from aperture.model import EventType, Profile, SyscallStat
 from aperture.profile_types import value_unit
 
@@ -112,7 +112,7 @@ class SyscallCollector:
 
     def drain(self) -> Profile:
         if self._obj is None:
-            raise AgentError("the syscall tracer is not running")
+            raise UserError("the syscall tracer is not running")
         end_ns = time.time_ns()
         idle = self._buffers.flip()
         stats = self._obj.map(f"stats{idle}").drain(SyscallKey, SyscallStats)

@@ -14,7 +14,7 @@ from aperture.aggregator.alerts.sources import Sources
 from aperture.aggregator.backend import Backend
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.storage_link import StorageLink
-from aperture.errors import AgentError
+from aperture.errors import UserError
 
 
 def build_engine(
@@ -42,6 +42,6 @@ def build_engine(
         )
     except Exception as exc:  # a corrupt file, an unreachable store
         where = "the store's alert tables" if storage is not None else str(path)
-        raise AgentError(
+        raise UserError(
             f"cannot load the alert rules from {where} ({exc}): repair or move it aside."
         ) from None

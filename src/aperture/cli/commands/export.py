@@ -8,7 +8,7 @@ from pathlib import Path
 from aperture.cli.client import Client
 from aperture.cli.filters import add_filter_arguments, filter_params
 from aperture.cli.rest import RestClient
-from aperture.errors import AgentError, UsageError
+from aperture.errors import UsageError, UserError
 from aperture.formats.registry import write_atomic
 
 HELP = "export a profile from an aggregator (collapsed, json, speedscope or pprof)"
@@ -68,5 +68,5 @@ def run(args: argparse.Namespace, client: Client) -> str:
     try:
         write_atomic(args.output, body)
     except OSError as exc:
-        raise AgentError(f"cannot write {args.output}: {exc.strerror or exc}.") from None
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}.") from None
     return f"wrote {args.output} ({fmt}, {len(body)} bytes)"
