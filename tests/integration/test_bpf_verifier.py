@@ -18,7 +18,11 @@ from aperture.agent.libbpf import BpfObject, VerifierStats
 
 pytestmark = pytest.mark.usefixtures("bpf")
 
-BUDGET_INSNS = 100_000  # a tenth of the kernel's limit
+# A quarter of the kernel's limit. Kernel builds differ several-fold on the same
+# object: sample_cpu (--unwind auto) took 17,030 instructions and 12 ms on one
+# 6.18 build, 112,030 and 0.46 s on another (dwarf: 123,500); the old object's
+# 561,390 fails on both.
+BUDGET_INSNS = 250_000
 
 
 def _verify(name: str, unwind_mode: str | None = None) -> dict[str, VerifierStats]:
@@ -37,7 +41,7 @@ def _verify(name: str, unwind_mode: str | None = None) -> dict[str, VerifierStat
 
 
 @pytest.mark.parametrize("mode", sorted(UNWIND_MODES))
-def test_the_cpu_programs_verify_within_a_tenth_of_the_limit(mode: str) -> None:
+def test_the_cpu_programs_verify_within_a_quarter_of_the_limit(mode: str) -> None:
     stats = _verify("cpu", mode)
     assert "sample_cpu" in stats
     over = {name: s.insns for name, s in stats.items() if s.insns > BUDGET_INSNS}
@@ -45,7 +49,7 @@ def test_the_cpu_programs_verify_within_a_tenth_of_the_limit(mode: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["lock", "syscall"])
-def test_the_lock_and_syscall_programs_verify_within_a_tenth_of_the_limit(name: str) -> None:
+def test_the_lock_and_syscall_programs_verify_within_a_quarter_of_the_limit(name: str) -> None:
     stats = _verify(name)
     assert stats
     over = {prog: s.insns for prog, s in stats.items() if s.insns > BUDGET_INSNS}
