@@ -260,10 +260,6 @@ class _LineTables:
                 self._bytes -= self._tables.popitem(last=False)[1][1]
         return ranges
 
-    def held_bytes(self) -> int:
-        with self._lock:
-            return self._bytes
-
 
 _RANGE_BYTES = 3 * 8  # a start, an end and a line: a list slot each (small ints are shared)
 _TABLE_BYTES = 3 * 56 + 160  # three empty lists, the tuples and the entry
