@@ -35,8 +35,8 @@ from typing import Any
 
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
 from aperture.proto.v1 import profile_pb2 as pb
-from aperture.query import QueryFilter
-from aperture.storage import StorageWriter, Store, queries
+from aperture.query import QueryFilter, answers
+from aperture.storage import StorageWriter, Store, StoreSource
 from aperture.storage.rows import RowBuilder
 from aperture.wire import Identity, encode
 
@@ -213,15 +213,16 @@ def main() -> int:
     first = QueryFilter(from_ns=start_ns, to_ns=mid)
     second = QueryFilter(from_ns=mid, to_ns=end_ns + 1)
     one_host = QueryFilter(from_ns=end_ns - 3600 * S, to_ns=end_ns + 1, host="host-7")
+    source = StoreSource(store)
     cases: list[tuple[str, Callable[[], Any]]] = [
         ("flamegraph, all hosts, max_nodes 5000",
-         lambda: queries.flamegraph_tree(store, whole, 5000)),
-        ("top 100 (self)", lambda: queries.top(store, whole, 100, "self")),
+         lambda: answers.flamegraph(source, whole, 5000)),
+        ("top 100 (self)", lambda: answers.top(source, whole, 100, "self")),
         ("diff first vs second half, max_nodes 5000",
-         lambda: queries.diff(store, first, second, 5000, 200)),
-        ("timeline step 60 s", lambda: queries.timeline(store, whole, 60, None)),
-        ("timeline step 300 s by host", lambda: queries.timeline(store, whole, 300, "host")),
-        ("flamegraph, one host, last hour", lambda: queries.flamegraph_tree(store, one_host, 5000)),
+         lambda: answers.diff(source, first, second, 5000, 200)),
+        ("timeline step 60 s", lambda: answers.timeline(source, whole, 60, None)),
+        ("timeline step 300 s by host", lambda: answers.timeline(source, whole, 300, "host")),
+        ("flamegraph, one host, last hour", lambda: answers.flamegraph(source, one_host, 5000)),
     ]  # fmt: skip
     results = []
     for name, fn in cases:
@@ -229,7 +230,7 @@ def main() -> int:
         cold, p50, p95 = timed(fn, args.runs)
         results.append((name, cold, p50, p95))
         print(f"{name}: cold {cold:.0f} ms, p50 {p50:.0f} ms, p95 {p95:.0f} ms", file=sys.stderr)
-    nodes = len(queries.flamegraph_tree(store, whole, 10**7)["nodes"]["name"])
+    nodes = len(answers.flamegraph(source, whole, 10**7).nodes.name)
     store.close()
     tmp.cleanup()
     write_report(args, open_s, ingest, arrow_bytes, sql_bytes, gen_s, results, nodes)

@@ -20,12 +20,13 @@ import pytest
 
 pytest.importorskip("chdb", reason="the storage tests need the aggregator extra (chdb)")
 
-from aperture.aggregator.backend import BufferBackend
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
+from aperture.aggregator.buffer_source import BufferSource
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.proto.v1 import profile_pb2 as pb
-from aperture.query import QueryFilter
-from aperture.storage import StorageWriter, Store, StoreInUse, queries, schema
+from aperture.query import QueryFilter, answers
+from aperture.query.source import StackSource
+from aperture.storage import StorageWriter, Store, StoreInUse, StoreSource, schema
 from aperture.transforms import lock_samples, merge
 from aperture.wire import Identity, check, decode, encode
 
@@ -98,11 +99,46 @@ def fleet() -> list[pb.ProfileBatch]:
     ]  # fmt: skip
 
 
-def buffer_backend(batches: list[pb.ProfileBatch]) -> BufferBackend:
+class Answers:
+    """One source's answers as the API sends them (the models' JSON, as dicts)."""
+
+    def __init__(self, source: StackSource) -> None:
+        self.source = source
+
+    def flamegraph(self, f: QueryFilter, max_nodes: int) -> dict[str, Any]:
+        return answers.flamegraph(self.source, f, max_nodes).model_dump()
+
+    def top(self, f: QueryFilter, limit: int, sort: str = "self") -> dict[str, Any]:
+        return answers.top(self.source, f, limit, sort).model_dump()
+
+    def diff(self, b: QueryFilter, c: QueryFilter, max_nodes: int, limit: int) -> dict[str, Any]:
+        return answers.diff(self.source, b, c, max_nodes, limit).model_dump()
+
+    def timeline(self, f: QueryFilter, step_s: int, group_by: str | None) -> dict[str, Any]:
+        return answers.timeline(self.source, f, step_s, group_by).model_dump()
+
+    def syscalls(self, f: QueryFilter, per_process: bool) -> dict[str, Any]:
+        return answers.syscalls(self.source, f, per_process).model_dump()
+
+    def locks(self, f: QueryFilter, limit: int) -> dict[str, Any]:
+        return answers.locks(self.source, f, limit).model_dump()
+
+    def unwind(self, f: QueryFilter) -> dict[str, Any]:
+        return answers.unwind(self.source, f).model_dump()
+
+    def export_profile(self, f: QueryFilter) -> Profile:
+        return self.source.export_profile(f)
+
+
+def stored(store: Store) -> Answers:
+    return Answers(StoreSource(store))
+
+
+def buffer_backend(batches: list[pb.ProfileBatch]) -> Answers:
     buf = BatchBuffer(1 << 30)
     for b in batches:
         buf.add(BufferedBatch.of(b, check(b), b.SerializeToString(), 0))
-    return BufferBackend(buf)
+    return Answers(BufferSource(buf))
 
 
 FILTERS: list[dict[str, Any]] = [
@@ -123,34 +159,34 @@ def test_every_query_answers_as_the_buffer_does(store: Store, kw: dict[str, Any]
     mem = buffer_backend(batches)
     for et in (EventType.CPU, EventType.LOCK):
         f = QueryFilter(et, **kw)
-        assert queries.flamegraph_tree(store, f, 1000) == mem.flamegraph(f, 1000)
+        assert stored(store).flamegraph(f, 1000) == mem.flamegraph(f, 1000)
         for sort in ("self", "total"):
-            assert queries.top(store, f, 10, sort) == mem.top(f, 10, sort)
+            assert stored(store).top(f, 10, sort) == mem.top(f, 10, sort)
         for group in (None, "host", "comm", "pid"):
-            assert queries.timeline(store, f, 10, group) == mem.timeline(f, 10, group)
+            assert stored(store).timeline(f, 10, group) == mem.timeline(f, 10, group)
     f = QueryFilter(EventType.SYSCALL, **kw)
     for per_process in (False, True):
-        assert queries.syscalls(store, f, per_process) == mem.syscalls(f, per_process)
-    assert queries.timeline(store, f, 60, "comm") == mem.timeline(f, 60, "comm")
+        assert stored(store).syscalls(f, per_process) == mem.syscalls(f, per_process)
+    assert stored(store).timeline(f, 60, "comm") == mem.timeline(f, 60, "comm")
     f = QueryFilter(EventType.LOCK, **kw)
-    assert queries.locks(store, f, 10) == mem.locks(f, 10)
-    assert queries.unwind(store, f) == mem.unwind(f)
-    assert queries.locks(store, f, 1) == mem.locks(f, 1)
+    assert stored(store).locks(f, 10) == mem.locks(f, 10)
+    assert stored(store).unwind(f) == mem.unwind(f)
+    assert stored(store).locks(f, 1) == mem.locks(f, 1)
 
 
 def test_round_trip_values(store: Store) -> None:
     store.insert_batches(fleet())
-    fg = queries.flamegraph_tree(store, QueryFilter(), 100)
+    fg = stored(store).flamegraph(QueryFilter(), 100)
     names, nodes = fg["names"], fg["nodes"]
     assert fg["total"] == 75 + 25 + 5 + 7 + 40 + 3
     assert [names[i] for i in nodes["name"][:3]] == ["all", "app", "main"]
     assert nodes["depth"][:3] == [0, 1, 2]
     assert names[nodes["name"][nodes["total"].index(7)]] == "pid 12"  # no comm: pid
-    syscalls = queries.syscalls(store, QueryFilter(EventType.SYSCALL), False)["syscalls"]
+    syscalls = stored(store).syscalls(QueryFilter(EventType.SYSCALL), False)["syscalls"]
     read = next(r for r in syscalls if r["name"] == "read")
     assert (read["count"], read["errors"], read["top_errno"]) == (110, 4, [("EAGAIN", 4)])
     assert 512 <= read["p50_ns"] < 1024 and read["p99_ns"] <= 9000
-    top_lock = queries.locks(store, QueryFilter(EventType.LOCK), 5)["locks"][0]
+    top_lock = stored(store).locks(QueryFilter(EventType.LOCK), 5)["locks"][0]
     assert (top_lock["address"], top_lock["wait_ns"], top_lock["contentions"]) == (
         "0x7f00",
         10000,
@@ -161,8 +197,8 @@ def test_round_trip_values(store: Store) -> None:
         {"name": "hot", "module": "app"},
     ]
     one_lock = QueryFilter(EventType.LOCK, address=0x8000)
-    assert queries.flamegraph_tree(store, one_lock, 100)["total"] == 500
-    assert queries.flamegraph_tree(store, QueryFilter(EventType.LOCK), 100)["total"] == 10500
+    assert stored(store).flamegraph(one_lock, 100)["total"] == 500
+    assert stored(store).flamegraph(QueryFilter(EventType.LOCK), 100)["total"] == 10500
 
 
 def test_export_profile_merges_the_range(store: Store) -> None:
@@ -170,15 +206,15 @@ def test_export_profile_merges_the_range(store: Store) -> None:
     store.insert_batches(batches)
     for et in EventType:
         want = merge(decode(b).profiles[et] for b in batches if et in decode(b).profiles)
-        got = queries.export_profile(store, QueryFilter(et))
+        got = stored(store).export_profile(QueryFilter(et))
         assert (got.start_ns, got.end_ns, got.unit) == (want.start_ns, want.end_ns, want.unit)
         assert Counter(got.samples) == Counter(want.samples)
         assert Counter(got.locks) == Counter(want.locks)
         key = lambda s: (s.pid, s.nr)  # noqa: E731
         assert sorted(got.syscalls, key=key) == sorted(want.syscalls, key=key)
-    assert queries.export_profile(store, QueryFilter()).frequency_hz == 99
-    assert queries.export_profile(store, QueryFilter()).losses == {"lost": 3}
-    empty = queries.export_profile(store, QueryFilter(from_ns=T0 + 3600 * S))
+    assert stored(store).export_profile(QueryFilter()).frequency_hz == 99
+    assert stored(store).export_profile(QueryFilter()).losses == {"lost": 3}
+    empty = stored(store).export_profile(QueryFilter(from_ns=T0 + 3600 * S))
     assert empty.samples == [] and empty.start_ns == T0 + 3600 * S
 
 
@@ -186,7 +222,7 @@ def test_time_range_is_half_open_on_window_ends(store: Store) -> None:
     store.insert_batches(fleet())  # windows end at T0, T0+10s, T0+20s
 
     def total(lo: int, hi: int) -> int:
-        return int(queries.flamegraph_tree(store, QueryFilter(from_ns=lo, to_ns=hi), 100)["total"])
+        return int(stored(store).flamegraph(QueryFilter(from_ns=lo, to_ns=hi), 100)["total"])
 
     assert total(T0, T0 + 1) == 100
     assert total(T0 - 1, T0) == 0
@@ -195,9 +231,9 @@ def test_time_range_is_half_open_on_window_ends(store: Store) -> None:
     assert total(T0, T0 + 20 * S) == 112
     assert total(T0, T0 + 20 * S + 1) == 155
     by_label = QueryFilter(labels={"env": "prod"}, from_ns=T0 + 10 * S)
-    assert queries.flamegraph_tree(store, by_label, 100)["total"] == 12
-    assert queries.top(store, QueryFilter(labels={"env": ""}), 5)["total"] == 0
-    assert queries.top(store, QueryFilter(labels={"env": "dev", "x": "y"}), 5)["total"] == 0
+    assert stored(store).flamegraph(by_label, 100)["total"] == 12
+    assert stored(store).top(QueryFilter(labels={"env": ""}), 5)["total"] == 0
+    assert stored(store).top(QueryFilter(labels={"env": "dev", "x": "y"}), 5)["total"] == 0
 
 
 def test_diff_on_constructed_sides(store: Store) -> None:
@@ -205,7 +241,7 @@ def test_diff_on_constructed_sides(store: Store) -> None:
     comp = batch(2, [cpu(T0 + 60 * S, ((MAIN, HOT), 100, 1, "app"), ((MAIN, VFS), 300, 1, "app"))])
     store.insert_batches([base, comp])
     b, c = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
-    d = queries.diff(store, b, c, 100, 10)
+    d = stored(store).diff(b, c, 100, 10)
     assert (d["baseline_total"], d["comparison_total"]) == (100, 400)
     names, nodes = d["names"], d["nodes"]
     row = {names[n]: i for i, n in enumerate(nodes["name"])}
@@ -240,15 +276,15 @@ def test_flamegraph_pruning_keeps_totals(store: Store) -> None:
     batches = [batch(1, [cpu(T0, *samples)]), batch(2, [cpu(T0 + 60 * S, *half)])]
     store.insert_batches(batches)
     first = QueryFilter(to_ns=T0 + 1)
-    full = queries.flamegraph_tree(store, first, 100_000)
-    pruned = queries.flamegraph_tree(store, first, 50)
+    full = stored(store).flamegraph(first, 100_000)
+    pruned = stored(store).flamegraph(first, 50)
     mem = buffer_backend(batches)
     assert pruned == mem.flamegraph(QueryFilter(to_ns=T0 + 1), 50)
     for n in (10, 40, 333):
-        assert queries.flamegraph_tree(store, QueryFilter(), n) == mem.flamegraph(QueryFilter(), n)
+        assert stored(store).flamegraph(QueryFilter(), n) == mem.flamegraph(QueryFilter(), n)
         b, c = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
         mb, mc = QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1)
-        assert queries.diff(store, b, c, n, 20) == mem.diff(mb, mc, n, 20)
+        assert stored(store).diff(b, c, n, 20) == mem.diff(mb, mc, n, 20)
     assert len(full["nodes"]["name"]) == 1 + 1 + 1 + 10 + 300
     assert len(pruned["nodes"]["name"]) < 80
     assert pruned["total"] == full["total"] == sum(range(1, 301))
@@ -264,25 +300,25 @@ NASTY = ["'; DROP TABLE samples; --", "\\", "a'b\\'c", "{host:String}", "\0", "Ã
 def test_sql_metacharacters_are_only_values(store: Store, value: str) -> None:
     store.insert_batches(fleet())
     for kw in ({"host": value}, {"comm": value}, {"agent": value}, {"labels": {value: value}}):
-        assert queries.flamegraph_tree(store, QueryFilter(**kw), 100)["total"] == 0
-        assert queries.top(store, QueryFilter(**kw), 10)["functions"] == []
-        assert queries.timeline(store, QueryFilter(**kw), 60, "host")["series"] == []
-        assert queries.syscalls(store, QueryFilter(EventType.SYSCALL, **kw), True)["syscalls"] == []
-        assert queries.locks(store, QueryFilter(EventType.LOCK, **kw), 10)["locks"] == []
-    assert queries.top(store, QueryFilter(), 10)["total"] == 155  # nothing was dropped
+        assert stored(store).flamegraph(QueryFilter(**kw), 100)["total"] == 0
+        assert stored(store).top(QueryFilter(**kw), 10)["functions"] == []
+        assert stored(store).timeline(QueryFilter(**kw), 60, "host")["series"] == []
+        assert stored(store).syscalls(QueryFilter(EventType.SYSCALL, **kw), True)["syscalls"] == []
+        assert stored(store).locks(QueryFilter(EventType.LOCK, **kw), 10)["locks"] == []
+    assert stored(store).top(QueryFilter(), 10)["total"] == 155  # nothing was dropped
     # the same strings as data come back exactly
     odd = batch(9, [cpu(T0, ((Frame(value, value),), 3, 5, value))], host=value, **{value: value})
     store.insert_batches([odd])
     f = QueryFilter(host=value, comm=value, labels={value: value})
-    assert queries.top(store, f, 5)["functions"][0]["name"] == value
+    assert stored(store).top(f, 5)["functions"][0]["name"] == value
     assert store.stored([(f"agent-{value}", 9)]) == {(f"agent-{value}", 9)}
 
 
 def test_out_of_range_filters_match_nothing(store: Store) -> None:
     store.insert_batches(fleet())
     for f in (QueryFilter(pid=-1), QueryFilter(pid=2**40), QueryFilter(EventType.LOCK, address=-5)):
-        assert queries.top(store, f, 5)["total"] == 0
-    assert queries.top(store, QueryFilter(from_ns=-(2**70), to_ns=2**70), 5)["total"] == 155
+        assert stored(store).top(f, 5)["total"] == 0
+    assert stored(store).top(QueryFilter(from_ns=-(2**70), to_ns=2**70), 5)["total"] == 155
 
 
 def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
@@ -296,7 +332,7 @@ def test_duplicates_and_malformed_batches_are_skipped(store: Store) -> None:
     assert store.insert_batches([bad]).rejected == 1
     keys = [("agent-h1", 1), ("agent-h1", 2), ("agent-h1", 7), ("agent-h2", 1)]
     assert store.stored(keys) == {("agent-h1", 1), ("agent-h1", 2), ("agent-h2", 1)}
-    assert queries.top(store, QueryFilter(), 5)["total"] == 155
+    assert stored(store).top(QueryFilter(), 5)["total"] == 155
 
 
 def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> None:
@@ -307,7 +343,7 @@ def test_reopen_keeps_data_and_migrations_are_idempotent(engine_dir: Path) -> No
             for stmt in migration.statements(s.layout):
                 s.command(stmt)  # applying again changes nothing
     with Store.open(dsn, database=db) as s:
-        assert queries.top(s, QueryFilter(), 5)["total"] == 155
+        assert stored(s).top(QueryFilter(), 5)["total"] == 155
         versions = s.select(f"SELECT version FROM {db}.schema_migrations ORDER BY version")
         assert versions == [(m.version,) for m in schema.MIGRATIONS]
 
@@ -318,12 +354,12 @@ def test_retention_ttl_drops_expired_partitions(engine_dir: Path) -> None:
     with Store.open(dsn, database=db, retention_days=7) as s:
         s.insert_batches([batch(1, [cpu(old, ((MAIN,), 5, 1, "a")), syscall(old)]),
                           batch(2, [cpu(T0, ((MAIN,), 7, 1, "a"))])])  # fmt: skip
-        assert queries.top(s, QueryFilter(), 5)["total"] == 12
+        assert stored(s).top(QueryFilter(), 5)["total"] == 12
     with Store.open(dsn, database=db, retention_days=1) as s:
         for table in ("samples", "syscall_stats", "batches"):
             s.command(f"OPTIMIZE TABLE {db}.{table} FINAL")
-        assert queries.top(s, QueryFilter(), 5)["total"] == 7
-        assert queries.syscalls(s, QueryFilter(EventType.SYSCALL), False)["syscalls"] == []
+        assert stored(s).top(QueryFilter(), 5)["total"] == 7
+        assert stored(s).syscalls(QueryFilter(EventType.SYSCALL), False)["syscalls"] == []
         assert s.stored([("agent-h1", 1), ("agent-h1", 2)]) == {("agent-h1", 2)}
         ttl = s.select(f"SELECT engine_full FROM system.tables WHERE database = '{db}' "
                        "AND name = 'samples'")  # fmt: skip
@@ -398,7 +434,7 @@ def test_writer_keeps_data_queued_while_the_store_fails(store: Store) -> None:
     assert stats.pending_batches == stats.pending_rows == stats.pending_bytes == 0
     assert stats.written_batches == 3
     assert stats.flush_total["error"] >= 1 and "error" in outcomes and outcomes[-1] == "ok"
-    assert queries.top(store, QueryFilter(), 5)["total"] == 155
+    assert stored(store).top(QueryFilter(), 5)["total"] == 155
 
 
 def test_writer_keeps_every_batch_over_its_byte_bound(store: Store) -> None:
@@ -441,9 +477,7 @@ def test_server_round_trip(server_store: Store) -> None:
     batches = fleet()
     server_store.insert_batches(batches)
     mem = buffer_backend(batches)
-    assert queries.flamegraph_tree(server_store, QueryFilter(), 100) == mem.flamegraph(
-        QueryFilter(), 100
-    )
+    assert stored(server_store).flamegraph(QueryFilter(), 100) == mem.flamegraph(QueryFilter(), 100)
     assert server_store.stored([("agent-h1", 2)]) == {("agent-h1", 2)}
 
 
@@ -460,10 +494,10 @@ def test_hourly_rollup_and_raw_edges_agree(store: Store) -> None:
     for lo, hi in [(T0 - 3 * hour + S, T0 + 5 * S), (T0 - 3 * hour, T0), (0, T0 - hour),
                    (T0 - 2 * hour - 1, T0 + hour), (T0 - 3 * hour + 6 * S, T0 - S)]:  # fmt: skip
         f = QueryFilter(from_ns=lo, to_ns=hi)
-        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(f, 100)
-        assert queries.top(store, f, 10, "total") == mem.top(f, 10, "total")
+        assert stored(store).flamegraph(f, 100) == mem.flamegraph(f, 100)
+        assert stored(store).top(f, 10, "total") == mem.top(f, 10, "total")
         f = QueryFilter(from_ns=lo, to_ns=hi, comm="app")
-        assert queries.flamegraph_tree(store, f, 100) == mem.flamegraph(f, 100)
+        assert stored(store).flamegraph(f, 100) == mem.flamegraph(f, 100)
 
 
 def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> None:
@@ -476,7 +510,7 @@ def test_writer_pipelines_a_backlog_without_loss_or_duplicates(store: Store) -> 
     stats = writer.stats()
     assert (stats.written_batches, stats.flush_failed, stats.pending_rows) == (60, 0, 0)
     assert stats.flush_ok >= 7
-    assert queries.top(store, QueryFilter(), 5)["total"] == sum(range(1, 61))
+    assert stored(store).top(QueryFilter(), 5)["total"] == sum(range(1, 61))
     assert len(store.stored([("agent-h1", b.sequence) for b in batches])) == 60
 
 
@@ -509,7 +543,7 @@ def test_python_frames_group_by_function_and_keep_their_lines(store: Store) -> N
     batches = python_fleet()
     store.insert_batches(batches)
     mem = buffer_backend(batches)
-    fg = queries.flamegraph_tree(store, QueryFilter(), 1000)
+    fg = stored(store).flamegraph(QueryFilter(), 1000)
     assert fg == mem.flamegraph(QueryFilter(), 1000)
     hot = _node(fg, "Worker.hot")  # lines 12 and 14 are one node
     assert (hot["kind"], hot["total"], hot["self"]) == (6, 160, 140)
@@ -517,18 +551,18 @@ def test_python_frames_group_by_function_and_keep_their_lines(store: Store) -> N
     assert fg["names"][hot["module"]] == "/app/run.py"
     assert _node(fg, "<module>")["line"] == 30
     assert _node(fg, "encoder_listencode")["line"] == 0  # native frames have none
-    top = queries.top(store, QueryFilter(), 10, "self")
+    top = stored(store).top(QueryFilter(), 10, "self")
     assert top == mem.top(QueryFilter(), 10, "self")
     assert top["functions"][0] == {"name": "Worker.hot", "module": "/app/run.py", "self": 140,
                                    "self_pct": 140 * 100 / 165, "total": 160,
                                    "total_pct": 160 * 100 / 165}  # fmt: skip
     # the earlier window against the later one: the hottest line over both sides
-    d = queries.diff(store, QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
+    d = stored(store).diff(QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
     assert d == mem.diff(QueryFilter(to_ns=T0 + 1), QueryFilter(from_ns=T0 + 1), 100, 10)
     assert _node(d, "Worker.hot")["line"] == 14
     # exports keep every frame with its kind and line
     want = merge(decode(b).profiles[EventType.CPU] for b in batches)
-    got = queries.export_profile(store, QueryFilter())
+    got = stored(store).export_profile(QueryFilter())
     assert Counter(got.samples) == Counter(want.samples)
     assert {f.line for s in got.samples for f in s.stack if f.kind is FrameKind.PYTHON} == {
         12, 14, 30,
@@ -547,7 +581,7 @@ def test_stacks_stored_before_lines_read_as_line_zero_and_keep_their_hash(store:
     assert store.select(f"SELECT lines FROM {store.table('stacks')}") == [([],)]
     store.insert_batches([old])  # the same stack from a new aggregator: the same hash
     assert store.select(f"SELECT count() FROM {store.table('stacks')} FINAL") == [(1,)]
-    (sample,) = queries.export_profile(store, QueryFilter()).samples
+    (sample,) = stored(store).export_profile(QueryFilter()).samples
     assert sample.stack == (MAIN, HOT) and {f.line for f in sample.stack} == {0}
 
 
@@ -577,5 +611,5 @@ def test_a_store_at_migration_2_migrates_to_python_frames(
         assert versions == [(1,), (2,), (3,)]
         assert s.resolve_stacks([7])[7].frames == (Frame("main", "app", FrameKind.USER, 4400),)
         s.insert_batches(python_fleet())
-        fg = queries.flamegraph_tree(s, QueryFilter(), 100)
+        fg = stored(s).flamegraph(QueryFilter(), 100)
         assert _node(fg, "Worker.hot")["line"] == 14

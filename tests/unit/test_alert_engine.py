@@ -12,8 +12,8 @@ from aperture.aggregator.alerts.notify import Attempt, Notifier
 from aperture.aggregator.alerts.persist import JsonFilePersistence
 from aperture.aggregator.alerts.rules import RuleError, parse_rule
 from aperture.aggregator.alerts.sources import Sources
-from aperture.aggregator.backend import BufferBackend
 from aperture.aggregator.buffer import AgentInfo, BatchBuffer
+from aperture.aggregator.buffer_source import BufferSource
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.metrics import Metrics
 
@@ -44,7 +44,7 @@ def silent_rule(**extra: Any) -> dict[str, Any]:
 def engine(tmp_path: Path, clock: Clock, recorder: Recorder, **kw: Any) -> AlertEngine:
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
     ingest.agents["a1"] = AgentInfo("a1", "h", last_push_ns=int(clock.now * 1e9))
-    return AlertEngine(Sources(ingest, BufferBackend(ingest.buffer)),
+    return AlertEngine(Sources(ingest, BufferSource(ingest.buffer)),
                        JsonFilePersistence(tmp_path / "alerts.json"), ingest.metrics.registry,
                        notifier=recorder, clock=clock, **kw)  # fmt: skip
 
@@ -277,7 +277,7 @@ def test_corrupt_rules_file_is_one_sentence(tmp_path: Path) -> None:
     (tmp_path / "alerts.json").write_text("{not json")
     ingest = Ingest(BatchBuffer(1 << 20), Metrics())
     with pytest.raises(UserError, match=r"cannot load the alert rules from .*alerts\.json"):
-        build_engine(ingest, BufferBackend(ingest.buffer), None, tmp_path)
+        build_engine(ingest, BufferSource(ingest.buffer), None, tmp_path)
 
 
 def test_every_metric_has_a_unit_and_a_description() -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from aperture.aggregator.backend import BufferBackend
 from aperture.aggregator.buffer import BatchBuffer
+from aperture.aggregator.buffer_source import BufferSource
 from aperture.model import EventType
 from aperture.profile_types import PROFILE_TYPES, series_unit, value_unit
-from aperture.query import QueryFilter
+from aperture.query import QueryFilter, answers
 
 
 def test_every_event_type_is_registered_with_its_units() -> None:
@@ -20,10 +20,10 @@ def test_every_event_type_is_registered_with_its_units() -> None:
 
 
 def test_answers_state_the_registered_units_even_when_empty() -> None:
-    backend = BufferBackend(BatchBuffer(1 << 20))
+    source = BufferSource(BatchBuffer(1 << 20))
     for event_type in EventType:
         f = QueryFilter(event_type)
-        assert backend.timeline(f, 10, None)["unit"] == series_unit(event_type)
-        assert backend.export_profile(f).unit == value_unit(event_type)
+        assert answers.timeline(source, f, 10, None).unit == series_unit(event_type)
+        assert source.export_profile(f).unit == value_unit(event_type)
         if event_type is not EventType.SYSCALL:
-            assert backend.flamegraph(f, 100)["unit"] == value_unit(event_type)
+            assert answers.flamegraph(source, f, 100).unit == value_unit(event_type)

@@ -14,7 +14,7 @@ from aperture.aggregator.access import Access
 from aperture.aggregator.alerts.engine import AlertEngine
 from aperture.aggregator.alerts.routes import add_alert_routes
 from aperture.aggregator.auth import HttpAuth, Tokens
-from aperture.aggregator.backend import Backend, BufferBackend
+from aperture.aggregator.buffer_source import BufferSource
 from aperture.aggregator.grpc_service import summary
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.interop_routes import add_interop_routes
@@ -22,6 +22,7 @@ from aperture.aggregator.query_routes import add_query_routes
 from aperture.aggregator.storage_link import StorageLink
 from aperture.aggregator.web import WEB_DIR, mount_ui
 from aperture.model import EventType
+from aperture.query.source import StackSource
 
 
 class AppState:
@@ -31,12 +32,12 @@ class AppState:
         tokens: Tokens,
         *,
         metrics_public: bool,
-        backend: Backend | None = None,
+        source: StackSource | None = None,
         storage: StorageLink | None = None,
     ) -> None:
         self.ingest = ingest
         self.storage = storage
-        self.backend: Backend = backend or BufferBackend(ingest.buffer)
+        self.source: StackSource = source or BufferSource(ingest.buffer)
         self.tokens = tokens
         self.metrics_public = metrics_public
         self.ready = False
@@ -157,7 +158,7 @@ def create_app(state: AppState) -> FastAPI:
             for a in rows
         ]
 
-    add_query_routes(api, state.backend)
+    add_query_routes(api, state.source)
     if state.alerts is not None:
         add_alert_routes(api, state.alerts)
     app.include_router(api)

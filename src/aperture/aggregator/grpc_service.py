@@ -3,7 +3,7 @@
 Push takes the raw request bytes (no generated deserializer), so oversize and
 garbage payloads reach our own checks and are counted, not dropped inside gRPC.
 Query lists the in-memory buffer of recent batches; Aggregate and Diff answer
-from the query backend (the store, or the buffer with --no-storage).
+from the query source (the store, or the buffer with --no-storage).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Any
 
 import grpc
 
-from aperture.aggregator.backend import Backend
 from aperture.aggregator.buffer import BufferedBatch
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.analysis import aggregate
 from aperture.model import EventType
 from aperture.proto.v1 import aggregator_pb2 as apb
+from aperture.query import answers
 from aperture.query.filter import QueryFilter
+from aperture.query.source import StackSource
 
 SERVICE = "aperture.v1.Aggregator"
 # The most rows one call may ask for (``limit``), as on the REST routes (SECURITY.md).
@@ -35,7 +36,7 @@ _STATUS = {
 
 
 def request_filter(request: apb.AggregateRequest) -> QueryFilter:
-    """The backend filter of a gRPC request (0 means unbounded)."""
+    """The query filter of a gRPC request (0 means unbounded)."""
     return QueryFilter(
         event_type=EventType(request.event_type or "cpu"),
         from_ns=request.from_ns or 0,
@@ -58,11 +59,11 @@ async def checked_limit(limit: int, context: grpc.aio.ServicerContext) -> int:
 
 
 class AggregatorService:
-    """Push into the ingest path; Aggregate and Diff from the backend (store or buffer)."""
+    """Push into the ingest path; Aggregate and Diff from the query source (store or buffer)."""
 
-    def __init__(self, ingest: Ingest, backend: Backend) -> None:
+    def __init__(self, ingest: Ingest, source: StackSource) -> None:
         self.ingest = ingest
-        self.backend = backend
+        self.source = source
 
     async def push(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
         result = await asyncio.to_thread(self.ingest.push, data)
@@ -114,7 +115,7 @@ class AggregatorService:
         if f.event_type is EventType.SYSCALL:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
         limit = await checked_limit(request.limit, context)
-        profile = await asyncio.to_thread(self.backend.export_profile, f)
+        profile = await asyncio.to_thread(self.source.export_profile, f)
         result = await asyncio.to_thread(aggregate, [profile], limit=limit)
         return apb.AggregateResponse(
             total=result.total,
@@ -140,20 +141,20 @@ class AggregatorService:
         except ValueError:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
         limit = await checked_limit(request.limit, context)
-        answer = await asyncio.to_thread(self.backend.diff, base, comp, 100_000, limit)
+        answer = await asyncio.to_thread(answers.diff, self.source, base, comp, 100_000, limit)
         return apb.DiffResponse(
-            baseline_total=answer["baseline_total"],
-            comparison_total=answer["comparison_total"],
+            baseline_total=answer.baseline_total,
+            comparison_total=answer.comparison_total,
             functions=[
                 apb.DiffEntry(
-                    name=r["name"],
-                    baseline_self=r["baseline_self"],
-                    comparison_self=r["comparison_self"],
-                    baseline_share=r["baseline_pct"] / 100,
-                    comparison_share=r["comparison_pct"] / 100,
-                    delta_share=r["delta_pct"] / 100,
+                    name=r.name,
+                    baseline_self=r.baseline_self,
+                    comparison_self=r.comparison_self,
+                    baseline_share=r.baseline_pct / 100,
+                    comparison_share=r.comparison_pct / 100,
+                    delta_share=r.delta_pct / 100,
                 )
-                for r in answer["functions"]
+                for r in answer.functions
             ],
         )
 

@@ -1,16 +1,17 @@
-"""REST routes of the analysis API (docs/api.md), over any :class:`Backend`."""
+"""REST routes of the analysis API (docs/api.md), over either :class:`StackSource`."""
 
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from aperture.aggregator.backend import Backend
 from aperture.formats.registry import EXPORTS
 from aperture.model import EventType, Profile
+from aperture.query import answers, models
 from aperture.query.filter import QueryFilter
+from aperture.query.source import StackSource
 from aperture.timeparse import parse_time
 from aperture.units import parse_duration
 
@@ -79,7 +80,7 @@ TypeParam = Annotated[EventType, Query(alias="type", description="cpu, lock or s
 _TIME_DOC = "RFC 3339, unix ns, or relative (-1h, now)"
 
 
-def add_query_routes(router: APIRouter, backend: Backend) -> None:
+def add_query_routes(router: APIRouter, source: StackSource) -> None:
     """Register /flamegraph, /top, /diff, /timeline, /syscalls, /locks, /unwind and /export."""
 
     @router.get("/flamegraph")
@@ -89,11 +90,12 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         max_nodes: Annotated[int, Query(ge=10, le=200_000)] = 5000,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Flamegraph:
         """A flamegraph tree as flat arrays (depth-first pre-order)."""
         if event_type is EventType.SYSCALL:
             raise _bad("syscall data has no stacks: use type=cpu or type=lock")
-        return backend.flamegraph(parse_filter(request, event_type=event_type), max_nodes)
+        f = parse_filter(request, event_type=event_type)
+        return answers.flamegraph(source, f, max_nodes)
 
     @router.get("/top")
     def top(
@@ -103,11 +105,11 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         sort: Annotated[str, Query(pattern="^(self|total)$")] = "self",
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Top:
         """Functions by self (leaf) or total (anywhere on the stack) value."""
         if event_type is EventType.SYSCALL:
             raise _bad("syscall data has no stacks: use /syscalls")
-        return backend.top(parse_filter(request, event_type=event_type), limit, sort)
+        return answers.top(source, parse_filter(request, event_type=event_type), limit, sort)
 
     @router.get("/diff")
     def diff(
@@ -119,7 +121,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         baseline_to: Annotated[str, Query(description=_TIME_DOC)] = "-1h",
         comparison_from: Annotated[str, Query(description=_TIME_DOC)] = "-1h",
         comparison_to: Annotated[str, Query(description=_TIME_DOC)] = "now",
-    ) -> dict[str, Any]:
+    ) -> models.Diff:
         """Baseline vs comparison, per node on both sides; compare shares of each side."""
         if event_type is EventType.SYSCALL:
             raise _bad("syscall data has no stacks: use type=cpu or type=lock")
@@ -130,7 +132,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
                             to_key="comparison_to", prefix="comparison.",
                             default_from=comparison_from,
                             default_to=comparison_to)  # fmt: skip
-        return backend.diff(base, comp, max_nodes, limit)
+        return answers.diff(source, base, comp, max_nodes, limit)
 
     @router.get("/timeline")
     def timeline(
@@ -140,7 +142,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         group_by: Annotated[str | None, Query(pattern="^(host|comm|pid)$")] = None,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Timeline:
         """Samples, wait ns or syscalls per time bucket, optionally per host/comm/pid."""
         try:
             step_s = max(1, int(parse_duration(step)))
@@ -149,7 +151,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         f = parse_filter(request, event_type=event_type)
         if (f.to_ns - f.from_ns) / (step_s * 1e9) > 10_000:
             raise _bad("more than 10,000 buckets: use a larger step or a shorter range")
-        return backend.timeline(f, step_s, group_by)
+        return answers.timeline(source, f, step_s, group_by)
 
     @router.get("/syscalls")
     def syscalls(
@@ -157,9 +159,10 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         per_process: bool = False,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Syscalls:
         """Per syscall: count, errors, top errno, total time, latency quantiles, histogram."""
-        return backend.syscalls(parse_filter(request, event_type=EventType.SYSCALL), per_process)
+        f = parse_filter(request, event_type=EventType.SYSCALL)
+        return answers.syscalls(source, f, per_process)
 
     @router.get("/locks")
     def locks(
@@ -167,16 +170,16 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Locks:
         """Top contended locks by wait time (not hold time), with their top stack."""
-        return backend.locks(parse_filter(request, event_type=EventType.LOCK), limit)
+        return answers.locks(source, parse_filter(request, event_type=EventType.LOCK), limit)
 
     @router.get("/unwind")
     def unwind(
         request: Request,
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
-    ) -> dict[str, Any]:
+    ) -> models.Unwind:
         """How user stacks of the CPU batches were unwound (complete, truncated, FP only)."""
         for key in ("pid", "comm", "address"):
             if request.query_params.get(key):
@@ -184,7 +187,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
                     f"{key} does not apply: unwinding is counted per agent window, not per "
                     "process; filter by host, agent or label"
                 )
-        return backend.unwind(parse_filter(request, event_type=EventType.CPU))
+        return answers.unwind(source, parse_filter(request, event_type=EventType.CPU))
 
     @router.get("/export")
     def export(
@@ -198,7 +201,7 @@ def add_query_routes(router: APIRouter, backend: Backend) -> None:
         writer = EXPORTS.get(format)
         if writer is None:
             raise _bad(f"format={format!r} is not available: use one of {', '.join(EXPORTS)}")
-        profile: Profile = backend.export_profile(parse_filter(request, event_type=event_type))
+        profile: Profile = source.export_profile(parse_filter(request, event_type=event_type))
         try:
             body = writer.render(profile)
         except ValueError as exc:  # e.g. syscall statistics as pprof

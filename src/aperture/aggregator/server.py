@@ -122,13 +122,13 @@ class Aggregator:
             self.ingest,
             self.tokens,
             metrics_public=settings.metrics_public,
-            backend=self.storage.backend if self.storage else None,
+            source=self.storage.source if self.storage else None,
             storage=self.storage,
         )
         if settings.instance_id is not None:
             self.state.instance = settings.instance_id
         self.alerts = self.state.alerts = build_engine(
-            self.ingest, self.state.backend, self.storage, settings.data_dir,
+            self.ingest, self.state.source, self.storage, settings.data_dir,
             webhook=settings.alert_webhook, renotify_s=settings.alert_renotify_s,
         )  # fmt: skip
         self.stop_event = asyncio.Event()
@@ -201,7 +201,7 @@ class Aggregator:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        service = AggregatorService(self.ingest, self.state.backend)
+        service = AggregatorService(self.ingest, self.state.source)
         server.add_generic_rpc_handlers((service.handler(),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

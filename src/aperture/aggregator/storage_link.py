@@ -38,7 +38,7 @@ class StorageLink:
         self, settings: StorageSettings, metrics: Metrics, journal: Journal | None = None
     ) -> None:
         try:
-            from aperture.storage import StorageWriter, Store, StoreBackend, StoreError
+            from aperture.storage import StorageWriter, Store, StoreError, StoreSource
         except ModuleNotFoundError as exc:
             raise UserError(
                 f"{exc.name} is not installed: install the aggregator extras "
@@ -70,7 +70,7 @@ class StorageLink:
             on_flush=on_flush,
             on_done=on_done,
         ).start()
-        self.backend = StoreBackend(self.store, before_query=self._settle)
+        self.source = StoreSource(self.store, before_query=self._settle)
 
     def _settle(self, max_wait_s: float = 1.0) -> None:
         """Before a query: let queued batches reach the store (read your writes),

@@ -19,10 +19,10 @@ from collections import Counter
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
-from aperture.flamegraph import hottest_line
 from aperture.formats.humanize import describe_value
 from aperture.formats.svg_assets import CSS, SCRIPT
 from aperture.model import EventType, FrameKind, Profile, fold, iter_frames
+from aperture.query.tree import hottest_line
 
 WIDTH = 1200
 FRAME_HEIGHT = 16

@@ -1,12 +1,12 @@
-"""Profile storage in ClickHouse (embedded chDB or a server): schema, store, writer, queries.
+"""Profile storage in ClickHouse (embedded chDB or a server): schema, store, writer, source.
 
 Aggregator-only: needs the ``aggregator`` extra (clickhouse-connect, chdb, pyarrow).
 """
 
 from __future__ import annotations
 
-from aperture.storage.backend import StoreBackend
 from aperture.storage.pathlock import StoreError, StoreInUse
+from aperture.storage.source import StoreSource
 from aperture.storage.store import DEFAULT_DSN, InsertResult, Store
 from aperture.storage.writer import StorageWriter, WriterStats
 
@@ -15,8 +15,8 @@ __all__ = [
     "InsertResult",
     "StorageWriter",
     "Store",
-    "StoreBackend",
     "StoreError",
     "StoreInUse",
+    "StoreSource",
     "WriterStats",
 ]

@@ -23,11 +23,11 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from aperture.proto.v1 import profile_pb2 as pb
+from aperture.query.stacks import Stack, StackCache
+from aperture.query.tree import PathIndex
 from aperture.storage import schema
 from aperture.storage.pathlock import PathLock, StoreError
 from aperture.storage.rows import RowBuilder
-from aperture.storage.stacks import Stack, StackCache
-from aperture.storage.trees import PathIndex
 from aperture.wire import Decoded, encode
 
 log = logging.getLogger("aperture.storage")

@@ -11,15 +11,15 @@ from aperture.aggregator.alerts.persist import (
     StorePersistence,
 )
 from aperture.aggregator.alerts.sources import Sources
-from aperture.aggregator.backend import Backend
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.storage_link import StorageLink
 from aperture.errors import UserError
+from aperture.query.source import StackSource
 
 
 def build_engine(
     ingest: Ingest,
-    backend: Backend,
+    source: StackSource,
     storage: StorageLink | None,
     data_dir: Path,
     *,
@@ -34,7 +34,7 @@ def build_engine(
         else:
             persistence = JsonFilePersistence(path)
         return AlertEngine(
-            Sources(ingest, backend, storage),
+            Sources(ingest, source, storage),
             persistence,
             ingest.metrics.registry,
             webhook=webhook,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from aperture.aggregator.alerts.rules import Rule
-from aperture.aggregator.backend import Backend
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.aggregator.storage_link import StorageLink
 from aperture.model import EventType
+from aperture.query import answers
 from aperture.query.filter import QueryFilter
+from aperture.query.source import StackSource
 
 # Counter series sampled at each evaluation, so rates cover the rule's window.
 # Every refusing outcome of the ingest, and the two refusals made before it.
@@ -27,7 +27,7 @@ class Sources:
     """What rules look at; ``storage`` is None with --no-storage."""
 
     ingest: Ingest
-    backend: Backend
+    source: StackSource
     storage: StorageLink | None = None
 
     def __post_init__(self) -> None:
@@ -104,8 +104,8 @@ class Sources:
         if m in ("syscall_p99_ns", "syscall_error_rate"):
             return self._syscall(rule, now)
         if m == "lock_wait_per_second":
-            data = self.backend.locks(self._filter(rule, EventType.LOCK, now), 1_000_000)
-            wait_ns = sum(int(lk["wait_ns"]) for lk in data["locks"])
+            f = self._filter(rule, EventType.LOCK, now)
+            wait_ns = sum(lk.wait_ns for lk in answers.locks(self.source, f, 1_000_000).locks)
             return wait_ns / 1e9 / rule.window_s
         raise ValueError(f"unknown metric {m!r}")
 
@@ -136,20 +136,19 @@ class Sources:
         """Percent of CPU samples in [start, end) with the function on top (self) or in stack."""
         mode = rule.params.get("mode", "self")
         f = self._filter(rule, EventType.CPU, end, start=start)
-        data: dict[str, Any] = self.backend.top(f, 1_000_000, mode)
-        if not data["total"]:
+        top = answers.top(self.source, f, 1_000_000, mode)
+        if not top.total:
             return None
         module = rule.params.get("module")
         return sum(
-            float(fn[f"{mode}_pct"])
-            for fn in data["functions"]
-            if fn["name"] == rule.params["function"] and (module is None or fn["module"] == module)
+            fn.self_pct if mode == "self" else fn.total_pct
+            for fn in top.functions
+            if fn.name == rule.params["function"] and (module is None or fn.module == module)
         )
 
     def _syscall(self, rule: Rule, now: float) -> float | None:
-        data = self.backend.syscalls(self._filter(rule, EventType.SYSCALL, now), False)
-        for row in data["syscalls"]:
-            if row["name"] == rule.params["syscall"]:
-                key = "p99_ns" if rule.metric == "syscall_p99_ns" else "error_rate"
-                return float(row[key])
+        f = self._filter(rule, EventType.SYSCALL, now)
+        for row in answers.syscalls(self.source, f, False).syscalls:
+            if row.name == rule.params["syscall"]:
+                return row.p99_ns if rule.metric == "syscall_p99_ns" else row.error_rate
         return None

@@ -1,34 +1,50 @@
-"""Flamegraph and diff trees from (process, stack, value) rows, with numpy.
+"""The one flamegraph tree: pre-order flat arrays over 1 (flamegraph) or 2 (diff) sides.
 
-Equivalent to ``flamegraph.build`` + ``prune`` + ``flatten`` (same nodes,
-order, pruning and string table, so the store answers exactly as the buffer
-does), but fast on tens of thousands of stacks: every path from the root is
+Both sources of the analysis API (the buffer's decoded batches and the store's
+SQL) hand it ``(comm, pid, stack id, value)`` rows and the stacks those ids
+name; the layout is the one docs/api.md specifies: a string table and parallel
+columns ``name, module, kind, line, depth, self, total``; node 0 is ``all``,
+depth 1 the process names, then frames root-first. Children are ordered
+heaviest first (then by key); past ``max_nodes`` the lightest nodes of each
+parent fold into one ``other`` node, keeping weights.
+
+It is fast on tens of thousands of stacks: every path from the root is
 interned once in a :class:`PathIndex` (a trie of node ids kept across
 queries), so a query only gathers each row's cached path and sums values per
-node with ``np.add.at``; Python then walks just the nodes that survive
-pruning.
+node with numpy; Python then walks just the nodes that survive pruning.
 
-Nodes group by function, like ``flamegraph.build``; each node's ``line`` is
-its hottest line (the most value through the node, the smallest on a tie,
-0 for none), computed from per-(node, line) sums of the frames that have one.
+Nodes group frames by function (name, module, kind): two samples of one Python
+function at different lines are one node. A node's ``line`` is its hottest
+line: the line that carried the most value through the node (summed over
+every side of a diff; the smallest line on a tie), 0 when no frame of the node
+has a line (native frames, ``other``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from aperture import flamegraph
-from aperture.storage.stacks import Key, Stack
+from aperture.model import FrameKind
+
+if TYPE_CHECKING:
+    from aperture.query.stacks import Stack
+
+# node kinds on the wire
+ROOT, USER, KERNEL, JIT, UNKNOWN, OTHER, PYTHON = range(7)
+NODE_KIND = {FrameKind.USER: USER, FrameKind.KERNEL: KERNEL, FrameKind.JIT: JIT,
+             FrameKind.UNKNOWN: UNKNOWN, FrameKind.PYTHON: PYTHON}  # fmt: skip
+Key = tuple[str, str, int]  # name, module, node kind
 
 I64 = npt.NDArray[np.int64]
 Row = tuple[str, int, int, int]  # comm, pid if comm is empty, stack hash, value
-ROOT_KEY: Key = ("all", "", flamegraph.ROOT)
-OTHER_KEY: Key = ("other", "", flamegraph.OTHER)
+ROOT_KEY: Key = ("all", "", ROOT)
+OTHER_KEY: Key = ("other", "", OTHER)
 
 
 class PathIndex:
@@ -53,7 +69,7 @@ class PathIndex:
         with self._lock:
             out = []
             node = 0
-            for key in ((comm or f"pid {pid}", "", flamegraph.ROOT), *stack.keys):
+            for key in ((comm or f"pid {pid}", "", ROOT), *stack.keys):
                 child = self._child.get((node, key))
                 if child is None:
                     child = self._child[(node, key)] = len(self.keys)
@@ -63,6 +79,11 @@ class PathIndex:
                 node = child
             ids = self._paths[ident] = np.array(out, dtype=np.int64)
         return ids
+
+
+def hottest_line(lines: Mapping[int, int]) -> int:
+    """The line with the most value (the smallest on a tie), 0 for none."""
+    return min(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0] if lines else 0
 
 
 def sum_by(ids: I64, values: I64, n: int) -> I64:
@@ -78,7 +99,7 @@ def sum_by(ids: I64, values: I64, n: int) -> I64:
 
 @dataclass
 class Flat:
-    """``flamegraph.Flat`` columns: pre-order nodes with per-side values."""
+    """Pre-order nodes with per-side values, names interned in ``names``."""
 
     names: list[str]
     name: list[int]
@@ -107,7 +128,7 @@ def _hottest_lines(ids: I64, lines: I64, values: I64) -> dict[int, int]:
 
 
 def flat_tree(
-    index: PathIndex, sides: Sequence[Sequence[Row]], stacks: dict[int, Stack], max_nodes: int
+    index: PathIndex, sides: Sequence[Sequence[Row]], stacks: Mapping[int, Stack], max_nodes: int
 ) -> Flat:
     """The pruned pre-order tree over 1 (flamegraph) or 2 (diff) sides."""
     paths = [[index.path(c, p, h, stacks[h]) for c, p, h, _ in rows] for rows in sides]

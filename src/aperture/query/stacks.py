@@ -1,8 +1,9 @@
-"""Stacks read back from the ``stacks`` table, cached: a stack never changes for its hash.
+"""Stacks as the query answers read them, cached by id: a stack never changes for its id.
 
-Queries aggregate samples by ``stack_hash`` in SQL and resolve only the
-distinct hashes here; after the first query over a range, resolving costs a
-dictionary lookup per stack.
+The store's queries aggregate samples by ``stack_hash`` in SQL and resolve only
+the distinct hashes here (after the first query over a range, resolving costs a
+dictionary lookup per stack); the buffer's source puts the stacks of its
+decoded batches here under ids of its own.
 """
 
 from __future__ import annotations
@@ -16,18 +17,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aperture import flamegraph
 from aperture.model import Frame, FrameKind
+from aperture.query.tree import NODE_KIND, Key
 
-# (name, module, node kind) as flamegraph trees key their nodes
-Key = tuple[str, str, int]
-_NODE_KIND = {
-    FrameKind.USER: flamegraph.USER,
-    FrameKind.KERNEL: flamegraph.KERNEL,
-    FrameKind.JIT: flamegraph.JIT,
-    FrameKind.UNKNOWN: flamegraph.UNKNOWN,
-    FrameKind.PYTHON: flamegraph.PYTHON,
-}
 _FRAME_KIND = {kind.value: kind for kind in FrameKind}
 FETCH_CHUNK = 5000  # hashes per query (a server takes parameters in the URL)
 
@@ -74,7 +66,7 @@ class StackCache:
     ) -> tuple[Frame, Key, int]:
         """A new frame's shared Frame, node key and function id (one per function, any line)."""
         frame = Frame(name, module, _FRAME_KIND[kind], offset, line)
-        key = (name, module, _NODE_KIND[frame.kind])
+        key = (name, module, NODE_KIND[frame.kind])
         fid = self._function_ids.get((name, module))
         if fid is None:
             fid = self._function_ids[(name, module)] = len(self.functions)
@@ -100,14 +92,20 @@ class StackCache:
             rows = list(fetch(chunk))
             with self._lock:
                 for h, names, modules, kinds, offsets, lines in rows:
-                    out[h] = self._add(h, names, modules, kinds, offsets, lines)
+                    out[h] = self._add_row(h, names, modules, kinds, offsets, lines)
         for h in wanted:
             if h not in out:
                 out[h] = EMPTY
                 self.missing += 1
         return out
 
-    def _add(
+    def put(self, h: int, frames: Sequence[Frame]) -> Stack:
+        """The stack of ``frames`` cached under ``h`` (for stacks that are not in a table)."""
+        idents = [(f.name, f.module, f.kind.value, f.offset, f.line) for f in frames]
+        with self._lock:
+            return self._add(h, idents)
+
+    def _add_row(
         self,
         h: int,
         names: Sequence[str],
@@ -116,13 +114,16 @@ class StackCache:
         offsets: Sequence[int],
         lines: Sequence[int],
     ) -> Stack:
+        # rows stored before frames had lines hold none: every line 0
+        lines = lines if len(lines) else [0] * len(names)
+        return self._add(h, list(zip(names, modules, kinds, offsets, lines, strict=True)))
+
+    def _add(self, h: int, idents: list[tuple[str, str, str, int, int]]) -> Stack:
         known = self._frames
         frames: list[Frame] = []
         keys: list[Key] = []
         fids: list[int] = []
-        # rows stored before frames had lines hold none: every line 0
-        lines = lines if len(lines) else [0] * len(names)
-        for ident in zip(names, modules, kinds, offsets, lines, strict=True):
+        for ident in idents:
             hit = known.get(ident)
             if hit is None:
                 hit = known[ident] = self._frame(*ident)
@@ -132,7 +133,7 @@ class StackCache:
             fids.append(fid)
         distinct = np.fromiter(set(fids), dtype=np.int64, count=len(set(fids)))
         leaf = fids[-1] if fids else -1
-        line_array = np.fromiter(lines, dtype=np.int64, count=len(lines))
+        line_array = np.fromiter((i[4] for i in idents), dtype=np.int64, count=len(idents))
         stack = Stack(tuple(frames), tuple(keys), line_array, distinct, leaf, self.functions)
         if len(self._stacks) >= self.max_stacks:
             self._stacks.popitem(last=False)

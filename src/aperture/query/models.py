@@ -1,0 +1,172 @@
+"""The analysis API's answers as typed models: the shapes docs/api.md specifies.
+
+FastAPI publishes them in ``/openapi.json`` (the dashboard's API types are
+generated from that document), gRPC and the alert sources read their fields,
+and the buffer's and the store's answers are equal because one function builds
+each of them (:mod:`aperture.query.answers`).
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
+
+
+class FlameNodes(Answer):
+    """Parallel columns of the tree's nodes in depth-first pre-order."""
+
+    name: list[int] = Field(description="index into names")
+    module: list[int] = Field(description="index into names")
+    kind: list[int] = Field(
+        description="0 root/process, 1 user, 2 kernel, 3 jit, 4 unknown, 5 other, 6 python"
+    )
+    line: list[int] = Field(description="the node's hottest source line, 0 for none")
+    depth: list[int]
+    self_: list[int] = Field(serialization_alias="self", description="value with the node as the leaf")
+    total: list[int] = Field(description="value through the node")
+
+
+class Flamegraph(Answer):
+    """``GET /api/v1/flamegraph``: a tree as flat arrays."""
+
+    type: str
+    unit: str
+    from_ns: int
+    to_ns: int
+    total: int
+    names: list[str] = Field(description="string table of node names and modules")
+    nodes: FlameNodes
+
+
+class TopFunction(Answer):
+    name: str
+    module: str
+    self_: int = Field(serialization_alias="self")
+    self_pct: float
+    total: int
+    total_pct: float
+
+
+class Top(Answer):
+    """``GET /api/v1/top``: functions by self or total value."""
+
+    type: str
+    unit: str
+    total: int
+    functions: list[TopFunction]
+
+
+class DiffNodes(Answer):
+    """The union tree's columns, with each side's value per node."""
+
+    name: list[int]
+    module: list[int]
+    kind: list[int]
+    line: list[int]
+    depth: list[int]
+    baseline: list[int]
+    comparison: list[int]
+    baseline_self: list[int]
+    comparison_self: list[int]
+
+
+class DiffFunction(Answer):
+    name: str
+    module: str
+    baseline_self: int
+    comparison_self: int
+    baseline_pct: float
+    comparison_pct: float
+    delta_pct: float = Field(description="comparison_pct - baseline_pct: compare shares")
+
+
+class Diff(Answer):
+    """``GET /api/v1/diff``: baseline vs comparison."""
+
+    type: str
+    unit: str
+    baseline_total: int
+    comparison_total: int
+    names: list[str]
+    nodes: DiffNodes
+    functions: list[DiffFunction]
+
+
+class Series(Answer):
+    key: str
+    points: list[tuple[int, int]] = Field(description="[bucket start ns, value], by time")
+
+
+class Timeline(Answer):
+    """``GET /api/v1/timeline``: value per time bucket."""
+
+    type: str
+    unit: str
+    step_s: int
+    series: list[Series]
+
+
+class SyscallSummary(Answer):
+    name: str
+    nr: int
+    pid: int | None = Field(description="null unless per_process")
+    comm: str | None = Field(description="null unless per_process")
+    count: int
+    rate: float = Field(description="calls per second over the window")
+    errors: int
+    error_rate: float
+    top_errno: list[tuple[str, int]]
+    total_ns: int
+    avg_ns: float
+    p50_ns: float
+    p90_ns: float
+    p99_ns: float
+    max_ns: int
+    hist: list[int] = Field(description="log2 latency histogram")
+
+
+class Syscalls(Answer):
+    """``GET /api/v1/syscalls``."""
+
+    duration_s: float
+    syscalls: list[SyscallSummary]
+
+
+class FrameName(Answer):
+    name: str
+    module: str
+
+
+class LockSummary(Answer):
+    address: str = Field(description="hex")
+    pid: int
+    comm: str
+    contentions: int
+    wait_ns: int
+    avg_ns: float
+    max_ns: int
+    p99_ns: float
+    eagain: int
+    timeouts: int
+    top_stack: list[FrameName]
+
+
+class Locks(Answer):
+    """``GET /api/v1/locks``: top locks by wait time."""
+
+    locks: list[LockSummary]
+
+
+class Unwind(Answer):
+    """``GET /api/v1/unwind``: how user stacks were unwound; sections null without data."""
+
+    batches: int
+    batches_with_unwind_data: int
+    modes: dict[str, int]
+    samples: dict[str, int] | None
+    ends: dict[str, int] | None
+    tables: dict[str, int] | None
+    losses: dict[str, int] | None

@@ -1,0 +1,246 @@
+"""The store as a :class:`~aperture.query.source.StackSource`: SQL selects and sums.
+
+SQL does the heavy part (filter and ``GROUP BY stack_hash, sum(value)`` over
+millions of rows); the stack cache resolves the few thousand distinct stacks,
+and :mod:`aperture.query.answers` builds every answer from these rows, as it
+does from the buffer's. Every filter value is a bound parameter
+(see :mod:`aperture.storage.filters`). Calls block on ClickHouse: from the
+event loop, run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from aperture.model import EventType, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import value_unit
+from aperture.query.filter import QueryFilter
+from aperture.query.source import WeightedStacks
+from aperture.query.tree import Row
+from aperture.storage.filters import where
+from aperture.storage.store import Store
+from aperture.unwind_stats import UnwindTotals
+
+GROUP_BY_SQL = {None: "'all'", "host": "host", "comm": "comm", "pid": "toString(pid)"}
+HOUR_NS = 3600 * 10**9
+_MAX_HOUR_NS = (2**32 - 7200) * 10**9  # DateTime (seconds, UInt32) ends in 2106
+
+
+def _source(f: QueryFilter) -> tuple[str, str]:
+    """(table, value column) holding the weighted stacks of a filter."""
+    if f.event_type is EventType.LOCK and f.address is not None:
+        return "lock_stats", "wait_ns"  # one lock: only its records know the address
+    return "samples", "value"
+
+
+def _positive(table: str) -> str:
+    # Lock records without wait time are no flamegraph samples (as transforms.lock_samples).
+    return " HAVING v > 0" if table == "lock_stats" else ""
+
+
+def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
+    """A subquery of (comm, p, stack_hash, v) rows selected by the filter.
+
+    Fleet-wide CPU/lock questions over whole hours read the hourly rollup for
+    those hours and raw samples only for the partial hours at either end.
+    """
+    table, value = _source(f)
+    cond, params = where(f, table)
+    raw = (
+        f"SELECT comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash, {value} AS v "
+        f"FROM {store.table(table)} WHERE {cond}"
+    )
+    fleet = f.host is None and f.agent is None and f.pid is None and not f.labels
+    first = -(-max(f.from_ns, 0) // HOUR_NS) * HOUR_NS  # the first whole hour
+    end = min(f.to_ns, _MAX_HOUR_NS) // HOUR_NS * HOUR_NS  # where whole hours end
+    if table != "samples" or not fleet or end - first < 2 * HOUR_NS:
+        return raw, params
+    params.update(h0=first // 10**9, h1=end // 10**9, h0_ns=first, h1_ns=end)
+    rolled = (
+        "SELECT comm, proc_pid AS p, stack_hash, value AS v "
+        f"FROM {store.table('samples_hourly')} WHERE event_type = {{event_type:String}} "
+        "AND hour >= toDateTime({h0:Int64}, 'UTC') AND hour < toDateTime({h1:Int64}, 'UTC')"
+    )
+    if f.comm is not None:
+        rolled += " AND comm = {comm:String}"
+    edges = (
+        " AND (ts < fromUnixTimestamp64Nano({h0_ns:Int64}, 'UTC') "
+        "OR ts >= fromUnixTimestamp64Nano({h1_ns:Int64}, 'UTC'))"
+    )
+    return f"{raw}{edges} UNION ALL {rolled}", params
+
+
+class StoreSource:
+    """Profiles as the store holds them, every one it has kept."""
+
+    def __init__(self, store: Store, before_query: Callable[[], object] | None = None) -> None:
+        """``before_query`` runs before every query (the aggregator lets the batches
+        queued for the store reach it first: read your writes)."""
+        self.store = store
+        self._before = before_query
+
+    def _store(self) -> Store:
+        if self._before is not None:
+            self._before()
+        return self.store
+
+    def weighted_stacks(self, sides: Sequence[QueryFilter]) -> WeightedStacks:
+        store = self._store()
+        rows = [self._rows(store, f) for f in sides]
+        stacks = store.resolve_stacks({h for side in rows for _, _, h, _ in side})
+        return WeightedStacks(rows, stacks, store.paths())
+
+    @staticmethod
+    def _rows(store: Store, f: QueryFilter) -> list[Row]:
+        sql, params = _stack_rows_sql(store, f)
+        positive = " HAVING total > 0" if _source(f)[0] == "lock_stats" else ""
+        return [
+            (str(c), int(p), int(h), int(v))
+            for c, p, h, v in store.select(
+                f"SELECT comm, p, stack_hash, sum(v) AS total FROM ({sql}) "
+                f"GROUP BY comm, p, stack_hash{positive}",
+                params,
+            )
+        ]
+
+    def series(
+        self, f: QueryFilter, step_s: int, group_by: str | None
+    ) -> dict[str, list[tuple[int, int]]]:
+        store = self._store()
+        if f.event_type is EventType.SYSCALL:
+            table, value = "syscall_stats", "count"
+        else:
+            table, value = _source(f)
+        cond, params = where(f, table)
+        params["step"] = step_s * 1_000_000_000
+        rows = store.select(
+            f"SELECT {GROUP_BY_SQL[group_by]} AS key, "
+            "intDiv(toUnixTimestamp64Nano(ts), {step:Int64}) AS bucket, "
+            f"sum({value}) FROM {store.table(table)} WHERE {cond} GROUP BY key, bucket",
+            params,
+        )
+        series: dict[str, list[tuple[int, int]]] = {}
+        for key, bucket, v in rows:
+            series.setdefault(str(key), []).append((int(bucket) * params["step"], int(v)))
+        return series
+
+    def window(self, f: QueryFilter) -> tuple[int, int] | None:
+        store = self._store()
+        cond, params = where(f, "batches")
+        rows = store.select(
+            "SELECT count(), toUnixTimestamp64Nano(min(window_start)), "
+            f"toUnixTimestamp64Nano(max(ts)) FROM {store.table('batches')} WHERE {cond}",
+            params,
+        )
+        if not rows or not rows[0][0]:
+            return None
+        return int(rows[0][1]), int(rows[0][2])
+
+    def syscall_stats(self, f: QueryFilter) -> list[SyscallStat]:
+        store = self._store()
+        cond, params = where(f, "syscall_stats")
+        rows = store.select(
+            "SELECT pid, comm, nr, name, sum(count), sum(errors), sum(total_ns), "
+            "minIf(min_ns, count > 0), max(max_ns), sumForEach(hist), sumMap(errnos) "
+            f"FROM {store.table('syscall_stats')} WHERE {cond} GROUP BY pid, comm, nr, name "
+            "ORDER BY pid, comm, nr",
+            params,
+        )
+        return [
+            SyscallStat(int(pid), str(comm), int(nr), str(name), count=int(count),
+                        errors=int(errors), total_ns=int(total), min_ns=int(lo), max_ns=int(hi),
+                        hist=tuple(int(x) for x in hist),
+                        errnos={int(k): int(v) for k, v in dict(errnos).items()})
+            for pid, comm, nr, name, count, errors, total, lo, hi, hist, errnos in rows
+        ]  # fmt: skip
+
+    def lock_stats(self, f: QueryFilter, limit: int | None) -> list[LockStat]:
+        """Lock records merged per (pid, comm, address, stack), of the ``limit`` top locks."""
+        store = self._store()
+        cond, params = where(f, "lock_stats")
+        table = store.table("lock_stats")
+        top_only = ""
+        if limit is not None:
+            params["limit"] = limit
+            top_only = (
+                f" AND (pid, address) IN (SELECT pid, address FROM {table} WHERE {cond} "
+                "GROUP BY pid, address ORDER BY sum(wait_ns) DESC, sum(contentions) DESC, "
+                "address LIMIT {limit:UInt32})"
+            )
+        rows = store.select(
+            "SELECT pid, comm, address, stack_hash, sum(contentions), sum(wait_ns), max(max_ns), "
+            "sum(eagain), sum(timeouts), sum(timeout_ns), sum(interrupted), sumForEach(hist) "
+            f"FROM {table} WHERE {cond}{top_only} GROUP BY pid, comm, address, stack_hash "
+            "ORDER BY pid, address, comm, stack_hash",
+            params,
+        )
+        stacks = store.resolve_stacks(int(r[3]) for r in rows)
+        return [
+            LockStat(int(pid), str(comm), int(address), stacks[int(h)].frames,
+                     contentions=int(c), wait_ns=int(w), max_ns=int(m), eagain=int(e),
+                     timeouts=int(t), timeout_ns=int(tn), interrupted=int(i),
+                     hist=tuple(int(x) for x in hist))
+            for pid, comm, address, h, c, w, m, e, t, tn, i, hist in rows
+        ]  # fmt: skip
+
+    def unwind(self, f: QueryFilter) -> UnwindTotals:
+        """Counted per batch (agent window): pid and comm filters do not apply."""
+        store = self._store()
+        cond, params = where(replace(f, event_type=EventType.CPU), "batches")
+        rows = store.select(
+            "SELECT unwind_mode, unwind_mode != '' OR notEmpty(window_stats) AS has, count(), "
+            "sumMap(window_stats), maxMap(window_stats), sumMap(losses) "
+            f"FROM {store.table('batches')} WHERE {cond} GROUP BY unwind_mode, has "
+            "ORDER BY unwind_mode, has",
+            params,
+        )
+        totals = UnwindTotals()
+        for mode, has, n, sums, maxes, losses in rows:
+            totals.add(str(mode), int(n), bool(has), dict(sums), dict(maxes), dict(losses))
+        return totals
+
+    def export_profile(self, f: QueryFilter) -> Profile:
+        """The filter's data merged into one :class:`Profile` (for every export format)."""
+        store = self._store()
+        event_type = f.event_type
+        cond, params = where(f, "batches")
+        meta = store.select(
+            "SELECT count(), toUnixTimestamp64Nano(min(window_start)), "
+            "toUnixTimestamp64Nano(max(ts)), max(frequency_hz), sumMap(losses) "
+            f"FROM {store.table('batches')} WHERE {cond}",
+            params,
+        )
+        profile = Profile(event_type, value_unit(event_type), start_ns=f.from_ns, end_ns=f.from_ns)
+        if meta and meta[0][0]:
+            _, start, end, freq, losses = meta[0]
+            profile.start_ns, profile.end_ns = int(start), int(end)
+            profile.frequency_hz = int(freq) if event_type is EventType.CPU else 0
+            prefix = f"{event_type}."
+            profile.losses = {
+                k[len(prefix) :]: int(v)
+                for k, v in sorted(dict(losses).items())
+                if k.startswith(prefix)
+            }
+        if event_type is EventType.SYSCALL:
+            profile.syscalls = self.syscall_stats(f)
+            return profile
+        if event_type is EventType.LOCK:
+            profile.locks = self.lock_stats(f, None)
+        table, value = _source(f)
+        cond, params = where(f, table)
+        tid, thread = ("0", "''") if table == "lock_stats" else ("tid", "thread")
+        rows = store.select(
+            f"SELECT pid, {tid} AS t, comm, {thread} AS th, stack_hash, sum({value}) AS v "
+            f"FROM {store.table(table)} WHERE {cond} GROUP BY pid, t, comm, th, stack_hash"
+            f"{_positive(table)} ORDER BY v DESC, comm, pid, t, th, stack_hash",
+            params,
+        )
+        stacks = store.resolve_stacks(int(r[4]) for r in rows)
+        profile.samples = [
+            Sample(stacks[int(h)].frames, int(v), pid=int(pid), tid=int(t), comm=str(comm),
+                   thread=str(th))
+            for pid, t, comm, th, h, v in rows
+        ]  # fmt: skip
+        return profile
