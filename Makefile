@@ -16,7 +16,7 @@ CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
             linux-perf bpftrace strace golang-go prometheus chromium lld
 
-.PHONY: help setup apt venv bpf filters proto run test lint bench soak fuzz reliability-doc clean dist docs ui
+.PHONY: help setup apt venv bpf filters proto run test lint bench soak fuzz reliability-doc clean dist docs ui api-types
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
@@ -25,6 +25,7 @@ help:
 	@echo "make lint   ruff + mypy;  make bench  overhead benchmarks;  make clean"
 	@echo "make soak   load, soak and fault runs (about 60 min);  make fuzz  long fuzzing runs"
 	@echo "make dist   the wheel in dist/ (BPF objects, and the dashboard if built);  make docs  the site"
+	@echo "make api-types  ui/src/api/schema.ts from the API's models (make test fails while it differs)"
 
 setup: apt venv bpf filters ui
 
@@ -140,6 +141,11 @@ dist: venv bpf $(if $(shell command -v npm 2>/dev/null),ui)
 	  echo "note: the dashboard is not built (make ui): the wheel has no web UI"
 	@# sdist first, then the wheel from it: files left in build/lib never leak in.
 	$(PY) -m build --outdir dist .
+
+# The dashboard's types of the analysis answers come from the aggregator's OpenAPI document
+# (the models in src/aperture/query/models.py); tests/unit/test_api_types.py checks them.
+api-types: venv
+	$(PY) tools/gen_api_types.py
 
 # The reference pages are generated (flags from the argparse parsers, messages from the
 # .proto files, the cluster DDL from the schema code, tables from bench/results/) so they

@@ -28,7 +28,7 @@ def flamegraph(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Fl
     ws = source.weighted_stacks([f])
     flat = flat_tree(ws.index, ws.sides, ws.stacks, max_nodes)
     return models.Flamegraph(
-        type=str(f.event_type),
+        type=f.event_type,
         unit=value_unit(f.event_type),
         from_ns=f.from_ns,
         to_ns=f.to_ns,
@@ -87,7 +87,7 @@ def top(source: StackSource, f: QueryFilter, limit: int, sort: str = "self") -> 
     keys = sorted(total, key=lambda k: (-order[k], -total[k], k))[:limit]
     pct = 100.0 / grand if grand else 0.0
     return models.Top(
-        type=str(f.event_type),
+        type=f.event_type,
         unit=value_unit(f.event_type),
         total=grand,
         functions=[
@@ -125,7 +125,7 @@ def diff(
                                         comparison_pct=c_pct, delta_pct=c_pct - b_pct))  # fmt: skip
     rows.sort(key=lambda r: (-abs(r.delta_pct), r.name))
     return models.Diff(
-        type=str(base.event_type),
+        type=base.event_type,
         unit=value_unit(base.event_type),
         baseline_total=bt,
         comparison_total=ct,
@@ -156,7 +156,7 @@ def timeline(
     series = source.series(f, step_s, group_by)
     ordered = sorted(series.items(), key=lambda kv: (-sum(v for _, v in kv[1]), kv[0]))
     return models.Timeline(
-        type=str(f.event_type),
+        type=f.event_type,
         unit=series_unit(f.event_type),
         step_s=step_s,
         series=[models.Series(key=key, points=sorted(points)) for key, points in ordered],

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aperture.model import EventType
+
 
 class Answer(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)
@@ -32,7 +34,7 @@ class FlameNodes(Answer):
 class Flamegraph(Answer):
     """``GET /api/v1/flamegraph``: a tree as flat arrays."""
 
-    type: str
+    type: EventType
     unit: str
     from_ns: int
     to_ns: int
@@ -53,7 +55,7 @@ class TopFunction(Answer):
 class Top(Answer):
     """``GET /api/v1/top``: functions by self or total value."""
 
-    type: str
+    type: EventType
     unit: str
     total: int
     functions: list[TopFunction]
@@ -86,7 +88,7 @@ class DiffFunction(Answer):
 class Diff(Answer):
     """``GET /api/v1/diff``: baseline vs comparison."""
 
-    type: str
+    type: EventType
     unit: str
     baseline_total: int
     comparison_total: int
@@ -103,7 +105,7 @@ class Series(Answer):
 class Timeline(Answer):
     """``GET /api/v1/timeline``: value per time bucket."""
 
-    type: str
+    type: EventType
     unit: str
     step_s: int
     series: list[Series]

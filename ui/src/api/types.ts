@@ -1,134 +1,40 @@
 // JSON shapes of the aggregator's REST API (docs/api.md is the contract).
 
-export type EventType = "cpu" | "lock" | "syscall";
+import type {
+  Diff,
+  DiffFunction as GeneratedDiffFunction,
+  DiffNodes as GeneratedDiffNodes,
+  EventType as GeneratedEventType,
+  FlameNodes,
+  Flamegraph,
+  FrameName,
+  LockSummary,
+  Locks,
+  Series,
+  SyscallSummary,
+  Syscalls,
+  Timeline,
+  Top,
+  TopFunction as GeneratedTopFunction,
+} from "./schema";
 
-export interface FlatNodes {
-  name: number[];
-  module: number[];
-  kind: number[];
-  /** each node's hottest source line (Python frames), 0 for none; absent from older aggregators */
-  line?: number[];
-  depth: number[];
-  self: number[];
-  total: number[];
-}
-
-export interface FlamegraphResponse {
-  type: EventType;
-  unit: string;
-  from_ns: number;
-  to_ns: number;
-  total: number;
-  names: string[];
-  nodes: FlatNodes;
-}
-
-export interface TopFunction {
-  name: string;
-  module: string;
-  self: number;
-  self_pct: number;
-  total: number;
-  total_pct: number;
-}
-
-export interface TopResponse {
-  type: EventType;
-  unit: string;
-  total: number;
-  functions: TopFunction[];
-}
-
-export interface DiffNodes {
-  name: number[];
-  module: number[];
-  kind: number[];
-  line?: number[];
-  depth: number[];
-  baseline: number[];
-  comparison: number[];
-  baseline_self: number[];
-  comparison_self: number[];
-}
-
-export interface DiffFunction {
-  name: string;
-  module: string;
-  baseline_self: number;
-  comparison_self: number;
-  baseline_pct: number;
-  comparison_pct: number;
-  delta_pct: number;
-}
-
-export interface DiffResponse {
-  type: EventType;
-  unit: string;
-  baseline_total: number;
-  comparison_total: number;
-  names: string[];
-  nodes: DiffNodes;
-  functions: DiffFunction[];
-}
-
-export interface TimelineSeries {
-  key: string;
-  points: [number, number][];
-}
-
-export interface TimelineResponse {
-  type: EventType;
-  unit: string;
-  step_s: number;
-  series: TimelineSeries[];
-}
-
-export interface SyscallRow {
-  name: string;
-  nr: number;
-  pid: number | null;
-  comm: string | null;
-  count: number;
-  rate: number;
-  errors: number;
-  error_rate: number;
-  top_errno: [string, number][];
-  total_ns: number;
-  avg_ns: number;
-  p50_ns: number;
-  p90_ns: number;
-  p99_ns: number;
-  max_ns: number;
-  hist: number[];
-}
-
-export interface SyscallsResponse {
-  duration_s: number;
-  syscalls: SyscallRow[];
-}
-
-export interface StackFrame {
-  name: string;
-  module: string;
-}
-
-export interface LockRow {
-  address: string;
-  pid: number;
-  comm: string;
-  contentions: number;
-  wait_ns: number;
-  avg_ns: number;
-  max_ns: number;
-  p99_ns: number;
-  eagain: number;
-  timeouts: number;
-  top_stack: StackFrame[];
-}
-
-export interface LocksResponse {
-  locks: LockRow[];
-}
+// The analysis answers: generated from the aggregator's models (schema.ts), named as the
+// dashboard has always named them.
+export type EventType = GeneratedEventType;
+export type FlatNodes = FlameNodes;
+export type FlamegraphResponse = Flamegraph;
+export type TopFunction = GeneratedTopFunction;
+export type TopResponse = Top;
+export type DiffNodes = GeneratedDiffNodes;
+export type DiffFunction = GeneratedDiffFunction;
+export type DiffResponse = Diff;
+export type TimelineSeries = Series;
+export type TimelineResponse = Timeline;
+export type SyscallRow = SyscallSummary;
+export type SyscallsResponse = Syscalls;
+export type StackFrame = FrameName;
+export type LockRow = LockSummary;
+export type LocksResponse = Locks;
 
 export interface Agent {
   agent_id: string;

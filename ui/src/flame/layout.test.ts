@@ -195,7 +195,7 @@ describe("diff colours", () => {
       type: "cpu", unit: "samples", baseline_total: 100, comparison_total: 100,
       names: ["all", "app", "hot", "cold", "same"],
       nodes: {
-        name: [0, 1, 2, 3, 4], module: [0, 0, 1, 1, 1], kind: [0, 0, 1, 1, 1], depth: [0, 1, 2, 2, 2],
+        name: [0, 1, 2, 3, 4], module: [0, 0, 1, 1, 1], kind: [0, 0, 1, 1, 1], line: [0, 0, 0, 0, 0], depth: [0, 1, 2, 2, 2],
         baseline: [100, 100, 10, 60, 30], comparison: [100, 100, 60, 10, 30],
         baseline_self: [0, 0, 10, 60, 30], comparison_self: [0, 0, 60, 10, 30],
       },

@@ -64,7 +64,7 @@ describe("fromDiff", () => {
     type: "cpu" as const, unit: "samples", baseline_total: 1000, comparison_total: 4000,
     names: ["all", "app", "hot", "cold"],
     nodes: {
-      name: [0, 1, 2, 3], module: [0, 0, 1, 1], kind: [0, 0, 1, 1], depth: [0, 1, 2, 2],
+      name: [0, 1, 2, 3], module: [0, 0, 1, 1], kind: [0, 0, 1, 1], line: [0, 0, 0, 0], depth: [0, 1, 2, 2],
       baseline: [1000, 1000, 100, 900], comparison: [4000, 4000, 2000, 2000],
       baseline_self: [0, 0, 100, 900], comparison_self: [0, 0, 2000, 2000],
     },
