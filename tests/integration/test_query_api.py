@@ -162,6 +162,7 @@ def test_exports_parse_back(agg: AggregatorProcess) -> None:
         ("top", {"from": "now", "to": "-1h"}, "must be later"),
         ("top", {"pid": "abc"}, "not a number"),
         ("flamegraph", {"type": "syscall"}, "no stacks"),
+        ("top", {"type": "syscall"}, "use /api/v1/syscalls"),
         ("export", {"format": "png"}, "not available"),
         ("timeline", {"step": "1s", "from": "-7d"}, "10,000 buckets"),
     ],
@@ -172,6 +173,16 @@ def test_bad_parameters_are_400_with_a_reason(
     response = httpx.get(f"{agg.http}/api/v1/{path}", params=params, headers=agg.headers())
     assert response.status_code == 400
     assert reason in response.json()["detail"]
+
+
+def test_profile_types_lists_the_registry(agg: AggregatorProcess) -> None:
+    response = httpx.get(f"{agg.http}/api/v1/profile-types", headers=agg.headers())
+    assert response.status_code == 200
+    types = {t["type"]: t for t in response.json()["types"]}
+    assert set(types) == {"cpu", "lock", "syscall"}
+    assert (types["lock"]["label"], types["lock"]["value_unit"]) == ("Lock wait", "nanoseconds")
+    assert types["cpu"]["pprof_sample_types"] == ["samples/count", "cpu/nanoseconds"]
+    assert [t for t, info in types.items() if not info["has_stacks"]] == ["syscall"]
 
 
 def test_openapi_lists_the_analysis_routes(agg: AggregatorProcess) -> None:

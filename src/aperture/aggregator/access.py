@@ -71,6 +71,7 @@ HTTP_ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/locks"): Access.READ,
     ("GET", "/api/v1/unwind"): Access.READ,
     ("GET", "/api/v1/export"): Access.READ,
+    ("GET", "/api/v1/profile-types"): Access.READ,
     ("GET", "/api/v1/alerts"): Access.READ,
     ("GET", "/api/v1/alerts/metrics"): Access.READ,
     ("GET", "/api/v1/alerts/history"): Access.READ,

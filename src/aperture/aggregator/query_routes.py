@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from aperture.formats.registry import EXPORTS
 from aperture.model import EventType, Profile
+from aperture.profile_types import PROFILE_TYPES, no_stacks_message
 from aperture.query import answers, models
 from aperture.query.filter import QueryFilter
 from aperture.query.source import StackSource
@@ -76,12 +77,18 @@ def parse_filter(
     )
 
 
-TypeParam = Annotated[EventType, Query(alias="type", description="cpu, lock or syscall")]
+TypeParam = Annotated[EventType, Query(alias="type", description=", ".join(EventType))]
 _TIME_DOC = "RFC 3339, unix ns, or relative (-1h, now)"
 
 
 def add_query_routes(router: APIRouter, source: StackSource) -> None:
-    """Register /flamegraph, /top, /diff, /timeline, /syscalls, /locks, /unwind and /export."""
+    """Register /profile-types, /flamegraph, /top, /diff, /timeline, /syscalls, /locks,
+    /unwind and /export."""
+
+    @router.get("/profile-types")
+    def profile_types() -> models.ProfileTypes:
+        """Every profile type: its label, units, whether it has stacks, its pprof types."""
+        return answers.profile_types()
 
     @router.get("/flamegraph")
     def flamegraph(
@@ -92,8 +99,8 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
     ) -> models.Flamegraph:
         """A flamegraph tree as flat arrays (depth-first pre-order)."""
-        if event_type is EventType.SYSCALL:
-            raise _bad("syscall data has no stacks: use type=cpu or type=lock")
+        if not PROFILE_TYPES[event_type].has_stacks:
+            raise _bad(no_stacks_message(event_type))
         f = parse_filter(request, event_type=event_type)
         return answers.flamegraph(source, f, max_nodes)
 
@@ -107,8 +114,8 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
     ) -> models.Top:
         """Functions by self (leaf) or total (anywhere on the stack) value."""
-        if event_type is EventType.SYSCALL:
-            raise _bad("syscall data has no stacks: use /syscalls")
+        if not PROFILE_TYPES[event_type].has_stacks:
+            raise _bad(no_stacks_message(event_type))
         return answers.top(source, parse_filter(request, event_type=event_type), limit, sort)
 
     @router.get("/diff")
@@ -123,8 +130,8 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         comparison_to: Annotated[str, Query(description=_TIME_DOC)] = "now",
     ) -> models.Diff:
         """Baseline vs comparison, per node on both sides; compare shares of each side."""
-        if event_type is EventType.SYSCALL:
-            raise _bad("syscall data has no stacks: use type=cpu or type=lock")
+        if not PROFILE_TYPES[event_type].has_stacks:
+            raise _bad(no_stacks_message(event_type))
         base = parse_filter(request, event_type=event_type, from_key="baseline_from",
                             to_key="baseline_to", prefix="baseline.",
                             default_from=baseline_from, default_to=baseline_to)  # fmt: skip

@@ -33,6 +33,14 @@ from google.protobuf.message import DecodeError, Message
 from aperture.formats.limits import Budget, TooLarge
 from aperture.formats.protoscan import count_fields
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
+from aperture.profile_types import (
+    CPU_SAMPLES,
+    CPU_TIME,
+    LOCK_CONTENTIONS,
+    LOCK_DELAY,
+    PROFILE_TYPES,
+    SampleType,
+)
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.transforms import lock_samples
 
@@ -99,35 +107,40 @@ def _lock_rows(profile: Profile) -> list[tuple[Sample, int, int]]:
 
 def to_pprof_message(profile: Profile) -> pb.Profile:
     """The ``perftools.profiles.Profile`` message of a CPU or lock profile."""
-    if profile.event_type is EventType.SYSCALL:
-        raise ValueError("syscall statistics have no stacks: pprof cannot represent them")
+    kind = PROFILE_TYPES[profile.event_type]
+    if not kind.has_stacks:
+        raise ValueError(
+            f"{profile.event_type} statistics have no stacks: pprof cannot represent them"
+        )
     out = pb.Profile()
     table: list[str] = []
     string = _Strings(table)
     period_ns = round(1e9 / profile.frequency_hz) if profile.frequency_hz > 0 else 0
 
+    def declare(types: tuple[SampleType, ...], period: int) -> None:
+        for vt in types:
+            out.sample_type.add(type=string(vt.type), unit=string(vt.unit))
+        if kind.pprof_period is not None and period:
+            out.period_type.type = string(kind.pprof_period.type)
+            out.period_type.unit = string(kind.pprof_period.unit)
+            out.period = period
+            out.default_sample_type = string(kind.pprof_default)
+
     rows: list[tuple[Sample, list[int]]]
     if profile.event_type is EventType.LOCK:
-        out.sample_type.add(type=string("contentions"), unit=string("count"))
-        out.sample_type.add(type=string("delay"), unit=string("nanoseconds"))
-        out.period_type.type, out.period_type.unit = string("contentions"), string("count")
-        out.period = 1
-        out.default_sample_type = string("delay")
+        declare(kind.pprof, 1)  # contentions, delay
         rows = [(s, [n, wait]) for s, n, wait in _lock_rows(profile)]
     elif profile.unit in ("samples", "count"):
-        out.sample_type.add(type=string("samples"), unit=string("count"))
         if period_ns:
-            out.sample_type.add(type=string("cpu"), unit=string("nanoseconds"))
-            out.period_type.type, out.period_type.unit = string("cpu"), string("nanoseconds")
-            out.period = period_ns
-            out.default_sample_type = string("cpu")
+            declare(kind.pprof, period_ns)  # samples, cpu time
             rows = [(s, [s.value, s.value * period_ns]) for s in profile.samples]
         else:
+            declare(kind.pprof[:1], 0)
             rows = [(s, [s.value]) for s in profile.samples]
     else:
         # A CPU-like profile imported with another unit (bytes, ...) keeps it.
-        kind = profile.labels.get("sample_type", "value")
-        out.sample_type.add(type=string(kind), unit=string(profile.unit))
+        name = profile.labels.get("sample_type", "value")
+        out.sample_type.add(type=string(name), unit=string(profile.unit))
         rows = [(s, [s.value]) for s in profile.samples]
 
     mappings: dict[str, int] = {}
@@ -382,15 +395,15 @@ def _kind(p: pb.Profile) -> _Kind:
     period_is_ns = s[p.period_type.unit] == "nanoseconds"
     freq = round(1e9 / period) if period and period_is_ns else 0
     names = [t for t, _ in types]
-    if "contentions" in names or "delay" in names:
-        delay = names.index("delay") if "delay" in names else -1
-        count = names.index("contentions") if "contentions" in names else -1
-        return _Kind(EventType.LOCK, "nanoseconds", delay, count, sample_type="delay")
-    if ("samples", "count") in types:
-        return _Kind(EventType.CPU, "samples", types.index(("samples", "count")),
+    if LOCK_CONTENTIONS.type in names or LOCK_DELAY.type in names:
+        delay = names.index(LOCK_DELAY.type) if LOCK_DELAY.type in names else -1
+        count = names.index(LOCK_CONTENTIONS.type) if LOCK_CONTENTIONS.type in names else -1
+        return _Kind(EventType.LOCK, LOCK_DELAY.unit, delay, count, sample_type=LOCK_DELAY.type)
+    if (CPU_SAMPLES.type, CPU_SAMPLES.unit) in types:
+        return _Kind(EventType.CPU, "samples", types.index((CPU_SAMPLES.type, CPU_SAMPLES.unit)),
                      frequency_hz=freq)  # fmt: skip
-    if ("cpu", "nanoseconds") in types:
-        index = types.index(("cpu", "nanoseconds"))
+    if (CPU_TIME.type, CPU_TIME.unit) in types:
+        index = types.index((CPU_TIME.type, CPU_TIME.unit))
         if freq:
             return _Kind(EventType.CPU, "samples", index, divide_by=period, frequency_hz=freq)
         return _Kind(EventType.CPU, "nanoseconds", index, sample_type="cpu")

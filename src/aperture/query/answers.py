@@ -14,7 +14,7 @@ import numpy as np
 
 from aperture.formats.tables import lock_rows, syscall_rows
 from aperture.model import EventType, Profile
-from aperture.profile_types import series_unit, value_unit
+from aperture.profile_types import PROFILE_TYPES, series_unit, value_unit
 from aperture.query import models
 from aperture.query.filter import QueryFilter
 from aperture.query.source import GROUP_BY, StackSource, WeightedStacks
@@ -207,3 +207,16 @@ def unwind(source: StackSource, f: QueryFilter) -> models.Unwind:
     """The ``/unwind`` answer: how the selected CPU batches' user stacks were unwound."""
     totals = source.unwind(replace(f, event_type=EventType.CPU, pid=None, comm=None))
     return models.Unwind.model_validate(totals.answer())
+
+
+def profile_types() -> models.ProfileTypes:
+    """The ``/profile-types`` answer: the registry, as the dashboard reads it."""
+    return models.ProfileTypes(
+        types=[
+            models.ProfileTypeInfo(
+                type=t.event_type, label=t.label, value_unit=t.value_unit,
+                series_unit=t.series_unit, has_stacks=t.has_stacks,
+                pprof_sample_types=[f"{vt.type}/{vt.unit}" for vt in t.pprof])
+            for t in PROFILE_TYPES.values()
+        ]
+    )  # fmt: skip

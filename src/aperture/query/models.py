@@ -27,7 +27,9 @@ class FlameNodes(Answer):
     )
     line: list[int] = Field(description="the node's hottest source line, 0 for none")
     depth: list[int]
-    self_: list[int] = Field(serialization_alias="self", description="value with the node as the leaf")
+    self_: list[int] = Field(
+        serialization_alias="self", description="value with the node as the leaf"
+    )
     total: list[int] = Field(description="value through the node")
 
 
@@ -160,6 +162,21 @@ class Locks(Answer):
     """``GET /api/v1/locks``: top locks by wait time."""
 
     locks: list[LockSummary]
+
+
+class ProfileTypeInfo(Answer):
+    type: EventType
+    label: str = Field(description="the dashboard's name for the type")
+    value_unit: str = Field(description="what a stack's value counts")
+    series_unit: str = Field(description="what a timeline counts per step")
+    has_stacks: bool = Field(description="flamegraph, top, diff and pprof apply")
+    pprof_sample_types: list[str] = Field(description="type/unit of each pprof value column")
+
+
+class ProfileTypes(Answer):
+    """``GET /api/v1/profile-types``: every type this aggregator knows."""
+
+    types: list[ProfileTypeInfo]
 
 
 class Unwind(Answer):

@@ -97,6 +97,25 @@ export interface Locks {
   locks: LockSummary[];
 }
 
+export interface ProfileTypeInfo {
+  type: EventType;
+  /** the dashboard's name for the type */
+  label: string;
+  /** what a stack's value counts */
+  value_unit: string;
+  /** what a timeline counts per step */
+  series_unit: string;
+  /** flamegraph, top, diff and pprof apply */
+  has_stacks: boolean;
+  /** type/unit of each pprof value column */
+  pprof_sample_types: string[];
+}
+
+/** `GET /api/v1/profile-types`: every type this aggregator knows. */
+export interface ProfileTypes {
+  types: ProfileTypeInfo[];
+}
+
 export interface Series {
   key: string;
   /** [bucket start ns, value], by time */

@@ -10,6 +10,7 @@ import type {
   FrameName,
   LockSummary,
   Locks,
+  ProfileTypes as GeneratedProfileTypes,
   Series,
   SyscallSummary,
   Syscalls,
@@ -35,6 +36,7 @@ export type SyscallsResponse = Syscalls;
 export type StackFrame = FrameName;
 export type LockRow = LockSummary;
 export type LocksResponse = Locks;
+export type ProfileTypes = GeneratedProfileTypes;
 
 export interface Agent {
   agent_id: string;

@@ -15,7 +15,12 @@ export const VIEW_TITLES: Record<View, string> = {
   alerts: "Alerts",
 };
 
-export type ProfileType = "cpu" | "lock";
+/** The profile types with stacks that the views can show (the registry says which exist). */
+export const PROFILE_TYPES = ["cpu", "lock"] as const;
+export type ProfileType = (typeof PROFILE_TYPES)[number];
+export function isProfileType(t: string): t is ProfileType {
+  return (PROFILE_TYPES as readonly string[]).includes(t);
+}
 export type GroupBy = "host" | "comm" | "pid";
 
 export interface UrlState {
@@ -133,7 +138,7 @@ export function parseUrl(pathname: string, search: string): UrlState {
   s.comm = str("comm") ?? "";
   s.pid = str("pid") ?? "";
   s.live = str("live") === "1";
-  s.type = oneOf(str("type"), ["cpu", "lock"] as const, "cpu");
+  s.type = oneOf(str("type"), PROFILE_TYPES, "cpu");
   s.search = str("search") ?? "";
   s.invert = str("invert") === "1";
   s.fn = str("fn") ?? "";

@@ -3,7 +3,8 @@
 
 import { useCallback, useMemo, useState } from "react";
 import { useApi } from "../api/hooks";
-import type { FlamegraphResponse, TopFunction, TopResponse, UnwindResponse } from "../api/types";
+import type { ProfileTypeInfo } from "../api/schema";
+import type { FlamegraphResponse, ProfileTypes, TopFunction, TopResponse, UnwindResponse } from "../api/types";
 import { ExportButtons } from "../components/ExportButtons";
 import { SearchBox } from "../components/SearchBox";
 import { Empty, ErrorBox, Loading } from "../components/States";
@@ -16,16 +17,19 @@ import { FrameTooltip } from "../flame/Tooltip";
 import { fromFlamegraph, type FlameTree } from "../flame/tree";
 import { unwindText } from "../flame/unwind";
 import * as fmt from "../format";
-import { filterParams, type ProfileType, type UrlState } from "../state/url";
+import { filterParams, isProfileType, type ProfileType, type UrlState } from "../state/url";
 import { useUrlState } from "../state/useUrlState";
 import { TopTable } from "./TopTable";
 
+/** The profile types with stacks, named as the aggregator's registry names them. */
 export function TypeSwitch({ value, onChange }: { value: ProfileType; onChange: (t: ProfileType) => void }) {
+  const types = useApi<ProfileTypes>("/api/v1/profile-types");
+  const choices = (types.data?.types ?? []).filter((t): t is ProfileTypeInfo & { type: ProfileType } => t.has_stacks && isProfileType(t.type));
   return (
     <div className="segmented" role="group" aria-label="Event type">
-      {(["cpu", "lock"] as const).map((t) => (
-        <button key={t} type="button" className={value === t ? "active" : ""} aria-pressed={value === t} onClick={() => onChange(t)}>
-          {t === "cpu" ? "CPU" : "Lock wait"}
+      {choices.map(({ type, label }) => (
+        <button key={type} type="button" className={value === type ? "active" : ""} aria-pressed={value === type} onClick={() => onChange(type)}>
+          {label}
         </button>
       ))}
     </div>
