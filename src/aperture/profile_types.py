@@ -7,7 +7,8 @@ latency in nanoseconds). Values of one stack add up across windows, processes
 and agents (every type so far sums). The collectors write their profiles in
 these units; the answers state them; the REST routes refuse stack questions for
 a type without stacks; the pprof writer and reader name a type's values by its
-``pprof`` sample types; the dashboard shows ``label`` (``/api/v1/profile-types``).
+``pprof`` sample types; the dashboard shows ``label`` (``/api/v1/profile-types``), the
+text and SVG outputs ``time_phrase`` and ``flamegraph_title``.
 Types to come (off-CPU, memory, GPU) start here.
 """
 
@@ -30,6 +31,8 @@ class SampleType:
 class ProfileType:
     event_type: EventType
     label: str  # the dashboard's name for the type
+    time_phrase: str  # what a span of its time is ("1.2 ms of wait")
+    flamegraph_title: str  # an SVG flamegraph's heading
     value_unit: str
     series_unit: str
     has_stacks: bool  # flamegraph, top, diff and pprof apply
@@ -49,11 +52,13 @@ LOCK_DELAY = SampleType("delay", "nanoseconds")
 PROFILE_TYPES: dict[EventType, ProfileType] = {
     t.event_type: t
     for t in (
-        ProfileType(EventType.CPU, "CPU", "samples", "samples", True,
+        ProfileType(EventType.CPU, "CPU", "on CPU", "CPU Flame Graph", "samples", "samples", True,
                     (CPU_SAMPLES, CPU_TIME), CPU_TIME, "cpu"),
-        ProfileType(EventType.LOCK, "Lock wait", "nanoseconds", "nanoseconds", True,
+        ProfileType(EventType.LOCK, "Lock wait", "of wait", "Lock Contention Flame Graph",
+                    "nanoseconds", "nanoseconds", True,
                     (LOCK_CONTENTIONS, LOCK_DELAY), LOCK_CONTENTIONS, "delay"),
-        ProfileType(EventType.SYSCALL, "Syscalls", "nanoseconds", "calls", False,
+        ProfileType(EventType.SYSCALL, "Syscalls", "in syscalls", "Syscall Latency Flame Graph",
+                    "nanoseconds", "calls", False,
                     route="/api/v1/syscalls"),
     )
 }  # fmt: skip

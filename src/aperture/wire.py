@@ -23,6 +23,7 @@ from aperture.model import (
     Sample,
     SyscallStat,
 )
+from aperture.profile_types import value_unit
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.transforms import lock_samples
 
@@ -365,7 +366,7 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
         )
 
     if batch.HasField("cpu"):
-        cpu = window(EventType.CPU, "samples")
+        cpu = window(EventType.CPU, value_unit(EventType.CPU))
         c = batch.cpu
         cpu.frequency_hz = c.frequency_hz
         cpu.samples = [
@@ -376,7 +377,7 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
         ]
         profiles[EventType.CPU] = cpu
     if batch.HasField("lock"):
-        lock = window(EventType.LOCK, "nanoseconds")
+        lock = window(EventType.LOCK, value_unit(EventType.LOCK))
         lock.locks = [
             LockStat(
                 pid=rec.pid,
@@ -397,7 +398,7 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
         lock.samples = lock_samples(lock.locks)
         profiles[EventType.LOCK] = lock
     if batch.HasField("syscall"):
-        sys_profile = window(EventType.SYSCALL, "nanoseconds")
+        sys_profile = window(EventType.SYSCALL, value_unit(EventType.SYSCALL))
         sys_profile.syscalls = [
             SyscallStat(
                 pid=rec.pid,

@@ -250,9 +250,6 @@ def _check_pid(pid: int) -> None:
         raise UsageError(f"no process with pid {pid} is running.")
 
 
-_EVENT_TYPES = {"cpu": EventType.CPU, "lock": EventType.LOCK, "syscall": EventType.SYSCALL}
-
-
 def build_collectors(
     args: argparse.Namespace, modes: Sequence[str], symbolizer: ThreadSafeSymbolizer
 ) -> dict[str, Collector]:
@@ -324,7 +321,7 @@ def _check_flags(
     modes = list(MODES) if args.mode == "all" else [args.mode]
     outputs = output_paths(args.output, modes) if args.output is not None else {}
     for mode, path in outputs.items():
-        _check_output(path, _EVENT_TYPES[mode])
+        _check_output(path, EventType(mode))
     _check_pid(args.pid)
     me = agent_identity(args.label)  # a bad --label or downward-API value fails here
     if args.stack_map_size < 1024:

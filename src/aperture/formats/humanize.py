@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 from aperture.model import EventType
+from aperture.profile_types import PROFILE_TYPES
 
 # Units whose values are plain event counts.
 COUNT_UNITS = frozenset({"", "none", "count", "counts", "sample", "samples"})
-
-# What a span of time means for each event type.
-_TIME_OF = {
-    EventType.CPU: "on CPU",
-    EventType.LOCK: "of wait",
-    EventType.SYSCALL: "in syscalls",
-}
 
 
 def is_count_unit(unit: str) -> bool:
@@ -42,5 +36,5 @@ def describe_value(value: int, unit: str, event_type: EventType) -> str:
     if is_count_unit(unit):
         return f"{value:,} sample" if value == 1 else f"{value:,} samples"
     if unit.lower() in ("ns", "nanoseconds"):
-        return f"{format_duration_ns(value)} {_TIME_OF[event_type]}"
+        return f"{format_duration_ns(value)} {PROFILE_TYPES[event_type].time_phrase}"
     return f"{value:,} {unit}"

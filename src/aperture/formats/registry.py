@@ -15,8 +15,9 @@ from aperture.formats.speedscope import to_speedscope
 from aperture.formats.svg import to_svg
 from aperture.formats.tables import format_lock_table, format_syscall_table, syscall_csv
 from aperture.model import EventType, Profile
+from aperture.profile_types import with_stacks
 
-_STACKS = frozenset({EventType.CPU, EventType.LOCK})
+_STACKS = frozenset(t.event_type for t in with_stacks())
 _ALL = frozenset(EventType)
 _PLAIN = "text/plain; charset=utf-8"
 _JSON = "application/json"

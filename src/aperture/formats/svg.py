@@ -21,7 +21,8 @@ from xml.sax.saxutils import escape
 
 from aperture.formats.humanize import describe_value
 from aperture.formats.svg_assets import CSS, SCRIPT
-from aperture.model import EventType, FrameKind, Profile, fold, iter_frames
+from aperture.model import FrameKind, Profile, fold, iter_frames
+from aperture.profile_types import PROFILE_TYPES
 from aperture.query.tree import hottest_line
 
 WIDTH = 1200
@@ -37,12 +38,6 @@ MIN_FRAME_PX = 0.1
 # Frame kinds beyond model.FrameKind: the synthetic root and the per-process frames.
 _ROOT = "root"
 _PROCESS = "process"
-
-_TITLES = {
-    EventType.CPU: "CPU Flame Graph",
-    EventType.LOCK: "Lock Contention Flame Graph",
-    EventType.SYSCALL: "Syscall Latency Flame Graph",
-}
 
 # Characters XML 1.0 forbids even when escaped; symbol names from arbitrary binaries
 # (or surrogate-escaped bytes) can contain them.
@@ -65,7 +60,7 @@ def to_svg(profile: Profile, *, title: str | None = None, width: int = WIDTH) ->
     """Render ``profile`` as a flame graph SVG document."""
     paths = sorted((path, value) for path, value in fold(profile).items() if value > 0)
     total = sum(value for _, value in paths)
-    heading = title if title is not None else _TITLES.get(profile.event_type, "Flame Graph")
+    heading = title if title is not None else PROFILE_TYPES[profile.event_type].flamegraph_title
     subtitle = _subtitle(profile, total)
     if total <= 0:
         return _empty_svg(heading, subtitle, width)
