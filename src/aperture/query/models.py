@@ -179,13 +179,42 @@ class ProfileTypes(Answer):
     types: list[ProfileTypeInfo]
 
 
+class UnwindSamples(Answer):
+    table_walks: int = Field(description="user stacks made by the table walker")
+    complete: int = Field(description="of those, reached the stack's bottom")
+    truncated: int = Field(description="of those, stopped early (see ends)")
+    fp_only: int = Field(
+        description="samples of processes not registered yet: kernel frame-pointer walk"
+    )
+    fp_frames: int = Field(description="table walks that used a frame pointer for a frame")
+
+
+class UnwindTables(Answer):
+    """Gauges: the largest value one agent reported at a window's end."""
+
+    bytes_max: int
+    loaded_max: int
+
+
+class UnwindLosses(Answer):
+    unwound_stack_collisions: int
+    unwound_stacks_full: int
+    unwind_tables_evicted: int
+    unwind_tables_too_large: int
+
+
 class Unwind(Answer):
     """``GET /api/v1/unwind``: how user stacks were unwound; sections null without data."""
 
-    batches: int
-    batches_with_unwind_data: int
-    modes: dict[str, int]
-    samples: dict[str, int] | None
-    ends: dict[str, int] | None
-    tables: dict[str, int] | None
-    losses: dict[str, int] | None
+    batches: int = Field(description="CPU batches (agent windows) the filters select")
+    batches_with_unwind_data: int = Field(
+        description="of those, from agents that report unwinding; the sections are null when 0"
+    )
+    modes: dict[str, int] = Field(description="batches per --unwind mode (auto, dwarf, fp)")
+    samples: UnwindSamples | None
+    ends: dict[str, int] | None = Field(
+        description="table walks by how they ended: bottom, depth, no_mapping, no_table, "
+        "no_info, unsupported, read_fault, bad_frame (and any a newer agent names)"
+    )
+    tables: UnwindTables | None
+    losses: UnwindLosses | None

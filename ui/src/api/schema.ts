@@ -178,13 +178,43 @@ export interface TopFunction {
 
 /** `GET /api/v1/unwind`: how user stacks were unwound; sections null without data. */
 export interface Unwind {
+  /** CPU batches (agent windows) the filters select */
   batches: number;
+  /** of those, from agents that report unwinding; the sections are null when 0 */
   batches_with_unwind_data: number;
+  /** batches per --unwind mode (auto, dwarf, fp) */
   modes: Record<string, number>;
-  samples: Record<string, number> | null;
+  samples: UnwindSamples | null;
+  /** table walks by how they ended: bottom, depth, no_mapping, no_table, no_info, unsupported, read_fault, bad_frame (and any a newer agent names) */
   ends: Record<string, number> | null;
-  tables: Record<string, number> | null;
-  losses: Record<string, number> | null;
+  tables: UnwindTables | null;
+  losses: UnwindLosses | null;
+}
+
+export interface UnwindLosses {
+  unwound_stack_collisions: number;
+  unwound_stacks_full: number;
+  unwind_tables_evicted: number;
+  unwind_tables_too_large: number;
+}
+
+export interface UnwindSamples {
+  /** user stacks made by the table walker */
+  table_walks: number;
+  /** of those, reached the stack's bottom */
+  complete: number;
+  /** of those, stopped early (see ends) */
+  truncated: number;
+  /** samples of processes not registered yet: kernel frame-pointer walk */
+  fp_only: number;
+  /** table walks that used a frame pointer for a frame */
+  fp_frames: number;
+}
+
+/** Gauges: the largest value one agent reported at a window's end. */
+export interface UnwindTables {
+  bytes_max: number;
+  loaded_max: number;
 }
 
 export interface ValidationError {

@@ -17,6 +17,8 @@ import type {
   Timeline,
   Top,
   TopFunction as GeneratedTopFunction,
+  Unwind,
+  UnwindSamples as GeneratedUnwindSamples,
 } from "./schema";
 
 // The analysis answers: generated from the aggregator's models (schema.ts), named as the
@@ -138,37 +140,7 @@ export interface EvaluateResult {
   error: string | null;
 }
 
-// -- how user stacks were unwound (GET /api/v1/unwind) ----------------------------
+// -- how user stacks were unwound (GET /api/v1/unwind): generated (schema.ts) ----------
 
-export interface UnwindSamples {
-  /** user stacks made by the table walker */
-  table_walks: number;
-  /** of those, reached the stack's bottom (_start or thread start) */
-  complete: number;
-  /** of those, stopped early (see ends) */
-  truncated: number;
-  /** samples of processes not registered yet: kernel frame-pointer walk */
-  fp_only: number;
-  /** table walks that used a frame pointer for at least one frame */
-  fp_frames: number;
-}
-
-export interface UnwindResponse {
-  /** CPU batches (agent windows) the filters select */
-  batches: number;
-  /** of those, from agents that report unwinding; the sections below are null when 0 */
-  batches_with_unwind_data: number;
-  /** batches per --unwind mode (auto, dwarf, fp) */
-  modes: Record<string, number>;
-  samples: UnwindSamples | null;
-  /** table walks by how they ended: bottom, depth, no_mapping, no_table, no_info, unsupported, read_fault, bad_frame */
-  ends: Record<string, number> | null;
-  /** gauges: the largest value one agent reported at a window's end */
-  tables: { bytes_max: number; loaded_max: number } | null;
-  losses: {
-    unwound_stack_collisions: number;
-    unwound_stacks_full: number;
-    unwind_tables_evicted: number;
-    unwind_tables_too_large: number;
-  } | null;
-}
+export type UnwindSamples = GeneratedUnwindSamples;
+export type UnwindResponse = Unwind;
