@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-import time
 from collections import Counter
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass, field
@@ -13,12 +12,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aperture.agent import perf_event
-from aperture.agent.collectors.bpfobj import (
-    DoubleBuffer,
-    PerCpuCounters,
-    check_layout,
-    object_path,
-)
+from aperture.agent.collectors.base import BpfCollector, rodata
 from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
@@ -38,7 +32,6 @@ from aperture.agent.unwind.kernel_maps import (
 )
 from aperture.errors import UserError
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
-from aperture.profile_types import value_unit
 
 COMM_LEN = 16
 MAX_STACK_DEPTH = 127
@@ -185,130 +178,103 @@ def _decode(raw: bytes) -> str:
     return raw.split(b"\0", 1)[0].decode(errors="replace")
 
 
-class CpuCollector:
+class CpuCollector(BpfCollector):
     """Loads, attaches and drains the CPU profiler; one :meth:`drain` per window."""
 
+    object_name = "cpu"
+    event_type = EventType.CPU
+    not_running = "the CPU collector is not running"
+    layouts = (
+        ("counts0", CpuKey, c_uint64),
+        ("counts1", CpuKey, c_uint64),
+        ("ustacks0", c_uint64, UserStack),
+        ("ustacks1", c_uint64, UserStack),
+        ("file_codes", FileKey, FileCode),
+    )
+    counters_map = "stats"
+    stat_names = STAT_NAMES
+    loss_names = LOSS_NAMES
+
     def __init__(self, options: CpuOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
+        super().__init__()
         self.options = options
         self.unwind_mode = effective_unwind_mode(options.unwind)
         self._symbolizer = symbolizer
-        self._obj: BpfObject | None = None
-        self._watcher: ProcessWatcher | None = None
-        self._stats_prev = [0] * len(STAT_NAMES)
-        self._window_start_ns = 0
         self._registry: ProcessRegistry | None = None
         self._python_unmerged = 0  # stacks whose Python frames did not fit (this window)
         self._unsupported_seen = 0
         self.last_unwind = UnwindReport(self.unwind_mode)
 
     # -- lifecycle ---------------------------------------------------------
-    def start(self) -> None:
-        opts = self.options
-        obj = BpfObject(object_path("cpu"))
-        self._obj = obj
-        try:
-            config = CpuConfig.from_buffer(obj.map(".rodata").initial_value())
-            config.target_tgid = opts.pid
-            config.include_idle = int(opts.include_idle)
-            config.unwind_mode = UNWIND_MODES[self.unwind_mode]
-            for name in ("stacks0", "stacks1", "ustacks0", "ustacks1"):
-                obj.map(name).set_max_entries(opts.stack_map_entries)
-            obj.load()
-            for name in ("counts0", "counts1"):
-                check_layout(obj.map(name), CpuKey, c_uint64)
-            for name in ("ustacks0", "ustacks1"):
-                check_layout(obj.map(name), c_uint64, UserStack)
-            check_layout(obj.map("file_codes"), FileKey, FileCode)
-            self._stats = PerCpuCounters(obj.map("stats"), len(STAT_NAMES))
-            self._buffers = DoubleBuffer(obj.map("control"))
-            if self.unwind_mode != "fp":
-                tables = KernelTables(
-                    obj.map("unwind_tables"),
-                    misses=obj.map("table_misses"),
-                    files=obj.map("file_codes"),
-                    memory_limit=opts.unwind_table_memory,
-                    cache_dir=opts.cache_dir,
-                )
-                self._registry = ProcessRegistry(
-                    obj.map("proc_mappings"),
-                    tables,
-                    procs=obj.map("procs"),
-                    python=PythonRegistry(obj.map("py_procs")) if opts.python_frames else None,
-                )
-            registry = self._registry
-            self._watcher = ProcessWatcher(
-                obj,
-                self._symbolizer,
-                registry.on_event if registry else None,
-                registry.python.preresolve if registry and registry.python else None,
-                adopt=registry.adopt if registry and not opts.pid else None,
-            )
-            if self._registry is not None and opts.pid:
-                # One process asked for: its tables are in place before the first sample.
-                self._registry.register(opts.pid, build=True)
-                self._registry.wait_idle(PID_TABLES_TIMEOUT_S)
-            prog = obj.program("sample_cpu")
-            for cpu in perf_event.online_cpus():
-                fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
-                try:
-                    obj.keep(prog.attach_perf_event(fd))
-                except BpfError:
-                    os.close(fd)
-                    raise
-            obj.keep(obj.program("on_exec").attach())
-            obj.keep(obj.program("forget_mappings").attach())
-            if self._registry is not None and not opts.pid:
-                # New processes registered by the walker's programs until the agent's turn.
-                for name in ("mapped", "protected", "forked", "exited"):
-                    obj.keep(obj.program(name).attach())
-        except BaseException:
-            self.close()
-            raise
-        self._window_start_ns = time.time_ns()
-        self._watcher.start()
+    def _configure(self, obj: BpfObject) -> None:
+        config = rodata(obj, CpuConfig)
+        config.target_tgid = self.options.pid
+        config.include_idle = int(self.options.include_idle)
+        config.unwind_mode = UNWIND_MODES[self.unwind_mode]
+        for name in ("stacks0", "stacks1", "ustacks0", "ustacks1"):
+            obj.map(name).set_max_entries(self.options.stack_map_entries)
 
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
+    def _attach(self, obj: BpfObject) -> None:
+        opts = self.options
+        if self.unwind_mode != "fp":
+            tables = KernelTables(
+                obj.map("unwind_tables"),
+                misses=obj.map("table_misses"),
+                files=obj.map("file_codes"),
+                memory_limit=opts.unwind_table_memory,
+                cache_dir=opts.cache_dir,
+            )
+            self._registry = ProcessRegistry(
+                obj.map("proc_mappings"),
+                tables,
+                procs=obj.map("procs"),
+                python=PythonRegistry(obj.map("py_procs")) if opts.python_frames else None,
+            )
+        registry = self._registry
+        self._watcher = ProcessWatcher(
+            obj,
+            self._symbolizer,
+            registry.on_event if registry else None,
+            registry.python.preresolve if registry and registry.python else None,
+            adopt=registry.adopt if registry and not opts.pid else None,
+        )
+        if registry is not None and opts.pid:
+            # One process asked for: its tables are in place before the first sample.
+            registry.register(opts.pid, build=True)
+            registry.wait_idle(PID_TABLES_TIMEOUT_S)
+        prog = obj.program("sample_cpu")
+        for cpu in perf_event.online_cpus():
+            fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
+            try:
+                obj.keep(prog.attach_perf_event(fd))
+            except BpfError:
+                os.close(fd)
+                raise
+        obj.keep(obj.program("on_exec").attach())
+        obj.keep(obj.program("forget_mappings").attach())
+        if registry is not None and not opts.pid:
+            # New processes registered by the walker's programs until the agent's turn.
+            for name in ("mapped", "protected", "forked", "exited"):
+                obj.keep(obj.program(name).attach())
+
+    def _release(self) -> None:
         if self._registry is not None:
             self._registry.close()
             self._registry = None
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
 
     # -- reading -----------------------------------------------------------
-    def sample_count(self) -> int:
-        """Samples recorded so far (cheap: for progress display)."""
-        return self._stats.read()[0]
-
-    def drain(self) -> Profile:
-        """Swap buffers, read the idle one, and return its window as a profile."""
-        obj = self._require()
-        end_ns = time.time_ns()
-        idle = self._buffers.flip()
+    def _read(self, obj: BpfObject, idle: int, profile: Profile) -> None:
         entries = obj.map(f"counts{idle}").drain(CpuKey, c_uint64)
         stacks = self._read_stacks(idle, entries)
         unwound = self._read_unwound(idle)
-        profile = Profile(
-            event_type=EventType.CPU,
-            unit=value_unit(EventType.CPU),
-            start_ns=self._window_start_ns,
-            end_ns=end_ns,
-            frequency_hz=self.options.frequency_hz,
-        )
-        self._window_start_ns = end_ns
+        profile.frequency_hz = self.options.frequency_hz
         self._python_unmerged = 0
         profile.samples = self._symbolize(entries, stacks, unwound)
         if self._registry is not None:
             # After symbolizing: an exited process's last samples need what it registered.
             self._registry.touch({k.tgid for k, _ in entries})
             self._registry.prune()
-        stats = self._stats.read()
-        delta = {n: stats[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
-        self._stats_prev = stats
-        profile.losses = {n: delta[n] for n in LOSS_NAMES}
+        delta = self._window_counters(profile)
         report = self._unwind_report(delta)
         # Table losses as this window's share of the running counts, like the rest.
         before = self.last_unwind.tables
@@ -333,7 +299,6 @@ class CpuCollector:
             "python_unsupported": str(self._python_unsupported()),
             **{f"unwind_end_{end}": str(n) for end, n in report.ends.items()},
         }
-        return profile
 
     def _python_unsupported(self) -> int:
         """Interpreters found this window that cannot be read (another version, ...)."""
@@ -404,11 +369,6 @@ class CpuCollector:
             else:
                 frames = merged
         return trim_user_stack(frames)
-
-    def _require(self) -> BpfObject:
-        if self._obj is None:
-            raise UserError("the CPU collector is not running")
-        return self._obj
 
     def _read_stacks(
         self, idle: int, entries: list[tuple[CpuKey, int]]

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import ctypes
-import time
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from dataclasses import dataclass
 
-from aperture.agent.collectors.bpfobj import (
-    DoubleBuffer,
-    PerCpuCounters,
-    check_layout,
-    decode_comm,
-    object_path,
-)
+from aperture.agent.collectors.base import BpfCollector, rodata
+from aperture.agent.collectors.bpfobj import decode_comm
 from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
 from aperture.agent.symbols.symbolizer import Symbolizer
 from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
-from aperture.errors import UserError
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
-from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
 
 COMM_LEN = 16
@@ -82,61 +74,40 @@ class LockOptions:
     pid: int = 0
 
 
-class LockCollector:
+class LockCollector(BpfCollector):
     """Loads and attaches lock.bpf.c; :meth:`drain` returns one window of waits."""
 
+    object_name = "lock"
+    event_type = EventType.LOCK
+    not_running = "the lock tracer is not running"
+    layouts = (
+        ("stats0", LockKey, LockStats),
+        ("stats1", LockKey, LockStats),
+        ("starts", c_uint32, LockStart),
+    )
+    stat_names = STAT_NAMES
+    loss_names = LOSS_NAMES
+
     def __init__(self, options: LockOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
+        super().__init__()
         self.options = options
         self._symbolizer = symbolizer
-        self._obj: BpfObject | None = None
-        self._watcher: ProcessWatcher | None = None
-        self._stats_prev = [0] * len(STAT_NAMES)
-        self._window_start_ns = 0
 
-    def start(self) -> None:
-        obj = BpfObject(object_path("lock"))
-        self._obj = obj
-        try:
-            config = LockConfig.from_buffer(obj.map(".rodata").initial_value())
-            config.target_tgid = self.options.pid
-            obj.load()
-            for n in (0, 1):
-                check_layout(obj.map(f"stats{n}"), LockKey, LockStats)
-            check_layout(obj.map("starts"), c_uint32, LockStart)
-            self._buffers = DoubleBuffer(obj.map("control"))
-            self._counters = PerCpuCounters(obj.map("counters"), len(STAT_NAMES))
-            self._watcher = ProcessWatcher(obj, self._symbolizer)
-            obj.keep(obj.program("on_exec").attach())
-            obj.keep(obj.program("on_futex_enter").attach())
-            obj.keep(obj.program("on_futex_exit").attach())
-            try:  # futex_waitv exists from Linux 5.16
-                obj.keep(obj.program("on_futex_waitv_enter").attach())
-                obj.keep(obj.program("on_futex_waitv_exit").attach())
-            except BpfError:
-                pass
-        except BaseException:
-            self.close()
-            raise
-        self._window_start_ns = time.time_ns()
-        self._watcher.start()
+    def _configure(self, obj: BpfObject) -> None:
+        rodata(obj, LockConfig).target_tgid = self.options.pid
 
-    def close(self) -> None:
-        if self._watcher is not None:
-            self._watcher.close()
-            self._watcher = None
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
+    def _attach(self, obj: BpfObject) -> None:
+        self._watcher = ProcessWatcher(obj, self._symbolizer)
+        obj.keep(obj.program("on_exec").attach())
+        obj.keep(obj.program("on_futex_enter").attach())
+        obj.keep(obj.program("on_futex_exit").attach())
+        try:  # futex_waitv exists from Linux 5.16
+            obj.keep(obj.program("on_futex_waitv_enter").attach())
+            obj.keep(obj.program("on_futex_waitv_exit").attach())
+        except BpfError:
+            pass
 
-    def sample_count(self) -> int:
-        return self._counters.read()[0]
-
-    def drain(self) -> Profile:
-        obj = self._obj
-        if obj is None:
-            raise UserError("the lock tracer is not running")
-        end_ns = time.time_ns()
-        idle = self._buffers.flip()
+    def _read(self, obj: BpfObject, idle: int, profile: Profile) -> None:
         entries = obj.map(f"stats{idle}").drain(LockKey, LockStats)
         stack_map = obj.map(f"stacks{idle}")
         raw_stacks: dict[int, tuple[int, ...]] = {}
@@ -175,18 +146,7 @@ class LockCollector:
                     hist=tuple(value.hist),
                 )
             )
-        counters = self._counters.read()
-        delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
-        self._stats_prev = counters
-        profile = Profile(
-            event_type=EventType.LOCK,
-            unit=value_unit(EventType.LOCK),
-            start_ns=self._window_start_ns,
-            end_ns=end_ns,
-            losses={n: delta[n] for n in LOSS_NAMES},
-            labels={"exits_without_enter": str(delta["no_start"])},
-            samples=lock_samples(locks),
-            locks=locks,
-        )
-        self._window_start_ns = end_ns
-        return profile
+        delta = self._window_counters(profile)
+        profile.labels = {"exits_without_enter": str(delta["no_start"])}
+        profile.samples = lock_samples(locks)
+        profile.locks = locks

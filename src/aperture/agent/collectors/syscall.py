@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import ctypes
 import platform
-import time
 from collections import defaultdict
 from ctypes import c_char, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
 
-from aperture.agent.collectors.bpfobj import (
-    DoubleBuffer,
-    PerCpuCounters,
-    check_layout,
-    decode_comm,
-    object_path,
-)
+from aperture.agent.collectors.base import BpfCollector, rodata
+from aperture.agent.collectors.bpfobj import decode_comm
 from aperture.agent.libbpf import BpfObject
 from aperture.agent.syscall_table import AARCH64, X86_64
-from aperture.errors import UserError
 from aperture.model import EventType, Profile, SyscallStat
-from aperture.profile_types import value_unit
 
 COMM_LEN = 16
 HIST_BUCKETS = 40
@@ -73,54 +65,40 @@ class SyscallOptions:
     pid: int = 0
 
 
-class SyscallCollector:
+class SyscallCollector(BpfCollector):
     """Loads and attaches syscall.bpf.c; :meth:`drain` returns one window's stats."""
 
+    object_name = "syscall"
+    event_type = EventType.SYSCALL
+    not_running = "the syscall tracer is not running"
+    layouts = (
+        ("stats0", SyscallKey, SyscallStats),
+        ("errnos0", SyscallErrnoKey, c_uint64),
+        ("stats1", SyscallKey, SyscallStats),
+        ("errnos1", SyscallErrnoKey, c_uint64),
+        ("starts", ctypes.c_int, SyscallStart),
+    )
+    stat_names = STAT_NAMES
+    loss_names = LOSS_NAMES
+
     def __init__(self, options: SyscallOptions) -> None:
+        super().__init__()
         self.options = options
-        self._obj: BpfObject | None = None
-        self._stats_prev = [0] * len(STAT_NAMES)
-        self._window_start_ns = 0
 
-    def start(self) -> None:
-        obj = BpfObject(object_path("syscall"))
-        self._obj = obj
-        try:
-            config = SyscallConfig.from_buffer(obj.map(".rodata").initial_value())
-            config.target_tgid = self.options.pid
-            obj.load()
-            for n in (0, 1):
-                check_layout(obj.map(f"stats{n}"), SyscallKey, SyscallStats)
-                check_layout(obj.map(f"errnos{n}"), SyscallErrnoKey, c_uint64)
-            check_layout(obj.map("starts"), ctypes.c_int, SyscallStart)
-            self._buffers = DoubleBuffer(obj.map("control"))
-            self._counters = PerCpuCounters(obj.map("counters"), len(STAT_NAMES))
-            for prog in ("on_sys_enter", "on_sys_exit"):
-                obj.keep(obj.program(prog).attach())
-        except BaseException:
-            self.close()
-            raise
-        self._window_start_ns = time.time_ns()
+    def _configure(self, obj: BpfObject) -> None:
+        rodata(obj, SyscallConfig).target_tgid = self.options.pid
 
-    def close(self) -> None:
-        if self._obj is not None:
-            self._obj.close()
-            self._obj = None
+    def _attach(self, obj: BpfObject) -> None:
+        for prog in ("on_sys_enter", "on_sys_exit"):
+            obj.keep(obj.program(prog).attach())
 
-    def sample_count(self) -> int:
-        return self._counters.read()[0]
-
-    def drain(self) -> Profile:
-        if self._obj is None:
-            raise UserError("the syscall tracer is not running")
-        end_ns = time.time_ns()
-        idle = self._buffers.flip()
-        stats = self._obj.map(f"stats{idle}").drain(SyscallKey, SyscallStats)
-        errnos = self._obj.map(f"errnos{idle}").drain(SyscallErrnoKey, c_uint64)
+    def _read(self, obj: BpfObject, idle: int, profile: Profile) -> None:
+        stats = obj.map(f"stats{idle}").drain(SyscallKey, SyscallStats)
+        errnos = obj.map(f"errnos{idle}").drain(SyscallErrnoKey, c_uint64)
         by_call: defaultdict[tuple[int, int], dict[int, int]] = defaultdict(dict)
         for ekey, count in errnos:
             by_call[(ekey.tgid, ekey.nr)][ekey.err] = int(count)
-        records = [
+        profile.syscalls = [
             SyscallStat(
                 pid=key.tgid,
                 comm=decode_comm(value.comm),
@@ -136,17 +114,5 @@ class SyscallCollector:
             )
             for key, value in stats
         ]
-        counters = self._counters.read()
-        delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
-        self._stats_prev = counters
-        profile = Profile(
-            event_type=EventType.SYSCALL,
-            unit=value_unit(EventType.SYSCALL),
-            start_ns=self._window_start_ns,
-            end_ns=end_ns,
-            losses={n: delta[n] for n in LOSS_NAMES},
-            labels={"exits_without_enter": str(delta["no_start"])},
-            syscalls=records,
-        )
-        self._window_start_ns = end_ns
-        return profile
+        delta = self._window_counters(profile)
+        profile.labels = {"exits_without_enter": str(delta["no_start"])}
