@@ -17,7 +17,6 @@ bench/results/import_amplification.md.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 import tempfile
@@ -31,27 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO_DIR, log, machine_header, markdown_table, peak_rss_kib, write_report
 from aggregator_proc import AggregatorProcess
-from aperture.proto.pprof import profile_pb2 as pb
+from pprof_bodies import distinct_pids_gzip, empty_samples_gzip
 
 LARGE_CPU = REPO_DIR.parent / "shared" / "interop" / "pprof" / "large.cpu"
-
-
-def distinct_pids(count: int) -> bytes:
-    """A gzip pprof of ``count`` one-frame samples, each of its own pid."""
-    p = pb.Profile(string_table=["", "samples", "count", "pid", "main"])
-    p.sample_type.add(type=1, unit=2)
-    p.function.add(id=1, name=4)
-    p.location.add(id=1).line.add(function_id=1)
-    for pid in range(1, count + 1):
-        p.sample.add(location_id=[1], value=[1]).label.add(key=3, num=pid)
-    return gzip.compress(p.SerializeToString())
-
-
-def empty_samples(count: int) -> bytes:
-    """A gzip pprof of a sample type and ``count`` empty samples (two bytes each)."""
-    p = pb.Profile(string_table=["", "samples", "count"])
-    p.sample_type.add(type=1, unit=2)
-    return gzip.compress(p.SerializeToString() + b"\x12\x00" * count, compresslevel=9)
 
 
 def measure(name: str, body: bytes, params: dict[str, str], src: Path | None) -> tuple[str, ...]:
@@ -88,9 +69,9 @@ def main() -> None:
     parser.add_argument("--name", default="import_amplification", help="the report's name")
     args = parser.parse_args()
     cases: list[tuple[str, Callable[[], bytes], dict[str, str]]] = [
-        ("300,000 distinct pids", lambda: distinct_pids(300_000), {"service": "pids"}),
-        ("100,000 distinct pids", lambda: distinct_pids(100_000), {"service": "pids"}),
-        ("8M empty samples", lambda: empty_samples(8_000_000), {"service": "empty"}),
+        ("300,000 distinct pids", lambda: distinct_pids_gzip(300_000), {"service": "pids"}),
+        ("100,000 distinct pids", lambda: distinct_pids_gzip(100_000), {"service": "pids"}),
+        ("8M empty samples", lambda: empty_samples_gzip(8_000_000), {"service": "empty"}),
         ("large.cpu, at=now", LARGE_CPU.read_bytes, {"service": "large", "at": "now"}),
     ]
     rows = [measure(name, make(), params, args.src) for name, make, params in cases]

@@ -119,39 +119,8 @@ def build_elf(
     shoff = at + (-at % 8)
     name_at, headers = 1, [bytes(shsize)]
     for (sec_name, sh_type, data, link, entsize), offset in zip(sections, placed, strict=True):
-        flags = 0
-        if wide:
-            headers.append(
-                struct.pack(
-                    order + "IIQQQQIIQQ",
-                    name_at,
-                    sh_type,
-                    flags,
-                    offset,
-                    offset,
-                    len(data),
-                    link,
-                    0,
-                    1,
-                    entsize,
-                )
-            )
-        else:
-            headers.append(
-                struct.pack(
-                    order + "IIIIIIIIII",
-                    name_at,
-                    sh_type,
-                    flags,
-                    offset,
-                    offset,
-                    len(data),
-                    link,
-                    0,
-                    1,
-                    entsize,
-                )
-            )
+        shdr = (name_at, sh_type, 0, offset, offset, len(data), link, 0, 1, entsize)  # flags 0
+        headers.append(struct.pack(order + ("IIQQQQIIQQ" if wide else "IIIIIIIIII"), *shdr))
         name_at += len(sec_name) + 1
     note_index = next((placed[i] for i, s in enumerate(sections) if s[1] == _SHT_NOTE), 0)
     note_size = next((len(s[2]) for s in sections if s[1] == _SHT_NOTE), 0)

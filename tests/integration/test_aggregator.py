@@ -12,10 +12,10 @@ import grpc
 import httpx
 import pytest
 
+from aggregator_client import AggregatorClient
 from aggregator_proc import AggregatorProcess
 from aperture.model import EventType, Frame, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2 as apb
-from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
 
 HOT = (Frame("main", "app"), Frame("hot", "app"))
@@ -31,28 +31,6 @@ def batch(seq: int, agent: str = "agent-1", value: int = 10, pad: int = 0) -> by
     return encode([profile], Identity(agent, "host-1"), seq).SerializeToString()
 
 
-class Raw:
-    """Push with raw bytes, so garbage can be sent as well as real batches."""
-
-    def __init__(self, agg: AggregatorProcess) -> None:
-        self.channel = grpc.insecure_channel(agg.grpc_target)
-        self.push_raw = self.channel.unary_unary(
-            "/aperture.v1.Aggregator/Push",
-            request_serializer=lambda b: b,
-            response_deserializer=apb.PushResponse.FromString,
-        )
-        self.stub = aggregator_pb2_grpc.AggregatorStub(self.channel)  # type: ignore[no-untyped-call]
-        self.md = [("authorization", f"Bearer {agg.token}")]
-
-    def push(self, data: bytes, md: list[tuple[str, str]] | None = None) -> apb.PushResponse:
-        return self.push_raw(data, metadata=self.md if md is None else md, timeout=10)
-
-    def code(self, data: bytes, md: list[tuple[str, str]] | None = None) -> grpc.StatusCode:
-        with pytest.raises(grpc.RpcError) as err:
-            self.push(data, md)
-        return err.value.code()
-
-
 @pytest.fixture
 def agg(tmp_path: Path) -> Iterator[AggregatorProcess]:
     proc = AggregatorProcess(tmp_path / "agg").start()
@@ -61,7 +39,7 @@ def agg(tmp_path: Path) -> Iterator[AggregatorProcess]:
 
 
 def test_push_query_and_rest(agg: AggregatorProcess) -> None:
-    raw = Raw(agg)
+    raw = AggregatorClient(agg)
     assert raw.push(batch(1)).accepted
     again = raw.push(batch(1))
     assert again.accepted and again.duplicate
@@ -81,7 +59,7 @@ def test_push_query_and_rest(agg: AggregatorProcess) -> None:
 
 
 def test_bad_pushes_are_refused_counted_and_harmless(agg: AggregatorProcess) -> None:
-    raw = Raw(agg)
+    raw = AggregatorClient(agg)
     good = batch(1)
     assert raw.code(good, [("authorization", "Bearer wrong")]) == grpc.StatusCode.UNAUTHENTICATED
     assert raw.code(good, []) == grpc.StatusCode.UNAUTHENTICATED
@@ -116,7 +94,7 @@ def test_http_auth(agg: AggregatorProcess) -> None:
 def test_buffer_evicts_by_bytes_and_shows_it(tmp_path: Path) -> None:
     agg = AggregatorProcess(tmp_path / "agg", "--buffer-bytes", "64KiB").start()
     try:
-        raw = Raw(agg)
+        raw = AggregatorClient(agg)
         sizes = []
         for seq in range(1, 41):
             data = batch(seq, pad=200)
@@ -135,12 +113,12 @@ def test_buffer_evicts_by_bytes_and_shows_it(tmp_path: Path) -> None:
 
 def test_kill_9_loses_nothing_acknowledged(tmp_path: Path) -> None:
     agg = AggregatorProcess(tmp_path / "agg").start()
-    raw = Raw(agg)
+    raw = AggregatorClient(agg)
     for seq in range(1, 21):
         assert raw.push(batch(seq)).accepted
     agg.kill()
     agg.start()
-    raw = Raw(agg)
+    raw = AggregatorClient(agg)
     # a retry of an acknowledged batch after the restart is still a duplicate
     assert raw.push(batch(20)).duplicate
     assert raw.push(batch(21)).accepted
@@ -180,7 +158,7 @@ def test_tls(tmp_path: Path) -> None:
 def test_cli_query_table_and_json(agg: AggregatorProcess) -> None:
     import json
 
-    Raw(agg).push(batch(7))
+    AggregatorClient(agg).push(batch(7))
     base = [sys.executable, "-m", "aperture.cli.main", "query", "--endpoint", agg.endpoint,
             "--token", "test-token"]  # fmt: skip
     table = subprocess.run(base, capture_output=True, text=True, timeout=30)
@@ -194,7 +172,7 @@ def test_cli_query_table_and_json(agg: AggregatorProcess) -> None:
 
 def test_a_restart_keeps_the_data_in_the_store(tmp_path: Path) -> None:
     agg = AggregatorProcess(tmp_path / "agg").start()
-    raw = Raw(agg)
+    raw = AggregatorClient(agg)
     for seq in range(1, 6):
         assert raw.push(batch(seq, value=7)).accepted
     agg.wait_stored()

@@ -24,6 +24,7 @@ from aperture.model import EventType, Frame, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
+from one_sentence import assert_one_sentence
 
 PROG = "aperture-aggregator"
 
@@ -55,15 +56,6 @@ def run_aggregator(
          "--admin-listen", f"127.0.0.1:{free_port()}", *args],
         capture_output=True, text=True, timeout=timeout, env=env,
     )  # fmt: skip
-
-
-def assert_one_sentence(result: subprocess.CompletedProcess[str], text: str) -> None:
-    assert result.returncode != 0, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{PROG}: error: ") and lines[0].endswith("."), lines[0]
-    assert text in lines[0], lines[0]
 
 
 def push(agg: AggregatorProcess, sequence: int) -> None:
@@ -116,6 +108,7 @@ def test_unwritable_data_dir_is_one_sentence(tmp_path: Path, unwritable: str) ->
         (tmp_path / unwritable).chmod(0o755)
     assert_one_sentence(
         result,
+        PROG,
         f"cannot write to {tmp_path / unwritable} (Permission denied): give a --data-dir this "
         "user can write to.",
     )
@@ -130,7 +123,9 @@ def test_unreadable_journal_segment_stops_the_start_and_stays(journaled: Path) -
         result = run_aggregator(journaled, prefix=prefix)
     finally:
         segment.chmod(0o600)
-    assert_one_sentence(result, f"cannot read the journal segment {segment} (Permission denied)")
+    assert_one_sentence(
+        result, PROG, f"cannot read the journal segment {segment} (Permission denied)"
+    )
     assert segments(journaled) == before
 
 
@@ -202,6 +197,7 @@ def test_grpc_port_of_another_reuseport_listener_is_refused(tmp_path: Path) -> N
         result = run_aggregator(tmp_path / "data", "--listen", f"127.0.0.1:{port}", timeout=30)
     assert_one_sentence(
         result,
+        PROG,
         f"cannot listen for gRPC on 127.0.0.1:{port} (Address already in use): choose another "
         "address with --listen.",
     )

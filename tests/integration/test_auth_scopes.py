@@ -19,6 +19,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from aggregator_client import raw_push
 from aggregator_proc import AggregatorProcess
 from aperture.aggregator.access import ALLOWED, HTTP_ROUTES, Access, Scope
 from aperture.formats.pprof import to_pprof
@@ -128,11 +129,7 @@ REFUSED = (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
 def test_grpc_methods_with_every_token(agg: AggregatorProcess) -> None:
     with grpc.insecure_channel(agg.grpc_target) as channel:
         stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]
-        push = channel.unary_unary(
-            "/aperture.v1.Aggregator/Push",
-            request_serializer=lambda b: b,
-            response_deserializer=apb.PushResponse.FromString,
-        )
+        push = raw_push(channel)
         calls: dict[Access, list[tuple[Any, Any]]] = {
             Access.INGEST: [(push, None)],
             Access.READ: [
@@ -271,8 +268,7 @@ def test_refusals_are_counted_401_apart_from_403(agg: AggregatorProcess) -> None
     assert request(agg, "GET", "/api/v1/agents", None).status_code == 401
     assert request(agg, "GET", "/api/v1/agents", INGEST).status_code == 403
     with grpc.insecure_channel(agg.grpc_target) as channel:
-        push = channel.unary_unary("/aperture.v1.Aggregator/Push", request_serializer=lambda b: b,
-                                   response_deserializer=apb.PushResponse.FromString)  # fmt: skip
+        push = raw_push(channel)
         assert grpc_code(push, batch(), "wrong") == grpc.StatusCode.UNAUTHENTICATED
         assert grpc_code(push, batch(), READ) == grpc.StatusCode.PERMISSION_DENIED
     after = [metric(agg, n) for n in names]

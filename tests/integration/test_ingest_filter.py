@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from aggregator_client import raw_push
 from aggregator_proc import AggregatorProcess
 from aperture.model import EventType, Frame, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2 as apb
@@ -39,11 +40,7 @@ def test_ingest_filter_keeps_only_what_the_filter_keeps(tmp_path: Path) -> None:
     ).start()  # fmt: skip
     try:
         channel = grpc.insecure_channel(agg.grpc_target)
-        push = channel.unary_unary(
-            "/aperture.v1.Aggregator/Push",
-            request_serializer=lambda b: b,
-            response_deserializer=apb.PushResponse.FromString,
-        )
+        push = raw_push(channel)
         md = [("authorization", f"Bearer {agg.token}")]
         assert push(batch(1), metadata=md, timeout=10).accepted
         stub = aggregator_pb2_grpc.AggregatorStub(channel)  # type: ignore[no-untyped-call]

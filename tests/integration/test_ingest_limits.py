@@ -14,6 +14,7 @@ import grpc
 import httpx
 import pytest
 
+from aggregator_client import AggregatorClient
 from aggregator_proc import AggregatorProcess
 from aperture.aggregator.agents import MAX_LAST_SEEN_SERIES, AgentTable
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
@@ -44,30 +45,6 @@ def batch(
     return encode([profile], Identity(agent, host, labels or {}), seq).SerializeToString()
 
 
-class Client:
-    """Real gRPC calls: Push with raw bytes (so refused batches can be sent), the stub."""
-
-    def __init__(self, agg: AggregatorProcess) -> None:
-        self.channel = grpc.insecure_channel(agg.grpc_target)
-        self.push_raw = self.channel.unary_unary(
-            "/aperture.v1.Aggregator/Push",
-            request_serializer=lambda b: b,
-            response_deserializer=apb.PushResponse.FromString,
-        )
-        self.stub = aggregator_pb2_grpc.AggregatorStub(self.channel)  # type: ignore[no-untyped-call]
-        self.md = [("authorization", f"Bearer {agg.token}")]
-
-    def push(self, data: bytes) -> apb.PushResponse:
-        return self.push_raw(data, metadata=self.md, timeout=10)
-
-    def refused(self, data: bytes) -> str:
-        """The INVALID_ARGUMENT sentence a refused push answers."""
-        with pytest.raises(grpc.RpcError) as err:
-            self.push(data)
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
-        return str(err.value.details())
-
-
 @pytest.fixture
 def agg(tmp_path: Path) -> Iterator[AggregatorProcess]:
     proc = AggregatorProcess(tmp_path / "agg", "--no-storage").start()
@@ -80,7 +57,7 @@ def metrics_page(agg: AggregatorProcess) -> str:
 
 
 def test_identity_strings_past_the_limits_are_refused(agg: AggregatorProcess) -> None:
-    client = Client(agg)
+    client = AggregatorClient(agg)
     # The issue's measurement: 2,000 distinct 10 KB agent ids were all held (~86 MB)
     # and made a 20 MB /metrics page.
     for i in range(2000):
@@ -114,7 +91,7 @@ def test_identity_strings_past_the_limits_are_refused(agg: AggregatorProcess) ->
 
 
 def test_many_agents_keep_the_last_seen_series_bounded(agg: AggregatorProcess) -> None:
-    client = Client(agg)
+    client = AggregatorClient(agg)
     count = MAX_LAST_SEEN_SERIES + 200
     for i in range(count):
         assert client.push(batch(1, f"{i:06d}" + "a" * 250)).accepted  # 256-byte ids
@@ -166,7 +143,7 @@ def test_agent_table_forgets_idle_agents_and_the_least_recent_past_its_cap() -> 
 def test_windows_outside_the_retention_are_refused_and_not_stored(tmp_path: Path) -> None:
     agg = AggregatorProcess(tmp_path / "agg").start()  # the embedded store, 7-day retention
     try:
-        client = Client(agg)
+        client = AggregatorClient(agg)
         now = time.time_ns()
         future = client.refused(batch(1, end_ns=now + 3600 * S))
         assert "more than 10 minutes ahead of this aggregator's clock" in future
@@ -186,14 +163,14 @@ def test_windows_outside_the_retention_are_refused_and_not_stored(tmp_path: Path
 
 
 def test_without_a_store_only_the_future_bound_applies(agg: AggregatorProcess) -> None:
-    client = Client(agg)
+    client = AggregatorClient(agg)
     now = time.time_ns()
     assert client.push(batch(1, end_ns=now - 30 * 86400 * S)).accepted
     assert "ahead of this aggregator's clock" in client.refused(batch(2, end_ns=now + 3600 * S))
 
 
 def test_grpc_limit_is_at_most_10000(agg: AggregatorProcess) -> None:
-    client = Client(agg)
+    client = AggregatorClient(agg)
     assert client.push(batch(1)).accepted
     aggregate = apb.AggregateRequest(event_type="cpu", limit=1_000_000)
     calls = [

@@ -28,11 +28,11 @@ from aperture.cli.main import main as cli
 from aperture.formats.collapsed import parse_collapsed
 from aperture.formats.pprof import from_pprof, to_pprof
 from aperture.model import EventType, Frame, LockStat, Profile, Sample, fold
-from aperture.proto.pprof import profile_pb2 as pprof_pb
 from aperture.proto.pyroscope import push_pb2
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
 from interop_files import INTEROP, needs_interop
+from pprof_bodies import distinct_pids_gzip
 
 MAIN, HOT, COLD = (
     Frame("main", "app", offset=0x1000),
@@ -415,22 +415,11 @@ def test_pyroscope_windows_outside_retention_are_refused(agg: AggregatorProcess)
     assert top(agg, **{"label.zone": "past"}, **{"from": "-60d"})[""]["total"] == 0
 
 
-def distinct_pids(count: int) -> bytes:
-    """The issue's body: one sample per pid, every sample a distinct key."""
-    p = pprof_pb.Profile(string_table=["", "samples", "count", "pid", "main"])
-    p.sample_type.add(type=1, unit=2)
-    p.function.add(id=1, name=4)
-    p.location.add(id=1).line.add(function_id=1)
-    for pid in range(1, count + 1):
-        p.sample.add(location_id=[1], value=[1]).label.add(key=3, num=pid)
-    return gzip.compress(p.SerializeToString())
-
-
 def test_imports_past_the_limits_are_413_before_anything_is_built(
     agg: AggregatorProcess,
 ) -> None:
     before = agg.metric('aperture_pushes_total{status="too_large"}')
-    body = distinct_pids(300_000)
+    body = distinct_pids_gzip(300_000)
     started = time.monotonic()
     response = httpx.post(f"{agg.http}/api/v1/ingest/pprof", params={"service": "pids"},
                           content=body, headers=auth(), timeout=60)  # fmt: skip

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from one_sentence import assert_one_sentence
+
 
 def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APERTURE_")}
@@ -23,15 +25,6 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         env=env,
     )
-
-
-def assert_one_sentence(result: subprocess.CompletedProcess[str], prog: str, text: str) -> None:
-    assert result.returncode != 0, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"{prog}: error: ") and lines[0].endswith("."), lines[0]
-    assert text in lines[0], lines[0]
 
 
 def run_aggregator(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -68,32 +61,28 @@ def test_cli_api_that_does_not_parse() -> None:
 # 10. Rule files that are not text, or not YAML.
 
 
+def alerts_create(rule: Path, content: bytes) -> subprocess.CompletedProcess[str]:
+    """`aperture alerts create RULE`, with ``content`` written to RULE first."""
+    rule.write_bytes(content)
+    return run("aperture.cli.main", "alerts", "create", str(rule))
+
+
 def test_alerts_create_on_a_file_that_is_not_utf8(tmp_path: Path) -> None:
     rule = tmp_path / "rule.yaml"
-    rule.write_bytes(b"name: caf\xe9\n")  # Latin-1
-    result = run("aperture.cli.main", "alerts", "create", str(rule))
-    assert_one_sentence(
-        result,
-        "aperture",
-        f"{rule} is not UTF-8 text (byte 0xe9 at offset 9): save it as UTF-8.",
-    )
+    result = alerts_create(rule, b"name: caf\xe9\n")  # Latin-1
+    text = f"{rule} is not UTF-8 text (byte 0xe9 at offset 9): save it as UTF-8."
+    assert_one_sentence(result, "aperture", text)
 
 
 def test_alerts_create_on_bad_yaml(tmp_path: Path) -> None:
     rule = tmp_path / "rule.yaml"
-    rule.write_text("name: [cpu\nthreshold: : 5\n")
-    result = run("aperture.cli.main", "alerts", "create", str(rule))
-    assert_one_sentence(
-        result,
-        "aperture",
-        f"{rule} is not valid YAML: expected ',' or ']', but got ':' at line 2, column 10.",
-    )
+    result = alerts_create(rule, b"name: [cpu\nthreshold: : 5\n")
+    text = f"{rule} is not valid YAML: expected ',' or ']', but got ':' at line 2, column 10."
+    assert_one_sentence(result, "aperture", text)
 
 
 def test_alerts_create_on_bad_json(tmp_path: Path) -> None:
-    rule = tmp_path / "rule.json"
-    rule.write_text('{"name": }')
-    result = run("aperture.cli.main", "alerts", "create", str(rule))
+    result = alerts_create(tmp_path / "rule.json", b'{"name": }')
     assert_one_sentence(result, "aperture", "is not valid JSON: Expecting value at line 1")
 
 

@@ -22,26 +22,13 @@ from aperture.formats.protoscan import count_fields, payloads
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.proto.pyroscope import push_pb2
 from interop_files import INTEROP, needs_interop
+from pprof_bodies import distinct_pids, distinct_pids_gzip, empty_samples_gzip
 
 LARGE_CPU = INTEROP / "pprof" / "large.cpu"
 
 
-def distinct_pids(count: int, *, labels: int = 0) -> pb.Profile:
-    """``count`` one-frame samples, each of its own pid (and ``labels`` string labels)."""
-    p = pb.Profile(string_table=["", "samples", "count", "pid", "main", "k", "v"])
-    p.sample_type.add(type=1, unit=2)
-    p.function.add(id=1, name=4)
-    p.location.add(id=1).line.add(function_id=1)
-    for pid in range(1, count + 1):
-        sample = p.sample.add(location_id=[1], value=[1])
-        sample.label.add(key=3, num=pid)
-        for _ in range(labels):
-            sample.label.add(key=5, str=6)
-    return p
-
-
 def test_300k_distinct_pids_are_refused_before_any_sample_is_built() -> None:
-    body = gzip.compress(distinct_pids(300_000).SerializeToString())
+    body = distinct_pids_gzip(300_000)
     assert len(body) < 500_000  # the issue's body: 491 KB of gzip, 4.8 MB inflated
     started = time.perf_counter()
     with pytest.raises(PprofTooLarge) as refused:
@@ -56,8 +43,7 @@ def test_300k_distinct_pids_are_refused_before_any_sample_is_built() -> None:
 
 
 def test_a_parse_bomb_of_empty_samples_is_refused_from_its_counts() -> None:
-    header = distinct_pids(0).SerializeToString()
-    body = gzip.compress(header + b"\x12\x00" * 8_000_000, compresslevel=9)  # 8M empty samples
+    body = empty_samples_gzip(8_000_000)
     assert len(body) < 20_000
     with pytest.raises(PprofTooLarge, match="more samples"):
         from_pprof(body)
