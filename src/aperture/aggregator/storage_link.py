@@ -31,6 +31,11 @@ class StorageSettings:
     max_pending_bytes: int = 256 << 20
 
 
+# A large import (google/pprof's large.cpu: 24k samples, 20k stacks) takes over a second
+# to write on a loaded 2-core host; a query waits this long for what was queued before it.
+SETTLE_S = 10.0
+
+
 class StorageLink:
     """A Store, its StorageWriter and the metrics that show them."""
 
@@ -72,10 +77,10 @@ class StorageLink:
         ).start()
         self.source = StoreSource(self.store, before_query=self._settle)
 
-    def _settle(self, max_wait_s: float = 1.0) -> None:
-        """Before a query: let queued batches reach the store (read your writes),
-        waiting at most ``max_wait_s`` (under a heavy, continuous ingest a query
-        answers after that long with whatever the store holds then)."""
+    def _settle(self, max_wait_s: float = SETTLE_S) -> None:
+        """Before a query: let the batches queued until now reach the store (read your
+        writes: an import answered "stored" is found), waiting at most ``max_wait_s``
+        (a store that slow answers with whatever it holds then)."""
         if self.writer.stats().pending_batches:
             self.writer.flush(max_wait_s)
 

@@ -200,12 +200,17 @@ class StorageWriter:
             )
 
     def flush(self, timeout: float) -> bool:
-        """Write everything queued now; True when the queue emptied within ``timeout``."""
+        """Write everything queued now; True when the queue emptied within ``timeout``.
+
+        Waits for the batches queued when it was called, not for those that arrive
+        meanwhile (under a continuous ingest the queue is never empty for long).
+        """
         deadline = time.monotonic() + timeout
         with self._cv:
             self._urgent = True
             self._cv.notify_all()
-            while self._queue and self._thread.is_alive():
+            wanted = {id(q) for q in self._queue}
+            while self._thread.is_alive() and any(id(q) in wanted for q in self._queue):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
