@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
-from collections import Counter
+from collections import Counter, OrderedDict
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,8 @@ from aperture.agent.collectors.base import BpfCollector, rodata
 from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
+from aperture.agent.python.code import CodeResolver
+from aperture.agent.python.interpreter import Interpreter
 from aperture.agent.python.merge import PyEntry, decode_entries
 from aperture.agent.python.merge import merge as merge_python
 from aperture.agent.python.registry import PythonRegistry
@@ -37,6 +39,9 @@ COMM_LEN = 16
 MAX_STACK_DEPTH = 127
 MAX_USER_FRAMES = 128
 MAX_PY_FRAMES = 128
+# table-unwound stacks kept symbolized across windows (~400 bytes each)
+MAX_KEPT_STACKS = 8192
+Frames = tuple[Frame, ...]
 EFAULT = 14
 EEXIST = 17
 
@@ -202,6 +207,11 @@ class CpuCollector(BpfCollector):
         self._symbolizer = symbolizer
         self._registry: ProcessRegistry | None = None
         self._python_unmerged = 0  # stacks whose Python frames did not fit (this window)
+        # (tgid, stack hash) -> (snapshot serials, hash(stack), frames, unmerged): table-
+        # unwound stacks symbolized once while the process's maps snapshot and Python
+        # registration stay the same (a steady process's stacks recur every window)
+        self._kept: OrderedDict[tuple[int, int], tuple[tuple[int, int], int, Frames, bool]]
+        self._kept = OrderedDict()
         self._unsupported_seen = 0
         self.last_unwind = UnwindReport(self.unwind_mode)
 
@@ -338,12 +348,40 @@ class CpuCollector(BpfCollector):
             for h, st in rows
         }
 
-    def _user_stack(self, tgid: int, stack: Unwound) -> tuple[Frame, ...]:
+    def _kept_user_stack(self, tgid: int, uhash: int, stack: Unwound) -> Frames:
+        """:meth:`_user_stack`, remembered across windows (at most ``MAX_KEPT_STACKS``).
+
+        A hit needs the same process snapshot and Python registration (serials: a
+        new snapshot after an exec or a map change, or a new registration, misses)
+        and the same stack: its BPF hash and, against a 64-bit collision across
+        windows, Python's hash of its contents too.
+        """
+        python = self._python(tgid)
+        serial = self._symbolizer.serial(tgid)
+        token = (serial or 0, python[1].serial if python is not None else 0)
+        key = (tgid, uhash)
+        hit = self._kept.get(key)
+        if serial is not None and hit is not None and hit[0] == token and hit[1] == hash(stack):
+            self._kept.move_to_end(key)
+            self._python_unmerged += hit[3]
+            return hit[2]
+        before = self._python_unmerged
+        frames = self._user_stack(tgid, stack, python)
+        if serial is not None:  # the token read before symbolizing: a change meanwhile misses
+            self._kept[key] = (token, hash(stack), frames, self._python_unmerged > before)
+            self._kept.move_to_end(key)
+            while len(self._kept) > MAX_KEPT_STACKS:
+                self._kept.popitem(last=False)
+        return frames
+
+    def _python(self, tgid: int) -> tuple[Interpreter, CodeResolver] | None:
+        return self._registry.python.get(tgid) if self._registry and self._registry.python else None
+
+    def _user_stack(
+        self, tgid: int, stack: Unwound, python: tuple[Interpreter, CodeResolver] | None
+    ) -> Frames:
         """Native frames symbolized, with the Python frames in place of the eval loop's."""
         frames = self._symbolizer.user_frames(tgid, stack.ips)
-        python = (
-            self._registry.python.get(tgid) if self._registry and self._registry.python else None
-        )
         if stack.py and python is not None:
             interpreter, resolver = python
 
@@ -416,7 +454,7 @@ class CpuCollector(BpfCollector):
                     if found is None:
                         user_cache[cache_key] = (LOST_USER,)
                     else:
-                        user_cache[cache_key] = self._user_stack(key.tgid, found)
+                        user_cache[cache_key] = self._kept_user_stack(key.tgid, uhash, found)
                 user = user_cache[cache_key]
             elif uid >= 0 and uid in stacks:
                 cache_key = (key.tgid, uid)

@@ -10,6 +10,7 @@ native frame rather than show a made-up one.
 
 from __future__ import annotations
 
+import itertools
 import struct
 import threading
 from collections import OrderedDict
@@ -59,6 +60,9 @@ class _Code(NamedTuple):
     ranges: LineRanges
 
 
+_SERIALS = itertools.count(1)
+
+
 class CodeResolver:
     """Resolves ``(code object address, instruction offset)`` pairs of one process."""
 
@@ -72,6 +76,9 @@ class CodeResolver:
     ) -> None:
         self.pid = pid
         self.interpreter = interpreter
+        # Unique for the agent's life: an answer cached elsewhere under it was this
+        # resolver's (a later registration of the same pid has another serial).
+        self.serial = next(_SERIALS)
         self._mem = ProcessMemory(pid, proc_root)
         self._codes: OrderedDict[int, _Code | None] = OrderedDict()
         self._max_codes = max_codes

@@ -9,6 +9,7 @@ two containers is loaded once). Not thread-safe: use it from one thread.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import weakref
@@ -85,10 +86,16 @@ class SymbolizerStats:
         return bad / self.frames if self.frames else 0.0
 
 
+_SERIALS = itertools.count(1)
+
+
 @dataclass
 class _Process:
     maps: ProcessMaps
     refreshed_at: float
+    # Unique for the agent's life: what was worked out from this snapshot can be
+    # cached elsewhere under it (a new snapshot of the same pid has another serial).
+    serial: int = field(default_factory=lambda: next(_SERIALS))
     elfs: dict[Mapping, ElfSymbols] = field(default_factory=dict)
     # (addr << 1 | adjusted) -> (frame, stats counter), for answers that cannot change.
     frames: dict[int, tuple[Frame, str]] = field(default_factory=dict)
@@ -207,6 +214,11 @@ class Symbolizer:
         while len(self._reachable) > MAX_REACHABLE:
             self._reachable.popitem(last=False)
         return True
+
+    def serial(self, pid: int) -> int | None:
+        """The serial of ``pid``'s current snapshot, None without one (nothing is read)."""
+        proc = self._procs.get(pid)
+        return None if proc is None else proc.serial
 
     def forget(self, pid: int) -> None:
         """Drop ``pid``'s snapshot (its files stay cached while others use them)."""

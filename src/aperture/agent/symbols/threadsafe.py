@@ -25,6 +25,10 @@ class ThreadSafeSymbolizer:
         with self._lock:
             return self._inner.keep(pid, maps)
 
+    def serial(self, pid: int) -> int | None:
+        with self._lock:
+            return self._inner.serial(pid)
+
     def user_frames(self, pid: int, addrs: Sequence[int]) -> list[Frame]:
         with self._lock:
             return self._inner.user_frames(pid, addrs)
