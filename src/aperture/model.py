@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 
@@ -166,3 +166,8 @@ def fold(profile: Profile, *, with_process: bool = True) -> Counter[tuple[str, .
 def iter_frames(samples: Iterable[Sample]) -> Iterator[Frame]:
     for sample in samples:
         yield from sample.stack
+
+
+def hottest_line(lines: Mapping[int, int]) -> int:
+    """The line with the most value (the smallest on a tie), 0 for none."""
+    return min(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0] if lines else 0

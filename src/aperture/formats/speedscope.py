@@ -15,8 +15,7 @@ from collections import Counter
 from typing import Any
 
 from aperture import __version__
-from aperture.model import Frame, Profile, Sample
-from aperture.query.tree import hottest_line
+from aperture.model import Frame, Profile, Sample, hottest_line
 
 SCHEMA_URL = "https://www.speedscope.app/file-format-schema.json"
 

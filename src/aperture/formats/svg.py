@@ -21,9 +21,8 @@ from xml.sax.saxutils import escape
 
 from aperture.formats.humanize import describe_value
 from aperture.formats.svg_assets import CSS, SCRIPT
-from aperture.model import FrameKind, Profile, fold, iter_frames
+from aperture.model import FrameKind, Profile, fold, hottest_line, iter_frames
 from aperture.profile_types import PROFILE_TYPES
-from aperture.query.tree import hottest_line
 
 WIDTH = 1200
 FRAME_HEIGHT = 16

@@ -81,11 +81,6 @@ class PathIndex:
         return ids
 
 
-def hottest_line(lines: Mapping[int, int]) -> int:
-    """The line with the most value (the smallest on a tie), 0 for none."""
-    return min(lines.items(), key=lambda kv: (-kv[1], kv[0]))[0] if lines else 0
-
-
 def sum_by(ids: I64, values: I64, n: int) -> I64:
     """Exact per-id sums of int64 values: ``np.add.at`` at ``np.bincount`` speed.
 
