@@ -18,11 +18,13 @@ from aperture.agent.libbpf import BpfObject, VerifierStats
 
 pytestmark = pytest.mark.usefixtures("bpf")
 
-# A quarter of the kernel's limit. Kernel builds differ several-fold on the same
-# object: sample_cpu (--unwind auto) took 17,030 instructions and 12 ms on one
-# 6.18 build, 112,030 and 0.46 s on another (dwarf: 123,500); the old object's
-# 561,390 fails on both.
-BUDGET_INSNS = 250_000
+# A tenth of the kernel's limit. Kernel builds differ several-fold on the same
+# object: with find_row's 24-step search unrolled inside the walk, sample_cpu
+# (--unwind auto) took 17,030 instructions and 12 ms on one 6.18 build, 112,030
+# and 0.35-0.69 s on another (dwarf: 123,500), which fails here; with the search
+# a bpf_loop of its own, 19,608 and 22 ms there (dwarf 31,084). The verifier's
+# time is the agent's start-up CPU (system time).
+BUDGET_INSNS = 100_000
 
 
 def _verify(name: str, unwind_mode: str | None = None) -> dict[str, VerifierStats]:

@@ -115,6 +115,13 @@ struct walk_vars {
 	__u32 fp_frames;
 	__u32 refresh;                 /* a pc was in no mapping: maps changed */
 	__u32 wanted;                  /* a file id whose table was missing */
+	/* find_row's binary search: rows [lo, hi) of the table, from row base */
+	__u32 row_lo;
+	__u32 row_hi;
+	__u32 row_base;
+	__u32 row_target;              /* the address searched, table-relative */
+	__u32 row_failed;              /* a row could not be read */
+	__u32 reserved;
 };
 
 struct {
@@ -257,9 +264,48 @@ static __always_inline void inherit_mappings(__u32 parent, __u32 child)
  * holds the bucket count, element 1 the first bucket, then one element per
  * bucket (the row covering its first address), then the rows. Two index
  * lookups narrow the search to the rows of one bucket. */
-static __always_inline struct unwind_row *find_row(void *table, __u32 elems, __u64 vaddr)
+struct row_search {
+	void *table;
+	struct walk_vars *v;
+};
+
+/* One step of find_row's binary search, a bpf_loop body of its own: its
+ * bounds live in the map value (walk_vars), so the verifier checks this body
+ * a few times, instead of unrolling 24 steps inside every path of the walk
+ * that reaches a table (112,030 instructions and 0.35-0.69 s of verification
+ * on one 6.18 build, where the walk took 17,030 on another). */
+static long row_search_step(__u64 index, void *data)
 {
-	__u32 key = 0, nb, first, rows, base, lo, hi, mid, ge, i;
+	struct row_search *s = data;
+	struct walk_vars *v = s->v;
+	struct unwind_row *row;
+	__u32 key, lo, hi, mid, ge;
+
+	if (!v)
+		return 1;
+	lo = v->row_lo;
+	hi = v->row_hi;
+	if (lo >= hi)
+		return 1;
+	mid = lo + (hi - lo) / 2;
+	key = v->row_base + mid;
+	row = bpf_map_lookup_elem(s->table, &key);
+	if (!row) {
+		v->row_failed = 1;
+		return 1;
+	}
+	ge = STEP_GE(row->pc, v->row_target);
+	OPAQUE(ge);
+	v->row_lo = lo + ge * (mid + 1 - lo);
+	v->row_hi = ge * hi + (1 - ge) * mid;
+	return 0;
+}
+
+static __always_inline struct unwind_row *find_row(void *table, __u32 elems, __u64 vaddr,
+						   struct walk_vars *v)
+{
+	__u32 key = 0, nb, first, rows, base, lo, hi;
+	struct row_search search;
 	struct unwind_row *row;
 
 	if (vaddr > 0xFFFFFFFFULL)
@@ -301,20 +347,16 @@ static __always_inline struct unwind_row *find_row(void *table, __u32 elems, __u
 			hi = rows;
 	}
 	/* the first row in [lo, hi) above vaddr; the one before it covers vaddr */
-	for (i = 0; i < ROW_SEARCH_STEPS; i++) {
-		if (lo >= hi)
-			break;
-		mid = lo + (hi - lo) / 2;
-		key = base + mid;
-		row = bpf_map_lookup_elem(table, &key);
-		if (!row)
-			return NULL;
-		ge = STEP_GE(row->pc, vaddr);
-		OPAQUE(ge);
-		lo += ge * (mid + 1 - lo);
-		hi = ge * hi + (1 - ge) * mid;
-	}
-	if (lo == 0 || lo < hi)
+	v->row_lo = lo;
+	v->row_hi = hi;
+	v->row_base = base;
+	v->row_target = vaddr;
+	v->row_failed = 0;
+	search.table = table;
+	search.v = v;
+	bpf_loop(ROW_SEARCH_STEPS, row_search_step, &search, 0);
+	lo = v->row_lo;
+	if (v->row_failed || lo == 0 || lo < v->row_hi)
 		return NULL;
 	key = base + lo - 1;
 	return bpf_map_lookup_elem(table, &key);
@@ -385,7 +427,7 @@ static __always_inline long step_table(struct unwind_walk *w)
 		return 2;
 	}
 	/* A map pointer may be read as its struct bpf_map, not offset for a probe read. */
-	row = find_row(table, ((struct bpf_map *)table)->max_entries, target - m->bias);
+	row = find_row(table, ((struct bpf_map *)table)->max_entries, target - m->bias, v);
 	if (!row || row->cfa_type == CFA_NONE) {
 		v->end = UNWIND_END_NO_INFO;
 		return 2;
