@@ -16,7 +16,7 @@ CLANG    ?= clang
 APT_PKGS := clang llvm libbpf-dev libbpf1 bpftool libc6-dbg gcc g++ binutils make \
             linux-perf bpftrace strace golang-go prometheus chromium lld
 
-.PHONY: help setup apt venv bpf filters proto run test lint bench soak fuzz reliability-doc clean dist docs ui api-types
+.PHONY: help setup apt venv bpf native filters proto run test lint bench soak fuzz reliability-doc clean dist docs ui api-types
 
 help:
 	@echo "make run    set up, then run an aggregator + an agent profiling this host (all modes);"
@@ -27,7 +27,7 @@ help:
 	@echo "make dist   the wheel in dist/ (BPF objects, and the dashboard if built);  make docs  the site"
 	@echo "make api-types  ui/src/api/schema.ts from the API's models (make test fails while it differs)"
 
-setup: apt venv bpf filters ui
+setup: apt venv bpf native filters ui
 
 # Installs only what is missing, so a second run costs a dpkg query.
 apt:
@@ -55,6 +55,15 @@ $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
 	llvm-strip -g $@
 
 bpf: $(BPF_OBJ)
+
+# The compiled .eh_frame interpreter the agent loads with ctypes (tables.py is the
+# reference and the fallback where it is missing): plain C, no Python headers.
+NATIVE_DIR := src/aperture/agent/unwind
+NATIVE_LIB := $(NATIVE_DIR)/_ehframe.so
+$(NATIVE_LIB): $(NATIVE_DIR)/ehframe.c
+	gcc -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $<
+
+native: $(NATIVE_LIB)
 
 # The example WASM filters (docs/filters.md): clang's wasm32 target and Debian lld's
 # wasm-ld, no libc (the header brings memset/memcpy); the .wasm files are git-ignored.
@@ -135,7 +144,7 @@ reliability-doc: venv
 # A wheel with the prebuilt CO-RE objects, so hosts need no clang, and the dashboard
 # (built first when npm is there). Without a built dashboard the wheel still builds,
 # and its aggregator serves the API alone.
-dist: venv bpf $(if $(shell command -v npm 2>/dev/null),ui)
+dist: venv bpf native $(if $(shell command -v npm 2>/dev/null),ui)
 	rm -f dist/aperture-*
 	@test -f src/aperture/aggregator/web/index.html || \
 	  echo "note: the dashboard is not built (make ui): the wheel has no web UI"
@@ -157,5 +166,5 @@ docs: venv
 	@echo "the site is in build/site (mkdocs serve for a live preview)"
 
 clean:
-	rm -f $(BPF_OBJ) $(FILTER_WASM)
+	rm -f $(BPF_OBJ) $(FILTER_WASM) $(NATIVE_LIB)
 	rm -rf out build dist .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ import struct
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
@@ -45,6 +45,7 @@ from aperture.agent.untrusted import (
     inflate_zlib,
     open_untrusted,
 )
+from aperture.agent.unwind.native import EhRows, eh_rows
 
 __all__ = [
     "CFA_NONE",
@@ -282,20 +283,26 @@ def unwind_step(
     return out
 
 
-def build_table(path: str, *, debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS) -> UnwindTable:
-    """The unwind table of the ELF file at ``path`` (never raises)."""
+def build_table(
+    path: str, *, debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS, compiled: bool = True
+) -> UnwindTable:
+    """The unwind table of the ELF file at ``path`` (never raises).
+
+    ``compiled``: ``.eh_frame`` through ehframe.c where it was built (the same table
+    as the Python interpreter's, many times faster); False: Python only.
+    """
     try:
         with open_untrusted(path) as f:
-            return _build(_FileSource(f), path, debug_dirs)
+            return _build(_FileSource(f), path, debug_dirs, compiled)
     except RefusedFile as e:
         return _empty(f"refused {path}: {e.strerror}")
     except OSError as e:
         return _empty(f"cannot read {path}: {e.strerror or e}")
 
 
-def build_table_from_bytes(data: bytes, name: str) -> UnwindTable:
+def build_table_from_bytes(data: bytes, name: str, *, compiled: bool = True) -> UnwindTable:
     """The unwind table of an ELF image in memory (the vDSO); no debug file lookup."""
-    return _build(_BytesSource(data), name, None)
+    return _build(_BytesSource(data), name, None, compiled)
 
 
 # --- ELF sections -------------------------------------------------------------------
@@ -439,12 +446,14 @@ def _empty(reason: str, build_id: str | None = None) -> UnwindTable:
     return UnwindTable(b"", build_id, reason, 0, 0, 0, ())
 
 
-def _build(src: _Source, name: str, debug_dirs: Sequence[str] | None) -> UnwindTable:
+def _build(
+    src: _Source, name: str, debug_dirs: Sequence[str] | None, compiled: bool = True
+) -> UnwindTable:
     build_id = None
     try:
         sections = _sections(src, name)
         build_id = _build_id(src, sections)
-        writer, errors, sources = _write_rows(src, name, sections, build_id, debug_dirs)
+        writer, errors, sources = _write_rows(src, name, sections, build_id, debug_dirs, compiled)
         if not sources:
             return _empty(f"{name} has no .eh_frame or .debug_frame", build_id)
         if writer.too_high:
@@ -465,7 +474,8 @@ def _write_rows(
     sections: list[_Section],
     build_id: str | None,
     debug_dirs: Sequence[str] | None,
-) -> tuple[_Writer, int, list[str]]:
+    compiled: bool = True,
+) -> tuple[_Writer | _CompiledRows, int, list[str]]:
     """The rows of ``.eh_frame`` and ``.debug_frame``, the FDE errors, the sections used.
 
     Rows go straight from each FDE's instructions into the packed output, one FDE at a
@@ -474,19 +484,33 @@ def _write_rows(
     """
     by_name = {s.name: s for s in sections}
     gaps = _Gaps(_code_ranges(sections))
-    writer = _Writer()
+    writer: _Writer | _CompiledRows = _Writer()
     sources: list[str] = []
     errors = 0
     eh_frames = None
+    eh_data = None
     eh = by_name.get(".eh_frame")
     if eh is not None and eh.type != _SHT_NOBITS and eh.size:
-        eh_frames = _scan_frames(_section_data(src, eh), eh.addr, True)
-        for segment in _segments(eh_frames):
-            writer.add(segment)
-            gaps.cover(segment.begin, segment.end)
-        errors += eh_frames.errors
+        eh_data = _section_data(src, eh)
+        found = eh_rows(eh_data, eh.addr, True, gaps.code) if compiled else None
         sources.append(".eh_frame")
-    gaps.finish()
+        if found is not None:
+            writer = _CompiledRows(found)
+            errors += found.errors
+            if found.too_high:
+                return writer, errors, sources  # no table, whatever .debug_frame holds
+            gaps.adopt(found.gap_starts, found.gap_ends, found.wide)
+        else:
+            eh_frames = _scan_frames(eh_data, eh.addr, True)
+            interpreted = _Writer()
+            for segment in _segments(eh_frames):
+                interpreted.add(segment)
+                gaps.cover(segment.begin, segment.end)
+            writer = interpreted
+            errors += eh_frames.errors
+            gaps.finish()
+    else:
+        gaps.finish()
     if not gaps.wide and writer.segments:
         return writer, errors, sources
     debug = _debug_frame(src, name, by_name, build_id, debug_dirs)
@@ -499,6 +523,8 @@ def _write_rows(
         # Rare: .debug_frame fills what .eh_frame leaves uncovered. Assemble again,
         # running the .eh_frame FDEs a second time (their errors are counted already).
         writer = _Writer()
+        if eh_frames is None and eh_data is not None and eh is not None:
+            eh_frames = _scan_frames(eh_data, eh.addr, True)  # its errors are counted already
         eh_segments = _segments(eh_frames) if eh_frames is not None else iter(())
         for segment in heapq.merge(eh_segments, pieces, key=lambda f: f.begin):
             writer.add(segment)
@@ -517,7 +543,7 @@ def _code_ranges(sections: list[_Section]) -> list[tuple[int, int]]:
         if s.flags & _SHF_EXECINSTR and s.type != _SHT_NOBITS and s.size
     )
     merged: list[tuple[int, int]] = []
-    for start, end in ranges:
+    for start, end in ((s, min(e, _MASK64)) for s, e in ranges):  # no code past 2^64
         if merged and start <= merged[-1][1]:
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
@@ -545,6 +571,10 @@ class _Gaps:
         if begin > self._cursor:
             self._gap(self._cursor, begin)
         self._cursor = end
+
+    def adopt(self, starts: array[int], ends: array[int], wide: bool) -> None:
+        """The stretches as found elsewhere (ehframe.c), every segment fed and finished."""
+        self.starts, self.ends, self.wide = starts, ends, wide
 
     def finish(self) -> None:
         self._gap(self._cursor, 1 << 65)
@@ -686,9 +716,7 @@ class _Writer:
             self._out.write(_ROW.pack(*flat[at : at + 6]))
         rows = self._out.getvalue()
         self._out = io.BytesIO()
-        causes = self._causes
-        named = sorted(((_cause_name(c), n) for c, n in causes.items()), key=lambda x: -x[1])
-        return rows, sum(causes.values()), tuple(named)
+        return rows, *_named_causes(self._causes.items())
 
     def _pack(self) -> None:
         flat = self._flat
@@ -696,6 +724,27 @@ class _Writer:
         for at in range(0, full, _PACK_STEP):
             self._out.write(_PACK_MANY.pack(*flat[at : at + _PACK_STEP]))
         del flat[:full]
+
+
+class _CompiledRows:
+    """ehframe.c's rows of a section, in the place of a filled :class:`_Writer`."""
+
+    def __init__(self, found: EhRows) -> None:
+        self.segments = found.segments
+        self.too_high = found.too_high
+        self._found = found
+
+    def finish(self) -> tuple[bytes, int, tuple[tuple[str, int], ...]]:
+        return self._found.rows, *_named_causes(self._found.causes)
+
+
+def _named_causes(
+    causes: Iterable[tuple[int, int]],
+) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """How many UNSUPPORTED rows, and how many of each cause, most first (then first used)."""
+    counted = list(causes)
+    named = sorted(((_cause_name(c), n) for c, n in counted), key=lambda x: -x[1])
+    return sum(n for _, n in counted), tuple(named)
 
 
 _PACK_CHUNK = 512  # rows per struct.pack call
@@ -856,6 +905,9 @@ def _scan_frames(d: bytes, sec_addr: int, is_eh: bool) -> _Frames:
             if cie_id == 0:
                 continue
             cie_at = start - cie_id
+            if cie_at < 0:  # a CIE before the section
+                frames.errors += 1
+                continue
         else:
             if cie_id == (1 << (8 * id_size)) - 1:
                 continue

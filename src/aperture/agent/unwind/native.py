@@ -1,0 +1,119 @@
+"""The compiled ``.eh_frame`` interpreter (``ehframe.c``), where it was built.
+
+``make`` builds ``_ehframe.so`` beside this file and the wheel ships it; without it
+(a platform it was not built for, a source tree never built) :func:`eh_rows` answers
+None and tables.py interprets the section in Python, with the same result. The call
+releases the GIL, so the table threads build in parallel.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from array import array
+from collections.abc import Sequence
+from ctypes import POINTER, c_char_p, c_int, c_int64, c_uint8, c_uint32, c_uint64
+from dataclasses import dataclass
+from pathlib import Path
+
+LIBRARY = Path(__file__).with_name("_ehframe.so")
+
+
+class _Result(ctypes.Structure):
+    """ehframe.c's struct eh_result."""
+
+    _fields_ = (
+        ("rows", POINTER(c_uint8)),
+        ("rows_len", c_uint64),
+        ("segments", c_uint64),
+        ("errors", c_uint64),
+        ("too_high", c_uint32),
+        ("ncauses", c_uint32),
+        ("cause_codes", POINTER(c_int64)),
+        ("cause_counts", POINTER(c_uint64)),
+        ("gap_starts", POINTER(c_uint64)),
+        ("gap_ends", POINTER(c_uint64)),
+        ("ngaps", c_uint64),
+        ("wide", c_uint32),
+        ("reserved", c_uint32),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class EhRows:
+    """A section's rows as tables.py's ``_Writer`` would hold them after every FDE."""
+
+    rows: bytes  # packed, the closing NONE row included
+    segments: int  # FDEs given to the writer
+    errors: int  # FDEs (and CIEs) that did not decode
+    too_high: bool  # an FDE ends above 4 GiB
+    causes: tuple[tuple[int, int], ...]  # UNSUPPORTED rows: (cause, count), first use first
+    # the code no segment covers, as tables.py's _Gaps finds it (when not too_high)
+    gap_starts: array[int]
+    gap_ends: array[int]
+    wide: bool  # some gap is not alignment padding
+
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+
+
+def _library() -> ctypes.CDLL | None:
+    global _lib, _tried
+    with _lock:
+        if not _tried:
+            _tried = True
+            try:
+                lib = ctypes.CDLL(str(LIBRARY))
+            except OSError:
+                return None
+            lib.aperture_eh_rows.restype = c_int
+            lib.aperture_eh_rows.argtypes = [
+                *(c_char_p, c_uint64, c_uint64, c_int),
+                *(POINTER(c_uint64), POINTER(c_uint64), c_uint64, POINTER(_Result)),
+            ]
+            lib.aperture_eh_free.restype = None
+            lib.aperture_eh_free.argtypes = [POINTER(_Result)]
+            _lib = lib
+        return _lib
+
+
+def available() -> bool:
+    """Whether the compiled interpreter loads here."""
+    return _library() is not None
+
+
+def eh_rows(
+    data: bytes, sec_addr: int, is_eh: bool, code: Sequence[tuple[int, int]]
+) -> EhRows | None:
+    """The rows of a ``.eh_frame`` (``is_eh``) or ``.debug_frame`` section, and the gaps
+    its FDEs leave in ``code`` (sorted disjoint ranges, ends below 2^64); None without
+    the library (or when it ran out of memory): interpret it in Python then."""
+    lib = _library()
+    if lib is None:
+        return None
+    n = len(code)
+    starts = (c_uint64 * max(n, 1))(*(s for s, _ in code))
+    ends = (c_uint64 * max(n, 1))(*(e for _, e in code))
+    result = _Result()
+    if lib.aperture_eh_rows(
+        data, len(data), sec_addr, int(is_eh), starts, ends, n, ctypes.byref(result)
+    ):
+        return None
+    try:
+        ncauses, ngaps = result.ncauses, result.ngaps
+        return EhRows(
+            rows=ctypes.string_at(result.rows, result.rows_len) if result.rows_len else b"",
+            segments=result.segments,
+            errors=result.errors,
+            too_high=bool(result.too_high),
+            causes=tuple(
+                zip(result.cause_codes[:ncauses], result.cause_counts[:ncauses], strict=True)
+            ),
+            gap_starts=array("Q", result.gap_starts[:ngaps]),
+            gap_ends=array("Q", result.gap_ends[:ngaps]),
+            wide=bool(result.wide),
+        )
+    finally:
+        lib.aperture_eh_free(ctypes.byref(result))
