@@ -56,12 +56,13 @@ $(BPF_DIR)/%.bpf.o: $(BPF_DIR)/%.bpf.c $(BPF_HDR)
 
 bpf: $(BPF_OBJ)
 
-# The compiled .eh_frame interpreter the agent loads with ctypes (tables.py is the
-# reference and the fallback where it is missing): plain C, no Python headers.
-NATIVE_DIR := src/aperture/agent/unwind
-NATIVE_LIB := $(NATIVE_DIR)/_ehframe.so
-$(NATIVE_LIB): $(NATIVE_DIR)/ehframe.c
-	gcc -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $<
+# The agent's compiled hot paths, loaded with ctypes (agent/native.py): the .eh_frame
+# interpreter and the ELF function-symbol reader. tables.py and elf.py are the
+# reference and the fallback where the library is missing; plain C, no Python headers.
+NATIVE_SRC := src/aperture/agent/unwind/ehframe.c src/aperture/agent/symbols/elfsyms.c
+NATIVE_LIB := src/aperture/agent/_native.so
+$(NATIVE_LIB): $(NATIVE_SRC)
+	gcc -O2 -g -Wall -Wextra -Werror -shared -fPIC -o $@ $(NATIVE_SRC)
 
 native: $(NATIVE_LIB)
 

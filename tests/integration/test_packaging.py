@@ -51,8 +51,8 @@ def test_wheel_holds_bpf_objects_and_package_data(wheel: Path) -> None:
     if not built:
         pytest.skip("BPF objects are not built: run `make bpf`")
     assert {f"aperture/bpf/{name}" for name in built} <= names
-    if (REPO / "src/aperture/agent/unwind/_ehframe.so").exists():  # `make native`
-        assert "aperture/agent/unwind/_ehframe.so" in names
+    if (REPO / "src/aperture/agent/_native.so").exists():  # `make native`
+        assert "aperture/agent/_native.so" in names
     assert "aperture/py.typed" in names
     assert "aperture/proto/v1/profile_pb2.py" in names
     web = REPO / "src/aperture/aggregator/web"
@@ -135,9 +135,9 @@ def test_agent_from_the_wheel_without_clang(bpf: None, fresh_venv: Path, tmp_pat
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    if (REPO / "src/aperture/agent/unwind/_ehframe.so").exists():
+    if (REPO / "src/aperture/agent/_native.so").exists():
         # the installed agent loads the compiled .eh_frame interpreter the wheel carries
-        loads = "from aperture.agent.unwind import native; print(native.available())"
+        loads = "from aperture.agent import native; print(native.available())"
         check = subprocess.run(
             ["python", "-c", loads], capture_output=True, text=True, env=env, cwd=tmp_path
         )

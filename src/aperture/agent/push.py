@@ -27,6 +27,7 @@ import grpc
 
 from aperture.agent.push_options import Endpoint
 from aperture.agent.spool import Spool
+from aperture.agent.system import name_thread
 from aperture.errors import UserError
 from aperture.model import Profile
 from aperture.proto.v1 import aggregator_pb2 as apb
@@ -337,6 +338,7 @@ class Pusher:
         self._wake.clear()
 
     def _run(self) -> None:
+        name_thread("aperture-push")
         while True:
             with self._cond:
                 while not self._entries and not self._closing:

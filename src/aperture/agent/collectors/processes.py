@@ -12,6 +12,7 @@ from typing import Protocol
 from aperture.agent.collectors.bpfobj import check_layout, decode_comm
 from aperture.agent.libbpf import BpfObject, RingBuffer
 from aperture.agent.symbols.process import PROC_ROOT, ProcessMaps
+from aperture.agent.system import name_thread
 
 COMM_LEN = 16
 # Process names kept (most recently announced or looked up).
@@ -96,6 +97,7 @@ class ProcessWatcher:
         self._ring.close()
 
     def _poll(self) -> None:
+        name_thread("proc-events")
         while not self._stop.is_set():
             self._ring.poll(100)
 

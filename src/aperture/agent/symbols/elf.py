@@ -36,6 +36,8 @@ from typing import IO, Any, NamedTuple
 from elftools.common.exceptions import ELFParseError
 from elftools.elf.elffile import ELFFile
 
+from aperture.agent import native
+from aperture.agent.native import Functions
 from aperture.agent.symbols.debuginfo import (
     DEFAULT_DEBUG_DIRS,
     find_debug_file,
@@ -111,8 +113,10 @@ class ElfSymbols:
         debug_file: str | None = None,
         is_elf: bool = False,
         refused: str | None = None,
+        functions: Functions | None = None,
     ) -> None:
-        """``rows`` are ``(start, size, name offset in strings)``, sorted by start.
+        """``rows`` are ``(start, size, name offset in strings)``, sorted by start, or
+        ``functions`` the same as columns with their strings (elfsyms.c's answer).
 
         ``refused`` says why the file, its debug file or its MiniDebugInfo was not
         read (not a regular file, a link, another owner, over a bound).
@@ -125,9 +129,14 @@ class ElfSymbols:
         self.is_elf = is_elf
         # Packed arrays, 20 bytes a symbol instead of ~100 as lists of ints: an agent
         # holds up to a thousand files' tables (node alone has 78k functions).
-        self._starts = array("Q", [r[0] for r in rows])
-        self._sizes = array("Q", [r[1] for r in rows])
-        self._names = array("L", [r[2] for r in rows])  # offsets into ``strings``
+        if functions is not None:
+            self._starts, self._sizes = functions.starts, functions.sizes
+            self._names = functions.names
+            strings = functions.strings
+        else:
+            self._starts = array("Q", [r[0] for r in rows])
+            self._sizes = array("Q", [r[1] for r in rows])
+            self._names = array("Q", [r[2] for r in rows])  # offsets into ``strings``
         self._resolved: dict[int, str] = {}  # decoded names of symbols looked up
         self._strings = strings
         # The symbolizer's frames of this file by (vaddr << 1 | adjusted), shared by
@@ -141,27 +150,29 @@ class ElfSymbols:
         *,
         logical_path: str | None = None,
         debug_dirs: Sequence[str] = DEFAULT_DEBUG_DIRS,
+        compiled: bool = True,
     ) -> ElfSymbols:
         """Read ``path``; never raises (an unreadable or non-ELF file has no symbols).
 
         ``logical_path`` is the file's path as the process sees it (e.g. the path in
         ``/proc/PID/maps`` when ``path`` is under ``/proc/PID/root``); debug dirs are
-        searched for it.
+        searched for it. ``compiled``: symbols through elfsyms.c where it was built
+        (the same answer, many times faster); False: Python only.
         """
         try:
             with open_untrusted(path) as f:
                 owners = {os.fstat(f.fileno()).st_uid}  # who may own its debug file
-                return cls._from_stream(f, path, logical_path or path, debug_dirs, owners)
+                return cls._from_stream(f, path, logical_path or path, debug_dirs, owners, compiled)
         except RefusedFile as e:
             return cls(path, refused=str(e))
         except Exception:  # a malformed ELF can raise anything: no symbols then
             return cls(path)
 
     @classmethod
-    def from_bytes(cls, data: bytes, path: str) -> ElfSymbols:
+    def from_bytes(cls, data: bytes, path: str, *, compiled: bool = True) -> ElfSymbols:
         """Symbols of an in-memory image (the vDSO); never raises."""
         try:
-            return cls._from_stream(io.BytesIO(data), path, path, (), set())
+            return cls._from_stream(io.BytesIO(data), path, path, (), set(), compiled)
         except RefusedFile as e:
             return cls(path, refused=str(e))
         except Exception:
@@ -175,6 +186,7 @@ class ElfSymbols:
         logical_path: str,
         debug_dirs: Sequence[str],
         owners: Collection[int],
+        compiled: bool = True,
     ) -> ElfSymbols:
         if stream.read(4) != b"\x7fELF":
             return cls(path)
@@ -204,12 +216,19 @@ class ElfSymbols:
                 mini, mini_refused = _minidebuginfo_tables(elf)
                 tables = elf.symbol_tables("SHT_DYNSYM") + mini
                 refused = refused or mini_refused
-        rows, strings = _merge(tables, little=elf.file.little_endian, wide=elf.file.elfclass == 64)
+        little, wide = elf.file.little_endian, elf.file.elfclass == 64
+        functions = (
+            native.elf_functions([(t.symbols, t.strings, t.entsize) for t in tables], little, wide)
+            if compiled
+            else None
+        )
+        rows, strings = _merge(tables, little=little, wide=wide) if functions is None else ([], b"")
         return cls(
             path,
             segments=elf.load_segments(),
             rows=rows,
             strings=strings,
+            functions=functions,
             build_id=build_id,
             debug_file=debug_file,
             is_elf=True,

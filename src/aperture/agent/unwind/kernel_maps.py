@@ -48,6 +48,7 @@ from aperture.agent.symbols.process import (
     read_start_time,
     sees_our_tmp,
 )
+from aperture.agent.system import name_thread
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
 from aperture.agent.unwind.layout import kernel_layout
 from aperture.agent.unwind.segments import (
@@ -429,6 +430,7 @@ class KernelTables:
     # -- the builder thread --------------------------------------------------------
 
     def _run(self, lane: int) -> None:
+        name_thread(f"unwind-tables-{lane}")
         queue = self._queues[lane]
         while True:
             with self._lock:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple
 
+from aperture.agent.native import EhRows, eh_rows
 from aperture.agent.symbols.debuginfo import (
     DEFAULT_DEBUG_DIRS,
     find_debug_file,
@@ -45,7 +46,6 @@ from aperture.agent.untrusted import (
     inflate_zlib,
     open_untrusted,
 )
-from aperture.agent.unwind.native import EhRows, eh_rows
 
 __all__ = [
     "CFA_NONE",

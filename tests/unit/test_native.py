@@ -1,9 +1,10 @@
-"""The compiled .eh_frame interpreter (ehframe.c) builds the tables tables.py builds.
+"""The agent's compiled hot paths give what their Python references give.
 
-tables.py's interpreter is the reference (itself checked against readelf in
-test_unwind_tables.py); the compiled one must give the same table, byte for byte
-with the same counts, for the host's binaries. Damaged sections are compared in
-tests/fuzz/test_fuzz_eh_frame.py.
+The .eh_frame interpreter (ehframe.c) against tables.py's (itself checked against
+readelf in test_unwind_tables.py): the same table, byte for byte, with the same
+counts. The function-symbol reader (elfsyms.c) against elf.py's ``_merge``: the same
+starts, sizes and names. On the host's binaries here; damaged inputs are compared in
+tests/fuzz/test_fuzz_native.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from aperture.agent.unwind import native
+from aperture.agent import native
+from aperture.agent.symbols.elf import ElfSymbols
 from aperture.agent.unwind.tables import build_table
 
 BUILT = native.LIBRARY.exists()
@@ -56,3 +58,18 @@ def test_without_the_library_python_builds_the_table(monkeypatch: pytest.MonkeyP
     assert native.eh_rows(b"", 0, True, []) is None
     table = build_table("/usr/bin/python3.11")
     assert table.reason == "" and table.rows
+
+
+@needs_library
+@pytest.mark.parametrize("path", [p for p in BINARIES if p and Path(p).is_file()])
+def test_compiled_and_python_symbols_are_the_same(path: str) -> None:
+    compiled = ElfSymbols.load(path, compiled=True)
+    python = ElfSymbols.load(path, compiled=False)
+    assert len(compiled) == len(python) > 100
+    assert compiled.refused is python.refused is None
+    assert list(compiled._starts) == list(python._starts)
+    assert list(compiled._sizes) == list(python._sizes)
+    assert list(compiled._names) == list(python._names)
+    assert compiled._strings == python._strings
+    for vaddr in compiled._starts[:: max(1, len(compiled) // 500)]:
+        assert compiled.lookup(vaddr) == python.lookup(vaddr)

@@ -1,4 +1,9 @@
-"""The compiled .eh_frame interpreter against tables.py's, on damaged sections.
+"""The agent's compiled hot paths against their Python references, on damaged input.
+
+Symbol tables: random entries (every type, binding, section index and size; name
+offsets in, at the edge of and past their string table; string tables with and
+without a final NUL), 32- and 64-bit, both byte orders, odd entry sizes: elfsyms.c
+gives what elf.py's ``_merge`` gives.
 
 ehframe.c reads files other users control, as root: real ``.eh_frame`` sections
 (of /usr/bin/true and bash) damaged byte by byte, with odd values in the places
@@ -19,7 +24,8 @@ from fuzz_batches import byte_edits, mutate_bytes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aperture.agent.unwind import native
+from aperture.agent import native
+from aperture.agent.symbols.elf import _merge, _Table
 from aperture.agent.unwind.tables import (
     _FileSource,
     _Gaps,
@@ -111,3 +117,46 @@ def test_the_sections_as_they_are_give_what_python_gives() -> None:
     for path in ("/usr/bin/true", "/usr/bin/bash"):
         data, addr = _eh_frame(path)
         _same(data, addr, True, [(max(0, addr - 0x10000), addr + 0x100000)])
+
+
+symbol_entries = st.lists(
+    st.tuples(
+        st.integers(0, 300),  # name offset: in, at the edge of, or past the strings
+        st.integers(0, 255),  # info: type and binding
+        st.sampled_from([0, 1, 7, 0xFFF1, 0xFFFF]),  # section index
+        st.sampled_from([0, 0x1000, 0x1010, 0x2000, 2**32 - 1, 2**63]),  # value
+        st.sampled_from([0, 1, 16, 2**32 - 1]),  # size
+    ),
+    max_size=40,
+)
+string_tables = st.lists(st.sampled_from([b"", b"_", b"__f", b"main", b"f@@V", b"\0"]), max_size=30)
+
+
+@given(
+    st.lists(st.tuples(symbol_entries, string_tables, st.sampled_from([0, 16, 24, 25])),
+             max_size=3),
+    st.booleans(), st.booleans(), st.booleans(),
+)  # fmt: skip
+def test_symbol_tables_give_what_python_gives(
+    tables: list[tuple[list[tuple[int, int, int, int, int]], list[bytes], int]],
+    little: bool, wide: bool, final_nul: bool,
+) -> None:  # fmt: skip
+    order = "<" if little else ">"
+    built: list[_Table] = []
+    for entries, names, entsize in tables:
+        strings = b"\0".join(names) + (b"\0" if final_nul else b"")
+        if wide:
+            packed = [struct.pack(order + "IBBHQQ", n, i, 0, x, v, z) for n, i, x, v, z in entries]
+        else:
+            packed = [struct.pack(order + "IIIBBH", n, v & 0xFFFFFFFF, z & 0xFFFFFFFF, i, 0, x)
+                      for n, i, x, v, z in entries]  # fmt: skip
+        built.append(_Table(b"".join(packed) + b"\x01" * (entsize % 8), strings, entsize))
+    compiled = native.elf_functions(
+        [(t.symbols, t.strings, t.entsize) for t in built], little, wide
+    )
+    assert compiled is not None
+    rows, strings = _merge(built, little=little, wide=wide)
+    assert list(compiled.starts) == [r[0] for r in rows]
+    assert list(compiled.sizes) == [r[1] for r in rows]
+    assert list(compiled.names) == [r[2] for r in rows]
+    assert compiled.strings == strings

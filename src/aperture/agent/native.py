@@ -1,9 +1,11 @@
-"""The compiled ``.eh_frame`` interpreter (``ehframe.c``), where it was built.
+"""The agent's compiled hot paths, where they were built: the ``.eh_frame``
+interpreter (``unwind/ehframe.c``) and the ELF function-symbol reader
+(``symbols/elfsyms.c``).
 
-``make`` builds ``_ehframe.so`` beside this file and the wheel ships it; without it
-(a platform it was not built for, a source tree never built) :func:`eh_rows` answers
-None and tables.py interprets the section in Python, with the same result. The call
-releases the GIL, so the table threads build in parallel.
+``make native`` builds ``_native.so`` beside this file and the wheel ships it;
+without it (a platform it was not built for, a source tree never built) each call
+here answers None and tables.py or elf.py does the work in Python, with the same
+result. The calls release the GIL, so the table threads build in parallel.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collections.abc import Sequence
 from ctypes import POINTER, c_char_p, c_int, c_int64, c_uint8, c_uint32, c_uint64
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-LIBRARY = Path(__file__).with_name("_ehframe.so")
+LIBRARY = Path(__file__).with_name("_native.so")
 
 
 class _Result(ctypes.Structure):
@@ -36,6 +39,19 @@ class _Result(ctypes.Structure):
         ("ngaps", c_uint64),
         ("wide", c_uint32),
         ("reserved", c_uint32),
+    )
+
+
+class _Symbols(ctypes.Structure):
+    """elfsyms.c's struct sym_result."""
+
+    _fields_ = (
+        ("starts", POINTER(c_uint64)),
+        ("sizes", POINTER(c_uint64)),
+        ("names", POINTER(c_uint64)),
+        ("n", c_uint64),
+        ("strings", POINTER(c_uint8)),
+        ("strings_len", c_uint64),
     )
 
 
@@ -75,6 +91,13 @@ def _library() -> ctypes.CDLL | None:
             ]
             lib.aperture_eh_free.restype = None
             lib.aperture_eh_free.argtypes = [POINTER(_Result)]
+            lib.aperture_elf_functions.restype = c_int
+            lib.aperture_elf_functions.argtypes = [
+                *(POINTER(c_char_p), POINTER(c_uint64), POINTER(c_char_p), POINTER(c_uint64)),
+                *(POINTER(c_uint64), c_uint32, c_int, c_int, POINTER(_Symbols)),
+            ]
+            lib.aperture_syms_free.restype = None
+            lib.aperture_syms_free.argtypes = [POINTER(_Symbols)]
             _lib = lib
         return _lib
 
@@ -117,3 +140,53 @@ def eh_rows(
         )
     finally:
         lib.aperture_eh_free(ctypes.byref(result))
+
+
+@dataclass(frozen=True, slots=True)
+class Functions:
+    """An ELF file's function symbols as elf.py's ``_merge`` gives them, as columns."""
+
+    starts: array[int]  # sorted, one function per start
+    sizes: array[int]
+    names: array[int]  # offsets into strings
+    strings: bytes  # the names alone, each ended by a NUL
+
+
+def elf_functions(
+    tables: Sequence[tuple[bytes, bytes, int]], little: bool, wide: bool
+) -> Functions | None:
+    """The sized FUNC and IFUNC symbols of ``(symbols, strings, entsize)`` tables, one per
+    start address (perf's choice among aliases); None without the library."""
+    lib = _library()
+    if lib is None:
+        return None
+    n = len(tables)
+    symbols = (c_char_p * max(n, 1))(*(t[0] for t in tables))
+    symbols_len = (c_uint64 * max(n, 1))(*(len(t[0]) for t in tables))
+    strings = (c_char_p * max(n, 1))(*(t[1] for t in tables))
+    strings_len = (c_uint64 * max(n, 1))(*(len(t[1]) for t in tables))
+    entsize = (c_uint64 * max(n, 1))(*(t[2] for t in tables))
+    result = _Symbols()
+    if lib.aperture_elf_functions(
+        symbols, symbols_len, strings, strings_len, entsize, n, int(little), int(wide),
+        ctypes.byref(result),
+    ):  # fmt: skip
+        return None
+    try:
+        count = result.n
+        return Functions(
+            starts=_column(result.starts, count),
+            sizes=_column(result.sizes, count),
+            names=_column(result.names, count),
+            strings=ctypes.string_at(result.strings, result.strings_len),
+        )
+    finally:
+        lib.aperture_syms_free(ctypes.byref(result))
+
+
+def _column(pointer: Any, count: int) -> array[int]:
+    """``count`` 64-bit words at ``pointer`` as an array, in one copy."""
+    column = array("Q")
+    if count:
+        column.frombytes(ctypes.string_at(pointer, count * 8))
+    return column
