@@ -139,6 +139,8 @@ def find_interpreter(pid: int, maps: ProcessMaps) -> Interpreter | None:
     ``_Py_DebugOffsets``); callers count those and keep the process's native stacks.
     """
     for mapping in _candidates(pid, maps):
+        if _elf_cache.get((mapping.dev, mapping.inode), True) is None:
+            continue  # a file already read and found to hold no interpreter
         path = maps.file_for(mapping)
         if path is None:
             continue

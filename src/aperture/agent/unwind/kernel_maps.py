@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import heapq
 import os
+import struct
 import threading
 import time
 from array import array
@@ -124,6 +125,11 @@ class ProcMappings(ctypes.Structure):
         ("m", ExecMapping * MAX_MAPPINGS),
     )
 
+
+# ProcMappings.m as raw bytes: start, end, bias, file_id, file_page
+_ENTRY = struct.Struct("<QQQII")
+_ENTRIES_AT: int = ProcMappings.m.offset
+assert _ENTRY.size == ctypes.sizeof(ExecMapping)
 
 FILE_SEGMENTS = 4  # APERTURE_FILE_SEGMENTS
 
@@ -643,21 +649,24 @@ class ProcessRegistry:
             return None
         if value.source != MAPPINGS_FROM_KERNEL or not 0 < value.count < MAX_MAPPINGS:
             return None
-        entries = value.m[: value.count]
-        file_ids = {e.file_id for e in entries if not e.file_page & MAPPING_VDSO}
+        # the entries unpacked in one call (ctypes field reads cost ~0.3 us each)
+        at = _ENTRIES_AT
+        entries = _ENTRY.iter_unpack(bytes(value)[at : at + _ENTRY.size * value.count])
+        rows = [(start, end, fid, page) for start, end, _, fid, page in entries]
+        file_ids = {fid for _, _, fid, page in rows if not page & MAPPING_VDSO}
         seen = self._tables.seen_as_all(file_ids)  # one lock for the whole process
         if seen is None:
             return None  # anonymous (JIT) code, a file not seen yet, or one ambiguous
         mappings: list[Mapping] = []
-        for entry in entries:
-            if entry.file_page & MAPPING_VDSO:
-                mappings.append(Mapping(entry.start, entry.end, "r-xp", 0, 0, 0, VDSO))
+        for start, end, fid, page in rows:
+            if page & MAPPING_VDSO:
+                mappings.append(Mapping(start, end, "r-xp", 0, 0, 0, VDSO))
                 continue
-            if not entry.file_page & MAPPING_FILE:
+            if not page & MAPPING_FILE:
                 return None
-            dev, inode, path = seen[entry.file_id]
-            pgoff = (entry.file_page & MAPPING_PAGE_MASK) * PAGE_SIZE
-            mappings.append(Mapping(entry.start, entry.end, "r-xp", pgoff, dev, inode, path))
+            dev, inode, path = seen[fid]
+            pgoff = (page & MAPPING_PAGE_MASK) * PAGE_SIZE
+            mappings.append(Mapping(start, end, "r-xp", pgoff, dev, inode, path))
         base = os.path.join(self._proc_root, str(pid))
         maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
         if _starting(maps) or not sees_our_tmp(base):
