@@ -120,23 +120,13 @@ class KernelSymbols:
         width = lines[0].find(" ")
         if width <= 0:
             return cls([], [])
-        kind_at, name_at = width + 1, width + 3
-        # Slicing fixed columns is several times faster than split() or a regex on
-        # 120k lines; a malformed line (too short, wrong width) is dropped.
-        rows = [
-            line
-            for line in lines
-            if len(line) > name_at and line[kind_at] in _TEXT_TYPES and line[width] == " "
-        ]
-        try:
-            raw = bytes.fromhex("".join([line[:width] for line in rows]))
-        except ValueError:
-            return cls._parse_slow(rows, width, name_at)
-        addrs = _hex_words(raw, width // 2)
+        found = _text_rows(lines, width)
+        if found is None:
+            return cls._parse_slow(lines, width)
+        addrs, entries = found
         if not addrs or not any(addrs):
             # kptr_restrict hides addresses (all zero): no usable symbols.
             return cls([], [])
-        entries = [line[name_at:] for line in rows]
         if any(itertools.starmap(operator.gt, itertools.pairwise(addrs))):
             order = sorted(range(len(addrs)), key=addrs.__getitem__)
             addrs = array.array(addrs.typecode, [addrs[i] for i in order])
@@ -144,9 +134,10 @@ class KernelSymbols:
         return cls(addrs, entries)
 
     @classmethod
-    def _parse_slow(cls, rows: list[str], width: int, name_at: int) -> KernelSymbols:
+    def _parse_slow(cls, lines: list[str], width: int) -> KernelSymbols:
+        name_at = width + 3
         pairs: list[tuple[int, str]] = []
-        for line in rows:
+        for line in _text_lines(lines, width):
             try:
                 pairs.append((int(line[:width], 16), line[name_at:]))
             except ValueError:
@@ -187,17 +178,24 @@ _BLOCK = 1 << 18
 def _text_rows(lines: list[str], width: int) -> tuple[array.array[int], list[str]] | None:
     """The text symbols' addresses and ``name[\t[mod]]`` entries of kallsyms lines; None
     if an address is not hex."""
-    kind_at, name_at = width + 1, width + 3
-    rows = [
-        line
-        for line in lines
-        if len(line) > name_at and line[kind_at] in _TEXT_TYPES and line[width] == " "
-    ]
+    rows = _text_lines(lines, width)
     try:
         raw = bytes.fromhex("".join([line[:width] for line in rows]))
     except ValueError:
         return None
-    return _hex_words(raw, width // 2), [line[name_at:] for line in rows]
+    return _hex_words(raw, width // 2), [line[width + 3 :] for line in rows]
+
+
+def _text_lines(lines: list[str], width: int) -> list[str]:
+    """The lines of text symbols. Slicing fixed columns is several times faster than
+    split() or a regex on 120k lines; a malformed line (too short, wrong width) is
+    dropped."""
+    kind_at, name_at = width + 1, width + 3
+    return [
+        line
+        for line in lines
+        if len(line) > name_at and line[kind_at] in _TEXT_TYPES and line[width] == " "
+    ]
 
 
 def _hex_words(raw: bytes, size: int) -> array.array[int]:

@@ -165,8 +165,8 @@ static int sleb(const struct input *in, uint64_t *p, i128 *out)
 	return 1;
 }
 
-/* LEB128s as addresses: their value modulo 2^64, whatever their length. */
-static int uleb64(const struct input *in, uint64_t *p, uint64_t *out)
+/* A LEB128 as an address (signed or not): its value modulo 2^64, whatever its length. */
+static int leb64(const struct input *in, uint64_t *p, int is_signed, uint64_t *out)
 {
 	uint64_t v = 0;
 	int64_t shift = 0;
@@ -180,25 +180,7 @@ static int uleb64(const struct input *in, uint64_t *p, uint64_t *out)
 			v |= (uint64_t)(b & 0x7F) << shift;
 		shift += 7;
 	} while (b & 0x80);
-	*out = v;
-	return 1;
-}
-
-static int sleb64(const struct input *in, uint64_t *p, uint64_t *out)
-{
-	uint64_t v = 0;
-	int64_t shift = 0;
-	uint8_t b;
-
-	do {
-		if (*p >= in->n)
-			return 0;
-		b = in->d[(*p)++];
-		if (shift < 64)
-			v |= (uint64_t)(b & 0x7F) << shift;
-		shift += 7;
-	} while (b & 0x80);
-	if ((b & 0x40) && shift < 64)
+	if (is_signed && (b & 0x40) && shift < 64)
 		v |= ~(uint64_t)0 << shift;
 	*out = v;
 	return 1;
@@ -235,11 +217,8 @@ static int pointer(const struct input *in, uint64_t *p, int enc, uint64_t field_
 	case 0x0B: size = 4; sign = 1; break;
 	case 0x0C: size = 8; sign = 1; break;
 	case 0x01:
-		if (!uleb64(in, p, &v))
-			return 0;
-		break;
 	case 0x09:
-		if (!sleb64(in, p, &v))
+		if (!leb64(in, p, fmt == 0x09, &v))
 			return 0;
 		break;
 	default:
