@@ -72,6 +72,9 @@ def render(doc: dict[str, Any]) -> str:
         lines += _doc(schema.get("description"), "")
         if "properties" not in schema:
             lines.append(f"export type {name} = {ts_type(schema)};")
+            if "enum" in schema:  # the values at run time too (URL parsing checks against them)
+                values = ", ".join(f'"{v}"' for v in schema["enum"])
+                lines.append(f"export const {name}Values = [{values}] as const;")
             continue
         required = set(schema.get("required", ()))
         lines.append(f"export interface {name} {{")

@@ -12,6 +12,9 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+# Defined with everything else each type declares; re-exported for the many users of both.
+from aperture.profile_types import EventType as EventType
+
 
 class FrameKind(enum.StrEnum):
     """Where a frame's code lives."""
@@ -110,12 +113,6 @@ class SyscallStat:
     hist: tuple[int, ...] = ()
     # positive errno -> returns with that error
     errnos: dict[int, int] = field(default_factory=dict)
-
-
-class EventType(enum.StrEnum):
-    CPU = "cpu"
-    LOCK = "lock"
-    SYSCALL = "syscall"
 
 
 @dataclass

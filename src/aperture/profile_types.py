@@ -9,14 +9,32 @@ these units; the answers state them; the REST routes refuse stack questions for
 a type without stacks; the pprof writer and reader name a type's values by its
 ``pprof`` sample types; the dashboard shows ``label`` (``/api/v1/profile-types``), the
 text and SVG outputs ``time_phrase`` and ``flamegraph_title``.
-Types to come (off-CPU, memory, GPU) start here.
+
+A type whose records are plain weighted stacks (``wire="stacks"``) needs
+nothing else: the wire carries it as ``StackSamples`` named by its ``name``,
+the store files its rows under that name, and every answer, export and the
+dashboard's type switch read it from here. An aggregator refuses a batch
+naming a type it does not know. Lock and syscall records carry more than a
+stack and value, and have wire messages of their own.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+from typing import Literal
 
-from aperture.model import EventType
+
+class EventType(enum.StrEnum):
+    """A profile type's name: on the wire, in the store, in ``type=`` of the API."""
+
+    CPU = "cpu"
+    LOCK = "lock"
+    SYSCALL = "syscall"
+    OFFCPU = "offcpu"
+
+
+WireShape = Literal["cpu", "lock", "syscall", "stacks"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,24 +60,32 @@ class ProfileType:
     pprof_period: SampleType | None = None
     pprof_default: str = ""
     route: str = ""  # the analysis route of a type without stacks
+    # How a batch carries it: its own message (cpu, lock, syscall) or a StackSamples set
+    wire: WireShape = "stacks"
+    filter_code: int = 0  # the event code a WASM filter sees (filters/abi.py); unique
 
 
 CPU_SAMPLES = SampleType("samples", "count")
 CPU_TIME = SampleType("cpu", "nanoseconds")
 LOCK_CONTENTIONS = SampleType("contentions", "count")
 LOCK_DELAY = SampleType("delay", "nanoseconds")
+OFFCPU_TIME = SampleType("off_cpu", "nanoseconds")
 
 PROFILE_TYPES: dict[EventType, ProfileType] = {
     t.event_type: t
     for t in (
         ProfileType(EventType.CPU, "CPU", "on CPU", "CPU Flame Graph", "samples", "samples", True,
-                    (CPU_SAMPLES, CPU_TIME), CPU_TIME, "cpu"),
+                    (CPU_SAMPLES, CPU_TIME), CPU_TIME, "cpu", wire="cpu", filter_code=1),
         ProfileType(EventType.LOCK, "Lock wait", "of wait", "Lock Contention Flame Graph",
                     "nanoseconds", "nanoseconds", True,
-                    (LOCK_CONTENTIONS, LOCK_DELAY), LOCK_CONTENTIONS, "delay"),
+                    (LOCK_CONTENTIONS, LOCK_DELAY), LOCK_CONTENTIONS, "delay",
+                    wire="lock", filter_code=2),
         ProfileType(EventType.SYSCALL, "Syscalls", "in syscalls", "Syscall Latency Flame Graph",
                     "nanoseconds", "calls", False,
-                    route="/api/v1/syscalls"),
+                    route="/api/v1/syscalls", wire="syscall", filter_code=3),
+        ProfileType(EventType.OFFCPU, "Off-CPU", "off CPU", "Off-CPU Time Flame Graph",
+                    "nanoseconds", "nanoseconds", True,
+                    (OFFCPU_TIME,), pprof_default=OFFCPU_TIME.type, filter_code=4),
     )
 }  # fmt: skip
 
@@ -84,3 +110,26 @@ def no_stacks_message(event_type: EventType) -> str:
     choices = " or ".join(f"type={t.event_type}" for t in with_stacks())
     route = PROFILE_TYPES[event_type].route
     return f"{event_type} data has no stacks: use {route + ', or ' if route else ''}{choices}"
+
+
+def stack_type_names() -> list[str]:
+    """The names of the types with stacks (what ``--type`` of top, diff, export take)."""
+    return [str(t.event_type) for t in with_stacks()]
+
+
+def stack_types() -> list[ProfileType]:
+    """The types a batch carries as ``StackSamples`` sets (no message of their own)."""
+    return [t for t in PROFILE_TYPES.values() if t.wire == "stacks"]
+
+
+def known_names() -> str:
+    """Every type's name, for the sentence that refuses an unknown one."""
+    return ", ".join(PROFILE_TYPES)
+
+
+def by_name(name: str) -> ProfileType | None:
+    """The type called ``name`` on the wire or in the API, or None when there is none."""
+    try:
+        return PROFILE_TYPES[EventType(name)]
+    except ValueError:
+        return None

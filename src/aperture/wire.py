@@ -23,7 +23,7 @@ from aperture.model import (
     Sample,
     SyscallStat,
 )
-from aperture.profile_types import value_unit
+from aperture.profile_types import PROFILE_TYPES, by_name, known_names, value_unit
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.transforms import lock_samples
 
@@ -150,17 +150,22 @@ def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb
             batch.losses[key] = batch.losses.get(key, 0) + lost
         for key, value in profile.labels.items():
             batch.window_labels[f"{profile.event_type}.{key}"] = value
-        if profile.event_type is EventType.CPU:
-            cpu = batch.cpu
-            cpu.frequency_hz = profile.frequency_hz
+        shape = PROFILE_TYPES[profile.event_type].wire
+        if shape in ("cpu", "stacks"):
             samples = profile.samples
-            cpu.stack.extend([intern.stack(s.stack) for s in samples])
-            cpu.count.extend([s.value for s in samples])
-            cpu.pid.extend([s.pid for s in samples])
-            cpu.tid.extend([s.tid for s in samples])
-            cpu.comm.extend([intern.string(s.comm) for s in samples])
-            cpu.thread.extend([intern.string(s.thread) for s in samples])
-        elif profile.event_type is EventType.LOCK:
+            if shape == "cpu":
+                out: pb.CpuSamples | pb.StackSamples = batch.cpu
+                batch.cpu.frequency_hz = profile.frequency_hz
+                batch.cpu.count.extend([s.value for s in samples])
+            else:
+                out = batch.samples.add(type=str(profile.event_type))
+                out.value.extend([s.value for s in samples])
+            out.stack.extend([intern.stack(s.stack) for s in samples])
+            out.pid.extend([s.pid for s in samples])
+            out.tid.extend([s.tid for s in samples])
+            out.comm.extend([intern.string(s.comm) for s in samples])
+            out.thread.extend([intern.string(s.thread) for s in samples])
+        elif shape == "lock":
             batch.lock.SetInParent()
             for lock in profile.locks:
                 batch.lock.locks.add(
@@ -208,6 +213,8 @@ class Summary:
     lock_wait_ns: int = 0
     syscalls: int = 0
     stacks: int = 0
+    # samples (records) of each StackSamples set, by type name
+    records: tuple[tuple[str, int], ...] = ()
 
 
 def _within(values: Sequence[int], size: int, what: str) -> None:
@@ -270,8 +277,9 @@ def check(batch: pb.ProfileBatch) -> Summary:
         raise MalformedBatch("the batch has no sequence number")
     if batch.window_end_ns < batch.window_start_ns:
         raise MalformedBatch("the window ends before it starts")
-    if not (batch.HasField("cpu") or batch.HasField("lock") or batch.HasField("syscall")):
-        raise MalformedBatch("the batch carries no cpu, lock or syscall data")
+    if not (batch.HasField("cpu") or batch.HasField("lock") or batch.HasField("syscall")
+            or len(batch.samples)):  # fmt: skip
+        raise MalformedBatch(f"the batch carries no profile data (of {known_names()})")
     n_strings = len(batch.strings)
     frames, stacks = batch.frames, batch.stacks
     n_frames = len(frames.name)
@@ -300,6 +308,7 @@ def check(batch: pb.ProfileBatch) -> Summary:
         _within(cpu.comm, n_strings, "cpu sample comm of")
         _within(cpu.thread, n_strings, "cpu sample thread of")
         cpu_total = sum(cpu.count)
+    values, records = _check_stack_sets(batch.samples, n_stacks, n_strings)
     contentions = wait = 0
     for i, lock in enumerate(batch.lock.locks):
         if lock.stack >= n_stacks:
@@ -320,13 +329,47 @@ def check(batch: pb.ProfileBatch) -> Summary:
             )
         calls += call.count
     for what, total in (("cpu sample counts", cpu_total), ("lock contentions", contentions),
-                        ("lock wait_ns", wait), ("syscall counts", calls)):  # fmt: skip
+                        ("lock wait_ns", wait), ("syscall counts", calls),
+                        *((f"{name} values", v) for name, v in values)):  # fmt: skip
         if total > MAX_TOTAL:
             raise MalformedBatch(
                 f"the batch's {what} add up to {total}, past the {MAX_TOTAL} a batch may "
                 "count: send the true counts"
             )
-    return Summary(cpu_total, contentions, wait, calls, n_stacks)
+    return Summary(cpu_total, contentions, wait, calls, n_stacks, records)
+
+
+def _check_stack_sets(
+    sets: Sequence[pb.StackSamples], n_stacks: int, n_strings: int
+) -> tuple[list[tuple[str, int]], tuple[tuple[str, int], ...]]:
+    """Each set names a known stack type once, and its columns agree and index the batch.
+
+    Returns each set's values in all and its number of samples, by type name.
+    """
+    totals: dict[str, int] = {}
+    records: dict[str, int] = {}
+    for s in sets:
+        kind = by_name(s.type)
+        if kind is None:
+            raise MalformedBatch(
+                f"the batch carries samples of profile type {s.type[:64]!r}, which this "
+                f"aggregator does not know (it knows {known_names()}): upgrade the aggregator"
+            )
+        if kind.wire != "stacks":
+            raise MalformedBatch(
+                f"{s.type} data has a message of its own and cannot come as stack samples"
+            )
+        if s.type in totals:
+            raise MalformedBatch(f"the batch carries two sets of {s.type} samples")
+        n = len(s.stack)
+        if not len(s.value) == len(s.pid) == len(s.tid) == len(s.comm) == len(s.thread) == n:
+            raise MalformedBatch(f"the {s.type} sample columns have different lengths")
+        _within(s.stack, n_stacks, f"{s.type} sample")
+        _within(s.comm, n_strings, f"{s.type} sample comm of")
+        _within(s.thread, n_strings, f"{s.type} sample thread of")
+        totals[s.type] = sum(s.value)
+        records[s.type] = n
+    return list(totals.items()), tuple(records.items())
 
 
 def decode(batch: pb.ProfileBatch) -> Decoded:
@@ -376,6 +419,16 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
             )
         ]
         profiles[EventType.CPU] = cpu
+    for st in batch.samples:
+        event_type = EventType(st.type)
+        profile = window(event_type, value_unit(event_type))
+        profile.samples = [
+            Sample(stacks[i], value, pid=pid, tid=tid, comm=strings[comm], thread=strings[thr])
+            for i, value, pid, tid, comm, thr in zip(
+                st.stack, st.value, st.pid, st.tid, st.comm, st.thread, strict=True
+            )
+        ]
+        profiles[event_type] = profile
     if batch.HasField("lock"):
         lock = window(EventType.LOCK, value_unit(EventType.LOCK))
         lock.locks = [

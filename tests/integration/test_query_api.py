@@ -179,7 +179,9 @@ def test_profile_types_lists_the_registry(agg: AggregatorProcess) -> None:
     response = httpx.get(f"{agg.http}/api/v1/profile-types", headers=agg.headers())
     assert response.status_code == 200
     types = {t["type"]: t for t in response.json()["types"]}
-    assert set(types) == {"cpu", "lock", "syscall"}
+    assert set(types) == {"cpu", "lock", "syscall", "offcpu"}
+    assert (types["offcpu"]["label"], types["offcpu"]["pprof_sample_types"]) == (
+        "Off-CPU", ["off_cpu/nanoseconds"])  # fmt: skip
     assert (types["lock"]["label"], types["lock"]["value_unit"]) == ("Lock wait", "nanoseconds")
     assert types["cpu"]["pprof_sample_types"] == ["samples/count", "cpu/nanoseconds"]
     assert [t for t, info in types.items() if not info["has_stacks"]] == ["syscall"]

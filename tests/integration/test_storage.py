@@ -22,7 +22,9 @@ pytest.importorskip("chdb", reason="the storage tests need the aggregator extra 
 
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.aggregator.buffer_source import BufferSource
+from aperture.formats.pprof import from_pprof, to_pprof_message
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import with_stacks
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.query import QueryFilter, answers
 from aperture.query.source import StackSource
@@ -84,6 +86,15 @@ def syscall(end_ns: int) -> Profile:
                    syscalls=calls)  # fmt: skip
 
 
+def offcpu(end_ns: int) -> Profile:
+    """Off-CPU time: a registry type that travels as a StackSamples set."""
+    return Profile(EventType.OFFCPU, "nanoseconds", start_ns=end_ns - 10 * S, end_ns=end_ns,
+                   losses={"sampled_out": 2},
+                   samples=[Sample((MAIN, VFS), 30_000_000, pid=10, tid=11, comm="app"),
+                            Sample((MAIN, HOT), 10_000_000, pid=11, tid=11, comm="db")],
+                   )  # fmt: skip
+
+
 def batch(seq: int, profiles: list[Profile], host: str = "h1", **labels: str) -> pb.ProfileBatch:
     return encode(profiles, Identity(f"agent-{host}", host, labels or {"env": "prod"}), seq)
 
@@ -93,7 +104,7 @@ def fleet() -> list[pb.ProfileBatch]:
     return [
         batch(1, [cpu(T0, ((MAIN, HOT), 75, 10, "app"), ((MAIN, VFS), 25, 10, "app"))]),
         batch(2, [cpu(T0 + 10 * S, ((MAIN, HOT), 5, 10, "app"), ((MAIN, JIT), 7, 12, "")),
-                  lock(T0 + 10 * S), syscall(T0 + 10 * S)]),
+                  lock(T0 + 10 * S), syscall(T0 + 10 * S), offcpu(T0 + 10 * S)]),
         batch(1, [cpu(T0 + 20 * S, ((MAIN, COLD), 40, 11, "db"), ((), 3, 11, "db"))],
               host="h2", env="dev"),
     ]  # fmt: skip
@@ -157,7 +168,7 @@ def test_every_query_answers_as_the_buffer_does(store: Store, kw: dict[str, Any]
     batches = fleet()
     assert store.insert_batches(batches).batches == 3
     mem = buffer_backend(batches)
-    for et in (EventType.CPU, EventType.LOCK):
+    for et in (t.event_type for t in with_stacks()):  # cpu, lock, offcpu, ...
         f = QueryFilter(et, **kw)
         assert stored(store).flamegraph(f, 1000) == mem.flamegraph(f, 1000)
         for sort in ("self", "total"):
@@ -199,6 +210,30 @@ def test_round_trip_values(store: Store) -> None:
     one_lock = QueryFilter(EventType.LOCK, address=0x8000)
     assert stored(store).flamegraph(one_lock, 100)["total"] == 500
     assert stored(store).flamegraph(QueryFilter(EventType.LOCK), 100)["total"] == 10500
+
+
+def test_a_stack_type_of_the_registry_is_stored_and_answered(store: Store) -> None:
+    """Off-CPU needs no code of its own in the store: its rows, sums and exports follow."""
+    store.insert_batches(fleet())
+    f = QueryFilter(EventType.OFFCPU)
+    fg = stored(store).flamegraph(f, 100)
+    assert (fg["type"], fg["unit"], fg["total"]) == ("offcpu", "nanoseconds", 40_000_000)
+    top = {r["name"]: (r["self"], r["total"]) for r in stored(store).top(f, 10)["functions"]}
+    assert top == {"vfs_read": (30_000_000, 30_000_000), "hot": (10_000_000, 10_000_000),
+                   "main": (0, 40_000_000)}  # fmt: skip
+    profile = stored(store).export_profile(f)
+    assert profile.event_type is EventType.OFFCPU and profile.losses == {"sampled_out": 2}
+    assert sorted(s.value for s in profile.samples) == [10_000_000, 30_000_000]
+    assert stored(store).flamegraph(QueryFilter(EventType.OFFCPU, comm="db"), 100)["total"] == (
+        10_000_000
+    )
+    out = to_pprof_message(profile)
+    st = out.string_table
+    assert [(st[v.type], st[v.unit]) for v in out.sample_type] == [("off_cpu", "nanoseconds")]
+    assert st[out.default_sample_type] == "off_cpu"
+    back = from_pprof(out.SerializeToString())
+    assert [p.profile.event_type for p in back] == [EventType.OFFCPU]
+    assert sum(s.value for s in back[0].profile.samples) == 40_000_000
 
 
 def test_export_profile_merges_the_range(store: Store) -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from aperture.profile_types import EventType
+
 REPO = Path(__file__).resolve().parents[2]
 TOOL = REPO / "tools" / "gen_api_types.py"
 
@@ -27,7 +29,9 @@ def test_the_generated_types_name_every_answer_and_its_fields() -> None:
         assert f"export interface {answer} {{" in text
     # the wire names, not the Python ones: FlameNodes.self_ is sent as "self"
     assert "  self: number[];" in text and "self_:" not in text
-    assert 'export type EventType = "cpu" | "lock" | "syscall";' in text
+    names = [f'"{t}"' for t in EventType]  # every type the registry knows, in its order
+    assert f"export type EventType = {' | '.join(names)};" in text
+    assert f"export const EventTypeValues = [{', '.join(names)}] as const;" in text
     assert "  pid: number | null;" in text  # syscalls not per process
     assert "  points: [number, number][];" in text
     # each answer route publishes its model, so the document and the types agree

@@ -9,7 +9,7 @@ import pytest
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.transforms import lock_samples
-from aperture.wire import Identity, MalformedBatch, decode, encode, parse
+from aperture.wire import Identity, MalformedBatch, check, decode, encode, parse
 
 MAIN = Frame("main", "app", FrameKind.USER, 0x1130)
 HOT = Frame("hot", "app", FrameKind.USER, 0x1200)
@@ -49,8 +49,24 @@ def syscall_profile() -> Profile:
                    losses={"stats_map_full": 0})  # fmt: skip
 
 
+def offcpu_profile() -> Profile:
+    """A registry type without a message of its own: it travels as a StackSamples set."""
+    return Profile(
+        EventType.OFFCPU,
+        "nanoseconds",
+        samples=[
+            Sample((MAIN, VFS), 30_000_000, pid=10, tid=11, comm="app", thread="worker"),
+            Sample((MAIN, HOT, VFS), 10_000_000, pid=10, tid=10, comm="app", thread="app"),
+        ],
+        start_ns=1_000,
+        end_ns=2_000,
+        losses={"sampled_out": 4},
+        labels={"min_block_ns": "1000"},
+    )
+
+
 def test_round_trip_every_event_type() -> None:
-    profiles = [cpu_profile(), lock_profile(), syscall_profile()]
+    profiles = [cpu_profile(), lock_profile(), syscall_profile(), offcpu_profile()]
     batch = encode(profiles, IDENT, sequence=7)
     wire = pb.ProfileBatch.FromString(gzip.decompress(gzip.compress(batch.SerializeToString())))
     decoded = decode(wire)
@@ -90,7 +106,7 @@ def corrupt(mutate: object) -> pb.ProfileBatch:
         (lambda b: setattr(b, "sequence", 0), "no sequence"),
         (lambda b: b.agent.ClearField("agent_id"), "no agent_id"),
         (lambda b: setattr(b, "window_end_ns", 1), "ends before it starts"),
-        (lambda b: (b.ClearField("cpu"), b.ClearField("lock")), "carries no cpu"),
+        (lambda b: (b.ClearField("cpu"), b.ClearField("lock")), "carries no profile data"),
         # Each count fits its uint64 field, their sum does not: the old check took it, and
         # GET /api/v1/batches then failed (500) building its uint64 summary.
         (
@@ -110,6 +126,45 @@ def corrupt(mutate: object) -> pb.ProfileBatch:
 def test_malformed_batches_are_refused_with_a_reason(mutate: object, reason: str) -> None:
     with pytest.raises(MalformedBatch, match=reason):
         decode(corrupt(mutate))
+
+
+def stack_set(batch: pb.ProfileBatch, name: str, n: int = 1) -> pb.StackSamples:
+    st = batch.samples.add(type=name)
+    for column in (st.stack, st.value, st.pid, st.tid, st.comm, st.thread):
+        column.extend([0] * n)
+    return st
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        # a type this aggregator does not know is refused, never filed under another
+        (lambda b: stack_set(b, "gpu_launch"), "'gpu_launch', which this aggregator does not know"),
+        (lambda b: stack_set(b, "lock"), "lock data has a message of its own"),
+        (lambda b: (stack_set(b, "offcpu"), stack_set(b, "offcpu")), "two sets of offcpu"),
+        (lambda b: stack_set(b, "offcpu").pid.append(1), "offcpu sample columns have different"),
+        (lambda b: stack_set(b, "offcpu").stack.__setitem__(0, 99), "offcpu sample 0 refers"),
+        (lambda b: stack_set(b, "offcpu").thread.__setitem__(0, 10**6), "thread of 0 refers"),
+        (lambda b: stack_set(b, "offcpu", 2).value.extend([2**63, 2**63]) or None, "different"),
+        (lambda b: setattr_values(stack_set(b, "offcpu", 2), [2**63, 2**63]), "offcpu values add"),
+    ],
+)
+def test_stack_sets_of_unknown_or_malformed_types_are_refused(mutate: object, reason: str) -> None:
+    with pytest.raises(MalformedBatch, match=reason):
+        decode(corrupt(mutate))
+
+
+def setattr_values(st: pb.StackSamples, values: list[int]) -> None:
+    del st.value[:]
+    st.value.extend(values)
+
+
+def test_a_batch_of_only_a_stack_type_is_accepted_and_counted() -> None:
+    batch = encode([offcpu_profile()], IDENT, 3)
+    assert not batch.HasField("cpu") and [s.type for s in batch.samples] == ["offcpu"]
+    summary = check(batch)
+    assert summary.records == (("offcpu", 2),) and summary.cpu_samples == 0
+    assert decode(batch).profiles == {EventType.OFFCPU: offcpu_profile()}
 
 
 @pytest.mark.parametrize(

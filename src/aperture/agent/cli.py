@@ -31,6 +31,7 @@ from aperture.formats import (
     writer_for,
 )
 from aperture.model import EventType, Profile
+from aperture.profile_types import PROFILE_TYPES
 from aperture.units import format_duration
 
 if TYPE_CHECKING:
@@ -369,8 +370,8 @@ def _record(
     if flt is not None:
         from aperture.filters.collector import FilteredCollector
 
-        for mode in ("cpu", "lock"):  # syscall records carry no stacks
-            if mode in collectors:
+        for mode in collectors:  # a type without stacks (syscalls) has nothing to filter
+            if PROFILE_TYPES[EventType(mode)].has_stacks:
                 collectors[mode] = FilteredCollector(collectors[mode], flt)
     stop, again = threading.Event(), threading.Event()
     started: list[Collector] = []

@@ -41,6 +41,7 @@ class BufferedBatch:
             types.append(EventType.LOCK)
         if batch.HasField("syscall"):
             types.append(EventType.SYSCALL)
+        types += [EventType(st.type) for st in batch.samples]  # check() knows each
         return cls(
             agent_id=batch.agent.agent_id,
             host=batch.agent.host,

@@ -18,6 +18,7 @@ from aperture.aggregator.buffer import BufferedBatch
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.analysis import aggregate
 from aperture.model import EventType
+from aperture.profile_types import PROFILE_TYPES, known_names, with_stacks
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.query import answers
 from aperture.query.filter import QueryFilter
@@ -27,6 +28,8 @@ SERVICE = "aperture.v1.Aggregator"
 # The most rows one call may ask for (``limit``), as on the REST routes (SECURITY.md).
 MAX_LIMIT = 10_000
 DEFAULT_LIMIT = 100
+_STACK_TYPES = "event_type: " + " or ".join(str(t.event_type) for t in with_stacks())
+
 _STATUS = {
     Outcome.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
     Outcome.OUTSIDE_RETENTION: grpc.StatusCode.INVALID_ARGUMENT,
@@ -87,9 +90,7 @@ class AggregatorService:
         try:
             wanted = EventType(request.event_type) if request.event_type else None
         except ValueError:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu, lock or syscall"
-            )
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"event_type: {known_names()}")
         # The buffer may hold a million batches: scanned in a worker thread, not the loop.
         return await asyncio.to_thread(self._recent, request.agent_id, wanted, limit)
 
@@ -111,9 +112,9 @@ class AggregatorService:
         try:
             f = request_filter(request)
         except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
-        if f.event_type is EventType.SYSCALL:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _STACK_TYPES)
+        if not PROFILE_TYPES[f.event_type].has_stacks:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _STACK_TYPES)
         limit = await checked_limit(request.limit, context)
         profile = await asyncio.to_thread(self.source.export_profile, f)
         result = await asyncio.to_thread(aggregate, [profile], limit=limit)
@@ -139,7 +140,7 @@ class AggregatorService:
         try:
             base, comp = request_filter(request.baseline), request_filter(request.comparison)
         except ValueError:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "event_type: cpu or lock")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _STACK_TYPES)
         limit = await checked_limit(request.limit, context)
         answer = await asyncio.to_thread(answers.diff, self.source, base, comp, 100_000, limit)
         return apb.DiffResponse(

@@ -207,6 +207,8 @@ class Ingest:
         self.metrics.samples.labels("cpu").inc(summary.cpu_samples)
         self.metrics.samples.labels("lock").inc(summary.lock_contentions)
         self.metrics.samples.labels("syscall").inc(summary.syscalls)
+        for name, records in summary.records:
+            self.metrics.samples.labels(name).inc(records)
         self.refresh_gauges()
 
     def refresh_gauges(self) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from aperture.aggregator.agents import AGENT_IDLE_S, MAX_AGENTS, MAX_LAST_SEEN_SERIES
+from aperture.profile_types import PROFILE_TYPES
 from aperture.unwind_stats import NAME, unwind_stats
 
 # The *_created series only double the output; rates come from the totals.
@@ -39,11 +40,12 @@ class Metrics:
             self.pushes.labels(status)
         self.samples = Counter(
             "aperture_samples_ingested",
-            "Samples ingested: CPU samples, lock contentions, syscalls.",
+            "Samples ingested: CPU samples, lock contentions, syscalls, and the records of "
+            "other stack types (off-CPU stacks, ...).",
             ["event_type"],
             registry=r,
         )
-        for event_type in ("cpu", "lock", "syscall"):
+        for event_type in PROFILE_TYPES:
             self.samples.labels(event_type)
         self.received_bytes = Counter(
             "aperture_received_bytes", "Bytes of ProfileBatch received (decompressed).", registry=r

@@ -33,12 +33,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aperture.model import EventType, Frame
+from aperture.profile_types import PROFILE_TYPES
 
 MAGIC = 0x46545041
 ABI_VERSION = 1
 HEADER = struct.Struct("<IHHIIIIII")
 RECORD = struct.Struct("<IIIIQII")
-EVENT_CODES = {EventType.CPU: 1, EventType.LOCK: 2, EventType.SYSCALL: 3}
+EVENT_CODES = {t.event_type: t.filter_code for t in PROFILE_TYPES.values()}
 U32_MAX = 0xFFFFFFFF
 U64_MAX = 0xFFFFFFFFFFFFFFFF
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 from aperture.errors import UsageError
 from aperture.filters.abi import Record, decode_result, encode_batch
 from aperture.model import EventType, LockStat, Profile, Sample
+from aperture.profile_types import PROFILE_TYPES
 from aperture.transforms import lock_samples
 
 if TYPE_CHECKING:
@@ -279,7 +280,7 @@ def lock_records(locks: Sequence[LockStat]) -> list[Record]:
 
 
 def apply_filter(flt: WasmFilter, profile: Profile) -> Profile:
-    """The profile with only the records the filter keeps (CPU samples, lock records).
+    """The profile with only the records the filter keeps (samples of stacks, lock records).
 
     Syscall profiles carry no stacks and pass unchanged. On failure the policy decides:
     ``open`` returns the profile as it was, ``closed`` one without records.
@@ -290,7 +291,7 @@ def apply_filter(flt: WasmFilter, profile: Profile) -> Profile:
             flags = [flt.options.failure == "open"] * len(profile.locks)
         locks = [k for k, keep in zip(profile.locks, flags, strict=True) if keep]
         return dataclasses.replace(profile, locks=locks, samples=lock_samples(locks))
-    if profile.event_type in (EventType.CPU, EventType.LOCK) and profile.samples:
+    if PROFILE_TYPES[profile.event_type].has_stacks and profile.samples:
         flags = flt.keep(sample_records(profile))
         if flags is None:
             flags = [flt.options.failure == "open"] * len(profile.samples)

@@ -40,6 +40,7 @@ from aperture.profile_types import (
     LOCK_DELAY,
     PROFILE_TYPES,
     SampleType,
+    stack_types,
 )
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.transforms import lock_samples
@@ -130,6 +131,10 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
     if profile.event_type is EventType.LOCK:
         declare(kind.pprof, 1)  # contentions, delay
         rows = [(s, [n, wait]) for s, n, wait in _lock_rows(profile)]
+    elif kind.wire == "stacks":  # a registry type's weighted stacks, in its own unit
+        declare(kind.pprof, 0)
+        out.default_sample_type = string(kind.pprof_default)
+        rows = [(s, [s.value]) for s in profile.samples]
     elif profile.unit in ("samples", "count"):
         if period_ns:
             declare(kind.pprof, period_ns)  # samples, cpu time
@@ -399,6 +404,10 @@ def _kind(p: pb.Profile) -> _Kind:
         delay = names.index(LOCK_DELAY.type) if LOCK_DELAY.type in names else -1
         count = names.index(LOCK_CONTENTIONS.type) if LOCK_CONTENTIONS.type in names else -1
         return _Kind(EventType.LOCK, LOCK_DELAY.unit, delay, count, sample_type=LOCK_DELAY.type)
+    for t in stack_types():  # a registry type's own sample type (off_cpu/nanoseconds, ...)
+        for vt in t.pprof:
+            if (vt.type, vt.unit) in types:
+                return _Kind(t.event_type, vt.unit, types.index((vt.type, vt.unit)))
     if (CPU_SAMPLES.type, CPU_SAMPLES.unit) in types:
         return _Kind(EventType.CPU, "samples", types.index((CPU_SAMPLES.type, CPU_SAMPLES.unit)),
                      frequency_hz=freq)  # fmt: skip

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs or py.typed
 
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.storage import hashing
 from aperture.unwind_stats import unwind_stats
@@ -27,8 +28,10 @@ _LABELS = pa.map_(pa.string(), pa.string())
 _HIST = pa.list_(pa.uint64())
 _ERRNOS = pa.map_(pa.uint32(), pa.uint64())
 _LOSSES = pa.map_(pa.string(), pa.uint64())
-_EVENT = pa.array(["cpu", "lock", "syscall"])
-CPU, LOCK = 0, 1
+# Sample rows carry their type as an index into this (every type the registry knows).
+_EVENT_NAMES = [str(t) for t in PROFILE_TYPES]
+_EVENT = pa.array(_EVENT_NAMES)
+CPU, LOCK = _EVENT_NAMES.index("cpu"), _EVENT_NAMES.index("lock")
 
 I64 = npt.NDArray[np.int64]
 
@@ -100,7 +103,11 @@ class RowBuilder:
         stack_hash, new = self._stack_rows(batch, text)
         samples, locks, syscalls = _Chunks(), _Chunks(), _Chunks()
         if batch.HasField("cpu") and len(batch.cpu.stack):
-            _cpu_rows(batch.cpu, bi, text, stack_hash, samples)
+            _sample_rows(batch.cpu, batch.cpu.count, CPU, bi, text, stack_hash, samples)
+        for st in batch.samples:
+            if len(st.stack):
+                event = _EVENT_NAMES.index(st.type)  # check() let only known types through
+                _sample_rows(st, st.value, event, bi, text, stack_hash, samples)
         if batch.HasField("lock") and len(batch.lock.locks):
             _lock_rows(batch, bi, strings, stack_hash, samples, locks)
         if batch.HasField("syscall") and len(batch.syscall.syscalls):
@@ -121,6 +128,7 @@ class RowBuilder:
                    batch.window_start_ns, batch.window_end_ns)
         )  # fmt: skip
         types = [t for t in ("cpu", "lock", "syscall") if batch.HasField(t)]
+        types += [st.type for st in batch.samples]
         mode, stats = unwind_stats(batch.window_labels)
         self._meta.append(
             {"sequence": batch.sequence, "version": agent.version,
@@ -265,20 +273,27 @@ def _all_in(known: Container[int], hashes: list[int]) -> bool:
     return all(h in known for h in hashes)
 
 
-def _cpu_rows(
-    cpu: pb.CpuSamples, bi: int, text: pa.Array, stack_h: npt.NDArray[np.uint64], out: _Chunks
+def _sample_rows(
+    cols: pb.CpuSamples | pb.StackSamples,
+    values: Sequence[int],
+    event: int,
+    bi: int,
+    text: pa.Array,
+    stack_h: npt.NDArray[np.uint64],
+    out: _Chunks,
 ) -> None:
-    n = len(cpu.stack)
+    """Rows of one set of weighted stacks (CPU samples, or any registry type's)."""
+    n = len(cols.stack)
     out.add(
         n,
         batch=np.full(n, bi, dtype=np.int64),
-        event=np.full(n, CPU, dtype=np.int8),
-        pid=_np(cpu.pid, np.uint32),
-        tid=_np(cpu.tid, np.uint32),
-        comm=text.take(pa.array(_np(cpu.comm, np.int64))),
-        thread=text.take(pa.array(_np(cpu.thread, np.int64))),
-        stack_hash=stack_h[_np(cpu.stack, np.int64)],
-        value=_np(cpu.count, np.uint64),
+        event=np.full(n, event, dtype=np.int8),
+        pid=_np(cols.pid, np.uint32),
+        tid=_np(cols.tid, np.uint32),
+        comm=text.take(pa.array(_np(cols.comm, np.int64))),
+        thread=text.take(pa.array(_np(cols.thread, np.int64))),
+        stack_hash=stack_h[_np(cols.stack, np.int64)],
+        value=_np(values, np.uint64),
     )
 
 

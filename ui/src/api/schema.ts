@@ -37,7 +37,9 @@ export interface DiffNodes {
   comparison_self: number[];
 }
 
-export type EventType = "cpu" | "lock" | "syscall";
+/** A profile type's name: on the wire, in the store, in `type=` of the API. */
+export type EventType = "cpu" | "lock" | "syscall" | "offcpu";
+export const EventTypeValues = ["cpu", "lock", "syscall", "offcpu"] as const;
 
 /** Parallel columns of the tree's nodes in depth-first pre-order. */
 export interface FlameNodes {

@@ -1,6 +1,7 @@
 // Every piece of view state lives in the URL, so a link reproduces what you see.
 
 import type { DiffScheme } from "../flame/colors";
+import { EventTypeValues, type EventType } from "../api/schema";
 
 export const VIEWS = ["overview", "flamegraph", "diff", "timeline", "syscalls", "locks", "alerts"] as const;
 export type View = (typeof VIEWS)[number];
@@ -15,9 +16,9 @@ export const VIEW_TITLES: Record<View, string> = {
   alerts: "Alerts",
 };
 
-/** The profile types with stacks that the views can show (the registry says which exist). */
-export const PROFILE_TYPES = ["cpu", "lock"] as const;
-export type ProfileType = (typeof PROFILE_TYPES)[number];
+/** A profile type the aggregator's registry names (which have stacks, /api/v1/profile-types says). */
+export const PROFILE_TYPES = EventTypeValues;
+export type ProfileType = EventType;
 export function isProfileType(t: string): t is ProfileType {
   return (PROFILE_TYPES as readonly string[]).includes(t);
 }

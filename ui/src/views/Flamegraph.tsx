@@ -36,6 +36,11 @@ export function TypeSwitch({ value, onChange }: { value: ProfileType; onChange: 
   );
 }
 
+/** The registry's name of a type ("Lock wait"), or the type itself before the list arrives. */
+function typeLabel(types: ProfileTypes | undefined, type: ProfileType): string {
+  return types?.types.find((t) => t.type === type)?.label ?? type;
+}
+
 /** Build the tree once per response and time it (the number is shown and tested). */
 export function useTree(data: FlamegraphResponse | undefined): { tree: FlameTree | null; ms: number; error: string } {
   return useMemo(() => {
@@ -122,6 +127,7 @@ export function FlamegraphView() {
   const [s, update] = useUrlState();
   const filters = filterParams(s);
   const fg = useApi<FlamegraphResponse>("/api/v1/flamegraph", { ...filters, type: s.type, max_nodes: s.maxNodes });
+  const types = useApi<ProfileTypes>("/api/v1/profile-types");
   const top = useApi<TopResponse>("/api/v1/top", { ...filters, type: s.type, limit: 200, sort: s.topSort });
   const built = useTree(fg.data);
   const tree = built.tree;
@@ -152,7 +158,7 @@ export function FlamegraphView() {
   if (fg.error) body = <ErrorBox error={fg.error} retry={fg.reload} />;
   else if (built.error) body = <div className="state state-error" role="alert">{built.error}</div>;
   else if (!tree) body = <Loading what="the flame graph" />;
-  else if (tree.n <= 1 || tree.total[0] === 0) body = <Empty>The aggregator has no {s.type === "cpu" ? "CPU samples" : "lock waits"} for these filters.</Empty>;
+  else if (tree.n <= 1 || tree.total[0] === 0) body = <Empty>The aggregator has no {typeLabel(types.data, s.type)} data for these filters.</Empty>;
   else if (s.sandwich && s.fn) body = <Sandwich tree={tree} fn={s.fn} fnModule={s.fnModule} onClose={() => update({ sandwich: false })} />;
   else
     body = (

@@ -1,8 +1,9 @@
-// Timeline: samples, lock wait and syscall rate over time, grouped by host,
+// Timeline: each profile type's rate over time (CPU samples, lock wait, syscalls, ...), grouped by host,
 // process or pid; dragging across a chart sets the range for every view.
 
 import { useApi } from "../api/hooks";
-import type { TimelineResponse } from "../api/types";
+import type { ProfileTypeInfo } from "../api/schema";
+import type { EventType, ProfileTypes, TimelineResponse } from "../api/types";
 import { densify, effectiveStep, pickStep } from "../state/buckets";
 import { Empty, ErrorBox, Loading } from "../components/States";
 import { SERIES_COLORS, TimeChart } from "../components/TimeChart";
@@ -11,14 +12,21 @@ import { msToNs, resolveMs } from "../state/time";
 import { filterParams, type GroupBy, type UrlState } from "../state/url";
 import { useUrlState } from "../state/useUrlState";
 
-const METRICS = [
-  { type: "cpu", title: "CPU samples per second", per: (v: number, step: number) => v / step, format: fmt.count },
-  // wait per second of wall time: 1000 ms/s = one thread blocked all the time
-  { type: "lock", title: "Lock wait (ms waited per second)", per: (v: number, step: number) => v / step / 1e6, format: fmt.count },
-  { type: "syscall", title: "Syscalls per second", per: (v: number, step: number) => v / step, format: fmt.count },
-] as const;
+interface MetricSpec {
+  type: EventType;
+  title: string;
+  per: (v: number, step: number) => number;
+  format: (v: number) => string;
+}
 
-function Metric({ m, s, step, fromMs, toMs }: { m: (typeof METRICS)[number]; s: UrlState; step: number; fromMs: number; toMs: number }) {
+/** One chart per type the registry names, scaled by what its timeline counts. */
+function metric(t: ProfileTypeInfo): MetricSpec {
+  // time per second of wall time, in ms: 1000 ms/s = one thread all the time
+  if (t.series_unit === "nanoseconds") return { type: t.type, title: `${t.label} (ms per second)`, per: (v, step) => v / step / 1e6, format: fmt.count };
+  return { type: t.type, title: `${t.label} (${t.series_unit} per second)`, per: (v, step) => v / step, format: fmt.count };
+}
+
+function Metric({ m, s, step, fromMs, toMs }: { m: MetricSpec; s: UrlState; step: number; fromMs: number; toMs: number }) {
   const [, update] = useUrlState();
   const res = useApi<TimelineResponse>("/api/v1/timeline", { ...filterParams(s), type: m.type, step: `${step}s`, group_by: s.group });
   if (res.error) return <ErrorBox error={res.error} retry={res.reload} />;
@@ -66,6 +74,7 @@ function sum(s: { points: [number, number][] }): number {
 
 export function TimelineView() {
   const [s, update] = useUrlState();
+  const types = useApi<ProfileTypes>("/api/v1/profile-types");
   const now = Date.now();
   const fromMs = resolveMs(s.from, now);
   const toMs = resolveMs(s.to, now);
@@ -86,8 +95,8 @@ export function TimelineView() {
         </div>
         <span className="muted small">Drag across a chart to zoom every view to that range. {step}s buckets.</span>
       </div>
-      {METRICS.map((m) => (
-        <Metric key={m.type} m={m} s={s} step={step} fromMs={fromMs} toMs={toMs} />
+      {(types.data?.types ?? []).map((t) => (
+        <Metric key={t.type} m={metric(t)} s={s} step={step} fromMs={fromMs} toMs={toMs} />
       ))}
     </div>
   );

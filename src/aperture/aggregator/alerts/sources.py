@@ -9,6 +9,7 @@ from aperture.aggregator.alerts.rules import Rule
 from aperture.aggregator.ingest import Ingest, Outcome
 from aperture.aggregator.storage_link import StorageLink
 from aperture.model import EventType
+from aperture.profile_types import PROFILE_TYPES
 from aperture.query import answers
 from aperture.query.filter import QueryFilter
 from aperture.query.source import StackSource
@@ -48,7 +49,7 @@ class Sources:
             ),
             "flush_failures": value("aperture_storage_flush_total", {"status": "error"}),
         }
-        for event_type in ("cpu", "lock", "syscall"):
+        for event_type in PROFILE_TYPES:
             out[f"samples_{event_type}"] = value(
                 "aperture_samples_ingested_total", {"event_type": event_type}
             )
@@ -87,7 +88,7 @@ class Sources:
         if m == "storage_pending_rows":
             return float(self.storage.writer.stats().pending_rows) if self.storage else 0.0
         if m == "ingest_samples_rate":
-            types = [p["event_type"]] if p.get("event_type") else ["cpu", "lock", "syscall"]
+            types = [p["event_type"]] if p.get("event_type") else list(PROFILE_TYPES)
             rates = [self._rate(f"samples_{t}", rule.window_s, now) for t in types]
             known = [r for r in rates if r is not None]
             return float(sum(known)) if known else None

@@ -9,6 +9,7 @@ import time
 from aperture.cli.client import Client
 from aperture.errors import UsageError
 from aperture.formats.tables import render_table
+from aperture.profile_types import stack_type_names
 from aperture.proto.v1 import aggregator_pb2 as apb
 from aperture.timeparse import parse_time
 
@@ -16,7 +17,7 @@ HELP = "sum a time range into top functions and heaviest stacks (gRPC Aggregate)
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--type", choices=["cpu", "lock"], default="cpu", help="event type")
+    parser.add_argument("--type", choices=stack_type_names(), default="cpu", help="event type")
     parser.add_argument("--from", dest="from_", default="-1h", metavar="TIME",
                         help="start: RFC 3339, unix ns or relative (default: -1h)")  # fmt: skip
     parser.add_argument("--to", default="now", metavar="TIME", help="end (default: now)")

@@ -9,13 +9,14 @@ import time
 from aperture.cli.client import Client
 from aperture.cli.filters import parse_range
 from aperture.formats.tables import render_table
+from aperture.profile_types import stack_type_names
 from aperture.proto.v1 import aggregator_pb2 as apb
 
 HELP = "compare a baseline and a comparison range: each function's share of each (gRPC Diff)"
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--type", choices=["cpu", "lock"], default="cpu", help="event type")
+    parser.add_argument("--type", choices=stack_type_names(), default="cpu", help="event type")
     parser.add_argument("--baseline", default="-2h:-1h", metavar="FROM:TO",
                         help="baseline range (default: -2h:-1h)")  # fmt: skip
     parser.add_argument("--comparison", default="-1h:now", metavar="FROM:TO",

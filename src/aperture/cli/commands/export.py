@@ -10,6 +10,7 @@ from aperture.cli.filters import add_filter_arguments, filter_params
 from aperture.cli.rest import RestClient
 from aperture.errors import UsageError, UserError
 from aperture.formats.registry import write_atomic
+from aperture.profile_types import stack_type_names
 
 HELP = "export a profile from an aggregator (collapsed, json, speedscope or pprof)"
 
@@ -33,7 +34,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="file to write (default: print text formats)")  # fmt: skip
-    parser.add_argument("--type", choices=["cpu", "lock"], default="cpu", help="event type")
+    parser.add_argument("--type", choices=stack_type_names(), default="cpu", help="event type")
     add_filter_arguments(parser)
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aperture.cli.client import Client
 from aperture.formats.humanize import format_duration_ns
 from aperture.formats.tables import render_table
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.v1 import aggregator_pb2 as apb
 
 HELP = "list recent batches in an aggregator's buffer"
@@ -18,7 +19,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=20, help="how many batches (default: 20)")
     parser.add_argument("--agent", default="", help="only this agent_id")
     parser.add_argument(
-        "--type", choices=["cpu", "lock", "syscall"], default="", help="only this event type"
+        "--type", choices=[str(t) for t in PROFILE_TYPES], default="", help="only this event type"
     )
 
 

@@ -10,12 +10,13 @@ from aperture.cli.filters import add_filter_arguments, filter_params
 from aperture.cli.rest import RestClient
 from aperture.formats.humanize import format_duration_ns
 from aperture.formats.tables import render_table
+from aperture.profile_types import stack_type_names
 
 HELP = "top functions by self or total value (over REST)"
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--type", choices=["cpu", "lock"], default="cpu", help="event type")
+    parser.add_argument("--type", choices=stack_type_names(), default="cpu", help="event type")
     parser.add_argument("--sort", choices=["self", "total"], default="self")
     parser.add_argument("--limit", type=int, default=20, help="how many functions (default: 20)")
     add_filter_arguments(parser)

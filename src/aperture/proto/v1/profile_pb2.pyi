@@ -161,8 +161,26 @@ class SyscallSamples(_message.Message):
     syscalls: _containers.RepeatedCompositeFieldContainer[SyscallSample]
     def __init__(self, syscalls: _Optional[_Iterable[_Union[SyscallSample, _Mapping]]] = ...) -> None: ...
 
+class StackSamples(_message.Message):
+    __slots__ = ("type", "stack", "value", "pid", "tid", "comm", "thread")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    STACK_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    TID_FIELD_NUMBER: _ClassVar[int]
+    COMM_FIELD_NUMBER: _ClassVar[int]
+    THREAD_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    stack: _containers.RepeatedScalarFieldContainer[int]
+    value: _containers.RepeatedScalarFieldContainer[int]
+    pid: _containers.RepeatedScalarFieldContainer[int]
+    tid: _containers.RepeatedScalarFieldContainer[int]
+    comm: _containers.RepeatedScalarFieldContainer[int]
+    thread: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, type: _Optional[str] = ..., stack: _Optional[_Iterable[int]] = ..., value: _Optional[_Iterable[int]] = ..., pid: _Optional[_Iterable[int]] = ..., tid: _Optional[_Iterable[int]] = ..., comm: _Optional[_Iterable[int]] = ..., thread: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class ProfileBatch(_message.Message):
-    __slots__ = ("schema_version", "agent", "sequence", "window_start_ns", "window_end_ns", "strings", "frames", "stacks", "cpu", "lock", "syscall", "losses", "window_labels")
+    __slots__ = ("schema_version", "agent", "sequence", "window_start_ns", "window_end_ns", "strings", "frames", "stacks", "cpu", "lock", "syscall", "losses", "window_labels", "samples")
     class LossesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -190,6 +208,7 @@ class ProfileBatch(_message.Message):
     SYSCALL_FIELD_NUMBER: _ClassVar[int]
     LOSSES_FIELD_NUMBER: _ClassVar[int]
     WINDOW_LABELS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
     schema_version: SchemaVersion
     agent: AgentIdentity
     sequence: int
@@ -203,4 +222,5 @@ class ProfileBatch(_message.Message):
     syscall: SyscallSamples
     losses: _containers.ScalarMap[str, int]
     window_labels: _containers.ScalarMap[str, str]
-    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., agent: _Optional[_Union[AgentIdentity, _Mapping]] = ..., sequence: _Optional[int] = ..., window_start_ns: _Optional[int] = ..., window_end_ns: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ..., stacks: _Optional[_Union[Stacks, _Mapping]] = ..., cpu: _Optional[_Union[CpuSamples, _Mapping]] = ..., lock: _Optional[_Union[LockSamples, _Mapping]] = ..., syscall: _Optional[_Union[SyscallSamples, _Mapping]] = ..., losses: _Optional[_Mapping[str, int]] = ..., window_labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    samples: _containers.RepeatedCompositeFieldContainer[StackSamples]
+    def __init__(self, schema_version: _Optional[_Union[SchemaVersion, str]] = ..., agent: _Optional[_Union[AgentIdentity, _Mapping]] = ..., sequence: _Optional[int] = ..., window_start_ns: _Optional[int] = ..., window_end_ns: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., frames: _Optional[_Union[Frames, _Mapping]] = ..., stacks: _Optional[_Union[Stacks, _Mapping]] = ..., cpu: _Optional[_Union[CpuSamples, _Mapping]] = ..., lock: _Optional[_Union[LockSamples, _Mapping]] = ..., syscall: _Optional[_Union[SyscallSamples, _Mapping]] = ..., losses: _Optional[_Mapping[str, int]] = ..., window_labels: _Optional[_Mapping[str, str]] = ..., samples: _Optional[_Iterable[_Union[StackSamples, _Mapping]]] = ...) -> None: ...
