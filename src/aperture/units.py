@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h|d)?\s*$")
+_SCALE = {"us": 1e-6, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``30s``, ``5m``, ``1h``, ``500ms``, ``1d`` or plain seconds (``45``)."""
+    """Seconds in ``30s``, ``5m``, ``1h``, ``500ms``, ``20us``, ``1d`` or plain seconds (``45``)."""
     match = _DURATION.match(text)
     if not match:
         raise ValueError(
-            f"{text!r} is not a duration: use seconds or a number with ms, s, m, h or d "
+            f"{text!r} is not a duration: use seconds or a number with us, ms, s, m, h or d "
             "(e.g. 30s, 5m, 1h)"
         )
     seconds = float(match.group(1)) * _SCALE[match.group(2) or "s"]

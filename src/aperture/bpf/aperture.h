@@ -34,7 +34,8 @@ struct cpu_config {
 	__u32 target_tgid;             /* 0: every process; else only this tgid */
 	__u32 include_idle;            /* non-zero: record idle (pid 0) samples */
 	__u32 unwind_mode;             /* enum unwind_mode */
-	__u32 reserved;
+	__u32 offcpu_sample;           /* off-CPU: stacks of 1 in N blocks (0, 1: every one) */
+	__u64 offcpu_min_ns;           /* off-CPU: shorter blocks are counted, not recorded */
 };
 
 /* ---- Table unwinding (see unwind.bpf.h and aperture/agent/unwind/) ----------
@@ -139,7 +140,8 @@ enum unwind_end {
 	UNWIND_END_BOTTOM = 0,         /* reached the stack's bottom: complete */
 	UNWIND_END_DEPTH,              /* APERTURE_MAX_USER_FRAMES frames: truncated */
 	UNWIND_END_NO_MAPPING,         /* pc in no known mapping of the process */
-	UNWIND_END_NO_TABLE,           /* pc in code without a table (dwarf mode) */
+	UNWIND_END_NO_TABLE,           /* pc in code without a table (dwarf mode), or whose
+	                                * file's table is not loaded yet (either mode) */
 	UNWIND_END_NO_INFO,            /* pc in a gap of its binary's table */
 	UNWIND_END_UNSUPPORTED,        /* a rule the walker cannot follow */
 	UNWIND_END_READ_FAULT,         /* user memory could not be read */
@@ -345,6 +347,59 @@ enum lock_stat {
 	LOCK_STAT_STACK_COLLISION,     /* user stack lost to a stack-map collision */
 	LOCK_STAT_PROC_EVENT_DROPPED,  /* new-process event lost: ring buffer full */
 	LOCK_STAT_MAX,
+};
+
+/* ---- Off-CPU time (offcpu.bpf.h) --------------------------------------------
+ *
+ * At sched_switch the thread going out has its stacks taken (it is the current
+ * task: its user registers and memory are readable) and kept with the time in
+ * its task-local storage; when it is switched back in, the time it was out is
+ * added under those stacks in the buffer live at that moment. The stacks are
+ * kept as contents, not stack-map ids, so a block that spans a buffer flip is
+ * recorded whole under the right stacks. */
+enum offcpu_state {
+	OFFCPU_RUNNABLE = 0,           /* preempted: ready, waiting for a CPU */
+	OFFCPU_SLEEPING = 1,           /* TASK_INTERRUPTIBLE (S) */
+	OFFCPU_UNINTERRUPTIBLE = 2,    /* TASK_UNINTERRUPTIBLE (D): I/O, page faults */
+	OFFCPU_IDLE = 3,               /* TASK_IDLE: a kernel thread waiting for work */
+	OFFCPU_OTHER = 4,              /* stopped, traced, ... */
+};
+
+#define OFFCPU_NOT_SAMPLED 1        /* offcpu_key.flags: time only, stacks not taken */
+
+struct offcpu_key {
+	struct cpu_key task;           /* tgid, pid, comm; user_stack_hash, or ids as errors */
+	__u64 kernel_stack_hash;       /* key in kstacks{0,1}; 0 = none (kernel_stack_id says) */
+	__u32 state;                   /* enum offcpu_state */
+	__u32 flags;
+};
+
+struct kernel_stack {
+	__u32 len;
+	__u32 reserved;
+	__u64 ips[APERTURE_MAX_STACK_DEPTH];
+};
+
+/* Per thread, from switch-out to switch-in (task-local storage). */
+struct offcpu_start {
+	__u64 ts;                      /* 0: not switched out under our watch */
+	__u64 user_hash;
+	struct offcpu_key key;
+	struct kernel_stack kernel;
+	struct user_stack user;
+};
+
+enum offcpu_stat {
+	OFFCPU_STAT_BLOCKS = 0,        /* switch-ins after a switch-out we saw */
+	OFFCPU_STAT_SHORT,             /* of those, shorter than offcpu_min_ns: not recorded */
+	OFFCPU_STAT_SHORT_NS,          /* their time */
+	OFFCPU_STAT_NOT_SAMPLED,       /* recorded without stacks (1 in N sampling) */
+	OFFCPU_STAT_COUNTS_FULL,       /* block lost: the counts map was full */
+	OFFCPU_STAT_COUNTS_FULL_NS,    /* its time */
+	OFFCPU_STAT_STACKS_FULL,       /* stacks lost: a stacks map was full */
+	OFFCPU_STAT_STACK_COLLISION,   /* stacks lost to a hash collision */
+	OFFCPU_STAT_NO_STORAGE,        /* switch-out not recorded: no task storage */
+	OFFCPU_STAT_MAX,
 };
 
 #endif

@@ -169,6 +169,8 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 	return 1;
 }
 
+#include "offcpu.bpf.h"
+
 /* An exec replaces the image: its registered mappings are stale, and the new
  * image's (the executable, the dynamic loader) are read at once. */
 SEC("tp/sched/sched_process_exec")

@@ -17,9 +17,11 @@
  *
  * A wrong stack is worse than a short one: every rule the walker cannot
  * follow ends the walk, and the reason is kept with the stack. In auto mode a
- * frame in code without a table (JIT code, a table evicted or not built yet)
- * is stepped by its frame pointer, and only when the return address found
- * that way lies in a known executable mapping.
+ * frame in code no table describes (JIT code) is stepped by its frame pointer,
+ * and only when the return address found that way lies in a known executable
+ * mapping; a frame in a file whose table is not loaded yet (evicted, or not
+ * built yet) ends the walk: such code (libc) mostly has no frame pointers, and
+ * a step by them would skip its callers.
  */
 #ifndef APERTURE_UNWIND_BPF_H
 #define APERTURE_UNWIND_BPF_H
@@ -421,10 +423,15 @@ static __always_inline long step_table(struct unwind_walk *w)
 	file_id = m->file_id;
 	table = file_id ? bpf_map_lookup_elem(&unwind_tables, &file_id) : NULL;
 	if (!table) {
-		if (file_id && !v->wanted)
-			v->wanted = file_id;
 		v->end = UNWIND_END_NO_TABLE;
-		return 2;
+		if (!file_id)
+			return 2; /* code no table will describe (JIT, ...): frame pointers may */
+		/* The file's table is to come. Code with tables is mostly built without
+		 * frame pointers (libc): a frame-pointer step there skips callers, and a
+		 * wrong stack is worse than a short one. */
+		if (!v->wanted)
+			v->wanted = file_id;
+		return 1;
 	}
 	/* A map pointer may be read as its struct bpf_map, not offset for a probe read. */
 	row = find_row(table, ((struct bpf_map *)table)->max_entries, target - m->bias, v);

@@ -6,6 +6,7 @@ import ctypes
 import os
 import platform
 from collections import Counter, OrderedDict
+from collections.abc import Sequence
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,8 @@ class CpuConfig(ctypes.Structure):
         ("target_tgid", c_uint32),
         ("include_idle", c_uint32),
         ("unwind_mode", c_uint32),
-        ("reserved", c_uint32),
+        ("offcpu_sample", c_uint32),
+        ("offcpu_min_ns", c_uint64),
     )
 
 
@@ -128,6 +130,12 @@ LOST_KERNEL = Frame("[kernel stack lost]", "[unknown]", FrameKind.UNKNOWN)
 
 
 @dataclass(frozen=True)
+class OffCpuOptions:
+    min_block_ns: int = 10_000  # shorter blocks are counted, not recorded
+    sample_every: int = 1  # stacks of 1 in N blocks (the others' time kept without stacks)
+
+
+@dataclass(frozen=True)
 class CpuOptions:
     frequency_hz: int = 99
     pid: int = 0
@@ -139,6 +147,8 @@ class CpuOptions:
     python_frames: bool = True
     unwind_table_memory: int = DEFAULT_TABLE_MEMORY
     cache_dir: Path | None = None
+    sample_cpu: bool = True  # off: only off-CPU time (--mode offcpu)
+    offcpu: OffCpuOptions | None = None  # off-CPU time by stack, read by OffCpuCollector
 
 
 class Unwound(NamedTuple):
@@ -221,7 +231,15 @@ class CpuCollector(BpfCollector):
         config.target_tgid = self.options.pid
         config.include_idle = int(self.options.include_idle)
         config.unwind_mode = UNWIND_MODES[self.unwind_mode]
-        for name in ("stacks0", "stacks1", "ustacks0", "ustacks1"):
+        offcpu = self.options.offcpu
+        if offcpu is not None:
+            config.offcpu_sample = offcpu.sample_every
+            config.offcpu_min_ns = offcpu.min_block_ns
+        # A program not used is not loaded: the verifier's time is the agent's start-up cost.
+        obj.program("sample_cpu").set_autoload(self.options.sample_cpu)
+        obj.program("offcpu_switch").set_autoload(offcpu is not None)
+        for name in ("stacks0", "stacks1", "ustacks0", "ustacks1", "oustacks0", "oustacks1",
+                     "kstacks0", "kstacks1"):  # fmt: skip
             obj.map(name).set_max_entries(self.options.stack_map_entries)
 
     def _attach(self, obj: BpfObject) -> None:
@@ -253,13 +271,15 @@ class CpuCollector(BpfCollector):
             registry.register(opts.pid, build=True)
             registry.wait_idle(PID_TABLES_TIMEOUT_S)
         prog = obj.program("sample_cpu")
-        for cpu in perf_event.online_cpus():
+        for cpu in perf_event.online_cpus() if opts.sample_cpu else ():
             fd = perf_event.open_cpu_clock(cpu, opts.frequency_hz)
             try:
                 obj.keep(prog.attach_perf_event(fd))
             except BpfError:
                 os.close(fd)
                 raise
+        if opts.offcpu is not None:
+            obj.keep(obj.program("offcpu_switch").attach())
         obj.keep(obj.program("on_exec").attach())
         obj.keep(obj.program("forget_mappings").attach())
         if registry is not None and not opts.pid:
@@ -279,11 +299,9 @@ class CpuCollector(BpfCollector):
         unwound = self._read_unwound(idle)
         profile.frequency_hz = self.options.frequency_hz
         self._python_unmerged = 0
-        profile.samples = self._symbolize(entries, stacks, unwound)
-        if self._registry is not None:
-            # After symbolizing: an exited process's last samples need what it registered.
-            self._registry.touch({k.tgid for k, _ in entries})
-            self._registry.prune()
+        profile.samples = self.symbolize(entries, stacks, unwound)
+        # After symbolizing: an exited process's last samples need what it registered.
+        self.touch({k.tgid for k, _ in entries})
         delta = self._window_counters(profile)
         report = self._unwind_report(delta)
         # Table losses as this window's share of the running counts, like the rest.
@@ -337,7 +355,11 @@ class CpuCollector(BpfCollector):
         """The idle buffer's table-unwound stacks by hash, leaf first; emptied."""
         if self._registry is None:
             return {}
-        rows = self._require().map(f"ustacks{idle}").drain(c_uint64, UserStack)
+        return self.read_unwound(f"ustacks{idle}")
+
+    def read_unwound(self, map_name: str) -> dict[int, Unwound]:
+        """A map of user stacks by hash (struct user_stack), leaf first; emptied."""
+        rows = self._require().map(map_name).drain(c_uint64, UserStack)
         return {
             int(h): Unwound(
                 tuple(st.ips[: min(st.len, MAX_USER_FRAMES)]),
@@ -432,16 +454,28 @@ class CpuCollector(BpfCollector):
             return "swapper"
         return self._watcher.name(tgid, thread) if self._watcher else thread
 
-    def _symbolize(
+    def bpf_object(self) -> BpfObject:
+        """The loaded object (the off-CPU collector reads its own maps of it)."""
+        return self._require()
+
+    def touch(self, tgids: set[int]) -> None:
+        """Keep these processes' registrations a while longer; drop those of the long gone."""
+        if self._registry is not None:
+            self._registry.touch(tgids)
+            self._registry.prune()
+
+    def symbolize(
         self,
-        entries: list[tuple[CpuKey, int]],
+        entries: Sequence[tuple[CpuKey, int]],
         stacks: dict[int, tuple[int, ...]],
         unwound: dict[int, Unwound],
+        leaves: Sequence[tuple[Frame, ...]] = (),
     ) -> list[Sample]:
+        """Samples of (key, value) entries, equal stacks merged; ``leaves[i]`` goes on entry i's."""
         kernel_cache: dict[int, tuple[Frame, ...]] = {}
         user_cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
         merged: Counter[tuple[int, int, str, str, tuple[Frame, ...]]] = Counter()
-        for key, count in entries:
+        for i, (key, count) in enumerate(entries):
             thread = _decode(key.comm)
             comm = self._name(key.tgid, thread)
             user: tuple[Frame, ...] = ()
@@ -473,7 +507,8 @@ class CpuCollector(BpfCollector):
                 kernel = kernel_cache[kid]
             elif kid != -EFAULT:
                 kernel = (LOST_KERNEL,)
-            merged[(key.tgid, key.pid, comm, thread, user + kernel)] += int(count)
+            leaf = leaves[i] if leaves else ()
+            merged[(key.tgid, key.pid, comm, thread, user + kernel + leaf)] += int(count)
         return [
             Sample(stack=stack, value=value, pid=tgid, tid=tid, comm=comm, thread=thread)
             for (tgid, tid, comm, thread, stack), value in merged.items()
