@@ -169,8 +169,10 @@ class OffCpuCollector:
 def without_probe(stack: tuple[Frame, ...]) -> tuple[Frame, ...]:
     """The stack without the probe's kernel frames between ``__schedule`` and the state leaf."""
     end = len(stack) - 1
-    while end > 0 and stack[end - 1].kind is FrameKind.KERNEL and (
-        stack[end - 1].name.startswith(PROBE_FRAMES)
+    while (
+        end > 0
+        and stack[end - 1].kind is FrameKind.KERNEL
+        and (stack[end - 1].name.startswith(PROBE_FRAMES))
     ):
         end -= 1
     return stack[:end] + stack[-1:]
