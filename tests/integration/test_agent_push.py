@@ -96,3 +96,43 @@ def test_aggregator_killed_mid_stream_gets_every_batch_exactly_once(
         assert sum(b.cpu_samples for b in got) == load_json(local.read_text()).total
     finally:
         assert agg.stop() == 0
+
+
+def test_off_cpu_time_arrives_as_its_own_type_and_is_answered(
+    workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """A new stack type end to end: agent, wire (a StackSamples set), store, REST answers."""
+    import httpx
+
+    agg = AggregatorProcess(tmp_path / "agg").start()
+    try:
+        work = subprocess.Popen([str(workloads / "offcpu_waits"), "sleep", "60"],
+                                stdout=subprocess.DEVNULL)  # fmt: skip
+        spawn.append(work)
+        local = tmp_path / "local.json"
+        proc = agent(agg, "--mode", "offcpu", "--pid", str(work.pid), "--push-interval", "1s",
+                     "--duration", "4s", "-o", str(local))  # fmt: skip
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        recorded = load_json(local.read_text())
+        assert recorded.event_type == "offcpu" and recorded.unit == "nanoseconds"
+        agg.wait_stored()
+        params = {"type": "offcpu", "pid": str(work.pid), "from": "-10m"}
+        fg = httpx.get(f"{agg.http}/api/v1/flamegraph", params=params, headers=agg.headers())
+        assert fg.status_code == 200, fg.text
+        body = fg.json()
+        assert (body["type"], body["unit"], body["total"]) == (
+            "offcpu", "nanoseconds", recorded.total)  # fmt: skip
+        assert 2.5e9 < recorded.total < 4.5e9  # ~4 s of one sleeping thread
+        names = {body["names"][i] for i in body["nodes"]["name"]}
+        assert {"sleep_a", "sleep_b", "[off-CPU: sleeping]"} <= names
+        pprof = httpx.get(f"{agg.http}/api/v1/export", params={**params, "format": "pprof"},
+                          headers=agg.headers())  # fmt: skip
+        assert pprof.status_code == 200
+        from aperture.formats.pprof import from_pprof
+
+        back = from_pprof(pprof.content)
+        assert [i.profile.event_type for i in back] == ["offcpu"]
+        assert sum(s.value for s in back[0].profile.samples) == recorded.total
+    finally:
+        assert agg.stop() == 0

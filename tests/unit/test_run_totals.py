@@ -104,3 +104,33 @@ def test_stacks_are_kept_by_function_not_by_call_site() -> None:
         stack = (MAIN, Frame("spin", "app", offset=offset))
         totals.add("cpu", Profile(EventType.CPU, "samples", samples=[Sample(stack, 1)]))
     assert dict(totals.modes["cpu"].stacks) == {(MAIN, SPIN): 100}
+
+
+def test_offcpu_totals_sum_time_by_state_and_wait_site() -> None:
+    from aperture.agent.collectors.offcpu import STATE_FRAMES, UNSAMPLED
+    from aperture.model import FrameKind
+
+    sleeping, runnable = STATE_FRAMES[1], STATE_FRAMES[0]
+    read = Frame("read", "libc.so.6")
+    wait = Frame("pipe_read", "[kernel]", FrameKind.KERNEL)
+    totals = RunTotals()
+    for i in range(3):
+        totals.add("offcpu", Profile(
+            EventType.OFFCPU, "nanoseconds", start_ns=i * 10**9, end_ns=(i + 1) * 10**9,
+            labels={"blocks": "10", "short_blocks": "4", "short_ns": "2000",
+                    "blocks_not_sampled": "1", "min_block_ns": "10000", "sample_every": "2"},
+            samples=[Sample((MAIN, read, wait, sleeping), 600_000_000, pid=7, tid=7),
+                     Sample((MAIN, WORK, runnable), 300_000_000, pid=7, tid=8),
+                     Sample((UNSAMPLED, sleeping), 100_000_000, pid=9, tid=9)]))  # fmt: skip
+    t = totals.modes["offcpu"]
+    assert t.profile().total == 3 * 10**9
+    assert t.counts == {"blocks": 30, "short_blocks": 12, "short_ns": 6000,
+                        "blocks_not_sampled": 3}  # fmt: skip
+    text = format_summary(totals)
+    assert "Off-CPU: 3.00 s off CPU in 2 processes, 3 threads over 3.0s" in text
+    assert "30 ended, 12 shorter than 10.0 µs not recorded (6.00 µs in all)" in text
+    assert "3 recorded without stacks (--offcpu-sample 2)" in text
+    assert "by state: sleeping 70.0%, runnable 30.0%" in text
+    assert "60.0%    1.80 s  read (libc.so.6)" in text
+    assert "30.0%    900 ms  work (app)" in text
+    assert "10.0%    300 ms  (stacks not sampled)" in text

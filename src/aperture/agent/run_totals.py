@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import PROFILE_TYPES
 from aperture.transforms import merge_lock, merge_syscall
 
 # Distinct pids/tids are counted exactly up to this many, then shown as "at least".
@@ -73,6 +74,9 @@ class ModeTotals:
     unwind_mode: str = ""
     unwind: Counter[str] = field(default_factory=Counter)
     unwind_tables: dict[str, int] = field(default_factory=dict)
+    # Off-CPU: the windows' counts (blocks, short_blocks, short_ns, blocks_not_sampled)
+    counts: Counter[str] = field(default_factory=Counter)
+    options: dict[str, str] = field(default_factory=dict)  # min_block_ns, sample_every
 
     def profile(self) -> Profile:
         """A compact profile for the tables: samples per stack, the records kept."""
@@ -119,7 +123,13 @@ class RunTotals:
         idle = window.labels.get("idle_samples", "0")
         t.idle_samples += int(idle) if idle.isdigit() else 0
         _add_unwind(t, window.labels)
-        if window.samples and window.event_type is EventType.CPU:
+        if window.event_type is EventType.OFFCPU:
+            for key, value in window.labels.items():
+                if key in _OFFCPU_OPTIONS:
+                    t.options[key] = value
+                elif value.isdigit():
+                    t.counts[key] += int(value)
+        if window.samples and PROFILE_TYPES[window.event_type].wire in ("cpu", "stacks"):
             t.processes.update(s.pid for s in window.samples)
             t.threads.update(s.tid for s in window.samples)
             function = self._function
@@ -156,6 +166,8 @@ class RunTotals:
             t.syscalls = dict(kept)
 
 
+# Labels of an off-CPU window (collectors/offcpu.py) that are settings, not counts.
+_OFFCPU_OPTIONS = ("min_block_ns", "sample_every")
 # Labels of a CPU window (collectors/cpu.py) that are states, not counts.
 _UNWIND_STATE = ("unwind_table_bytes", "unwind_tables_loaded")
 

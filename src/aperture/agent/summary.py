@@ -8,7 +8,7 @@ from aperture.agent.run_totals import ModeTotals, RunTotals
 from aperture.analysis import aggregate
 from aperture.formats.humanize import format_duration_ns
 from aperture.formats.tables import format_lock_table, format_syscall_table
-from aperture.model import FrameKind, Profile
+from aperture.model import Frame, FrameKind, Profile
 
 
 def unknown_frame_share(profile: Profile) -> float:
@@ -135,6 +135,48 @@ def format_syscall_summary(totals: ModeTotals, *, top: int = 15, per_process: bo
     return "\n".join(lines)
 
 
+def _wait_site(stack: tuple[Frame, ...]) -> str:
+    """Where in the program a wait began: its innermost frame outside the kernel."""
+    for frame in reversed(stack):
+        if frame.module == "[sched]":  # the state leaf; or no stack was taken
+            if frame.kind is not FrameKind.KERNEL:
+                return "(stacks not sampled)"
+        elif frame.kind is not FrameKind.KERNEL:
+            return f"{frame.name} ({frame.module})" if frame.module else frame.name
+    return "(kernel threads)"
+
+
+def format_offcpu_summary(totals: ModeTotals, *, top: int = 10) -> str:
+    profile = totals.profile()
+    total = profile.total
+    c = totals.counts
+    min_ns = int(totals.options.get("min_block_ns", "0") or 0)
+    lines = [
+        f"Off-CPU: {format_duration_ns(total)} off CPU in {totals.processes} processes, "
+        f"{totals.threads} threads over {profile.duration_s:.1f}s",
+        f"  blocks: {c['blocks']} ended, {c['short_blocks']} shorter than "
+        f"{format_duration_ns(min_ns)} not recorded ({format_duration_ns(c['short_ns'])} in all), "
+        f"{c['blocks_not_sampled']} recorded without stacks "
+        f"(--offcpu-sample {totals.options.get('sample_every', '1')})",
+        _losses(profile),
+    ]
+    if total:
+        states: Counter[str] = Counter()
+        sites: Counter[str] = Counter()
+        for s in profile.samples:
+            leaf = s.stack[-1].name if s.stack else ""
+            states[leaf.removeprefix("[off-CPU: ").removesuffix("]")] += s.value
+            sites[_wait_site(s.stack)] += s.value
+        lines.append(
+            "  by state: "
+            + ", ".join(f"{name} {value / total:.1%}" for name, value in states.most_common())
+        )
+        lines.append(f"  top {top} places waited (the innermost frame outside the kernel):")
+        for site, value in sites.most_common(top):
+            lines.append(f"    {value / total:6.1%} {format_duration_ns(value):>9}  {site}")
+    return "\n".join(lines)
+
+
 def format_summary(totals: RunTotals) -> str:
     """One summary for every mode that ran."""
     parts = []
@@ -146,4 +188,6 @@ def format_summary(totals: RunTotals) -> str:
         parts.append(
             format_syscall_summary(totals.modes["syscall"], per_process=totals.per_process)
         )
+    if "offcpu" in totals.modes:
+        parts.append(format_offcpu_summary(totals.modes["offcpu"]))
     return "\n\n".join(parts)
