@@ -166,6 +166,29 @@ def test_lock_type_switch(ui: Session) -> None:
     assert f"{nodes['total'][i] / 1e9:.2f} s" in text  # wait time, in seconds
 
 
+def test_off_cpu_is_a_type_of_the_switch_and_shows_time(ui: Session) -> None:
+    """The registry's new type reaches the dashboard with no code of its own there."""
+    page = ui.open("/flamegraph")
+    ui.frames()
+    page.get_by_role("button", name="Off-CPU").click()
+    page.wait_for_url(re.compile(r"type=offcpu"))
+    page.wait_for_function(
+        "() => { const c = document.querySelector('[data-testid=flame-main] canvas');"
+        " return c && c.apertureFrames().some(f => f.name === '[off-CPU: sleeping]'); }"
+    )
+    fg = ui.api("/api/v1/flamegraph", type="offcpu")
+    names, nodes = fg["names"], fg["nodes"]
+    i = next(i for i, n in enumerate(nodes["name"]) if names[n] == "read_body")
+    text = ui.hover("read_body")
+    assert f"{100 * nodes['total'][i] / fg['total']:.2f}%" in text
+    minutes = nodes["total"][i] / 60e9
+    assert f"{minutes:.0f}." in text and " min" in text, (minutes, text)  # time, not a count
+    assert abs(nodes["total"][i] / fg["total"] - 0.75) < 1e-9  # 3 s of every 4 s off CPU
+    page = ui.open("/timeline")
+    page.get_by_test_id("chart-offcpu").locator("polyline").first.wait_for(state="attached")
+    assert "Off-CPU (ms per second)" in page.get_by_test_id("chart-offcpu").inner_text()
+
+
 def test_diff_shows_regression_red_and_improvement_green(ui: Session) -> None:
     page = ui.open("/diff")
     ui.frames("flame-diff")

@@ -90,6 +90,15 @@ UNWIND_TABLE_BYTES = 3 << 20  # web-1's; web-2 has half as many tables' bytes
 
 LOCK_STACK = (*HANDLE, f("cache_get"), f("pthread_mutex_lock", "libc.so.6"))
 LOCK_STACK_2 = (*MAIN, f("gc_collect"), f("pthread_mutex_lock", "libc.so.6"))
+# Off-CPU: blocked reading a socket, and preempted while parsing
+_SLEEPING = f("[off-CPU: sleeping]", "[sched]", FrameKind.KERNEL)
+_RUNNABLE = f("[off-CPU: runnable]", "[sched]", FrameKind.KERNEL)
+OFFCPU_STACKS = {
+    (*HANDLE, f("read_body"), f("read", "libc.so.6"),
+     f("sock_recvmsg", "[kernel]", FrameKind.KERNEL),
+     f("schedule", "[kernel]", FrameKind.KERNEL), _SLEEPING): 3_000_000_000,
+    (*HANDLE, f("parse_json"), _RUNNABLE): 1_000_000_000,
+}  # fmt: skip
 
 # syscall, nr, calls per window, errors, errno, typical latency exponent (2^k ns)
 SYSCALLS = [
@@ -150,6 +159,12 @@ def lock_profile(host: Host, start: int, end: int) -> Profile:
     return Profile(EventType.LOCK, "nanoseconds", start_ns=start, end_ns=end, locks=locks)
 
 
+def offcpu_profile(host: Host, start: int, end: int) -> Profile:
+    samples = [Sample(stack, int(ns * host.load), pid=host.pid, tid=host.pid, comm="api-server")
+               for stack, ns in OFFCPU_STACKS.items()]  # fmt: skip
+    return Profile(EventType.OFFCPU, "nanoseconds", samples=samples, start_ns=start, end_ns=end)
+
+
 def syscall_profile(host: Host, start: int, end: int) -> Profile:
     calls = []
     for name, nr, full, full_errors, errno, exp in SYSCALLS:
@@ -186,6 +201,7 @@ def batches(now_ns: int | None = None) -> Iterator[tuple[Host, int, list[Profile
                     cpu_profile(stacks, host, start, end),
                     lock_profile(host, start, end),
                     syscall_profile(host, start, end),
+                    offcpu_profile(host, start, end),
                 ],
             )
 
