@@ -127,6 +127,7 @@ bench: setup
 	$(PY) bench/unwind.py
 	$(PY) bench/python_frames.py
 	$(PY) bench/agent_cost.py
+	$(PY) bench/offcpu_cost.py
 
 # Reliability (docs/reliability.md): each run writes reliability/results/<name>.json,
 # and the page is generated from those files, never written by hand.
