@@ -189,6 +189,23 @@ def test_off_cpu_is_a_type_of_the_switch_and_shows_time(ui: Session) -> None:
     assert "Off-CPU (ms per second)" in page.get_by_test_id("chart-offcpu").inner_text()
 
 
+def test_wall_clock_of_one_process_puts_cpu_and_off_cpu_time_in_one_tree(ui: Session) -> None:
+    page = ui.open("/flamegraph")
+    ui.frames()
+    assert page.get_by_label("Wall clock").is_disabled()  # one process first
+    page = ui.open("/flamegraph?pid=4242")
+    ui.frames()
+    page.get_by_label("Wall clock").check()
+    page.wait_for_url(re.compile(r"wall=1"))
+    frames = {f["name"] for f in ui.frames("flame-wall")}
+    assert {"parse_json", "read_body", "[off-CPU: sleeping]", "[off-CPU: runnable]"} <= frames
+    wall = ui.api("/api/v1/wallclock", pid=4242)
+    status = page.get_by_test_id("wall-status").inner_text()
+    assert f"{100 * wall['off_cpu_ns'] / wall['total']:.2f}%" in status
+    assert "samples at 99 Hz" in status
+    ui.shot("flamegraph-wall-clock")
+
+
 def test_diff_shows_regression_red_and_improvement_green(ui: Session) -> None:
     page = ui.open("/diff")
     ui.frames("flame-diff")

@@ -145,11 +145,15 @@ def stored(store: Store) -> Answers:
     return Answers(StoreSource(store))
 
 
-def buffer_backend(batches: list[pb.ProfileBatch]) -> Answers:
+def buffer_of(batches: list[pb.ProfileBatch]) -> BatchBuffer:
     buf = BatchBuffer(1 << 30)
     for b in batches:
         buf.add(BufferedBatch.of(b, check(b), b.SerializeToString(), 0))
-    return Answers(BufferSource(buf))
+    return buf
+
+
+def buffer_backend(batches: list[pb.ProfileBatch]) -> Answers:
+    return Answers(BufferSource(buffer_of(batches)))
 
 
 FILTERS: list[dict[str, Any]] = [
@@ -234,6 +238,21 @@ def test_a_stack_type_of_the_registry_is_stored_and_answered(store: Store) -> No
     back = from_pprof(out.SerializeToString())
     assert [p.profile.event_type for p in back] == [EventType.OFFCPU]
     assert sum(s.value for s in back[0].profile.samples) == 40_000_000
+
+
+def test_wall_clock_adds_cpu_samples_as_time_to_the_off_cpu_time(store: Store) -> None:
+    batches = fleet()
+    store.insert_batches(batches)
+    f = QueryFilter(EventType.CPU, pid=10)
+    wall = answers.wallclock(StoreSource(store), f, 1000).model_dump()
+    assert wall == answers.wallclock(BufferSource(buffer_of(batches)), f, 1000).model_dump()
+    period = round(1e9 / 99)
+    assert (wall["on_cpu_ns"], wall["off_cpu_ns"]) == ((75 + 25 + 5) * period, 30_000_000)
+    assert wall["total"] == wall["on_cpu_ns"] + wall["off_cpu_ns"] and wall["frequency_hz"] == 99
+    names = [wall["names"][i] for i in wall["nodes"]["name"]]
+    assert "vfs_read" in names and "hot" in names
+    with pytest.raises(ValueError, match="give pid="):
+        answers.wallclock(StoreSource(store), QueryFilter(EventType.CPU), 1000)
 
 
 def test_export_profile_merges_the_range(store: Store) -> None:

@@ -104,6 +104,21 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         f = parse_filter(request, event_type=event_type)
         return answers.flamegraph(source, f, max_nodes)
 
+    @router.get("/wallclock")
+    def wallclock(
+        request: Request,
+        pid: Annotated[int, Query(ge=1, description="the process")],
+        max_nodes: Annotated[int, Query(ge=10, le=200_000)] = 5000,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> models.WallClock:
+        """One process's time on CPU (samples x period) and off CPU (by task state) as one tree."""
+        f = parse_filter(request, event_type=EventType.CPU)
+        try:
+            return answers.wallclock(source, f, max_nodes)
+        except ValueError as exc:
+            raise _bad(str(exc)) from None
+
     @router.get("/top")
     def top(
         request: Request,

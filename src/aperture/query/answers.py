@@ -46,6 +46,45 @@ def flamegraph(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Fl
     )
 
 
+def wallclock(source: StackSource, f: QueryFilter, max_nodes: int) -> models.WallClock:
+    """The ``/wallclock`` answer: a process's CPU samples as time, with its off-CPU time.
+
+    Samples count at the CPU profiles' rate (the highest of the windows, which one agent
+    keeps the same); ValueError when the process has CPU samples but no rate.
+    """
+    if f.pid is None:
+        raise ValueError("the wall-clock view is of one process: give pid=")
+    cpu = replace(f, event_type=EventType.CPU)
+    off = replace(f, event_type=EventType.OFFCPU)
+    hz = source.export_profile(cpu).frequency_hz
+    ws = source.weighted_stacks([cpu, off])
+    if ws.sides[0] and hz <= 0:
+        raise ValueError("the process's CPU samples have no sampling rate: time is unknown")
+    period_ns = round(1e9 / hz) if hz > 0 else 0
+    on = [(comm, pid, h, v * period_ns) for comm, pid, h, v in ws.sides[0]]
+    flat = flat_tree(ws.index, [on + ws.sides[1]], ws.stacks, max_nodes)
+    return models.WallClock(
+        unit="nanoseconds",
+        from_ns=f.from_ns,
+        to_ns=f.to_ns,
+        pid=f.pid,
+        total=flat.total_values[0][0],
+        on_cpu_ns=sum(row[3] for row in on),
+        off_cpu_ns=sum(row[3] for row in ws.sides[1]),
+        frequency_hz=hz if ws.sides[0] else 0,
+        names=flat.names,
+        nodes=models.FlameNodes(
+            name=flat.name,
+            module=flat.module,
+            kind=flat.kind,
+            line=flat.line,
+            depth=flat.depth,
+            self_=flat.self_values[0],
+            total=flat.total_values[0],
+        ),
+    )
+
+
 def function_values(ws: WeightedStacks) -> tuple[int, Counter[FunctionKey], Counter[FunctionKey]]:
     """Grand total, self value per leaf function, total per function (once per stack)."""
     per_stack: Counter[int] = Counter()

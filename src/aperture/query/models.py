@@ -45,6 +45,25 @@ class Flamegraph(Answer):
     nodes: FlameNodes
 
 
+class WallClock(Answer):
+    """``GET /api/v1/wallclock``: one process's threads, on CPU and off, as one tree of time.
+
+    On-CPU samples become time at the sampling period; off-CPU stacks end in their
+    task state (``[off-CPU: sleeping]``), so what is not under such a leaf ran.
+    """
+
+    unit: str
+    from_ns: int
+    to_ns: int
+    pid: int
+    total: int
+    on_cpu_ns: int = Field(description="CPU samples x the sampling period")
+    off_cpu_ns: int
+    frequency_hz: int = Field(description="the CPU samples' rate; 0 when there are none")
+    names: list[str] = Field(description="string table of node names and modules")
+    nodes: FlameNodes
+
+
 class TopFunction(Answer):
     name: str
     module: str

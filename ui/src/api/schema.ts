@@ -226,3 +226,20 @@ export interface ValidationError {
   input?: unknown;
   ctx?: Record<string, unknown>;
 }
+
+/** `GET /api/v1/wallclock`: one process's threads, on CPU and off, as one tree of time. On-CPU samples become time at the sampling period; off-CPU stacks end in their task state (`[off-CPU: sleeping]`), so what is not under such a leaf ran. */
+export interface WallClock {
+  unit: string;
+  from_ns: number;
+  to_ns: number;
+  pid: number;
+  total: number;
+  /** CPU samples x the sampling period */
+  on_cpu_ns: number;
+  off_cpu_ns: number;
+  /** the CPU samples' rate; 0 when there are none */
+  frequency_hz: number;
+  /** string table of node names and modules */
+  names: string[];
+  nodes: FlameNodes;
+}

@@ -122,7 +122,7 @@ export function buildTree(names: readonly string[], cols: Columns, unit = "sampl
   return tree;
 }
 
-export function fromFlamegraph(res: FlamegraphResponse): FlameTree {
+export function fromFlamegraph(res: Pick<FlamegraphResponse, "names" | "nodes" | "unit">): FlameTree {
   return buildTree(res.names, res.nodes, res.unit);
 }
 

@@ -39,6 +39,7 @@ export interface UrlState {
   focus: string[];
   search: string;
   invert: boolean;
+  wall: boolean; // one process's on- and off-CPU time as one tree (needs pid)
   fn: string;
   fnModule: string;
   sandwich: boolean;
@@ -74,6 +75,7 @@ export const DEFAULTS: UrlState = {
   focus: [],
   search: "",
   invert: false,
+  wall: false,
   fn: "",
   fnModule: "",
   sandwich: false,
@@ -102,6 +104,7 @@ const PARAMS: Partial<Record<keyof UrlState, string>> = {
   type: "type",
   search: "search",
   invert: "invert",
+  wall: "wall",
   fn: "fn",
   fnModule: "fn_module",
   sandwich: "sandwich",
@@ -142,6 +145,7 @@ export function parseUrl(pathname: string, search: string): UrlState {
   s.type = oneOf(str("type"), PROFILE_TYPES, "cpu");
   s.search = str("search") ?? "";
   s.invert = str("invert") === "1";
+  s.wall = str("wall") === "1";
   s.fn = str("fn") ?? "";
   s.fnModule = str("fnModule") ?? "";
   s.sandwich = str("sandwich") === "1" && s.fn !== "";

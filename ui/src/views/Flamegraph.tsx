@@ -3,7 +3,7 @@
 
 import { useCallback, useMemo, useState } from "react";
 import { useApi } from "../api/hooks";
-import type { ProfileTypeInfo } from "../api/schema";
+import type { ProfileTypeInfo, WallClock } from "../api/schema";
 import type { FlamegraphResponse, ProfileTypes, TopFunction, TopResponse, UnwindResponse } from "../api/types";
 import { ExportButtons } from "../components/ExportButtons";
 import { SearchBox } from "../components/SearchBox";
@@ -42,7 +42,7 @@ function typeLabel(types: ProfileTypes | undefined, type: ProfileType): string {
 }
 
 /** Build the tree once per response and time it (the number is shown and tested). */
-export function useTree(data: FlamegraphResponse | undefined): { tree: FlameTree | null; ms: number; error: string } {
+export function useTree(data: Pick<FlamegraphResponse, "names" | "nodes" | "unit"> | undefined): { tree: FlameTree | null; ms: number; error: string } {
   return useMemo(() => {
     if (!data) return { tree: null, ms: 0, error: "" };
     const t0 = performance.now();
@@ -123,6 +123,28 @@ function UnwindLine({ s }: { s: UrlState }) {
   );
 }
 
+/** One process's threads over the range: on CPU (samples x period) and off CPU, by state. */
+function WallClockPanel({ s }: { s: UrlState }) {
+  const [, update] = useUrlState();
+  const res = useApi<WallClock>("/api/v1/wallclock", { ...filterParams(s), max_nodes: s.maxNodes });
+  const built = useTree(res.data);
+  const highlight = useHighlight(built.tree, s.fn, s.fnModule, s.search);
+  if (res.error) return <ErrorBox error={res.error} retry={res.reload} />;
+  if (built.error) return <div className="state state-error" role="alert">{built.error}</div>;
+  if (!res.data || !built.tree) return <Loading what="the wall-clock tree" />;
+  const w = res.data;
+  if (w.total === 0) return <Empty>Process {s.pid} has no CPU samples or off-CPU time in this range.</Empty>;
+  return (
+    <>
+      <div className="statusline small muted" data-testid="wall-status">
+        pid {w.pid}: {fmt.value(w.total, "nanoseconds")} in all · on CPU {fmt.value(w.on_cpu_ns, "nanoseconds")} ({fmt.pct(w.on_cpu_ns / w.total)}
+        {w.frequency_hz ? `, samples at ${w.frequency_hz} Hz` : ""}) · off CPU {fmt.value(w.off_cpu_ns, "nanoseconds")} ({fmt.pct(w.off_cpu_ns / w.total)}, under its [off-CPU: …] leaves)
+      </div>
+      <FlamePanel tree={built.tree} focusPath={s.focus} onFocusPath={(focus) => update({ focus })} highlight={highlight} label="wall" />
+    </>
+  );
+}
+
 export function FlamegraphView() {
   const [s, update] = useUrlState();
   const filters = filterParams(s);
@@ -159,6 +181,7 @@ export function FlamegraphView() {
   else if (built.error) body = <div className="state state-error" role="alert">{built.error}</div>;
   else if (!tree) body = <Loading what="the flame graph" />;
   else if (tree.n <= 1 || tree.total[0] === 0) body = <Empty>The aggregator has no {typeLabel(types.data, s.type)} data for these filters.</Empty>;
+  else if (s.wall && s.pid) body = <WallClockPanel s={s} />;
   else if (s.sandwich && s.fn) body = <Sandwich tree={tree} fn={s.fn} fnModule={s.fnModule} onClose={() => update({ sandwich: false })} />;
   else
     body = (
@@ -191,6 +214,9 @@ export function FlamegraphView() {
         <label className="toggle">
           <input type="checkbox" checked={s.invert} onChange={(e) => update({ invert: e.target.checked, focus: [] })} /> Invert (bottom-up)
         </label>
+        <label className="toggle" title={s.pid ? "on-CPU samples as time, with the off-CPU time" : "filter to one process (pid) first"}>
+          <input type="checkbox" checked={s.wall && !!s.pid} disabled={!s.pid} onChange={(e) => update({ wall: e.target.checked, focus: [] })} /> Wall clock
+        </label>
         {s.fn && !s.sandwich && (
           <button type="button" className="small-button" onClick={() => update({ sandwich: true })}>
             Sandwich {s.fn}
@@ -199,7 +225,7 @@ export function FlamegraphView() {
         <span className="grow" />
         <ExportButtons type={s.type} />
       </div>
-      {tree && tree.n > 1 && (
+      {tree && tree.n > 1 && !(s.wall && s.pid) && (
         <div className="statusline small muted" data-testid="flame-status" data-build-ms={built.ms.toFixed(2)}>
           {fmt.value(tree.total[0], tree.unit)} · {fmt.exact(tree.n)} nodes · built in {built.ms.toFixed(1)} ms
           {fg.loading ? " · refreshing…" : ""}
@@ -209,7 +235,7 @@ export function FlamegraphView() {
       <div className="split">
         <div className="split-main">{body}</div>
         <aside className="split-side">
-          <h3>Top functions</h3>
+          <h3>Top functions{s.wall && s.pid ? ` (${typeLabel(types.data, s.type)} only)` : ""}</h3>
           {top.error ? (
             <ErrorBox error={top.error} retry={top.reload} />
           ) : !top.data ? (
