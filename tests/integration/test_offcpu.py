@@ -134,3 +134,42 @@ def test_a_context_switch_storm_loses_nothing_uncounted(
     expected = 2 * wall_ns - cpu_ns
     assert mine <= expected * 1.15
     assert mine + labels["short_ns"] >= expected * 0.85, (mine, labels, expected)
+
+
+PY_SLEEPER = """
+import sys, time
+def wait_for_work():
+    time.sleep(0.02)
+def serve():
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        wait_for_work()
+print(flush=True)
+serve()
+"""
+
+
+def test_a_python_program_waits_in_its_python_functions(
+    tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    python = Path("/usr/bin/python3.11")
+    if not python.exists():
+        pytest.skip("Debian's python3.11 is not installed")
+    script = tmp_path / "sleeper.py"
+    script.write_text(PY_SLEEPER)
+    with offcpu(0) as c:
+        proc = subprocess.Popen([str(python), str(script), "2.5"], stdout=subprocess.PIPE)
+        spawn.append(proc)
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        proc.wait(timeout=60)
+        profile = c.drain()  # type: ignore[attr-defined]
+    mine = [s for s in profile.samples if s.pid == proc.pid]
+    total = sum(s.value for s in mine)
+    in_python = sum(
+        s.value for s in mine
+        if [f.name for f in s.stack if f.kind.value == "python"][-2:] == ["serve", "wait_for_work"]
+    )  # fmt: skip
+    # the first sleeps may come before the interpreter is registered: most, not all
+    assert in_python >= 0.8 * total, (in_python, total)
+    assert 1.5e9 < in_python < 2.7e9
