@@ -23,6 +23,19 @@ from aperture.query.tree import OTHER, ROOT, Flat, flat_tree
 FunctionKey = tuple[str, str]  # name, module
 
 
+def _nodes(flat: Flat) -> models.FlameNodes:
+    """A one-sided tree's columns."""
+    return models.FlameNodes(
+        name=flat.name,
+        module=flat.module,
+        kind=flat.kind,
+        line=flat.line,
+        depth=flat.depth,
+        self_=flat.self_values[0],
+        total=flat.total_values[0],
+    )
+
+
 def flamegraph(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Flamegraph:
     """The ``/flamegraph`` answer: flat pre-order arrays, pruned to about ``max_nodes``."""
     ws = source.weighted_stacks([f])
@@ -34,15 +47,7 @@ def flamegraph(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Fl
         to_ns=f.to_ns,
         total=flat.total_values[0][0],
         names=flat.names,
-        nodes=models.FlameNodes(
-            name=flat.name,
-            module=flat.module,
-            kind=flat.kind,
-            line=flat.line,
-            depth=flat.depth,
-            self_=flat.self_values[0],
-            total=flat.total_values[0],
-        ),
+        nodes=_nodes(flat),
     )
 
 
@@ -73,15 +78,7 @@ def wallclock(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Wal
         off_cpu_ns=sum(row[3] for row in ws.sides[1]),
         frequency_hz=hz if ws.sides[0] else 0,
         names=flat.names,
-        nodes=models.FlameNodes(
-            name=flat.name,
-            module=flat.module,
-            kind=flat.kind,
-            line=flat.line,
-            depth=flat.depth,
-            self_=flat.self_values[0],
-            total=flat.total_values[0],
-        ),
+        nodes=_nodes(flat),
     )
 
 
