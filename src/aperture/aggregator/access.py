@@ -64,6 +64,7 @@ HTTP_ROUTES: dict[tuple[str, str], Access] = {
     ("GET", "/api/v1/batches"): Access.READ,
     ("GET", "/api/v1/agents"): Access.READ,
     ("GET", "/api/v1/flamegraph"): Access.READ,
+    ("GET", "/api/v1/wallclock"): Access.READ,
     ("GET", "/api/v1/top"): Access.READ,
     ("GET", "/api/v1/diff"): Access.READ,
     ("GET", "/api/v1/timeline"): Access.READ,
