@@ -142,7 +142,8 @@ def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb
     batch.agent.labels.update(identity.labels)
     intern = _Interner(batch)
     starts, ends = [], []
-    for profile in profiles:
+    order = list(PROFILE_TYPES)  # one order whatever the caller's: the same batch, byte for byte
+    for profile in sorted(profiles, key=lambda p: order.index(p.event_type)):
         starts.append(profile.start_ns)
         ends.append(profile.end_ns)
         for name, lost in profile.losses.items():
@@ -419,16 +420,6 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
             )
         ]
         profiles[EventType.CPU] = cpu
-    for st in batch.samples:
-        event_type = EventType(st.type)
-        profile = window(event_type, value_unit(event_type))
-        profile.samples = [
-            Sample(stacks[i], value, pid=pid, tid=tid, comm=strings[comm], thread=strings[thr])
-            for i, value, pid, tid, comm, thr in zip(
-                st.stack, st.value, st.pid, st.tid, st.comm, st.thread, strict=True
-            )
-        ]
-        profiles[event_type] = profile
     if batch.HasField("lock"):
         lock = window(EventType.LOCK, value_unit(EventType.LOCK))
         lock.locks = [
@@ -469,6 +460,16 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
             for rec in batch.syscall.syscalls
         ]
         profiles[EventType.SYSCALL] = sys_profile
+    for st in batch.samples:
+        event_type = EventType(st.type)
+        profile = window(event_type, value_unit(event_type))
+        profile.samples = [
+            Sample(stacks[i], value, pid=pid, tid=tid, comm=strings[comm], thread=strings[thr])
+            for i, value, pid, tid, comm, thr in zip(
+                st.stack, st.value, st.pid, st.tid, st.comm, st.thread, strict=True
+            )
+        ]
+        profiles[event_type] = profile
     agent = batch.agent
     return Decoded(
         identity=Identity(agent.agent_id, agent.host, dict(agent.labels), agent.version),

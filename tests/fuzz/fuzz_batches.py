@@ -8,6 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.pprof import profile_pb2 as pp
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import Identity, encode
@@ -84,6 +85,8 @@ def profiles(draw: st.DrawFn) -> list[Profile]:
         if event_type is EventType.CPU:
             p.samples = draw(_samples())
             p.frequency_hz = draw(st.integers(0, U32))
+        elif PROFILE_TYPES[event_type].wire == "stacks":  # off-CPU, ...: a StackSamples set
+            p.samples = draw(_samples())
         elif event_type is EventType.LOCK:
             p.locks = draw(locks)
         else:
@@ -122,7 +125,9 @@ def mutated_batches(draw: st.DrawFn) -> pb.ProfileBatch:
     """A valid batch with one to four structural mutations (indices, lengths, header)."""
     _, _, batch = draw(valid_batches())
     for _ in range(draw(st.integers(1, 4))):
-        what = draw(st.sampled_from(["set", "append", "pop", "header", "lock", "syscall"]))
+        what = draw(
+            st.sampled_from(["set", "append", "pop", "header", "lock", "syscall", "stack set"])
+        )
         if what in ("set", "append", "pop"):
             msg, name = draw(st.sampled_from(_COLUMNS))
             column: Any = getattr(getattr(batch, msg), name)
@@ -151,6 +156,11 @@ def mutated_batches(draw: st.DrawFn) -> pb.ProfileBatch:
             lock = batch.lock.locks.add()
             lock.stack, lock.comm = draw(_BIG), draw(_BIG)
             lock.wait_ns = draw(st.integers(0, U64))
+        elif what == "stack set":  # a type known or not, columns that may not agree
+            added = batch.samples.add(type=draw(st.sampled_from(["offcpu", "cpu", "gpu", ""])))
+            for column in (added.stack, added.value, added.pid, added.tid, added.comm,
+                           added.thread):  # fmt: skip
+                column.extend(draw(st.lists(_BIG, max_size=3)))
         else:
             call = batch.syscall.syscalls.add()
             call.comm, call.name = draw(_BIG), draw(_BIG)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aperture.model import EventType, Profile
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.wire import Decoded, Identity, MalformedBatch, check, decode, encode, parse
 
@@ -41,6 +42,8 @@ def test_encode_decode_round_trip(case: tuple[list[Profile], Identity, pb.Profil
             assert out.frequency_hz == p.frequency_hz
         elif p.event_type is EventType.LOCK:
             assert out.locks == p.locks
+        elif PROFILE_TYPES[p.event_type].wire == "stacks":
+            assert out.samples == p.samples
         else:
             assert out.syscalls == p.syscalls
     # re-encoding the decoded batch gives the same bytes (interning is deterministic)

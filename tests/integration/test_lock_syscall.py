@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -129,7 +130,7 @@ def test_exits_mid_syscall_execve_and_churn_fill_nothing(
     assert waits > 0
 
 
-def test_mode_all_writes_three_outputs_from_one_run(
+def test_mode_all_writes_four_outputs_from_one_run(
     workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
     proc = subprocess.Popen([str(workloads / "churn"), "30"])
@@ -147,6 +148,8 @@ def test_mode_all_writes_three_outputs_from_one_run(
     assert cpu.total > 0 and {s.pid for s in cpu.samples} == {proc.pid}
     assert lock.locks and all(lock.address > 0 for lock in lock.locks)
     assert any(s.name == "getppid" and s.count > 0 for s in calls.syscalls)
-    # one summary covering the three modes
-    for heading in ("CPU:", "Locks:", "Syscalls:"):
-        assert result.stderr.count(heading) == 1
+    offcpu = load_json((tmp_path / "prof.offcpu.json").read_text())
+    assert offcpu.total > 0 and {s.pid for s in offcpu.samples} == {proc.pid}
+    # one summary covering the four modes
+    for heading in ("CPU:", "Locks:", "Syscalls:", "Off-CPU:"):
+        assert len(re.findall(rf"^{heading}", result.stderr, re.MULTILINE)) == 1, heading
