@@ -11,8 +11,27 @@ from aperture.model import Frame, LockStat, Profile, Sample, SyscallStat
 _SampleKey = tuple[int, int, str, str, tuple[Frame, ...]]
 
 
+# Window labels that are settings or states (the last window's holds), not counts: every
+# other label with a whole-number value counts something in its window, and windows add.
+STATE_LABELS = frozenset({
+    "unwind_table_bytes", "unwind_tables_loaded",  # CPU: the unwind tables at the drain
+    "min_block_ns", "sample_every",  # off-CPU: --offcpu-min, --offcpu-sample
+})  # fmt: skip
+
+
+def merge_labels(into: dict[str, str], window: dict[str, str]) -> None:
+    """Add a later window's labels: counts summed, the rest (states, names) the latest."""
+    for key, value in window.items():
+        old = into.get(key)
+        if key not in STATE_LABELS and value.isdigit() and old is not None and old.isdigit():
+            into[key] = str(int(old) + int(value))
+        else:
+            into[key] = value
+
+
 def merge(profiles: Iterable[Profile]) -> Profile:
-    """Merge windows of one event type into one profile (values of equal samples summed)."""
+    """Merge windows of one event type into one profile (values of equal samples summed,
+    window counts in the labels summed)."""
     merged: Counter[_SampleKey] = Counter()
     losses: Counter[str] = Counter()
     locks: dict[tuple[int, str, int, tuple[Frame, ...]], LockStat] = {}
@@ -30,6 +49,8 @@ def merge(profiles: Iterable[Profile]) -> Profile:
             )
         elif profile.event_type != result.event_type:
             raise ValueError(f"cannot merge {profile.event_type} into {result.event_type}")
+        else:
+            merge_labels(result.labels, profile.labels)
         result.start_ns = min(result.start_ns, profile.start_ns)
         result.end_ns = max(result.end_ns, profile.end_ns)
         losses.update(profile.losses)

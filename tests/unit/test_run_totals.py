@@ -134,3 +134,17 @@ def test_offcpu_totals_sum_time_by_state_and_wait_site() -> None:
     assert "60.0%    1.80 s  read (libc.so.6)" in text
     assert "30.0%    900 ms  work (app)" in text
     assert "10.0%    300 ms  (stacks not sampled)" in text
+
+
+def test_a_merged_file_counts_every_window_and_keeps_the_latest_state() -> None:
+    """The labels of a merged -o file: counts summed over the windows, states the last one's."""
+    windows = [
+        Profile(EventType.CPU, "samples", start_ns=i, end_ns=i + 1, frequency_hz=99,
+                labels={"idle_samples": str(3 + i), "unwind": "auto",
+                        "unwind_table_bytes": str(1000 * (i + 1)), "python_samples": "2"})
+        for i in range(3)
+    ]  # fmt: skip
+    labels = merge(windows).labels
+    assert labels == {"idle_samples": "12", "unwind": "auto", "unwind_table_bytes": "3000",
+                      "python_samples": "6"}  # fmt: skip
+    assert windows[0].labels["idle_samples"] == "3"  # the windows are not changed

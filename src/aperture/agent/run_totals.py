@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.profile_types import PROFILE_TYPES
-from aperture.transforms import merge_lock, merge_syscall
+from aperture.transforms import STATE_LABELS, merge_lock, merge_syscall
 
 # Distinct pids/tids are counted exactly up to this many, then shown as "at least".
 DISTINCT_CAP = 100_000
@@ -125,7 +125,7 @@ class RunTotals:
         _add_unwind(t, window.labels)
         if window.event_type is EventType.OFFCPU:
             for key, value in window.labels.items():
-                if key in _OFFCPU_OPTIONS:
+                if key in STATE_LABELS:
                     t.options[key] = value
                 elif value.isdigit():
                     t.counts[key] += int(value)
@@ -166,17 +166,11 @@ class RunTotals:
             t.syscalls = dict(kept)
 
 
-# Labels of an off-CPU window (collectors/offcpu.py) that are settings, not counts.
-_OFFCPU_OPTIONS = ("min_block_ns", "sample_every")
-# Labels of a CPU window (collectors/cpu.py) that are states, not counts.
-_UNWIND_STATE = ("unwind_table_bytes", "unwind_tables_loaded")
-
-
 def _add_unwind(t: ModeTotals, labels: dict[str, str]) -> None:
     t.unwind_mode = labels.get("unwind", t.unwind_mode)
     for key, value in labels.items():
         if key.startswith("unwind_") and value.isdigit():
-            if key in _UNWIND_STATE:
+            if key in STATE_LABELS:
                 t.unwind_tables[key] = int(value)
             else:
                 t.unwind[key.removeprefix("unwind_")] += int(value)
