@@ -55,6 +55,21 @@ class Frame:
     kind: FrameKind = FrameKind.USER
     offset: int = 0
     line: int = 0
+    # Stacks are tuples of frames hashed on every drain and merge: each frame's hash is
+    # computed once (a dataclass's own __hash__ builds a tuple of the fields per call).
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_hash", hash((self.name, self.module, self.kind, self.offset, self.line))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Frame], tuple[str, str, FrameKind, int, int]]:
+        # rebuilt, not restored: string hashes differ between processes
+        return (Frame, (self.name, self.module, self.kind, self.offset, self.line))
 
 
 def function_key(frame: Frame) -> tuple[str, str, FrameKind]:

@@ -6,7 +6,7 @@ import ctypes
 import os
 import platform
 from collections import Counter, OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from ctypes import c_char, c_int32, c_uint8, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -470,8 +470,10 @@ class CpuCollector(BpfCollector):
         stacks: dict[int, tuple[int, ...]],
         unwound: dict[int, Unwound],
         leaves: Sequence[tuple[Frame, ...]] = (),
+        kernel_trim: Callable[[tuple[Frame, ...]], tuple[Frame, ...]] | None = None,
     ) -> list[Sample]:
-        """Samples of (key, value) entries, equal stacks merged; ``leaves[i]`` goes on entry i's."""
+        """Samples of (key, value) entries, equal stacks merged; ``leaves[i]`` goes on entry
+        i's, and ``kernel_trim`` is applied to each kernel stack once (root first)."""
         kernel_cache: dict[int, tuple[Frame, ...]] = {}
         user_cache: dict[tuple[int, int], tuple[Frame, ...]] = {}
         merged: Counter[tuple[int, int, str, str, tuple[Frame, ...]]] = Counter()
@@ -503,7 +505,8 @@ class CpuCollector(BpfCollector):
             if kid >= 0 and kid in stacks:
                 if kid not in kernel_cache:
                     frames = self._symbolizer.kernel_frames(stacks[kid])
-                    kernel_cache[kid] = tuple(reversed(frames))
+                    root_first = tuple(reversed(frames))
+                    kernel_cache[kid] = kernel_trim(root_first) if kernel_trim else root_first
                 kernel = kernel_cache[kid]
             elif kid != -EFAULT:
                 kernel = (LOST_KERNEL,)
