@@ -82,6 +82,11 @@ class Progress:
         # log() is called from the push thread while show() runs in the main one.
         self._lock = threading.Lock()
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the status line is drawn (a terminal, and not --quiet)."""
+        return self._enabled
+
     def show(self, text: str) -> None:
         with self._lock:
             self._text = text
@@ -153,13 +158,14 @@ def record(
             drain_all()
             next_drain += window_s
             continue
-        samples = sum(c.sample_count() for c in collectors.values())
-        remaining = "" if duration_s is None else f", {format_duration(duration_s - elapsed)} left"
-        extra = f" | {status()}" if status is not None else ""
-        progress.show(
-            f"recording {format_duration(elapsed)}{remaining}, {samples} samples{extra} "
-            "(Ctrl-C stops)"
-        )
+        if progress.enabled:  # counters read for the status line only: none in a service
+            samples = sum(c.sample_count() for c in collectors.values())
+            left = "" if duration_s is None else f", {format_duration(duration_s - elapsed)} left"
+            extra = f" | {status()}" if status is not None else ""
+            progress.show(
+                f"recording {format_duration(elapsed)}{left}, {samples} samples{extra} "
+                "(Ctrl-C stops)"
+            )
         deadline = next_drain if duration_s is None else min(next_drain, started + duration_s)
         stop.wait(max(0.0, min(0.5, deadline - now)))
     progress.clear()
