@@ -35,7 +35,11 @@ def add_filter_arguments(
 ) -> None:
     """``--{prefix}filter FILE`` and its sandbox flags; ``prefix`` is "" or "ingest-"."""
     dest = prefix.replace("-", "_")
-    where = "each batch at ingest" if prefix else "each window's CPU and lock records"
+    where = (
+        "each batch at ingest"
+        if prefix
+        else "each window's records with stacks (CPU, lock, off-CPU)"
+    )
     if file_flag:
         parser.add_argument(
             f"--{prefix}filter",
