@@ -151,6 +151,10 @@ class BufferSource:
             return None
         return min(p.start_ns for p in profiles), max(p.end_ns for p in profiles)
 
+    def frequency_hz(self, f: QueryFilter) -> int:
+        return max((p.frequency_hz for p in self._profiles(replace(f, event_type=EventType.CPU))),
+                   default=0)  # fmt: skip
+
     def syscall_stats(self, f: QueryFilter) -> list[SyscallStat]:
         profiles = self._profiles(f)
         return merge(profiles).syscalls if profiles else []

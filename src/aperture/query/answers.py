@@ -61,7 +61,7 @@ def wallclock(source: StackSource, f: QueryFilter, max_nodes: int) -> models.Wal
         raise ValueError("the wall-clock view is of one process: give pid=")
     cpu = replace(f, event_type=EventType.CPU)
     off = replace(f, event_type=EventType.OFFCPU)
-    hz = source.export_profile(cpu).frequency_hz
+    hz = source.frequency_hz(cpu)
     ws = source.weighted_stacks([cpu, off])
     if ws.sides[0] and hz <= 0:
         raise ValueError("the process's CPU samples have no sampling rate: time is unknown")

@@ -45,6 +45,10 @@ class StackSource(Protocol):
         """First window start and last window end of the batches ``f`` selects."""
         ...
 
+    def frequency_hz(self, f: QueryFilter) -> int:
+        """The highest CPU sampling rate of the batches ``f`` selects (0: none sampled)."""
+        ...
+
     def syscall_stats(self, f: QueryFilter) -> list[SyscallStat]:
         """The syscall records ``f`` selects."""
         ...

@@ -138,6 +138,14 @@ class StoreSource:
             return None
         return int(rows[0][1]), int(rows[0][2])
 
+    def frequency_hz(self, f: QueryFilter) -> int:
+        store = self._store()
+        cond, params = where(replace(f, event_type=EventType.CPU), "batches")
+        rows = store.select(
+            f"SELECT max(frequency_hz) FROM {store.table('batches')} WHERE {cond}", params
+        )
+        return int(rows[0][0]) if rows and rows[0][0] else 0
+
     def syscall_stats(self, f: QueryFilter) -> list[SyscallStat]:
         store = self._store()
         cond, params = where(f, "syscall_stats")
