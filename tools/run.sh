@@ -66,7 +66,7 @@ done
 [ -n "$ready" ] || fail "the aggregator did not become ready at http://$HTTP/readyz in 30 s: see its log above."
 echo
 echo "  Aperture is running: dashboard and API at http://$HTTP  (Ctrl-C stops)"
-echo "  the agent also writes out/profile.{cpu.svg,lock.svg,syscalls.txt} when stopped"
+echo "  the agent also writes out/profile.{cpu.svg,lock.svg,offcpu.svg,syscalls.txt} when stopped"
 echo
 $BIN/aperture-agent --mode all --aggregator "http://$GRPC" --push-interval 10s \
   --spool-dir data/agent-spool --cache-dir data/agent-cache --output out/profile.svg ${APERTURE_RUN_ARGS:-} &
