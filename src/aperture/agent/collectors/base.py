@@ -52,7 +52,6 @@ class BpfCollector(ABC):
     def __init__(self) -> None:
         self._obj: BpfObject | None = None
         self._watcher: ProcessWatcher | None = None  # set by _attach() when the object has one
-        self._stats_prev = [0] * len(self.stat_names)
         self._window_start_ns = 0
 
     # -- what a subclass supplies ------------------------------------------
@@ -83,7 +82,7 @@ class BpfCollector(ABC):
             for name, key, value in self.layouts:
                 check_layout(obj.map(name), key, value)
             self._buffers = DoubleBuffer(obj.map("control"))
-            self._counters = PerCpuCounters(obj.map(self.counters_map), len(self.stat_names))
+            self._counters = PerCpuCounters(obj.map(self.counters_map), self.stat_names)
             self._attach(obj)
         except BaseException:
             self.close()
@@ -123,9 +122,7 @@ class BpfCollector(ABC):
 
     def _window_counters(self, profile: Profile) -> dict[str, int]:
         """Each counter's growth since the last call; the loss counters go to ``profile.losses``."""
-        counters = self._counters.read()
-        delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(self.stat_names)}
-        self._stats_prev = counters
+        delta = self._counters.deltas()
         profile.losses = {n: delta[n] for n in self.loss_names}
         return delta
 

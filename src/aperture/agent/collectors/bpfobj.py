@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -33,20 +34,28 @@ def check_layout(bpf_map: BpfMap, key: type[ctypes._CData], value: type[ctypes._
 
 
 class PerCpuCounters:
-    """Sums of a PERCPU_ARRAY of u64 counters, one slot per index."""
+    """Sums of a PERCPU_ARRAY of u64 counters, one named slot per index."""
 
-    def __init__(self, bpf_map: BpfMap, size: int) -> None:
+    def __init__(self, bpf_map: BpfMap, names: Sequence[str]) -> None:
         self._map = bpf_map
-        self._size = size
+        self.names = tuple(names)
         self._ncpu = num_possible_cpus()
+        self._prev = [0] * len(self.names)
 
     def read(self) -> list[int]:
         values = (ctypes.c_uint64 * self._ncpu)()
         totals = []
-        for index in range(self._size):
+        for index in range(len(self.names)):
             key = ctypes.c_uint32(index)
             totals.append(sum(values) if self._map.lookup(key, values) else 0)
         return totals
+
+    def deltas(self) -> dict[str, int]:
+        """Each counter's growth since the last call (since the start, the first time)."""
+        now = self.read()
+        delta = {n: now[i] - self._prev[i] for i, n in enumerate(self.names)}
+        self._prev = now
+        return delta
 
 
 class DoubleBuffer:

@@ -83,7 +83,6 @@ class OffCpuCollector:
         self._owns = owns_engine
         self._buffers: DoubleBuffer | None = None
         self._counters: PerCpuCounters | None = None
-        self._stats_prev = [0] * len(STAT_NAMES)
         self._window_start_ns = 0
 
     def start(self) -> None:
@@ -94,7 +93,7 @@ class OffCpuCollector:
         check_layout(obj.map("kstacks0"), c_uint64, KernelStack)
         check_layout(obj.map("oustacks0"), c_uint64, UserStack)
         self._buffers = DoubleBuffer(obj.map("offcpu_control"))
-        self._counters = PerCpuCounters(obj.map("offcpu_stats"), len(STAT_NAMES))
+        self._counters = PerCpuCounters(obj.map("offcpu_stats"), STAT_NAMES)
         self._window_start_ns = time.time_ns()
 
     def close(self) -> None:
@@ -149,9 +148,7 @@ class OffCpuCollector:
             for (pid, tid, comm, thread, stack), value in merged.items()
         ]
         self.engine.touch({k.tgid for k, _ in keys})
-        counters = self._counters.read()
-        delta = {n: counters[i] - self._stats_prev[i] for i, n in enumerate(STAT_NAMES)}
-        self._stats_prev = counters
+        delta = self._counters.deltas()
         profile.losses = {n: delta[n] for n in LOSS_NAMES}
         options = self.engine.options.offcpu
         assert options is not None  # checked at construction
