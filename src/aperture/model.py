@@ -95,7 +95,17 @@ class Sample:
 
 @dataclass(frozen=True, slots=True)
 class LockStat:
-    """Futex waits on one lock address from one stack in one process (wait time only)."""
+    """Futex events on one lock word from one stack in one process.
+
+    ``role`` says whose stack it is and what the counters count:
+    - ``wait``: the waiters' stack; contentions/wait_ns/max_ns/hist are their waits;
+    - ``hold``: the holder's stack at a release that woke a waiter; ``releases``
+      counts those, ``contentions`` the ones whose acquisition was seen, and
+      wait_ns/max_ns/hist are those holds' times;
+    - ``wake``: the stack of the wake that ended waits; the counters are the
+      waits it ended (the waiters' time attributed to the waker).
+    ``kind`` is a :mod:`aperture.lock_kinds` kind ("" when not known).
+    """
 
     pid: int
     comm: str
@@ -110,6 +120,9 @@ class LockStat:
     interrupted: int = 0
     # log2 wait histogram: hist[i] counts waits in [2^i, 2^(i+1)) ns
     hist: tuple[int, ...] = ()
+    kind: str = ""
+    role: str = "wait"
+    releases: int = 0
 
 
 @dataclass(frozen=True, slots=True)

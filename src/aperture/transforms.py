@@ -34,7 +34,7 @@ def merge(profiles: Iterable[Profile]) -> Profile:
     window counts in the labels summed)."""
     merged: Counter[_SampleKey] = Counter()
     losses: Counter[str] = Counter()
-    locks: dict[tuple[int, str, int, tuple[Frame, ...]], LockStat] = {}
+    locks: dict[LockKey, LockStat] = {}
     syscalls: dict[tuple[int, str, int], SyscallStat] = {}
     result: Profile | None = None
     for profile in profiles:
@@ -57,7 +57,7 @@ def merge(profiles: Iterable[Profile]) -> Profile:
         for s in profile.samples:
             merged[(s.pid, s.tid, s.comm, s.thread, s.stack)] += s.value
         for lock in profile.locks:
-            key = (lock.pid, lock.comm, lock.address, lock.stack)
+            key = lock_key(lock)
             locks[key] = merge_lock(locks[key], lock) if key in locks else lock
         for call in profile.syscalls:
             ckey = (call.pid, call.comm, call.nr)
@@ -89,8 +89,16 @@ def filter_pid(profile: Profile, pid: int) -> Profile:
     )
 
 
+LockKey = tuple[int, str, int, str, tuple[Frame, ...]]
+
+
+def lock_key(lock: LockStat) -> LockKey:
+    """What lock records merge by: the lock in its process, the stack and its role."""
+    return (lock.pid, lock.comm, lock.address, lock.role, lock.stack)
+
+
 def merge_lock(a: LockStat, b: LockStat) -> LockStat:
-    """Two records of the same lock and stack, summed."""
+    """Two records of the same lock, role and stack, summed."""
     return LockStat(
         pid=a.pid,
         comm=a.comm,
@@ -104,6 +112,9 @@ def merge_lock(a: LockStat, b: LockStat) -> LockStat:
         timeout_ns=a.timeout_ns + b.timeout_ns,
         interrupted=a.interrupted + b.interrupted,
         hist=histogram.add(a.hist, b.hist),
+        kind=a.kind or b.kind,
+        role=a.role,
+        releases=a.releases + b.releases,
     )
 
 
@@ -128,10 +139,11 @@ def merge_syscall(a: SyscallStat, b: SyscallStat) -> SyscallStat:
 
 
 def lock_samples(locks: Iterable[LockStat]) -> list[Sample]:
-    """Wait-weighted stacks of lock records: the lock flamegraph's samples."""
+    """Wait-weighted waiter stacks of lock records: the lock flamegraph's samples (holder
+    and waker records are other views of the same waits, not more of them)."""
     weights: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
     for lock in locks:
-        if lock.wait_ns:
+        if lock.wait_ns and lock.role == "wait":
             weights[(lock.pid, lock.comm, lock.stack)] += lock.wait_ns
     return [
         Sample(stack=stack, value=value, pid=pid, comm=comm)

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode",
         choices=[*MODES, "all"],
         default="cpu",
-        help="cpu: sampled stacks; lock: futex wait time; syscall: latency per syscall; "
+        help="cpu: sampled stacks; lock: futex waits by lock kind, with holders and wakers; "
+        "syscall: latency per syscall; "
         "offcpu: time threads spend switched out, by stack and task state; "
         "all: the four at once (default: cpu)",
     )
@@ -173,6 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="offcpu: take stacks for 1 in N blocks, to bound the cost under context-switch "
         "storms; the other blocks' time is kept under [stack not sampled] (default: 1, all)",
+    )
+    parser.add_argument(
+        "--lock-stack-min",
+        type=duration_arg,
+        default=100e-6,
+        metavar="DURATION",
+        help="lock: waits and holds at least this long always get their stacks; shorter ones "
+        "get them 1 in --lock-stack-every (every wait is counted either way; default: 100us)",
+    )
+    parser.add_argument(
+        "--lock-stack-every",
+        type=_sample_every,
+        default=16,
+        metavar="N",
+        help="lock: stacks for 1 in N shorter waits and releases, to bound the cost under futex "
+        "storms; the others' time is kept under [stack not sampled] (default: 16; 1: all)",
     )
     parser.add_argument(
         "--per-process",
@@ -282,16 +299,25 @@ def _check_pid(pid: int) -> None:
 def build_collectors(
     args: argparse.Namespace, modes: Sequence[str], symbolizer: ThreadSafeSymbolizer
 ) -> dict[str, Collector]:
-    from aperture.agent.collectors.cpu import CpuCollector, CpuOptions, OffCpuOptions
-    from aperture.agent.collectors.lock import LockCollector, LockOptions
+    from aperture.agent.collectors.cpu import (
+        CpuCollector,
+        CpuOptions,
+        LockOptions,
+        OffCpuOptions,
+    )
+    from aperture.agent.collectors.lock import LockCollector
     from aperture.agent.collectors.offcpu import OffCpuCollector
     from aperture.agent.collectors.syscall import SyscallCollector, SyscallOptions
 
     collectors: dict[str, Collector] = {}
-    if "cpu" in modes or "offcpu" in modes:
-        offcpu = None
+    # cpu, offcpu and lock share one BPF object (the unwinder): its first user in dict
+    # order starts it and the others read it; without cpu, the first of the others owns it.
+    if {"cpu", "offcpu", "lock"} & set(modes):
+        offcpu = lock = None
         if "offcpu" in modes:
             offcpu = OffCpuOptions(round(args.offcpu_min * 1e9), args.offcpu_sample)
+        if "lock" in modes:
+            lock = LockOptions(round(args.lock_stack_min * 1e9), args.lock_stack_every)
         engine = CpuCollector(
             CpuOptions(
                 frequency_hz=args.frequency,
@@ -304,15 +330,17 @@ def build_collectors(
                 cache_dir=args.cache_dir,
                 sample_cpu="cpu" in modes,
                 offcpu=offcpu,
+                lock=lock,
             ),
             symbolizer,
         )
+        owner = "cpu" if "cpu" in modes else "offcpu" if offcpu is not None else "lock"
         if "cpu" in modes:
-            collectors["cpu"] = engine  # started before offcpu's (dict order), which reads it
+            collectors["cpu"] = engine
         if offcpu is not None:
-            collectors["offcpu"] = OffCpuCollector(engine, owns_engine="cpu" not in modes)
-    if "lock" in modes:
-        collectors["lock"] = LockCollector(LockOptions(pid=args.pid), symbolizer)
+            collectors["offcpu"] = OffCpuCollector(engine, owns_engine=owner == "offcpu")
+        if lock is not None:
+            collectors["lock"] = LockCollector(engine, owns_engine=owner == "lock")
     if "syscall" in modes:
         collectors["syscall"] = SyscallCollector(SyscallOptions(pid=args.pid))
     return collectors

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.profile_types import PROFILE_TYPES
-from aperture.transforms import STATE_LABELS, merge_lock, merge_syscall
+from aperture.transforms import STATE_LABELS, LockKey, lock_key, merge_lock, merge_syscall
 
 # Distinct pids/tids are counted exactly up to this many, then shown as "at least".
 DISTINCT_CAP = 100_000
@@ -62,7 +62,7 @@ class ModeTotals:
     processes: Distinct = field(default_factory=Distinct)
     threads: Distinct = field(default_factory=Distinct)
     stacks: Counter[tuple[Frame, ...]] = field(default_factory=Counter)
-    locks: dict[tuple[int, str, int, tuple[Frame, ...]], LockStat] = field(default_factory=dict)
+    locks: dict[LockKey, LockStat] = field(default_factory=dict)
     lock_waits: int = 0
     lock_wait_ns: int = 0
     contended: Distinct = field(default_factory=Distinct)
@@ -140,11 +140,12 @@ class RunTotals:
 
     def _add_locks(self, t: ModeTotals, locks: list[LockStat]) -> None:
         for lock in locks:
-            t.lock_waits += lock.contentions
-            t.lock_wait_ns += lock.wait_ns
-            if lock.contentions:
-                t.contended.update([(lock.pid, lock.address)])
-            key = (lock.pid, lock.comm, lock.address, lock.stack)
+            if lock.role == "wait":
+                t.lock_waits += lock.contentions
+                t.lock_wait_ns += lock.wait_ns
+                if lock.contentions:
+                    t.contended.update([(lock.pid, lock.address)])
+            key = lock_key(lock)
             t.locks[key] = merge_lock(t.locks[key], lock) if key in t.locks else lock
         if len(t.locks) > 2 * self.max_rows:
             kept = sorted(t.locks.items(), key=lambda kv: -kv[1].wait_ns)[: self.max_rows]

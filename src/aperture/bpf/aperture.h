@@ -36,6 +36,9 @@ struct cpu_config {
 	__u32 unwind_mode;             /* enum unwind_mode */
 	__u32 offcpu_sample;           /* off-CPU: stacks of 1 in N blocks (0, 1: every one) */
 	__u64 offcpu_min_ns;           /* off-CPU: shorter blocks are counted, not recorded */
+	__u32 lock_sample;             /* locks: stacks of 1 in N waits and wakes (0, 1: all) */
+	__u32 reserved;
+	__u64 lock_min_ns;             /* locks: waits and holds this long always get stacks */
 };
 
 /* ---- Table unwinding (see unwind.bpf.h and aperture/agent/unwind/) ----------
@@ -308,23 +311,37 @@ enum syscall_stat {
 	SYS_STAT_MAX,
 };
 
-/* Lock contention: futex waits per (process, lock address, user stack). */
-struct lock_config {
-	__u32 target_tgid;
-	__u32 reserved;
+/* ---- Locks (locks.bpf.h) ------------------------------------------------------
+ *
+ * Futex waits and wakes, in the CPU profiler's object (same unwinder, Python
+ * frames). A wait is keyed by its lock word, the waiter's stack and the stack
+ * of the wake that ended it; a wake that woke someone is a release, keyed by
+ * the releasing (holding) thread's stack, with the time it held the lock when
+ * its acquisition was seen. Per lock word, struct lock_state follows who may
+ * hold it (see locks.bpf.h for the rules). */
+enum lock_op {
+	LOCK_OP_WAIT = 0,              /* FUTEX_WAIT */
+	LOCK_OP_WAIT_BITSET = 1,       /* FUTEX_WAIT_BITSET */
+	LOCK_OP_LOCK_PI = 2,           /* FUTEX_LOCK_PI, FUTEX_LOCK_PI2 */
+	LOCK_OP_WAIT_REQUEUE_PI = 3,
+	LOCK_OP_WAITV = 4,             /* futex_waitv: its first futex */
 };
+#define LOCK_FLAG_VAL2 0x100           /* waited while the word was 2: "locked, waiters" */
 
-struct lock_start {
-	__u64 start_ns;
-	__u64 uaddr;
-	__u32 op;
-	__u32 reserved;
-};
+/* Stack states in lock keys beside a hash (0 = no stack). */
+#define LOCK_STACK_OK 0
+#define LOCK_STACK_NOT_SAMPLED 1       /* sampling took none for this event */
+#define LOCK_STACK_NONE 2              /* wait: no wake seen during it */
+/* else -errno: -14 no user stack, -17 hash collision, -28 stacks map full */
 
-struct lock_key {
+struct lock_wait_key {
 	__u32 tgid;
-	__s32 user_stack_id;
-	__u64 uaddr;
+	__u32 flags;                   /* enum lock_op | LOCK_FLAG_* */
+	__u64 uaddr;                   /* the futex word waited on */
+	__u64 waiter_hash;             /* waiter's user stack in lustacks{0,1}; 0: waiter_err */
+	__u64 waker_hash;              /* the stack of the wake that ended the wait; 0: waker_err */
+	__s32 waiter_err;
+	__s32 waker_err;
 };
 
 struct lock_stats {
@@ -339,13 +356,70 @@ struct lock_stats {
 	__u64 hist[APERTURE_HIST_BUCKETS];
 };
 
+struct lock_hold_key {
+	__u32 tgid;
+	__s32 holder_err;
+	__u64 uaddr;                   /* the futex word woken */
+	__u64 holder_hash;             /* the releasing thread's stack; 0: holder_err */
+};
+
+struct lock_hold_stats {
+	char comm[APERTURE_COMM_LEN];
+	__u64 releases;                /* wakes that woke at least one waiter */
+	__u64 woken;                   /* waiters they woke */
+	__u64 timed;                   /* of the releases, those whose acquisition was seen */
+	__u64 hold_ns;                 /* their total hold time */
+	__u64 max_ns;
+	__u64 hist[APERTURE_HIST_BUCKETS];
+};
+
+struct lock_state_key {
+	__u32 tgid;
+	__u32 reserved;
+	__u64 uaddr;
+};
+
+/* Per thread, from sys_enter_futex to sys_exit_futex (task-local storage). */
+struct lock_task {
+	__u64 ts;                      /* 0: no futex call under our watch */
+	struct lock_state_key lock;    /* the futex word: tgid, uaddr */
+	__u64 hold_ns;                 /* a wake: the hold it ends, when timed; a wait: its time */
+	__u64 holder_hash;
+	__s32 holder_err;
+	__u32 flags;                   /* a wait: enum lock_op | LOCK_FLAG_*; a wake: LOCK_TASK_* */
+	__s32 ret;                     /* a wait: what it returned */
+	__u32 buf;                     /* the buffer its record goes to */
+	union {                        /* the record's key, built here (off the BPF stack) */
+		struct lock_wait_key wait;
+		struct lock_hold_key hold;
+	} key;
+};
+#define LOCK_TASK_WAKE 0x10000         /* lock_task.flags: the call is a wake */
+#define LOCK_TASK_TIMED 0x20000        /* the wake's hold is timed */
+
+/* Per lock word with waiters seen (LRU). */
+struct lock_state {
+	__u64 free_since;              /* last wake that woke a waiter; 0: unknown */
+	__u64 cand_ts;                 /* when cand_tid came back from its wait */
+	__u64 wake_ts;                 /* the last wake's start */
+	__u64 waker_hash;              /* its stack (in lustacks{waker_buf}); 0: waker_err */
+	__u64 wait_stack_ts;           /* last waiter stack taken for this lock */
+	__u64 wake_stack_ts;           /* last waker stack taken */
+	__u32 cand_tid;                /* woken while others waited: it holds the lock next */
+	__s32 waiter_count;            /* threads in a wait on it now */
+	__s32 waker_err;
+	__u32 waker_buf;
+};
+
 enum lock_stat {
-	LOCK_STAT_WAITS = 0,           /* futex wait operations that returned */
-	LOCK_STAT_NO_START,            /* exits without a recorded enter */
-	LOCK_STAT_STARTS_FULL,         /* enter state lost: the starts map was full */
-	LOCK_STAT_STATS_FULL,          /* lost: the stats map was full */
-	LOCK_STAT_STACK_COLLISION,     /* user stack lost to a stack-map collision */
-	LOCK_STAT_PROC_EVENT_DROPPED,  /* new-process event lost: ring buffer full */
+	LOCK_STAT_WAITS = 0,           /* futex waits that returned */
+	LOCK_STAT_WAKES,               /* futex wakes on a lock word with waiters seen */
+	LOCK_STAT_NOT_SAMPLED,         /* waits recorded without the waiter's stack */
+	LOCK_STAT_NO_STORAGE,          /* enter not recorded: no task storage */
+	LOCK_STAT_STATS_FULL,          /* a wait lost: the waits map was full */
+	LOCK_STAT_HOLDS_FULL,          /* a release lost: the holds map was full */
+	LOCK_STAT_STACKS_FULL,         /* stacks lost: the stacks map was full */
+	LOCK_STAT_STACK_COLLISION,     /* stacks lost to a hash collision */
 	LOCK_STAT_MAX,
 };
 

@@ -170,6 +170,7 @@ static __always_inline int user_stack_by_table(struct bpf_perf_event_data *ctx,
 }
 
 #include "offcpu.bpf.h"
+#include "locks.bpf.h"
 
 /* An exec replaces the image: its registered mappings are stale, and the new
  * image's (the executable, the dynamic loader) are read at once. */

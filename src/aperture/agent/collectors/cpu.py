@@ -72,6 +72,9 @@ class CpuConfig(ctypes.Structure):
         ("unwind_mode", c_uint32),
         ("offcpu_sample", c_uint32),
         ("offcpu_min_ns", c_uint64),
+        ("lock_sample", c_uint32),
+        ("reserved", c_uint32),
+        ("lock_min_ns", c_uint64),
     )
 
 
@@ -125,6 +128,10 @@ STAT_NAMES = (
 # Counters that mean data was lost (the rest are informational).
 LOSS_NAMES = STAT_NAMES[3:11]
 
+# The futex tracepoints of locks.bpf.h (futex_waitv exists from Linux 5.16; the agent needs 6.1).
+LOCK_PROGRAMS = ("lock_futex_enter", "lock_futex_exit", "lock_futex_waitv_enter",
+                 "lock_futex_waitv_exit")  # fmt: skip
+
 LOST_USER = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
 LOST_KERNEL = Frame("[kernel stack lost]", "[unknown]", FrameKind.UNKNOWN)
 
@@ -133,6 +140,12 @@ LOST_KERNEL = Frame("[kernel stack lost]", "[unknown]", FrameKind.UNKNOWN)
 class OffCpuOptions:
     min_block_ns: int = 10_000  # shorter blocks are counted, not recorded
     sample_every: int = 1  # stacks of 1 in N blocks (the others' time kept without stacks)
+
+
+@dataclass(frozen=True)
+class LockOptions:
+    min_stack_ns: int = 100_000  # waits and holds this long always get their stacks
+    sample_every: int = 16  # stacks of 1 in N shorter waits and releases (all are counted)
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,7 @@ class CpuOptions:
     cache_dir: Path | None = None
     sample_cpu: bool = True  # off: only off-CPU time (--mode offcpu)
     offcpu: OffCpuOptions | None = None  # off-CPU time by stack, read by OffCpuCollector
+    lock: LockOptions | None = None  # futex waits, holds and wakes, read by LockCollector
 
 
 class Unwound(NamedTuple):
@@ -235,11 +249,17 @@ class CpuCollector(BpfCollector):
         if offcpu is not None:
             config.offcpu_sample = offcpu.sample_every
             config.offcpu_min_ns = offcpu.min_block_ns
+        lock = self.options.lock
+        if lock is not None:
+            config.lock_sample = lock.sample_every
+            config.lock_min_ns = lock.min_stack_ns
         # A program not used is not loaded: the verifier's time is the agent's start-up cost.
         obj.program("sample_cpu").set_autoload(self.options.sample_cpu)
         obj.program("offcpu_switch").set_autoload(offcpu is not None)
+        for name in LOCK_PROGRAMS:
+            obj.program(name).set_autoload(lock is not None)
         for name in ("stacks0", "stacks1", "ustacks0", "ustacks1", "oustacks0", "oustacks1",
-                     "kstacks0", "kstacks1"):  # fmt: skip
+                     "kstacks0", "kstacks1", "lustacks0", "lustacks1"):  # fmt: skip
             obj.map(name).set_max_entries(self.options.stack_map_entries)
 
     def _attach(self, obj: BpfObject) -> None:
@@ -280,6 +300,9 @@ class CpuCollector(BpfCollector):
                 raise
         if opts.offcpu is not None:
             obj.keep(obj.program("offcpu_switch").attach())
+        if opts.lock is not None:
+            for name in LOCK_PROGRAMS:
+                obj.keep(obj.program(name).attach())
         obj.keep(obj.program("on_exec").attach())
         obj.keep(obj.program("forget_mappings").attach())
         if registry is not None and not opts.pid:
@@ -369,6 +392,13 @@ class CpuCollector(BpfCollector):
             )
             for h, st in rows
         }
+
+    def user_stack(self, tgid: int, uhash: int, unwound: dict[int, Unwound]) -> Frames:
+        """One drained table-walk stack of a process, symbolized, root first (lost: absent)."""
+        found = unwound.get(uhash)
+        if found is None:
+            return (LOST_USER,)
+        return self._kept_user_stack(tgid, uhash, found)
 
     def _kept_user_stack(self, tgid: int, uhash: int, stack: Unwound) -> Frames:
         """:meth:`_user_stack`, remembered across windows (at most ``MAX_KEPT_STACKS``).

@@ -1,43 +1,54 @@
-"""The lock contention tracer: futex wait time per (process, lock, stack) from lock.bpf.c."""
+"""Lock contention, holds and wakes by stack, from the CPU profiler's object (locks.bpf.h).
+
+The futex programs ride in the CPU profiler's object: waiter, holder and waker
+stacks come from the same unwinder as CPU samples (tables, Python frames).
+With ``--mode lock`` alone this collector also starts that object, with CPU
+sampling off.
+
+Each window gives :class:`LockStat` records in three roles (see the model):
+the waits by waiter stack, the releases by holder stack with hold times, and
+the waits again by the stack of the wake that ended them. Every lock word is
+given a kind (mutex, condition variable, ...) from the stacks of its waiters,
+remembered across windows, and a waiter stack ends with a frame naming the
+kind and whether it was contention or idle waiting.
+"""
 
 from __future__ import annotations
 
 import ctypes
+import time
+from collections import OrderedDict
 from ctypes import c_char, c_int32, c_uint32, c_uint64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from aperture.agent.collectors.base import BpfCollector, rodata
-from aperture.agent.collectors.bpfobj import decode_comm
-from aperture.agent.collectors.processes import ProcessWatcher
-from aperture.agent.collectors.unwind import trim_user_stack
-from aperture.agent.libbpf import BpfError, BpfObject
-from aperture.agent.symbols.symbolizer import Symbolizer
-from aperture.agent.symbols.threadsafe import ThreadSafeSymbolizer
+from aperture import lock_kinds
+from aperture.agent.collectors.bpfobj import (
+    DoubleBuffer,
+    PerCpuCounters,
+    check_layout,
+    decode_comm,
+)
+from aperture.agent.collectors.cpu import CpuCollector, UserStack
+from aperture.errors import UserError
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
+from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
 
 COMM_LEN = 16
 HIST_BUCKETS = 40
-MAX_STACK_DEPTH = 127
-EFAULT = 14
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
-class LockConfig(ctypes.Structure):
-    _fields_ = (("target_tgid", c_uint32), ("reserved", c_uint32))
-
-
-class LockStart(ctypes.Structure):
+class LockWaitKey(ctypes.Structure):
     _fields_ = (
-        ("start_ns", c_uint64),
+        ("tgid", c_uint32),
+        ("flags", c_uint32),
         ("uaddr", c_uint64),
-        ("op", c_uint32),
-        ("reserved", c_uint32),
+        ("waiter_hash", c_uint64),
+        ("waker_hash", c_uint64),
+        ("waiter_err", c_int32),
+        ("waker_err", c_int32),
     )
-
-
-class LockKey(ctypes.Structure):
-    _fields_ = (("tgid", c_uint32), ("user_stack_id", c_int32), ("uaddr", c_uint64))
 
 
 class LockStats(ctypes.Structure):
@@ -54,99 +65,217 @@ class LockStats(ctypes.Structure):
     )
 
 
-StackTrace = c_uint64 * MAX_STACK_DEPTH
+class LockHoldKey(ctypes.Structure):
+    _fields_ = (
+        ("tgid", c_uint32),
+        ("holder_err", c_int32),
+        ("uaddr", c_uint64),
+        ("holder_hash", c_uint64),
+    )
+
+
+class LockHoldStats(ctypes.Structure):
+    _fields_ = (
+        ("comm", c_char * COMM_LEN),
+        ("releases", c_uint64),
+        ("woken", c_uint64),
+        ("timed", c_uint64),
+        ("hold_ns", c_uint64),
+        ("max_ns", c_uint64),
+        ("hist", c_uint64 * HIST_BUCKETS),
+    )
+
+
+# Stack states beside a hash (LOCK_STACK_* in aperture.h); else -errno
+STACK_OK, NOT_SAMPLED, NO_WAKER = 0, 1, 2
+EFAULT = 14
 
 # enum lock_stat, in order
 STAT_NAMES = (
     "waits",
-    "no_start",
-    "starts_map_full",
-    "stats_map_full",
+    "wakes",
+    "waits_not_sampled",
+    "no_task_storage",
+    "waits_map_full",
+    "holds_map_full",
+    "stacks_map_full",
     "stack_collisions",
-    "process_events_dropped",
 )
-LOSS_NAMES = STAT_NAMES[2:]
-LOST_STACK = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
+LOSS_NAMES = STAT_NAMES[3:]
+
+UNSAMPLED = Frame("[stack not sampled]", "[lock]", FrameKind.UNKNOWN)
+LOST = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
+# Lock words whose kind is remembered across windows (a few hundred bytes each).
+MAX_KINDS = 16384
 
 
-@dataclass(frozen=True)
-class LockOptions:
-    pid: int = 0
+@dataclass
+class _Acc:
+    """One record being summed (a mutable LockStat)."""
+
+    comm: str
+    contentions: int = 0
+    wait_ns: int = 0
+    max_ns: int = 0
+    eagain: int = 0
+    timeouts: int = 0
+    timeout_ns: int = 0
+    interrupted: int = 0
+    releases: int = 0
+    hist: list[int] = field(default_factory=lambda: [0] * HIST_BUCKETS)
+
+    def add(self, v: LockStats) -> None:
+        self.contentions += v.contentions
+        self.wait_ns += v.wait_ns
+        self.max_ns = max(self.max_ns, v.max_ns)
+        self.eagain += v.eagain
+        self.timeouts += v.timeouts
+        self.timeout_ns += v.timeout_ns
+        self.interrupted += v.interrupted
+        for i, n in enumerate(v.hist):
+            self.hist[i] += n
 
 
-class LockCollector(BpfCollector):
-    """Loads and attaches lock.bpf.c; :meth:`drain` returns one window of waits."""
+class LockCollector:
+    """Drains the lock records of a CPU collector's object; one :meth:`drain` per window.
 
-    object_name = "lock"
+    ``owns_engine``: this collector starts and closes the CPU collector (no
+    ``cpu`` mode and no other owner); otherwise the engine is started first
+    and closed by its owner.
+    """
+
     event_type = EventType.LOCK
-    not_running = "the lock tracer is not running"
-    layouts = (
-        ("stats0", LockKey, LockStats),
-        ("stats1", LockKey, LockStats),
-        ("starts", c_uint32, LockStart),
-    )
-    stat_names = STAT_NAMES
-    loss_names = LOSS_NAMES
 
-    def __init__(self, options: LockOptions, symbolizer: Symbolizer | ThreadSafeSymbolizer) -> None:
-        super().__init__()
-        self.options = options
-        self._symbolizer = symbolizer
+    def __init__(self, engine: CpuCollector, *, owns_engine: bool) -> None:
+        if engine.options.lock is None:
+            raise ValueError("the CPU collector was made without lock options")
+        self.engine = engine
+        self._owns = owns_engine
+        self._buffers: DoubleBuffer | None = None
+        self._counters: PerCpuCounters | None = None
+        self._window_start_ns = 0
+        self._kinds: OrderedDict[tuple[int, int], str] = OrderedDict()
 
-    def _configure(self, obj: BpfObject) -> None:
-        rodata(obj, LockConfig).target_tgid = self.options.pid
+    def start(self) -> None:
+        if self._owns:
+            self.engine.start()
+        obj = self.engine.bpf_object()
+        check_layout(obj.map("lock_waits0"), LockWaitKey, LockStats)
+        check_layout(obj.map("lock_holds0"), LockHoldKey, LockHoldStats)
+        check_layout(obj.map("lustacks0"), c_uint64, UserStack)
+        self._buffers = DoubleBuffer(obj.map("lock_control"))
+        self._counters = PerCpuCounters(obj.map("lock_counters"), STAT_NAMES)
+        self._window_start_ns = time.time_ns()
 
-    def _attach(self, obj: BpfObject) -> None:
-        self._watcher = ProcessWatcher(obj, self._symbolizer)
-        obj.keep(obj.program("on_exec").attach())
-        obj.keep(obj.program("on_futex_enter").attach())
-        obj.keep(obj.program("on_futex_exit").attach())
-        try:  # futex_waitv exists from Linux 5.16
-            obj.keep(obj.program("on_futex_waitv_enter").attach())
-            obj.keep(obj.program("on_futex_waitv_exit").attach())
-        except BpfError:
-            pass
+    def close(self) -> None:
+        if self._owns:
+            self.engine.close()
+        self._buffers = None
 
-    def _read(self, obj: BpfObject, idle: int, profile: Profile) -> None:
-        entries = obj.map(f"stats{idle}").drain(LockKey, LockStats)
-        stack_map = obj.map(f"stacks{idle}")
-        raw_stacks: dict[int, tuple[int, ...]] = {}
-        trace = StackTrace()
-        for stack_id in {k.user_stack_id for k, _ in entries if k.user_stack_id >= 0}:
-            if stack_map.lookup(c_uint32(stack_id), trace):
-                raw_stacks[stack_id] = tuple(a for a in trace if a)
-        for stale in list(stack_map.keys(c_uint32)):
-            stack_map.delete(stale)
+    def sample_count(self) -> int:
+        """Waits seen so far (cheap: for progress display)."""
+        return self._counters.read()[0] if self._counters else 0
 
-        frames_of: dict[tuple[int, int], tuple[Frame, ...]] = {}
-        locks: list[LockStat] = []
-        for key, value in entries:
-            sid = key.user_stack_id
-            if (key.tgid, sid) not in frames_of:
-                if sid in raw_stacks:
-                    leaf_first = self._symbolizer.user_frames(key.tgid, raw_stacks[sid])
-                    frames_of[(key.tgid, sid)] = trim_user_stack(leaf_first)
+    def drain(self) -> Profile:
+        if self._buffers is None or self._counters is None:
+            raise UserError("the lock tracer is not running")
+        obj = self.engine.bpf_object()
+        end_ns = time.time_ns()
+        idle = self._buffers.flip()
+        profile = Profile(EventType.LOCK, value_unit(EventType.LOCK),
+                          start_ns=self._window_start_ns, end_ns=end_ns)  # fmt: skip
+        self._window_start_ns = end_ns
+        waits = obj.map(f"lock_waits{idle}").drain(LockWaitKey, LockStats)
+        holds = obj.map(f"lock_holds{idle}").drain(LockHoldKey, LockHoldStats)
+        unwound = self.engine.read_unwound(f"lustacks{idle}")
+        frames: dict[tuple[int, int, int], tuple[Frame, ...]] = {}
+
+        def stack(tgid: int, h: int, err: int) -> tuple[Frame, ...]:
+            if (tgid, h, err) not in frames:
+                if h:
+                    frames[(tgid, h, err)] = self.engine.user_stack(tgid, h, unwound)
+                elif err == NOT_SAMPLED:
+                    frames[(tgid, h, err)] = (UNSAMPLED,)
                 else:
-                    frames_of[(key.tgid, sid)] = () if sid == -EFAULT else (LOST_STACK,)
-            stack = frames_of[(key.tgid, sid)]
+                    frames[(tgid, h, err)] = () if err == -EFAULT else (LOST,)
+            return frames[(tgid, h, err)]
+
+        # The kind of each lock word: from its waiters' stacks, else remembered, else the op.
+        ops: dict[tuple[int, int], int] = {}
+        for key, _ in waits:
+            lock = (key.tgid, key.uaddr)
+            ops.setdefault(lock, key.flags)
+            if key.waiter_hash:
+                kind = lock_kinds.classify(stack(key.tgid, key.waiter_hash, key.waiter_err))
+                if kind is not None:
+                    self._remember(lock, kind)
+        kind_of = {lock: self._kinds.get(lock) or lock_kinds.from_op(f) for lock, f in ops.items()}
+
+        acc: dict[tuple[str, int, int, tuple[Frame, ...]], _Acc] = {}
+        comms: dict[int, str] = {}
+
+        def entry(role: str, tgid: int, uaddr: int, frames_: tuple[Frame, ...], comm: str) -> _Acc:
+            k = (role, tgid, uaddr, frames_)
+            if k not in acc:
+                acc[k] = _Acc(comms.setdefault(tgid, comm))
+            return acc[k]
+
+        for key, value in waits:
             comm = decode_comm(value.comm)
-            locks.append(
-                LockStat(
-                    pid=key.tgid,
-                    comm=comm,
-                    address=key.uaddr,
-                    stack=stack,
-                    contentions=value.contentions,
-                    wait_ns=value.wait_ns,
-                    max_ns=value.max_ns,
-                    eagain=value.eagain,
-                    timeouts=value.timeouts,
-                    timeout_ns=value.timeout_ns,
-                    interrupted=value.interrupted,
-                    hist=tuple(value.hist),
-                )
+            kind = kind_of[(key.tgid, key.uaddr)]
+            waiter = stack(key.tgid, key.waiter_hash, key.waiter_err)
+            entry("wait", key.tgid, key.uaddr, waiter + (lock_kinds.leaf_frame(kind),),
+                  comm).add(value)  # fmt: skip
+            if key.waker_err != NO_WAKER and value.contentions:
+                waker = stack(key.tgid, key.waker_hash, key.waker_err)
+                woke = entry("wake", key.tgid, key.uaddr, waker, comm)
+                woke.contentions += value.contentions
+                woke.wait_ns += value.wait_ns
+                woke.max_ns = max(woke.max_ns, value.max_ns)
+                for i, n in enumerate(value.hist):
+                    woke.hist[i] += n
+        for hkey, hvalue in holds:
+            holder = stack(hkey.tgid, hkey.holder_hash, hkey.holder_err)
+            held = entry("hold", hkey.tgid, hkey.uaddr, holder, decode_comm(hvalue.comm))
+            held.releases += hvalue.releases
+            held.contentions += hvalue.timed
+            held.wait_ns += hvalue.hold_ns
+            held.max_ns = max(held.max_ns, hvalue.max_ns)
+            for i, n in enumerate(hvalue.hist):
+                held.hist[i] += n
+
+        locks = [
+            LockStat(
+                pid=tgid, comm=a.comm, address=uaddr, stack=frames_,
+                contentions=a.contentions, wait_ns=a.wait_ns, max_ns=a.max_ns, eagain=a.eagain,
+                timeouts=a.timeouts, timeout_ns=a.timeout_ns, interrupted=a.interrupted,
+                hist=tuple(a.hist), kind=self._kind_for(kind_of, tgid, uaddr), role=role,
+                releases=a.releases,
             )
-        delta = self._window_counters(profile)
-        profile.labels = {"exits_without_enter": str(delta["no_start"])}
+            for (role, tgid, uaddr, frames_), a in acc.items()
+        ]  # fmt: skip
+        self.engine.touch({k.tgid for k, _ in waits})
+        delta = self._counters.deltas()
+        profile.losses = {n: delta[n] for n in LOSS_NAMES}
+        options = self.engine.options.lock
+        assert options is not None  # checked at construction
+        profile.labels = {
+            "waits": str(delta["waits"]),
+            "wakes": str(delta["wakes"]),
+            "waits_not_sampled": str(delta["waits_not_sampled"]),
+            "stack_min_ns": str(options.min_stack_ns),
+            "sample_every": str(options.sample_every),
+        }
         profile.samples = lock_samples(locks)
         profile.locks = locks
+        return profile
+
+    def _kind_for(self, kind_of: dict[tuple[int, int], str], tgid: int, uaddr: int) -> str:
+        """A lock word's kind; one only released this window has its remembered kind, if any."""
+        return kind_of.get((tgid, uaddr)) or self._kinds.get((tgid, uaddr), "")
+
+    def _remember(self, lock: tuple[int, int], kind: str) -> None:
+        self._kinds[lock] = kind
+        self._kinds.move_to_end(lock)
+        while len(self._kinds) > MAX_KINDS:
+            self._kinds.popitem(last=False)
