@@ -57,8 +57,11 @@ _NATIVE: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
         (r"^pthread_(clock|timed|try)?join|^pthread_clockjoin_ex", "join", 1),
         (r"^pthread_barrier_wait", "barrier", 1),
         # CPython: threading.Lock and the GIL
-        (r"^PyThread_acquire_lock|^PyMutex_Lock|^PyMutex_LockTimed|^lock_PyThread_acquire_lock",
-         "mutex", 2),
+        (
+            r"^PyThread_acquire_lock|^PyMutex_Lock|^PyMutex_LockTimed|^lock_PyThread_acquire_lock",
+            "mutex",
+            2,
+        ),
         (r"^take_gil$|^PyEval_AcquireThread|^PyEval_RestoreThread", "gil", 2),
         (r"^queue_SimpleQueue_get", "semaphore", 2),
         # Rust std and parking_lot

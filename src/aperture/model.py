@@ -93,6 +93,10 @@ class Sample:
     thread: str = ""
 
 
+# LockStat.role values, in the wire format's LockRole order
+LOCK_ROLES = ("wait", "hold", "wake")
+
+
 @dataclass(frozen=True, slots=True)
 class LockStat:
     """Futex events on one lock word from one stack in one process.

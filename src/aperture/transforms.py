@@ -138,12 +138,13 @@ def merge_syscall(a: SyscallStat, b: SyscallStat) -> SyscallStat:
     )
 
 
-def lock_samples(locks: Iterable[LockStat]) -> list[Sample]:
-    """Wait-weighted waiter stacks of lock records: the lock flamegraph's samples (holder
-    and waker records are other views of the same waits, not more of them)."""
+def lock_samples(locks: Iterable[LockStat], role: str = "wait") -> list[Sample]:
+    """Time-weighted stacks of one role's lock records: by default the waiters', the lock
+    flamegraph's samples (holder and waker records are other views of the same waits,
+    not more of them)."""
     weights: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
     for lock in locks:
-        if lock.wait_ns and lock.role == "wait":
+        if lock.wait_ns and lock.role == role:
             weights[(lock.pid, lock.comm, lock.stack)] += lock.wait_ns
     return [
         Sample(stack=stack, value=value, pid=pid, comm=comm)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aperture.model import (
+    LOCK_ROLES,
     EventType,
     Frame,
     FrameKind,
@@ -182,6 +183,9 @@ def encode(profiles: Iterable[Profile], identity: Identity, sequence: int) -> pb
                     timeout_ns=lock.timeout_ns,
                     interrupted=lock.interrupted,
                     hist=lock.hist,
+                    kind=intern.string(lock.kind),
+                    role=LOCK_ROLES.index(lock.role),
+                    releases=lock.releases,
                 )
         else:
             batch.syscall.SetInParent()
@@ -316,12 +320,18 @@ def check(batch: pb.ProfileBatch) -> Summary:
             raise MalformedBatch(
                 f"lock {i} refers to stack {lock.stack}, but the batch has {n_stacks}"
             )
-        if lock.comm >= n_strings:
+        if lock.comm >= n_strings or lock.kind >= n_strings:
             raise MalformedBatch(
-                f"lock {i} comm refers to entry {lock.comm}, but the batch has {n_strings}"
+                f"lock {i} comm or kind refers to a string past the {n_strings} in the batch"
             )
-        contentions += lock.contentions
-        wait += lock.wait_ns
+        if lock.role >= len(LOCK_ROLES):
+            raise MalformedBatch(
+                f"lock {i} has role {lock.role}, which this aggregator does not know "
+                f"(it knows {', '.join(LOCK_ROLES)}): upgrade the aggregator"
+            )
+        if lock.role == 0:  # the other roles are views of the same waits
+            contentions += lock.contentions
+            wait += lock.wait_ns
     calls = 0
     for i, call in enumerate(batch.syscall.syscalls):
         if call.comm >= n_strings or call.name >= n_strings:
@@ -436,6 +446,9 @@ def decode(batch: pb.ProfileBatch) -> Decoded:
                 timeout_ns=rec.timeout_ns,
                 interrupted=rec.interrupted,
                 hist=tuple(rec.hist),
+                kind=strings[rec.kind],
+                role=LOCK_ROLES[rec.role],
+                releases=rec.releases,
             )
             for rec in batch.lock.locks
         ]

@@ -29,7 +29,7 @@ MAX_STACKS = 200_000  # distinct stacks given ids before the ids start over
 
 def _narrow(profile: Profile, f: QueryFilter) -> Profile:
     """Only the samples and records of the filter's process and lock."""
-    if f.pid is None and f.comm is None and f.address is None:
+    if f.pid is None and f.comm is None and f.address is None and f.lock_role is None:
         return profile
 
     def keep(pid: int, comm: str) -> bool:
@@ -38,11 +38,13 @@ def _narrow(profile: Profile, f: QueryFilter) -> Profile:
     locks = [
         lk
         for lk in profile.locks
-        if keep(lk.pid, lk.comm) and (f.address is None or lk.address == f.address)
+        if keep(lk.pid, lk.comm)
+        and (f.address is None or lk.address == f.address)
+        and (f.lock_role is None or lk.role == f.lock_role)
     ]
     samples = [s for s in profile.samples if keep(s.pid, s.comm)]
-    if f.address is not None:
-        samples = lock_samples(locks)
+    if f.address is not None or f.lock_role is not None:
+        samples = lock_samples(locks, f.lock_role or "wait")
     return replace(
         profile,
         samples=samples,

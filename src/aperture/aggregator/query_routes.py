@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from aperture.formats.registry import EXPORTS
-from aperture.model import EventType, Profile
+from aperture.model import LOCK_ROLES, EventType, Profile
 from aperture.profile_types import PROFILE_TYPES, no_stacks_message
 from aperture.query import answers, models
 from aperture.query.filter import QueryFilter
@@ -16,7 +16,7 @@ from aperture.query.source import StackSource
 from aperture.timeparse import parse_time
 from aperture.units import parse_duration
 
-_FILTER_KEYS = ("host", "agent", "comm", "pid", "address")
+_FILTER_KEYS = ("host", "agent", "comm", "pid", "address", "role")
 # Each label filter adds a condition to the SQL text, which ClickHouse bounds (256 KiB).
 MAX_LABEL_FILTERS = 64
 
@@ -63,7 +63,11 @@ def parse_filter(
                 labels[key[len(p + "label.") :]] = value
     if len(labels) > MAX_LABEL_FILTERS:
         raise _bad(f"{len(labels)} label filters: at most {MAX_LABEL_FILTERS} are allowed")
-    pid, address = get("pid"), get("address")
+    pid, address, role = get("pid"), get("address"), get("role")
+    if role and event_type is not EventType.LOCK:
+        raise _bad(f"role applies to lock profiles only, not {event_type}")
+    if role and role not in LOCK_ROLES:
+        raise _bad(f"role={role!r} is not a lock role: use one of {', '.join(LOCK_ROLES)}")
     return QueryFilter(
         event_type=event_type,
         from_ns=from_ns,
@@ -73,6 +77,7 @@ def parse_filter(
         comm=get("comm") or None,
         pid=_int(pid, "pid") if pid else None,
         address=_int(address, "address") if address else None,
+        lock_role=role or None,
         labels=labels,
     )
 
@@ -193,7 +198,8 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
     ) -> models.Locks:
-        """Top contended locks by wait time (not hold time), with their top stack."""
+        """Top locks by wait time, each with its kind, contention or idle, hold times
+        where seen, and its top waiting and holding stacks."""
         return answers.locks(source, parse_filter(request, event_type=EventType.LOCK), limit)
 
     @router.get("/unwind")
@@ -203,7 +209,7 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
     ) -> models.Unwind:
         """How user stacks of the CPU batches were unwound (complete, truncated, FP only)."""
-        for key in ("pid", "comm", "address"):
+        for key in ("pid", "comm", "address", "role"):
             if request.query_params.get(key):
                 raise _bad(
                     f"{key} does not apply: unwinding is counted per agent window, not per "

@@ -5,7 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any, TypeVar
 
-from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
+from aperture.model import (
+    LOCK_ROLES,
+    EventType,
+    Frame,
+    FrameKind,
+    LockStat,
+    Profile,
+    Sample,
+    SyscallStat,
+)
 
 FORMAT = "aperture-profile"
 VERSION = 1
@@ -78,6 +87,9 @@ def to_json_dict(profile: Profile) -> dict[str, Any]:
                 "timeout_ns": lock.timeout_ns,
                 "interrupted": lock.interrupted,
                 "hist": list(lock.hist),
+                "kind": lock.kind,
+                "role": lock.role,
+                "releases": lock.releases,
             }
             for lock in profile.locks
         ],
@@ -201,7 +213,21 @@ def _lock(raw: dict[str, Any], frames: list[Frame], where: str) -> LockStat:
         timeout_ns=num("timeout_ns"),
         interrupted=num("interrupted"),
         hist=_ints(raw, "hist", where),
+        # Files from before lock roles hold waits only.
+        kind=_expect(raw.get("kind", ""), str, f"{where}.kind"),
+        role=_role(raw.get("role", "wait"), where),
+        releases=_expect(raw.get("releases", 0), int, f"{where}.releases"),
     )
+
+
+def _role(value: object, where: str) -> str:
+    role = _expect(value, str, f"{where}.role")
+    if role not in LOCK_ROLES:
+        raise ValueError(
+            f"Aperture JSON: {where}.role is {role!r}; a lock record's role is one of "
+            f"{', '.join(LOCK_ROLES)}."
+        )
+    return role
 
 
 def _syscall(raw: dict[str, Any], where: str) -> SyscallStat:

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from aperture import histogram
+from aperture import histogram, lock_kinds
 from aperture.formats.humanize import format_duration_ns
 from aperture.model import Frame, LockStat, Profile
 
@@ -166,11 +166,13 @@ def syscall_csv(profile: Profile, *, per_process: bool = True) -> str:
 
 @dataclass
 class LockRow:
-    """One lock address in one process, every waiting stack merged."""
+    """One lock word in one process: its waits (every waiting stack merged), the holds
+    of the releases that woke a waiter, and the stacks of holders and wakers."""
 
     pid: int
     comm: str
     address: int
+    kind: str = ""
     contentions: int = 0
     wait_ns: int = 0
     max_ns: int = 0
@@ -178,6 +180,17 @@ class LockRow:
     timeouts: int = 0
     hist: tuple[int, ...] = ()
     stacks: Counter[tuple[Frame, ...]] = field(default_factory=Counter)
+    releases: int = 0  # releases that woke a waiter
+    holds: int = 0  # of those, the ones whose acquisition was seen (timed)
+    hold_ns: int = 0
+    hold_max_ns: int = 0
+    hold_hist: tuple[int, ...] = ()
+    holders: Counter[tuple[Frame, ...]] = field(default_factory=Counter)  # by hold time
+    wakers: Counter[tuple[Frame, ...]] = field(default_factory=Counter)  # by wait time ended
+
+    @property
+    def lock_class(self) -> str:
+        return lock_kinds.lock_class(self.kind) if self.kind else "unknown"
 
     @property
     def avg_ns(self) -> float:
@@ -187,9 +200,16 @@ class LockRow:
     def p99_ns(self) -> float:
         return histogram.quantile(self.hist, 0.99, hi=self.max_ns)
 
+    def hold_quantile(self, q: float) -> float:
+        return histogram.quantile(self.hold_hist, q, hi=self.hold_max_ns)
+
     @property
     def top_stack(self) -> tuple[Frame, ...]:
         return self.stacks.most_common(1)[0][0] if self.stacks else ()
+
+    @property
+    def top_holder(self) -> tuple[Frame, ...]:
+        return self.holders.most_common(1)[0][0] if self.holders else ()
 
 
 def lock_rows(locks: Iterable[LockStat]) -> list[LockRow]:
@@ -199,13 +219,24 @@ def lock_rows(locks: Iterable[LockStat]) -> list[LockRow]:
         row = rows.get((rec.pid, rec.address))
         if row is None:
             row = rows[(rec.pid, rec.address)] = LockRow(rec.pid, rec.comm, rec.address)
-        row.contentions += rec.contentions
-        row.wait_ns += rec.wait_ns
-        row.max_ns = max(row.max_ns, rec.max_ns)
-        row.eagain += rec.eagain
-        row.timeouts += rec.timeouts
-        row.hist = histogram.add(row.hist, rec.hist)
-        row.stacks[rec.stack] += rec.wait_ns
+        row.kind = row.kind or rec.kind
+        if rec.role == "hold":
+            row.releases += rec.releases
+            row.holds += rec.contentions
+            row.hold_ns += rec.wait_ns
+            row.hold_max_ns = max(row.hold_max_ns, rec.max_ns)
+            row.hold_hist = histogram.add(row.hold_hist, rec.hist)
+            row.holders[rec.stack] += rec.wait_ns or rec.releases
+        elif rec.role == "wake":
+            row.wakers[rec.stack] += rec.wait_ns
+        else:
+            row.contentions += rec.contentions
+            row.wait_ns += rec.wait_ns
+            row.max_ns = max(row.max_ns, rec.max_ns)
+            row.eagain += rec.eagain
+            row.timeouts += rec.timeouts
+            row.hist = histogram.add(row.hist, rec.hist)
+            row.stacks[rec.stack] += rec.wait_ns
     return sorted(rows.values(), key=lambda r: (-r.wait_ns, -r.contentions, r.address))
 
 
@@ -215,18 +246,40 @@ def _short_stack(stack: tuple[Frame, ...], depth: int = 4) -> str:
 
 
 def format_lock_table(profile: Profile, *, limit: int | None = 20) -> str:
-    """Top contended locks: wait time (not hold time) per lock address."""
-    rows = [r for r in lock_rows(profile.locks) if r.contentions][:limit]
+    """Contended locks, then idle waits: wait time per lock word, with hold times where seen."""
+    rows = [r for r in lock_rows(profile.locks) if r.contentions]
+    contended = [r for r in rows if r.lock_class == "contention"][:limit]
+    idle = [r for r in rows if r.lock_class != "contention"][:limit]
     if not rows:
-        return "no contended locks recorded\n"
+        return "no lock waits recorded\n"
+    out = []
+    if contended:
+        out.append("Contended locks (a thread wanted a lock another held)\n")
+        out.append(_lock_table(contended, holds=True))
+    if idle:
+        out.append("\nIdle waits (threads waiting for work or a signal)\n")
+        out.append(_lock_table(idle, holds=False))
+    return "".join(out)
+
+
+def _lock_table(rows: list[LockRow], *, holds: bool) -> str:
+    def hold(r: LockRow) -> list[str]:
+        if not holds:
+            return []
+        if not r.holds:
+            return ["-", "-"]
+        return [format_duration_ns(r.hold_quantile(0.5)), format_duration_ns(r.hold_quantile(0.99))]
+
     body = [
         [
-            f"0x{r.address:x}", str(r.pid), r.comm, str(r.contentions),
+            f"0x{r.address:x}", str(r.pid), r.comm, lock_kinds.label(r.kind) if r.kind else "?",
+            str(r.contentions),
             *map(format_duration_ns, (r.wait_ns, r.avg_ns, r.max_ns, r.p99_ns)),
-            str(r.eagain), str(r.timeouts), _short_stack(r.top_stack),
+            *hold(r), str(r.timeouts), _short_stack(r.top_stack),
         ]
         for r in rows
     ]  # fmt: skip
-    header = ["lock", "pid", "process", "waits", "wait total", "avg", "max", "p99",
-              "EAGAIN", "timeouts", "top waiting stack (leaf first)"]  # fmt: skip
-    return render_table(header, body, left=3, last_left=True)
+    header = ["lock", "pid", "process", "kind", "waits", "wait total", "avg", "max", "p99",
+              *(["hold p50", "hold p99"] if holds else []), "timeouts",
+              "top waiting stack (leaf first)"]  # fmt: skip
+    return render_table(header, body, left=4, last_left=True)

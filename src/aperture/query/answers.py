@@ -12,8 +12,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from aperture import lock_kinds
 from aperture.formats.tables import lock_rows, syscall_rows
-from aperture.model import EventType, Profile
+from aperture.model import EventType, Frame, Profile
 from aperture.profile_types import PROFILE_TYPES, series_unit, value_unit
 from aperture.query import models
 from aperture.query.filter import QueryFilter
@@ -224,16 +225,23 @@ def syscalls(source: StackSource, f: QueryFilter, per_process: bool = False) -> 
 
 
 def locks(source: StackSource, f: QueryFilter, limit: int = 50) -> models.Locks:
-    """The ``/locks`` answer: top locks by wait time with p99 and their top stack."""
+    """The ``/locks`` answer: top locks by wait time, with kind, class, holds and stacks."""
     f = replace(f, event_type=EventType.LOCK)
+
+    def names(stack: tuple[Frame, ...]) -> list[models.FrameName]:
+        return [models.FrameName(name=fr.name, module=fr.module) for fr in stack]
+
     return models.Locks(
         locks=[
             models.LockSummary(
-                address=f"0x{r.address:x}", pid=r.pid, comm=r.comm, contentions=r.contentions,
+                address=f"0x{r.address:x}", pid=r.pid, comm=r.comm, kind=r.kind,
+                kind_label=lock_kinds.label(r.kind) if r.kind else "not known",
+                lock_class=r.lock_class, contentions=r.contentions,
                 wait_ns=r.wait_ns, avg_ns=r.avg_ns, max_ns=r.max_ns, p99_ns=r.p99_ns,
-                eagain=r.eagain, timeouts=r.timeouts,
-                top_stack=[models.FrameName(name=fr.name, module=fr.module)
-                           for fr in r.top_stack])
+                eagain=r.eagain, timeouts=r.timeouts, releases=r.releases, holds=r.holds,
+                hold_ns=r.hold_ns, hold_p50_ns=r.hold_quantile(0.5),
+                hold_p99_ns=r.hold_quantile(0.99), hold_max_ns=r.hold_max_ns,
+                top_stack=names(r.top_stack), top_holder=names(r.top_holder))
             for r in lock_rows(source.lock_stats(f, limit))[:limit]
         ]
     )  # fmt: skip

@@ -22,3 +22,6 @@ class QueryFilter:
     comm: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     address: int | None = None  # one lock (lock profiles)
+    # Lock records of one role (wait, hold, wake): whose stacks a lock flamegraph weighs.
+    # None: every role in lock lists, the waits in flamegraphs.
+    lock_role: str | None = None

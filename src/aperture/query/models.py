@@ -167,6 +167,12 @@ class LockSummary(Answer):
     address: str = Field(description="hex")
     pid: int
     comm: str
+    kind: str = Field(description="mutex, rwlock_read, condvar, ...; '' when not known")
+    kind_label: str
+    lock_class: str = Field(
+        description="contention (a thread wanted a lock another held), idle (waiting for "
+        "work or a signal) or unknown"
+    )
     contentions: int
     wait_ns: int
     avg_ns: float
@@ -174,7 +180,14 @@ class LockSummary(Answer):
     p99_ns: float
     eagain: int
     timeouts: int
+    releases: int = Field(description="releases that woke a waiter")
+    holds: int = Field(description="of the releases, those whose acquisition was seen (timed)")
+    hold_ns: int
+    hold_p50_ns: float
+    hold_p99_ns: float
+    hold_max_ns: int
     top_stack: list[FrameName]
+    top_holder: list[FrameName] = Field(description="the top holding stack at release")
 
 
 class Locks(Answer):

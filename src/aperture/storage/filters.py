@@ -14,7 +14,7 @@ from aperture.query.filter import MAX_NS, QueryFilter
 # Columns each table has beyond ts/host/agent_id/labels.
 _HAS = {
     "samples": {"event_type", "pid", "comm"},
-    "lock_stats": {"pid", "comm", "address"},
+    "lock_stats": {"pid", "comm", "address", "role"},
     "syscall_stats": {"pid", "comm"},
     "batches": {"event_types"},
 }
@@ -63,6 +63,9 @@ def where(f: QueryFilter, table: str) -> tuple[str, dict[str, Any]]:
             params["address"] = f.address
         else:
             conds.append("0")
+    if f.lock_role is not None and "role" in has:
+        conds.append("role = {role:String}")
+        params["role"] = f.lock_role
     for i, (key, value) in enumerate(sorted(f.labels.items())):
         conds.append(
             f"mapContains(labels, {{lk{i}:String}}) AND labels[{{lk{i}:String}}] = {{lv{i}:String}}"

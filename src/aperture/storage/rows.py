@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs or py.typed
 
+from aperture.model import LOCK_ROLES
 from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.v1 import profile_pb2 as pb
 from aperture.storage import hashing
@@ -255,10 +256,11 @@ _SAMPLE_COLUMNS: dict[str, pa.DataType | None] = {
     "stack_hash": pa.uint64(), "value": pa.uint64(),
 }  # fmt: skip
 _LOCK_COLUMNS: dict[str, pa.DataType | None] = {
-    "pid": pa.uint32(), "comm": pa.string(), "address": pa.uint64(), "stack_hash": pa.uint64(),
-    "contentions": pa.uint64(), "wait_ns": pa.uint64(), "max_ns": pa.uint64(),
+    "pid": pa.uint32(), "comm": pa.string(), "address": pa.uint64(), "kind": pa.string(),
+    "role": pa.string(), "stack_hash": pa.uint64(), "contentions": pa.uint64(),
+    "wait_ns": pa.uint64(), "max_ns": pa.uint64(),
     "eagain": pa.uint64(), "timeouts": pa.uint64(), "timeout_ns": pa.uint64(),
-    "interrupted": pa.uint64(), "hist": _HIST,
+    "interrupted": pa.uint64(), "hist": _HIST, "releases": pa.uint64(),
 }  # fmt: skip
 _SYSCALL_COLUMNS: dict[str, pa.DataType | None] = {
     "pid": pa.uint32(), "comm": pa.string(), "nr": pa.uint32(), "name": pa.string(),
@@ -317,6 +319,8 @@ def _lock_rows(
         pid=pids,
         comm=comms,
         address=np.array([r.address for r in recs], dtype=np.uint64),
+        kind=[strings[r.kind] for r in recs],
+        role=[LOCK_ROLES[r.role] for r in recs],
         stack_hash=hashes,
         contentions=np.array([r.contentions for r in recs], dtype=np.uint64),
         wait_ns=wait,
@@ -326,9 +330,10 @@ def _lock_rows(
         timeout_ns=np.array([r.timeout_ns for r in recs], dtype=np.uint64),
         interrupted=np.array([r.interrupted for r in recs], dtype=np.uint64),
         hist=[list(r.hist) for r in recs],
+        releases=np.array([r.releases for r in recs], dtype=np.uint64),
     )
-    # The lock flamegraph's samples: wait-weighted stacks (as transforms.lock_samples).
-    waited = wait > 0
+    # The lock flamegraph's samples: wait-weighted waiter stacks (as transforms.lock_samples).
+    waited = (wait > 0) & (np.array([r.role for r in recs], dtype=np.int64) == 0)
     k = int(waited.sum())
     if k:
         samples.add(

@@ -214,6 +214,21 @@ def _v3(lay: Layout) -> list[str]:
     ]
 
 
+def _v4(lay: Layout) -> list[str]:
+    # Lock records' kind (mutex, condvar, ...; '' = not known), role (wait: the
+    # waiters' stacks; hold: the holder's at release, hold times; wake: the
+    # waker's) and, for holds, the releases that woke a waiter. Rows written
+    # before this migration read kind '', role 'wait', releases 0: waits, as they were.
+    names = [lay.local("lock_stats")] + ([f"{lay.database}.lock_stats"] if lay.cluster else [])
+    return [
+        f"ALTER TABLE {name}{lay.on_cluster} "
+        "ADD COLUMN IF NOT EXISTS kind LowCardinality(String) AFTER address, "
+        "ADD COLUMN IF NOT EXISTS role LowCardinality(String) DEFAULT 'wait' AFTER kind, "
+        "ADD COLUMN IF NOT EXISTS releases UInt64 AFTER hist"
+        for name in names
+    ]
+
+
 @dataclass(frozen=True)
 class Migration:
     version: int
@@ -225,6 +240,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "stacks, samples, lock_stats, syscall_stats, batches", _v1),
     Migration(2, "batches.window_stats and unwind_mode: how user stacks were unwound", _v2),
     Migration(3, "stacks: the python frame kind and each frame's source line", _v3),
+    Migration(4, "lock_stats: kind, role (wait, hold, wake) and releases", _v4),
 )
 
 

@@ -30,9 +30,17 @@ _MAX_HOUR_NS = (2**32 - 7200) * 10**9  # DateTime (seconds, UInt32) ends in 2106
 
 def _source(f: QueryFilter) -> tuple[str, str]:
     """(table, value column) holding the weighted stacks of a filter."""
-    if f.event_type is EventType.LOCK and f.address is not None:
-        return "lock_stats", "wait_ns"  # one lock: only its records know the address
+    if f.event_type is EventType.LOCK and (f.address is not None or f.lock_role is not None):
+        # one lock, or holders and wakers: only the lock records know them
+        return "lock_stats", "wait_ns"
     return "samples", "value"
+
+
+def _stack_where(f: QueryFilter, table: str) -> tuple[str, dict[str, Any]]:
+    """:func:`where` for weighted stacks: lock records weigh the waiters' unless asked."""
+    if table == "lock_stats" and f.lock_role is None:
+        f = replace(f, lock_role="wait")
+    return where(f, table)
 
 
 def _positive(table: str) -> str:
@@ -47,7 +55,7 @@ def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
     those hours and raw samples only for the partial hours at either end.
     """
     table, value = _source(f)
-    cond, params = where(f, table)
+    cond, params = _stack_where(f, table)
     raw = (
         f"SELECT comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash, {value} AS v "
         f"FROM {store.table(table)} WHERE {cond}"
@@ -113,7 +121,7 @@ class StoreSource:
             table, value = "syscall_stats", "count"
         else:
             table, value = _source(f)
-        cond, params = where(f, table)
+        cond, params = _stack_where(f, table)
         params["step"] = step_s * 1_000_000_000
         rows = store.select(
             f"SELECT {GROUP_BY_SQL[group_by]} AS key, "
@@ -165,7 +173,8 @@ class StoreSource:
         ]  # fmt: skip
 
     def lock_stats(self, f: QueryFilter, limit: int | None) -> list[LockStat]:
-        """Lock records merged per (pid, comm, address, stack), of the ``limit`` top locks."""
+        """Lock records merged per (pid, comm, address, role, stack), of the ``limit`` top
+        locks by wait time."""
         store = self._store()
         cond, params = where(f, "lock_stats")
         table = store.table("lock_stats")
@@ -174,23 +183,25 @@ class StoreSource:
             params["limit"] = limit
             top_only = (
                 f" AND (pid, address) IN (SELECT pid, address FROM {table} WHERE {cond} "
-                "GROUP BY pid, address ORDER BY sum(wait_ns) DESC, sum(contentions) DESC, "
-                "address LIMIT {limit:UInt32})"
+                "GROUP BY pid, address ORDER BY sumIf(wait_ns, role = 'wait') DESC, "
+                "sumIf(contentions, role = 'wait') DESC, address LIMIT {limit:UInt32})"
             )
         rows = store.select(
-            "SELECT pid, comm, address, stack_hash, sum(contentions), sum(wait_ns), max(max_ns), "
-            "sum(eagain), sum(timeouts), sum(timeout_ns), sum(interrupted), sumForEach(hist) "
-            f"FROM {table} WHERE {cond}{top_only} GROUP BY pid, comm, address, stack_hash "
-            "ORDER BY pid, address, comm, stack_hash",
+            "SELECT pid, comm, address, role, stack_hash, max(kind), sum(contentions), "
+            "sum(wait_ns), max(max_ns), sum(eagain), sum(timeouts), sum(timeout_ns), "
+            "sum(interrupted), sumForEach(hist), sum(releases) "
+            f"FROM {table} WHERE {cond}{top_only} GROUP BY pid, comm, address, role, stack_hash "
+            "ORDER BY pid, address, comm, role, stack_hash",
             params,
         )
-        stacks = store.resolve_stacks(int(r[3]) for r in rows)
+        stacks = store.resolve_stacks(int(r[4]) for r in rows)
         return [
             LockStat(int(pid), str(comm), int(address), stacks[int(h)].frames,
                      contentions=int(c), wait_ns=int(w), max_ns=int(m), eagain=int(e),
                      timeouts=int(t), timeout_ns=int(tn), interrupted=int(i),
-                     hist=tuple(int(x) for x in hist))
-            for pid, comm, address, h, c, w, m, e, t, tn, i, hist in rows
+                     hist=tuple(int(x) for x in hist), kind=str(kind), role=str(role),
+                     releases=int(rel))
+            for pid, comm, address, role, h, kind, c, w, m, e, t, tn, i, hist, rel in rows
         ]  # fmt: skip
 
     def unwind(self, f: QueryFilter) -> UnwindTotals:
@@ -237,7 +248,7 @@ class StoreSource:
         if event_type is EventType.LOCK:
             profile.locks = self.lock_stats(f, None)
         table, value = _source(f)
-        cond, params = where(f, table)
+        cond, params = _stack_where(f, table)
         tid, thread = ("0", "''") if table == "lock_stats" else ("tid", "thread")
         rows = store.select(
             f"SELECT pid, {tid} AS t, comm, {thread} AS th, stack_hash, sum({value}) AS v "

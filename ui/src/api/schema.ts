@@ -84,6 +84,11 @@ export interface LockSummary {
   address: string;
   pid: number;
   comm: string;
+  /** mutex, rwlock_read, condvar, ...; '' when not known */
+  kind: string;
+  kind_label: string;
+  /** contention (a thread wanted a lock another held), idle (waiting for work or a signal) or unknown */
+  lock_class: string;
   contentions: number;
   wait_ns: number;
   avg_ns: number;
@@ -91,7 +96,17 @@ export interface LockSummary {
   p99_ns: number;
   eagain: number;
   timeouts: number;
+  /** releases that woke a waiter */
+  releases: number;
+  /** of the releases, those whose acquisition was seen (timed) */
+  holds: number;
+  hold_ns: number;
+  hold_p50_ns: number;
+  hold_p99_ns: number;
+  hold_max_ns: number;
   top_stack: FrameName[];
+  /** the top holding stack at release */
+  top_holder: FrameName[];
 }
 
 /** `GET /api/v1/locks`: top locks by wait time. */

@@ -224,7 +224,7 @@ class LockCollector:
             comm = decode_comm(value.comm)
             kind = kind_of[(key.tgid, key.uaddr)]
             waiter = stack(key.tgid, key.waiter_hash, key.waiter_err)
-            entry("wait", key.tgid, key.uaddr, waiter + (lock_kinds.leaf_frame(kind),),
+            entry("wait", key.tgid, key.uaddr, (*waiter, lock_kinds.leaf_frame(kind)),
                   comm).add(value)  # fmt: skip
             if key.waker_err != NO_WAKER and value.contentions:
                 waker = stack(key.tgid, key.waker_hash, key.waker_err)

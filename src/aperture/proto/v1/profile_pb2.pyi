@@ -20,6 +20,12 @@ class FrameKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_KIND_JIT: _ClassVar[FrameKind]
     FRAME_KIND_UNKNOWN: _ClassVar[FrameKind]
     FRAME_KIND_PYTHON: _ClassVar[FrameKind]
+
+class LockRole(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOCK_ROLE_WAIT: _ClassVar[LockRole]
+    LOCK_ROLE_HOLD: _ClassVar[LockRole]
+    LOCK_ROLE_WAKE: _ClassVar[LockRole]
 SCHEMA_VERSION_UNSPECIFIED: SchemaVersion
 SCHEMA_VERSION_1: SchemaVersion
 FRAME_KIND_UNSPECIFIED: FrameKind
@@ -28,6 +34,9 @@ FRAME_KIND_KERNEL: FrameKind
 FRAME_KIND_JIT: FrameKind
 FRAME_KIND_UNKNOWN: FrameKind
 FRAME_KIND_PYTHON: FrameKind
+LOCK_ROLE_WAIT: LockRole
+LOCK_ROLE_HOLD: LockRole
+LOCK_ROLE_WAKE: LockRole
 
 class AgentIdentity(_message.Message):
     __slots__ = ("agent_id", "host", "labels", "version")
@@ -89,7 +98,7 @@ class CpuSamples(_message.Message):
     def __init__(self, frequency_hz: _Optional[int] = ..., stack: _Optional[_Iterable[int]] = ..., count: _Optional[_Iterable[int]] = ..., pid: _Optional[_Iterable[int]] = ..., tid: _Optional[_Iterable[int]] = ..., comm: _Optional[_Iterable[int]] = ..., thread: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class LockSample(_message.Message):
-    __slots__ = ("stack", "pid", "comm", "address", "contentions", "wait_ns", "max_ns", "eagain", "timeouts", "timeout_ns", "interrupted", "hist")
+    __slots__ = ("stack", "pid", "comm", "address", "contentions", "wait_ns", "max_ns", "eagain", "timeouts", "timeout_ns", "interrupted", "hist", "kind", "role", "releases")
     STACK_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     COMM_FIELD_NUMBER: _ClassVar[int]
@@ -102,6 +111,9 @@ class LockSample(_message.Message):
     TIMEOUT_NS_FIELD_NUMBER: _ClassVar[int]
     INTERRUPTED_FIELD_NUMBER: _ClassVar[int]
     HIST_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
     stack: int
     pid: int
     comm: int
@@ -114,7 +126,10 @@ class LockSample(_message.Message):
     timeout_ns: int
     interrupted: int
     hist: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, stack: _Optional[int] = ..., pid: _Optional[int] = ..., comm: _Optional[int] = ..., address: _Optional[int] = ..., contentions: _Optional[int] = ..., wait_ns: _Optional[int] = ..., max_ns: _Optional[int] = ..., eagain: _Optional[int] = ..., timeouts: _Optional[int] = ..., timeout_ns: _Optional[int] = ..., interrupted: _Optional[int] = ..., hist: _Optional[_Iterable[int]] = ...) -> None: ...
+    kind: int
+    role: LockRole
+    releases: int
+    def __init__(self, stack: _Optional[int] = ..., pid: _Optional[int] = ..., comm: _Optional[int] = ..., address: _Optional[int] = ..., contentions: _Optional[int] = ..., wait_ns: _Optional[int] = ..., max_ns: _Optional[int] = ..., eagain: _Optional[int] = ..., timeouts: _Optional[int] = ..., timeout_ns: _Optional[int] = ..., interrupted: _Optional[int] = ..., hist: _Optional[_Iterable[int]] = ..., kind: _Optional[int] = ..., role: _Optional[_Union[LockRole, str]] = ..., releases: _Optional[int] = ...) -> None: ...
 
 class LockSamples(_message.Message):
     __slots__ = ("locks",)
