@@ -19,6 +19,7 @@ variables, semaphores, joins, barriers, parked threads).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Literal
 
@@ -31,6 +32,7 @@ KINDS: dict[str, tuple[str, LockClass]] = {
     "mutex": ("mutex", "contention"),
     "rwlock_read": ("rwlock (read)", "contention"),
     "rwlock_write": ("rwlock (write)", "contention"),
+    "rwlock": ("rwlock", "contention"),  # a lock word both readers and writers wait on
     "gil": ("Python GIL", "contention"),
     "condvar": ("condition variable", "idle"),
     "semaphore": ("semaphore", "idle"),
@@ -112,6 +114,17 @@ def classify(stack: Sequence[Frame]) -> str | None:
                 best = (level, kind)
                 break
     return best[1] if best else None
+
+
+def combined(kinds: Counter[str]) -> str:
+    """One lock word's kind from its records' kinds (weighted): readers and writers of one
+    rwlock make an ``rwlock``; otherwise the kind with the most weight."""
+    present = {k for k, n in kinds.items() if n > 0}
+    if not present:
+        return ""
+    if {"rwlock_read", "rwlock_write"} <= present:
+        return "rwlock"
+    return max(sorted(present), key=lambda k: kinds[k])
 
 
 def from_op(flags: int) -> str:

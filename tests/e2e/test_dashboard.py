@@ -276,18 +276,105 @@ def test_syscalls_table(ui: Session) -> None:
     ui.shot("syscalls")
 
 
-def test_locks_table_and_wait_flamegraph(ui: Session) -> None:
+MUTEX, MUTEX_2, CONDVAR = "0x7f3a2c001040", "0x7f3a2c0020c0", "0x7f3a2c003080"
+
+
+def names_drawn(ui: Session, testid: str) -> set[str]:
+    return {f["name"] for f in ui.frames(testid)}
+
+
+def test_locks_contention_class_and_the_mutex_flamegraphs(ui: Session) -> None:
     page = ui.open("/locks")
+    classes = page.get_by_test_id("lock-class")
+    contention = classes.get_by_role("button", name=re.compile(r"^Contention"))
+    contention.wait_for()
+    locks = ui.api("/api/v1/locks", limit=50)["locks"]
+    contended = sum(lk["lock_class"] == "contention" for lk in locks)
+    assert contention.get_attribute("aria-pressed") == "true"  # the default class
+    assert contention.inner_text().endswith(str(contended))
+    assert classes.get_by_role("button", name=re.compile(r"^Unclassified")).is_disabled()
+
     table = page.get_by_test_id("locks-table")
-    row = table.locator("tr", has_text="0x7f3a2c001040").first
+    row = table.locator(f"tr[data-lock='{MUTEX}']").first
     row.wait_for()
     assert "cache_get" in row.inner_text()
+    assert "mutex" in row.locator("td").nth(2).inner_text()
+    assert table.locator(f"tr[data-lock='{CONDVAR}']").count() == 0  # idle, not contention
+    # hold p50 (holds of about 2^19 ns), p99 (the tail near 2^22 ns) and the releases
+    # that woke a waiter, as the API gives them
+    mutex = next(lk for lk in locks if lk["address"] == MUTEX and lk["pid"] == 4242)
+    cells = table.locator(f"tr[data-lock='{MUTEX}']", has_text="(4242)").locator("td")
+    assert cells.nth(8).inner_text() == f"{mutex['hold_p50_ns'] / 1e3:.0f} µs"
+    assert cells.nth(9).inner_text() == f"{mutex['hold_p99_ns'] / 1e6:.1f} ms"
+    assert cells.nth(10).inner_text() == f"{mutex['releases']:,}"
+    # the other mutex was released to waiters but never seen acquired: no hold times
+    hold_p50 = table.locator(f"tr[data-lock='{MUTEX_2}']").first.locator("td").nth(8)
+    assert hold_p50.inner_text() == "–"
+    assert hold_p50.get_attribute("title") == "no acquisition seen"
+
     row.click()
     page.wait_for_url(re.compile(r"lock=0x7f3a2c001040"))
-    ui.frame("pthread_mutex_lock", "flame-lock")
-    text = ui.hover("cache_get", "flame-lock")
+    ui.frame("pthread_mutex_lock", "flame-lock-wait")
+    text = ui.hover("cache_get", "flame-lock-wait")
     assert "100.00%" in text  # every wait on this lock comes through cache_get
+    waiters = names_drawn(ui, "flame-lock-wait")
+    holders = names_drawn(ui, "flame-lock-hold")
+    wakers = names_drawn(ui, "flame-lock-wake")
+    assert "[contention: mutex]" in waiters and "flush_cache" not in waiters
+    assert "flush_cache" in holders and "cache_get" not in holders
+    assert "__lll_unlock_wake" in wakers and "__lll_unlock_wake" not in holders
+    assert "100.00%" in ui.hover("flush_cache", "flame-lock-hold")
     ui.shot("locks")
+
+    # no timed hold and no waker seen: one sentence each instead of an empty graph
+    page.get_by_test_id("locks-table").locator(f"tr[data-lock='{MUTEX_2}']").first.click()
+    page.wait_for_url(re.compile(r"lock=0x7f3a2c0020c0"))
+    ui.frame("gc_collect", "flame-lock-wait")
+    hold = page.get_by_test_id("lock-flame-hold").get_by_test_id("empty")
+    hold.get_by_text("No hold was timed").wait_for()
+    wake = page.get_by_test_id("lock-flame-wake").get_by_test_id("empty")
+    wake.get_by_text("No wake that ended a wait").wait_for()
+
+
+def test_locks_idle_class_lists_the_condvar_without_a_holder(ui: Session) -> None:
+    page = ui.open("/locks")
+    page.get_by_test_id("lock-class").get_by_role("button", name=re.compile(r"^Idle waits")).click()
+    page.wait_for_url(re.compile(r"lock_class=idle"))
+    table = page.get_by_test_id("locks-table")
+    row = table.locator(f"tr[data-lock='{CONDVAR}']").first
+    row.wait_for()
+    assert "condition variable" in row.inner_text() and "worker_loop" in row.inner_text()
+    assert table.locator(f"tr[data-lock='{MUTEX}']").count() == 0
+    assert "Hold p50" not in table.locator("thead").inner_text()  # idle waits have no holder
+
+    row.click()
+    page.wait_for_url(re.compile(r"lock=0x7f3a2c003080"))
+    assert "[idle: condition variable]" in names_drawn(ui, "flame-lock-wait")
+    assert "worker_loop" in names_drawn(ui, "flame-lock-wait")
+    assert "enqueue_job" in names_drawn(ui, "flame-lock-wake")
+    note = page.get_by_test_id("no-holder")
+    assert note.inner_text().startswith("A condition variable has no holder")
+    assert page.get_by_test_id("flame-lock-hold").count() == 0
+    # the class is in the URL: a reload shows the same
+    page.reload()
+    idle = page.get_by_test_id("lock-class").get_by_role("button", name=re.compile(r"^Idle waits"))
+    idle.wait_for()
+    assert idle.get_attribute("aria-pressed") == "true"
+    ui.shot("locks-idle")
+
+
+def test_overview_lists_contended_locks_and_links_the_idle_waits(ui: Session) -> None:
+    page = ui.open("/")
+    card = page.get_by_test_id("card-locks")
+    card.get_by_text(MUTEX).first.wait_for()
+    assert CONDVAR not in card.inner_text()  # the most wait time, but idle
+    idle = [lk for lk in ui.api("/api/v1/locks", limit=50)["locks"] if lk["lock_class"] == "idle"]
+    note = card.get_by_test_id("idle-waits")
+    waits = sum(lk["contentions"] for lk in idle)
+    assert f"{waits:,} idle waits on {len(idle)} lock" in note.inner_text()
+    note.get_by_role("link", name="Idle waits →").click()
+    page.wait_for_url(re.compile(r"/locks\?.*lock_class=idle"))
+    page.get_by_test_id("locks-table").locator(f"tr[data-lock='{CONDVAR}']").first.wait_for()
 
 
 def test_export_downloads_the_range(ui: Session) -> None:

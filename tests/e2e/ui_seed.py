@@ -3,9 +3,12 @@
 The numbers are chosen so the tests can check what a person sees: in the last
 hour ``parse_json`` takes 50% of CPU (10% the hour before: the regression the
 diff must show in red), ``render_template`` drops from 50% to 20% (green), and
-``read`` is the busiest syscall. Every CPU window says its user stacks were
-unwound from tables (``UNWIND``): 97.1% complete, 2.4% stopped early, 0.5% by
-frame pointers only, of 1000 stacks a window.
+``read`` is the busiest syscall. The lock profile has a contended mutex
+(waiters in ``cache_get``, held by ``flush_cache``), a second mutex whose holders'
+acquisitions were never seen, and a condition variable ``worker_loop`` idles on
+with the most wait time of all (idle waits are not contention). Every CPU window
+says its user stacks were unwound from tables (``UNWIND``): 97.1% complete, 2.4%
+stopped early, 0.5% by frame pointers only, of 1000 stacks a window.
 
 Run it by hand to fill a local aggregator for ``npm run dev``::
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from aperture.lock_kinds import leaf_frame
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.proto.v1 import aggregator_pb2_grpc
 from aperture.wire import Identity, encode
@@ -88,8 +92,15 @@ UNWIND = {
 }  # fmt: skip
 UNWIND_TABLE_BYTES = 3 << 20  # web-1's; web-2 has half as many tables' bytes
 
-LOCK_STACK = (*HANDLE, f("cache_get"), f("pthread_mutex_lock", "libc.so.6"))
-LOCK_STACK_2 = (*MAIN, f("gc_collect"), f("pthread_mutex_lock", "libc.so.6"))
+# Lock waiters' stacks end, as the agent sends them, with their class and kind
+MUTEX, MUTEX_2, CONDVAR = 0x7F3A2C001040, 0x7F3A2C0020C0, 0x7F3A2C003080
+LOCK_STACK = (*HANDLE, f("cache_get"), f("pthread_mutex_lock", "libc.so.6"), leaf_frame("mutex"))
+LOCK_STACK_2 = (*MAIN, f("gc_collect"), f("pthread_mutex_lock", "libc.so.6"), leaf_frame("mutex"))
+# the mutex's holder at the releases that woke a waiter, and the wake inside that release
+HOLDER_STACK = (*HANDLE, f("flush_cache"), f("pthread_mutex_unlock", "libc.so.6"))
+WAKER_STACK = (*HOLDER_STACK, f("__lll_unlock_wake", "libc.so.6"))
+COND_STACK = (*MAIN, f("worker_loop"), f("pthread_cond_wait", "libc.so.6"), leaf_frame("condvar"))
+COND_WAKER_STACK = (*HANDLE, f("enqueue_job"), f("pthread_cond_signal", "libc.so.6"))
 # Off-CPU: blocked reading a socket, and preempted while parsing
 _SLEEPING = f("[off-CPU: sleeping]", "[sched]", FrameKind.KERNEL)
 _RUNNABLE = f("[off-CPU: runnable]", "[sched]", FrameKind.KERNEL)
@@ -149,12 +160,40 @@ def cpu_profile(stacks: dict[tuple[Frame, ...], int], host: Host, start: int, en
 
 
 def lock_profile(host: Host, start: int, end: int) -> Profile:
+    mutex_wait_ns, cond_wait_ns = int(80_000_000 * host.load), int(1_500_000_000 * host.load)
+
+    def lock(
+        address: int,
+        stack: tuple[Frame, ...],
+        kind: str,
+        role: str = "wait",
+        *,
+        exp: int = 20,
+        **counts: int,
+    ) -> LockStat:
+        """A record whose log2 histogram puts its contentions near 2^exp ns."""
+        hist = hist_around(counts.get("contentions", 0), exp)
+        return LockStat(host.pid, "api-server", address, stack, kind=kind, role=role, hist=hist,
+                        **counts)  # fmt: skip
+
     locks = [
-        LockStat(host.pid, "api-server", 0x7F3A2C001040, LOCK_STACK, contentions=40,
-                 wait_ns=int(80_000_000 * host.load), max_ns=9_000_000, eagain=3,
-                 hist=hist_around(40, 20)),
-        LockStat(host.pid, "api-server", 0x7F3A2C0020C0, LOCK_STACK_2, contentions=12,
-                 wait_ns=6_000_000, max_ns=1_500_000, hist=hist_around(12, 18)),
+        lock(MUTEX, LOCK_STACK, "mutex", contentions=40, wait_ns=mutex_wait_ns, max_ns=9_000_000,
+             eagain=3),
+        # 30 releases woke a waiter, 24 of them by a holder whose acquisition was seen:
+        # contentions and wait_ns are those holds, about 2^19 ns each
+        lock(MUTEX, HOLDER_STACK, "mutex", "hold", releases=30, contentions=24,
+             wait_ns=int(12_000_000 * host.load), max_ns=6_000_000, exp=19),
+        lock(MUTEX, WAKER_STACK, "mutex", "wake", contentions=40, wait_ns=mutex_wait_ns,
+             max_ns=9_000_000),
+        lock(MUTEX_2, LOCK_STACK_2, "mutex", contentions=12, wait_ns=6_000_000,
+             max_ns=1_500_000, exp=18),
+        # released to waiters, never seen acquired: no hold times
+        lock(MUTEX_2, (*MAIN, f("gc_collect"), f("pthread_mutex_unlock", "libc.so.6")), "mutex",
+             "hold", releases=5),
+        lock(CONDVAR, COND_STACK, "condvar", contentions=25, wait_ns=cond_wait_ns,
+             max_ns=500_000_000, exp=25),
+        lock(CONDVAR, COND_WAKER_STACK, "condvar", "wake", contentions=25, wait_ns=cond_wait_ns,
+             max_ns=500_000_000, exp=25),
     ]  # fmt: skip
     return Profile(EventType.LOCK, "nanoseconds", start_ns=start, end_ns=end, locks=locks)
 

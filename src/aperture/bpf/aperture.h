@@ -267,6 +267,8 @@ enum cpu_stat {
 /* log2 latency buckets: bucket i counts durations in [2^i, 2^(i+1)) ns;
  * bucket 0 also takes 0 ns and the last one everything from 2^39 ns (~9 min). */
 #define APERTURE_HIST_BUCKETS 40
+/* Lock histograms: 4 buckets per power of two (fine_bucket in common.bpf.h). */
+#define APERTURE_FINE_BUCKETS 160
 
 /* Syscall tracer settings, written into .rodata before load. */
 struct syscall_config {
@@ -353,7 +355,7 @@ struct lock_stats {
 	__u64 timeouts;                /* ETIMEDOUT returns, time kept apart */
 	__u64 timeout_ns;
 	__u64 interrupted;             /* other errors (EINTR, ...) */
-	__u64 hist[APERTURE_HIST_BUCKETS];
+	__u64 hist[APERTURE_FINE_BUCKETS]; /* wait times, fine_bucket() */
 };
 
 struct lock_hold_key {
@@ -370,7 +372,7 @@ struct lock_hold_stats {
 	__u64 timed;                   /* of the releases, those whose acquisition was seen */
 	__u64 hold_ns;                 /* their total hold time */
 	__u64 max_ns;
-	__u64 hist[APERTURE_HIST_BUCKETS];
+	__u64 hist[APERTURE_FINE_BUCKETS]; /* hold times, fine_bucket() */
 };
 
 struct lock_state_key {

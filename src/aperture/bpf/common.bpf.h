@@ -50,6 +50,22 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return r < APERTURE_HIST_BUCKETS ? r : APERTURE_HIST_BUCKETS - 1;
 }
 
+/* A finer bucket: 4 per power of two (each at most 25% wide), so quantiles of
+ * lock waits and holds are within 12.5%. Bucket 4k+s is
+ * [2^k + s*2^(k-2), 2^k + (s+1)*2^(k-2)) for k >= 2; values below 4 go to the
+ * first bucket of their power of two (0 or 4). */
+static __always_inline __u32 fine_bucket(__u64 v)
+{
+	__u32 k = log2_bucket(v), r;
+
+	if (k < 2)
+		return k << 2;
+	if (k >= APERTURE_HIST_BUCKETS - 1)
+		return APERTURE_FINE_BUCKETS - 1;
+	r = (k << 2) + (__u32)((v >> (k - 2)) & 3);
+	return r < APERTURE_FINE_BUCKETS ? r : APERTURE_FINE_BUCKETS - 1;
+}
+
 /* The process (group leader) name of the current task. The array type matters:
  * BPF_CORE_READ_STR_INTO reads sizeof(*dst) bytes. */
 static __always_inline void process_comm(char (*comm)[APERTURE_COMM_LEN])

@@ -134,18 +134,18 @@ struct {
 	__type(value, __u32);
 } lock_control SEC(".maps");
 
-/* A zeroed value to create entries from (too big for the BPF stack). */
+/* A zeroed value to create entries from (too big for the BPF stack); never written. */
 union lock_fresh {
 	struct lock_stats wait;
 	struct lock_hold_stats hold;
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, union lock_fresh);
-} lock_scratch SEC(".maps");
+} lock_zero SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -309,12 +309,14 @@ static __noinline void lock_record_wait(struct lock_task *t)
 
 	stats = bpf_map_lookup_elem(waits, key);
 	if (!stats) {
-		fresh = bpf_map_lookup_elem(&lock_scratch, &zero);
+		fresh = bpf_map_lookup_elem(&lock_zero, &zero);
 		if (!fresh)
 			return;
-		__builtin_memset(fresh, 0, sizeof(*fresh));
-		process_comm(&fresh->wait.comm);
-		bpf_map_update_elem(waits, key, &fresh->wait, BPF_NOEXIST);
+		if (!bpf_map_update_elem(waits, key, &fresh->wait, BPF_NOEXIST)) {
+			stats = bpf_map_lookup_elem(waits, key);
+			if (stats)
+				process_comm(&stats->comm);
+		}
 		stats = bpf_map_lookup_elem(waits, key);
 		if (!stats) {
 			lock_count(LOCK_STAT_STATS_FULL);
@@ -324,7 +326,7 @@ static __noinline void lock_record_wait(struct lock_task *t)
 	if (ret == 0) {
 		__sync_fetch_and_add(&stats->contentions, 1);
 		__sync_fetch_and_add(&stats->wait_ns, delta);
-		__sync_fetch_and_add(&stats->hist[log2_bucket(delta)], 1);
+		__sync_fetch_and_add(&stats->hist[fine_bucket(delta)], 1);
 		atomic_max(&stats->max_ns, delta);
 	} else if (ret == -EAGAIN) {
 		__sync_fetch_and_add(&stats->eagain, 1);
@@ -481,12 +483,14 @@ static __noinline void lock_wake_end(__u32 tgid, struct lock_task *t, long ret)
 	key->holder_hash = t->holder_hash;
 	stats = bpf_map_lookup_elem(holds, key);
 	if (!stats) {
-		fresh = bpf_map_lookup_elem(&lock_scratch, &zero);
+		fresh = bpf_map_lookup_elem(&lock_zero, &zero);
 		if (!fresh)
 			return;
-		__builtin_memset(fresh, 0, sizeof(*fresh));
-		process_comm(&fresh->hold.comm);
-		bpf_map_update_elem(holds, key, &fresh->hold, BPF_NOEXIST);
+		if (!bpf_map_update_elem(holds, key, &fresh->hold, BPF_NOEXIST)) {
+			stats = bpf_map_lookup_elem(holds, key);
+			if (stats)
+				process_comm(&stats->comm);
+		}
 		stats = bpf_map_lookup_elem(holds, key);
 		if (!stats) {
 			lock_count(LOCK_STAT_HOLDS_FULL);
@@ -498,7 +502,7 @@ static __noinline void lock_wake_end(__u32 tgid, struct lock_task *t, long ret)
 	if (t->flags & LOCK_TASK_TIMED) {
 		__sync_fetch_and_add(&stats->timed, 1);
 		__sync_fetch_and_add(&stats->hold_ns, t->hold_ns);
-		__sync_fetch_and_add(&stats->hist[log2_bucket(t->hold_ns)], 1);
+		__sync_fetch_and_add(&stats->hist[fine_bucket(t->hold_ns)], 1);
 		atomic_max(&stats->max_ns, t->hold_ns);
 	}
 }

@@ -187,6 +187,7 @@ class LockRow:
     hold_hist: tuple[int, ...] = ()
     holders: Counter[tuple[Frame, ...]] = field(default_factory=Counter)  # by hold time
     wakers: Counter[tuple[Frame, ...]] = field(default_factory=Counter)  # by wait time ended
+    kinds: Counter[str] = field(default_factory=Counter)  # the waits' kinds, by count
 
     @property
     def lock_class(self) -> str:
@@ -219,7 +220,6 @@ def lock_rows(locks: Iterable[LockStat]) -> list[LockRow]:
         row = rows.get((rec.pid, rec.address))
         if row is None:
             row = rows[(rec.pid, rec.address)] = LockRow(rec.pid, rec.comm, rec.address)
-        row.kind = row.kind or rec.kind
         if rec.role == "hold":
             row.releases += rec.releases
             row.holds += rec.contentions
@@ -237,6 +237,11 @@ def lock_rows(locks: Iterable[LockStat]) -> list[LockRow]:
             row.timeouts += rec.timeouts
             row.hist = histogram.add(row.hist, rec.hist)
             row.stacks[rec.stack] += rec.wait_ns
+        row.kind = row.kind or rec.kind  # records of other roles name it when no wait does
+        if rec.kind and rec.role == "wait":
+            row.kinds[rec.kind] += rec.contentions + rec.eagain + rec.timeouts + 1
+    for row in rows.values():
+        row.kind = lock_kinds.combined(row.kinds) or row.kind
     return sorted(rows.values(), key=lambda r: (-r.wait_ns, -r.contentions, r.address))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs or py.typed
 
+from aperture import histogram
 from aperture.model import LOCK_ROLES
 from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.v1 import profile_pb2 as pb
@@ -329,7 +330,7 @@ def _lock_rows(
         timeouts=np.array([r.timeouts for r in recs], dtype=np.uint64),
         timeout_ns=np.array([r.timeout_ns for r in recs], dtype=np.uint64),
         interrupted=np.array([r.interrupted for r in recs], dtype=np.uint64),
-        hist=[list(r.hist) for r in recs],
+        hist=[list(histogram.fine(r.hist)) for r in recs],  # old agents: coarse
         releases=np.array([r.releases for r in recs], dtype=np.uint64),
     )
     # The lock flamegraph's samples: wait-weighted waiter stacks (as transforms.lock_samples).

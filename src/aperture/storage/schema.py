@@ -219,6 +219,8 @@ def _v4(lay: Layout) -> list[str]:
     # waiters' stacks; hold: the holder's at release, hold times; wake: the
     # waker's) and, for holds, the releases that woke a waiter. Rows written
     # before this migration read kind '', role 'wait', releases 0: waits, as they were.
+    # Their histograms become fine (4 buckets per power of two, as aperture.histogram):
+    # each coarse bucket's count at its power's first fine bucket.
     names = [lay.local("lock_stats")] + ([f"{lay.database}.lock_stats"] if lay.cluster else [])
     return [
         f"ALTER TABLE {name}{lay.on_cluster} "
@@ -226,6 +228,10 @@ def _v4(lay: Layout) -> list[str]:
         "ADD COLUMN IF NOT EXISTS role LowCardinality(String) DEFAULT 'wait' AFTER kind, "
         "ADD COLUMN IF NOT EXISTS releases UInt64 AFTER hist"
         for name in names
+    ] + [
+        f"ALTER TABLE {lay.local('lock_stats')}{lay.on_cluster} "
+        "UPDATE hist = arrayFlatten(arrayMap(x -> [x, 0, 0, 0], hist)) "
+        "WHERE length(hist) BETWEEN 1 AND 40 SETTINGS mutations_sync = 1"
     ]
 
 

@@ -20,6 +20,7 @@ describe("URL state", () => {
       fnModule: "app",
       sandwich: true,
       palette: "colorblind" as const,
+      lockClass: "idle" as const,
     };
     const url = formatUrl(s);
     const [path, query] = url.split("?");
@@ -38,6 +39,7 @@ describe("URL state", () => {
     expect(s.type).toBe("cpu");
     expect(s.maxNodes).toBe(DEFAULTS.maxNodes);
     expect(s.group).toBe("host");
+    expect(parseUrl("/locks", "?lock_class=busy").lockClass).toBe("contention");
   });
 
   it("turns filters into API parameters", () => {

@@ -23,6 +23,9 @@ export function isProfileType(t: string): t is ProfileType {
   return (PROFILE_TYPES as readonly string[]).includes(t);
 }
 export type GroupBy = "host" | "comm" | "pid";
+/** What a lock wait was: contention for a held lock, idle waiting for work or a signal, or not known. */
+export const LOCK_CLASSES = ["contention", "idle", "unknown"] as const;
+export type LockClass = (typeof LOCK_CLASSES)[number];
 
 export interface UrlState {
   view: View;
@@ -58,6 +61,7 @@ export interface UrlState {
   // locks
   lock: string;
   lockPid: string;
+  lockClass: LockClass;
   // alerts: the selected rule's id
   alert: string;
 }
@@ -90,6 +94,7 @@ export const DEFAULTS: UrlState = {
   perProcess: false,
   lock: "",
   lockPid: "",
+  lockClass: "contention",
   alert: "",
 };
 
@@ -119,6 +124,7 @@ const PARAMS: Partial<Record<keyof UrlState, string>> = {
   perProcess: "per_process",
   lock: "lock",
   lockPid: "lock_pid",
+  lockClass: "lock_class",
   alert: "alert",
 };
 
@@ -161,6 +167,7 @@ export function parseUrl(pathname: string, search: string): UrlState {
   s.perProcess = str("perProcess") === "1";
   s.lock = str("lock") ?? "";
   s.lockPid = str("lockPid") ?? "";
+  s.lockClass = oneOf(str("lockClass"), LOCK_CLASSES, "contention");
   s.alert = str("alert") ?? "";
   const focus = q.get(FOCUS);
   s.focus = focus ? focus.split(";") : [];

@@ -6,6 +6,7 @@ import type { Agent, Health, LocksResponse, SyscallsResponse, TopResponse } from
 import { ErrorBox, Loading } from "../components/States";
 import * as fmt from "../format";
 import { pctBar } from "../components/pctBar";
+import { classOf } from "./lockClass";
 import { filterParams } from "../state/url";
 import { hrefFor, useUrlState } from "../state/useUrlState";
 import type { UrlState } from "../state/url";
@@ -201,38 +202,57 @@ function SlowSyscalls() {
   );
 }
 
+const CONTENDED_ROWS = 6;
+
+/** The most contended locks, and a sentence on the idle waits left out. */
 function ContendedLocks() {
   const [s] = useUrlState();
-  const res = useApi<LocksResponse>("/api/v1/locks", { ...filterParams(s), limit: 6 });
+  // idle waits (condition variables, semaphores) often top the wait time: ask for enough rows to fill the card after filtering
+  const res = useApi<LocksResponse>("/api/v1/locks", { ...filterParams(s), limit: 50 });
   if (res.error) return <ErrorBox error={res.error} retry={res.reload} />;
   if (!res.data) return <Loading what="locks" />;
   if (res.data.locks.length === 0) return <div className="muted small">No lock waits in this range.</div>;
+  const contended = res.data.locks.filter((l) => classOf(l) === "contention").slice(0, CONTENDED_ROWS);
+  const idle = res.data.locks.filter((l) => classOf(l) === "idle");
+  const idleWaits = idle.reduce((n, l) => n + l.contentions, 0);
   return (
-    <table className="data compact">
-      <thead>
-        <tr>
-          <th>Lock</th>
-          <th className="num">Wait</th>
-          <th className="num">Contentions</th>
-        </tr>
-      </thead>
-      <tbody>
-        {res.data.locks.map((l) => (
-          <tr key={`${l.pid}/${l.address}`}>
-            <td>
-              <Link to={{ view: "locks", lock: l.address, lockPid: String(l.pid), focus: [] }}>
-                <span className="mono">{l.address}</span>
-              </Link>{" "}
-              <span className="muted small">
-                {l.comm} ({l.pid})
-              </span>
-            </td>
-            <td className="num">{fmt.duration(l.wait_ns)}</td>
-            <td className="num">{fmt.count(l.contentions)}</td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+    <>
+      {contended.length === 0 ? (
+        <div className="muted small">No contended locks in this range.</div>
+      ) : (
+        <table className="data compact">
+          <thead>
+            <tr>
+              <th>Lock</th>
+              <th className="num">Wait</th>
+              <th className="num">Contentions</th>
+            </tr>
+          </thead>
+          <tbody>
+            {contended.map((l) => (
+              <tr key={`${l.pid}/${l.address}`}>
+                <td>
+                  <Link to={{ view: "locks", lockClass: "contention", lock: l.address, lockPid: String(l.pid), focus: [] }}>
+                    <span className="mono">{l.address}</span>
+                  </Link>{" "}
+                  <span className="muted small">
+                    {l.comm} ({l.pid}) · {l.kind_label}
+                  </span>
+                </td>
+                <td className="num">{fmt.duration(l.wait_ns)}</td>
+                <td className="num">{fmt.count(l.contentions)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {idle.length > 0 && (
+        <div className="muted small hint" data-testid="idle-waits">
+          Not listed: {fmt.exact(idleWaits)} idle {idleWaits === 1 ? "wait" : "waits"} on {idle.length} {idle.length === 1 ? "lock" : "locks"} ({fmt.duration(idle.reduce((ns, l) => ns + l.wait_ns, 0))}), threads waiting for work or a signal.{" "}
+          <Link to={{ view: "locks", lockClass: "idle", lock: "", lockPid: "", focus: [] }}>Idle waits →</Link>
+        </div>
+      )}
+    </>
   );
 }
 
@@ -258,7 +278,7 @@ export function OverviewView() {
         <Card title="Slowest syscalls (p99)" testid="card-syscalls" link={<Link to={{ view: "syscalls", sort: "p99_ns", asc: false }}>Syscalls →</Link>}>
           <SlowSyscalls />
         </Card>
-        <Card title="Most contended locks" testid="card-locks" link={<Link to={{ view: "locks" }}>Locks →</Link>}>
+        <Card title="Most contended locks" testid="card-locks" link={<Link to={{ view: "locks", lockClass: "contention" }}>Locks →</Link>}>
           <ContendedLocks />
         </Card>
       </div>

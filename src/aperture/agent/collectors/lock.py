@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from dataclasses import dataclass, field
 
@@ -35,7 +35,7 @@ from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
 
 COMM_LEN = 16
-HIST_BUCKETS = 40
+HIST_BUCKETS = 160  # APERTURE_FINE_BUCKETS: 4 per power of two
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -200,35 +200,49 @@ class LockCollector:
                     frames[(tgid, h, err)] = () if err == -EFAULT else (LOST,)
             return frames[(tgid, h, err)]
 
-        # The kind of each lock word: from its waiters' stacks, else remembered, else the op.
+        # Each waiting stack names its kind; a lock word's kind (for waits without a stack,
+        # and for its releases) is its most waited-on kind, else remembered, else the op's.
+        classified: dict[tuple[int, int, int], str | None] = {}
+        votes: dict[tuple[int, int], Counter[str]] = {}
         ops: dict[tuple[int, int], int] = {}
-        for key, _ in waits:
+        for key, value in waits:
             lock = (key.tgid, key.uaddr)
             ops.setdefault(lock, key.flags)
             if key.waiter_hash:
-                kind = lock_kinds.classify(stack(key.tgid, key.waiter_hash, key.waiter_err))
-                if kind is not None:
-                    self._remember(lock, kind)
+                ck = (key.tgid, key.waiter_hash, key.waiter_err)
+                if ck not in classified:
+                    classified[ck] = lock_kinds.classify(stack(*ck))
+                named = classified[ck]
+                if named is not None:
+                    votes.setdefault(lock, Counter())[named] += 1 + value.contentions
+        for lock, counts in votes.items():
+            self._remember(lock, counts.most_common(1)[0][0])
         kind_of = {lock: self._kinds.get(lock) or lock_kinds.from_op(f) for lock, f in ops.items()}
 
-        acc: dict[tuple[str, int, int, tuple[Frame, ...]], _Acc] = {}
+        acc: dict[tuple[str, int, int, str, tuple[Frame, ...]], _Acc] = {}
         comms: dict[int, str] = {}
 
-        def entry(role: str, tgid: int, uaddr: int, frames_: tuple[Frame, ...], comm: str) -> _Acc:
-            k = (role, tgid, uaddr, frames_)
+        def entry(
+            role: str, tgid: int, uaddr: int, kind: str, frames_: tuple[Frame, ...], comm: str
+        ) -> _Acc:
+            k = (role, tgid, uaddr, kind, frames_)
             if k not in acc:
                 acc[k] = _Acc(comms.setdefault(tgid, comm))
             return acc[k]
 
         for key, value in waits:
             comm = decode_comm(value.comm)
-            kind = kind_of[(key.tgid, key.uaddr)]
+            kind = (
+                classified.get((key.tgid, key.waiter_hash, key.waiter_err))
+                or kind_of[(key.tgid, key.uaddr)]
+            )
             waiter = stack(key.tgid, key.waiter_hash, key.waiter_err)
-            entry("wait", key.tgid, key.uaddr, (*waiter, lock_kinds.leaf_frame(kind)),
-                  comm).add(value)  # fmt: skip
+            frames_ = (*waiter, lock_kinds.leaf_frame(kind))
+            entry("wait", key.tgid, key.uaddr, kind, frames_, comm).add(value)
             if key.waker_err != NO_WAKER and value.contentions:
+                # the waits a wake ended, under the waker's stack and the waiters' kind
                 waker = stack(key.tgid, key.waker_hash, key.waker_err)
-                woke = entry("wake", key.tgid, key.uaddr, waker, comm)
+                woke = entry("wake", key.tgid, key.uaddr, kind, waker, comm)
                 woke.contentions += value.contentions
                 woke.wait_ns += value.wait_ns
                 woke.max_ns = max(woke.max_ns, value.max_ns)
@@ -236,7 +250,8 @@ class LockCollector:
                     woke.hist[i] += n
         for hkey, hvalue in holds:
             holder = stack(hkey.tgid, hkey.holder_hash, hkey.holder_err)
-            held = entry("hold", hkey.tgid, hkey.uaddr, holder, decode_comm(hvalue.comm))
+            kind = self._kind_for(kind_of, hkey.tgid, hkey.uaddr)
+            held = entry("hold", hkey.tgid, hkey.uaddr, kind, holder, decode_comm(hvalue.comm))
             held.releases += hvalue.releases
             held.contentions += hvalue.timed
             held.wait_ns += hvalue.hold_ns
@@ -249,10 +264,9 @@ class LockCollector:
                 pid=tgid, comm=a.comm, address=uaddr, stack=frames_,
                 contentions=a.contentions, wait_ns=a.wait_ns, max_ns=a.max_ns, eagain=a.eagain,
                 timeouts=a.timeouts, timeout_ns=a.timeout_ns, interrupted=a.interrupted,
-                hist=tuple(a.hist), kind=self._kind_for(kind_of, tgid, uaddr), role=role,
-                releases=a.releases,
+                hist=tuple(a.hist), kind=kind, role=role, releases=a.releases,
             )
-            for (role, tgid, uaddr, frames_), a in acc.items()
+            for (role, tgid, uaddr, kind, frames_), a in acc.items()
         ]  # fmt: skip
         self.engine.touch({k.tgid for k, _ in waits})
         delta = self._counters.deltas()
