@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from aperture import lock_kinds
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.profile_types import PROFILE_TYPES
 from aperture.transforms import STATE_LABELS, LockKey, lock_key, merge_lock, merge_syscall
@@ -65,7 +66,8 @@ class ModeTotals:
     locks: dict[LockKey, LockStat] = field(default_factory=dict)
     lock_waits: int = 0
     lock_wait_ns: int = 0
-    contended: Distinct = field(default_factory=Distinct)
+    contended: Distinct = field(default_factory=Distinct)  # lock words waited on, any kind
+    contention_ns: int = 0  # of lock_wait_ns, the waits for a lock another thread held
     syscalls: dict[tuple[int, str, int], SyscallStat] = field(default_factory=dict)
     calls: int = 0
     errors: int = 0
@@ -143,6 +145,8 @@ class RunTotals:
             if lock.role == "wait":
                 t.lock_waits += lock.contentions
                 t.lock_wait_ns += lock.wait_ns
+                if lock_kinds.lock_class(lock.kind) == "contention":
+                    t.contention_ns += lock.wait_ns
                 if lock.contentions:
                     t.contended.update([(lock.pid, lock.address)])
             key = lock_key(lock)

@@ -112,10 +112,10 @@ def _losses(profile: Profile) -> str:
 def format_lock_summary(totals: ModeTotals, *, top: int = 10) -> str:
     profile = totals.profile()
     lines = [
-        f"Locks: {totals.lock_waits} futex waits, "
-        f"{format_duration_ns(totals.lock_wait_ns)} waited in total, {totals.contended} "
-        f"contended lock addresses over {profile.duration_s:.1f}s "
-        "(wait time, not hold time)",
+        f"Locks: {totals.lock_waits} futex waits on {totals.contended} lock words over "
+        f"{profile.duration_s:.1f}s, {format_duration_ns(totals.lock_wait_ns)} waited: "
+        f"{format_duration_ns(totals.contention_ns)} of it contention (a lock another "
+        "thread held), the rest idle or unclassified waiting",
         _losses(profile),
     ]
     if totals.contended.seen:
