@@ -186,10 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--lock-stack-every",
         type=_sample_every,
-        default=16,
+        default=64,
         metavar="N",
         help="lock: stacks for 1 in N shorter waits and releases, to bound the cost under futex "
-        "storms; the others' time is kept under [stack not sampled] (default: 16; 1: all)",
+        "storms; the others' time is kept under [stack not sampled] (default: 64; 1: all)",
     )
     parser.add_argument(
         "--per-process",

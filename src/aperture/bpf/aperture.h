@@ -415,8 +415,6 @@ struct lock_state {
 
 enum lock_stat {
 	LOCK_STAT_WAITS = 0,           /* futex waits that returned */
-	LOCK_STAT_WAKES,               /* futex wakes on a lock word with waiters seen */
-	LOCK_STAT_NOT_SAMPLED,         /* waits recorded without the waiter's stack */
 	LOCK_STAT_NO_STORAGE,          /* enter not recorded: no task storage */
 	LOCK_STAT_STATS_FULL,          /* a wait lost: the waits map was full */
 	LOCK_STAT_HOLDS_FULL,          /* a release lost: the holds map was full */

@@ -402,7 +402,6 @@ static __always_inline void lock_wait_end(void *ctx, __u32 tgid, __u32 tid, stru
 		key->waiter_err = lock_stack(ctx, tgid, tid, lock_ustacks(t->buf), &key->waiter_hash);
 	} else {
 		key->waiter_err = LOCK_STACK_NOT_SAMPLED;
-		lock_count(LOCK_STAT_NOT_SAMPLED);
 	}
 	lock_record_wait(t);
 }
@@ -476,7 +475,6 @@ static __noinline void lock_wake_end(__u32 tgid, struct lock_task *t, long ret)
 		return;
 	}
 	t->ts = 0;
-	lock_count(LOCK_STAT_WAKES);
 	key->tgid = tgid;
 	key->holder_err = t->holder_err;
 	key->uaddr = t->lock.uaddr;

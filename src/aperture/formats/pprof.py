@@ -91,12 +91,15 @@ class _Strings:
 
 
 def _lock_rows(profile: Profile) -> list[tuple[Sample, int, int]]:
-    """(sample, contentions, wait ns) per process and stack of a lock profile."""
+    """(sample, contentions, wait ns) per process and waiting stack of a lock profile (hold
+    and wake records are other views of the same waits: pprof gets the waits)."""
     if not profile.locks:
         return [(s, 0, s.value) for s in profile.samples]
     counts: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
     waits: Counter[tuple[int, str, tuple[Frame, ...]]] = Counter()
     for lock in profile.locks:
+        if lock.role != "wait":
+            continue
         key = (lock.pid, lock.comm, lock.stack)
         counts[key] += lock.contentions
         waits[key] += lock.wait_ns

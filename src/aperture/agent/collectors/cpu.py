@@ -145,7 +145,7 @@ class OffCpuOptions:
 @dataclass(frozen=True)
 class LockOptions:
     min_stack_ns: int = 100_000  # waits and holds this long always get their stacks
-    sample_every: int = 16  # stacks of 1 in N shorter waits and releases (all are counted)
+    sample_every: int = 64  # stacks of 1 in N shorter waits and releases (all are counted)
 
 
 @dataclass(frozen=True)

@@ -93,15 +93,13 @@ EFAULT = 14
 # enum lock_stat, in order
 STAT_NAMES = (
     "waits",
-    "wakes",
-    "waits_not_sampled",
     "no_task_storage",
     "waits_map_full",
     "holds_map_full",
     "stacks_map_full",
     "stack_collisions",
 )
-LOSS_NAMES = STAT_NAMES[3:]
+LOSS_NAMES = STAT_NAMES[1:]
 
 UNSAMPLED = Frame("[stack not sampled]", "[lock]", FrameKind.UNKNOWN)
 LOST = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
@@ -275,8 +273,14 @@ class LockCollector:
         assert options is not None  # checked at construction
         profile.labels = {
             "waits": str(delta["waits"]),
-            "wakes": str(delta["wakes"]),
-            "waits_not_sampled": str(delta["waits_not_sampled"]),
+            "wakes": str(sum(h.releases for _, h in holds)),
+            "waits_not_sampled": str(
+                sum(
+                    v.contentions + v.eagain + v.timeouts + v.interrupted
+                    for k, v in waits
+                    if k.waiter_err == NOT_SAMPLED
+                )
+            ),
             "stack_min_ns": str(options.min_stack_ns),
             "sample_every": str(options.sample_every),
         }
