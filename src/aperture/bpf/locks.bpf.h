@@ -94,18 +94,20 @@ struct {
 	__type(value, struct lock_task);
 } lock_tasks SEC(".maps");
 
+/* Preallocated (LRU): 16384 x ~150 bytes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 16384);
 	__type(key, struct lock_state_key);
 	__type(value, struct lock_state);
 } lock_states SEC(".maps");
 
+/* NO_PREALLOC: memory (1.4 KB an entry) only for the entries a window holds. */
 #define LOCK_WAITS(name)                                                       \
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
 		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
-		__uint(max_entries, 65536);                                    \
+		__uint(max_entries, 16384);                                    \
 		__type(key, struct lock_wait_key);                             \
 		__type(value, struct lock_stats);                              \
 	} name SEC(".maps")
@@ -114,7 +116,7 @@ struct {
 	struct {                                                               \
 		__uint(type, BPF_MAP_TYPE_HASH);                               \
 		__uint(map_flags, BPF_F_NO_PREALLOC);                          \
-		__uint(max_entries, 16384);                                    \
+		__uint(max_entries, 8192);                                     \
 		__type(key, struct lock_hold_key);                             \
 		__type(value, struct lock_hold_stats);                         \
 	} name SEC(".maps")
