@@ -104,4 +104,4 @@ def test_agent_filters_lock_records(
     profile = load_json(out.read_text())
     assert profile.locks and {k.comm for k in profile.locks} == {"mutex_contend"}
     assert {s.comm for s in profile.samples} == {"mutex_contend"}
-    assert profile.total == sum(k.wait_ns for k in profile.locks)
+    assert profile.total == sum(k.wait_ns for k in profile.locks if k.role == "wait")

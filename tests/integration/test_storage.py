@@ -13,6 +13,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 
 pytest.importorskip("chdb", reason="the storage tests need the aggregator extra (chdb)")
 
+from aperture import histogram
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.aggregator.buffer_source import BufferSource
 from aperture.formats.pprof import from_pprof, to_pprof_message
@@ -263,7 +265,9 @@ def test_export_profile_merges_the_range(store: Store) -> None:
         got = stored(store).export_profile(QueryFilter(et))
         assert (got.start_ns, got.end_ns, got.unit) == (want.start_ns, want.end_ns, want.unit)
         assert Counter(got.samples) == Counter(want.samples)
-        assert Counter(got.locks) == Counter(want.locks)
+        # the store keeps lock histograms in the fine layout (4 buckets per power of two)
+        fine = [replace(lk, hist=histogram.fine(lk.hist)) for lk in want.locks]
+        assert Counter(got.locks) == Counter(fine)
         key = lambda s: (s.pid, s.nr)  # noqa: E731
         assert sorted(got.syscalls, key=key) == sorted(want.syscalls, key=key)
     assert stored(store).export_profile(QueryFilter()).frequency_hz == 99
@@ -648,6 +652,32 @@ def rows_hashes(store: Store, b: pb.ProfileBatch) -> set[int]:
     return set(rows.tables()["stacks"].column("stack_hash").to_pylist())
 
 
+def test_a_store_at_migration_3_migrates_lock_rows_to_kinds_roles_and_fine_histograms(
+    engine_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dsn, db = f"chdb://{engine_dir}", f"t{next(_db)}"
+    coarse = [0] * 40
+    coarse[21] = 5  # five waits of [2.1, 4.2) ms
+    with monkeypatch.context() as m:
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:3])
+        with Store.open(dsn, database=db) as s:
+            s.command(
+                f"INSERT INTO {db}.stacks (stack_hash, names, modules, kinds, offsets, last_seen) "
+                "VALUES (7, ['main'], ['app'], ['user'], [4400], now())"
+            )
+            s.command(
+                f"INSERT INTO {db}.lock_stats (ts, window_start, host, agent_id, labels, pid, "
+                "comm, address, stack_hash, contentions, wait_ns, max_ns, eagain, timeouts, "
+                "timeout_ns, interrupted, hist) VALUES (now64(9), now64(9), 'h', 'a', {}, 9, "
+                f"'app', 4096, 7, 5, 15000000, 4000000, 0, 0, 0, 0, {coarse})"
+            )
+    with Store.open(dsn, database=db) as s:
+        (lock,) = StoreSource(s).lock_stats(QueryFilter(EventType.LOCK), None)
+    assert (lock.kind, lock.role, lock.releases, lock.contentions) == ("", "wait", 0, 5)
+    assert len(lock.hist) == histogram.FINE_BUCKETS and lock.hist[84] == 5
+    assert sum(lock.hist) == 5
+
+
 def test_a_store_at_migration_2_migrates_to_python_frames(
     engine_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -659,10 +689,10 @@ def test_a_store_at_migration_2_migrates_to_python_frames(
                 f"INSERT INTO {db}.stacks (stack_hash, names, modules, kinds, offsets, last_seen) "
                 "VALUES (7, ['main'], ['app'], ['user'], [4400], now())"
             )
-    assert [m.version for m in schema.MIGRATIONS][-1] == 3
+    latest = [m.version for m in schema.MIGRATIONS][-1]
     with Store.open(dsn, database=db) as s:
         versions = s.select(f"SELECT version FROM {db}.schema_migrations ORDER BY version")
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(v,) for v in range(1, latest + 1)]
         assert s.resolve_stacks([7])[7].frames == (Frame("main", "app", FrameKind.USER, 4400),)
         s.insert_batches(python_fleet())
         fg = stored(s).flamegraph(QueryFilter(), 100)

@@ -13,6 +13,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
+from aperture import histogram
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
 from aperture.model import EventType, Frame, LockStat, Profile, SyscallStat
 from aperture.profile_types import value_unit
@@ -162,7 +163,14 @@ class BufferSource:
         return merge(profiles).syscalls if profiles else []
 
     def lock_stats(self, f: QueryFilter, limit: int | None) -> list[LockStat]:
-        return [lk for p in self._profiles(f) for lk in p.locks]
+        # Histograms in the store's layout (old agents send coarse ones; the store keeps fine)
+        return [
+            lk
+            if histogram.is_fine(lk.hist) or not lk.hist
+            else replace(lk, hist=histogram.fine(lk.hist))
+            for p in self._profiles(f)
+            for lk in p.locks
+        ]
 
     def unwind(self, f: QueryFilter) -> UnwindTotals:
         totals = UnwindTotals()

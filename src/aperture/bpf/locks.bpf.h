@@ -442,7 +442,10 @@ static __always_inline int lock_wake_begin(void *ctx, __u32 tgid, __u32 tid, __u
 	t->hold_ns = hold;
 	t->flags = LOCK_TASK_WAKE | (timed ? LOCK_TASK_TIMED : 0) | (active ? LOCK_TASK_BUF1 : 0) |
 		   cmd;
-	if (lock_want_stack(&st->wake_stack_ts, now, hold)) {
+	/* A release after a long quiet spell on the word ends long waits: its stack is wanted
+	 * as a long hold's is, whether or not the hold is timed. */
+	if (lock_want_stack(&st->wake_stack_ts, now,
+			    st->wake_ts && now - st->wake_ts > hold ? now - st->wake_ts : hold)) {
 		t->holder_err = lock_stack(ctx, tgid, tid, lock_ustacks(active), &t->holder_hash);
 	} else {
 		t->holder_hash = 0;
