@@ -22,6 +22,7 @@ import pytest
 from aggregator_proc import AggregatorProcess
 from aperture.model import EventType, Frame, LockStat, Profile, Sample
 from aperture.proto.v1 import aggregator_pb2_grpc
+from aperture.storage import schema
 from aperture.wire import Identity, encode
 
 MAIN = (Frame("_start", "app"), Frame("main", "app"))
@@ -261,7 +262,8 @@ def test_migration_adds_the_columns_to_a_store_of_the_previous_schema(tmp_path: 
     out = subprocess.run([sys.executable, "-c", _READ_STORE, dsn], check=True, timeout=120,
                          capture_output=True, text=True)  # fmt: skip
     stored = json.loads(out.stdout)
-    assert stored["versions"] == [1, 2, 3]  # 3: Python frames, after this one
+    # every later migration too (3: Python frames, 4: lock kinds and roles)
+    assert stored["versions"] == [m.version for m in schema.MIGRATIONS]
     assert stored["rows"][0] == ["agent-h1", "auto", {
         "cpu.unwind_complete": 80, "cpu.unwind_end_bottom": 80, "cpu.unwind_end_depth": 4,
         "cpu.unwind_end_no_table": 6, "cpu.unwind_fp_frames": 5, "cpu.unwind_fp_only": 10,
