@@ -272,8 +272,13 @@ def _lock_table(rows: list[LockRow], *, holds: bool) -> str:
         if not holds:
             return []
         if not r.holds:
-            return ["-", "-"]
-        return [format_duration_ns(r.hold_quantile(0.5)), format_duration_ns(r.hold_quantile(0.99))]
+            return ["-", "-", "-", str(r.releases)]
+        return [
+            format_duration_ns(r.hold_ns),
+            format_duration_ns(r.hold_quantile(0.5)),
+            format_duration_ns(r.hold_quantile(0.99)),
+            f"{r.holds}/{r.releases}",
+        ]
 
     body = [
         [
@@ -285,6 +290,7 @@ def _lock_table(rows: list[LockRow], *, holds: bool) -> str:
         for r in rows
     ]  # fmt: skip
     header = ["lock", "pid", "process", "kind", "waits", "wait total", "avg", "max", "p99",
-              *(["hold p50", "hold p99"] if holds else []), "timeouts",
+              *(["held", "hold p50", "hold p99", "timed/releases"] if holds else []),
+              "timeouts",
               "top waiting stack (leaf first)"]  # fmt: skip
     return render_table(header, body, left=4, last_left=True)

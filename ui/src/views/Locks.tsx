@@ -181,6 +181,12 @@ function LockDetail({ address, pid, row }: { address: string; pid: string; row: 
           <span className="muted small">
             {" "}
             · {fmt.exact(row.contentions)} waits, longest {fmt.duration(row.max_ns)} · {fmt.exact(row.eagain)} EAGAIN · {fmt.exact(row.timeouts)} timeouts
+            {row.holds > 0 && !idle && (
+              <>
+                {" "}
+                · held {fmt.duration(row.hold_ns)} in {fmt.exact(row.holds)} timed holds, longest {fmt.duration(row.hold_max_ns)}
+              </>
+            )}
           </span>
         )}
       </h3>
