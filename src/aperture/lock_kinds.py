@@ -55,6 +55,8 @@ _NATIVE: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
         (r"^(pthread_)?rwlock.*wrlock|^pthread_rwlock_(timed|clock)?wrlock", "rwlock_write", 1),
         (r"^pthread_mutex_(timed|clock)?lock|^pthread_mutex_cond_lock|^lll_lock_wait", "mutex", 1),
         (r"^pthread_cond_(timed|clock)?wait|^pthread_cond_wait_common", "condvar", 1),
+        # a signaller waiting for the old group's waiters to leave (glibc 2.25+)
+        (r"^pthread_cond_(signal|broadcast)|^condvar_quiesce", "condvar", 1),
         (r"^(new_)?sem_(timed|clock)?wait|^new_sem_wait_slow|^do_futex_wait", "semaphore", 1),
         (r"^pthread_(clock|timed|try)?join|^pthread_clockjoin_ex", "join", 1),
         (r"^pthread_barrier_wait", "barrier", 1),
@@ -64,7 +66,9 @@ _NATIVE: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
             "mutex",
             2,
         ),
-        (r"^take_gil$|^PyEval_AcquireThread|^PyEval_RestoreThread", "gil", 2),
+        # the GIL outranks every primitive above it: a Condition.wait that got its lock
+        # back and waits for the GIL is waiting for the GIL
+        (r"^take_gil$|^PyEval_AcquireThread|^PyEval_RestoreThread", "gil", 3),
         (r"^queue_SimpleQueue_get", "semaphore", 2),
         # Rust std and parking_lot
         (r"sync::.*mutex.*::lock_contended|raw_mutex::RawMutex::lock_slow", "mutex", 2),
@@ -97,18 +101,27 @@ LOCK_OP_WAIT, LOCK_OP_LOCK_PI = 0, 2
 FLAG_VAL2 = 0x100
 
 
+GIL_LEVEL = 3
+
+
+def _plain(name: str) -> str:
+    """A symbol without leading underscores and glibc's internal ``__GI_`` alias prefix."""
+    name = name.lstrip("_")
+    return name[3:].lstrip("_") if name.startswith("GI_") else name
+
+
 def classify(stack: Sequence[Frame]) -> str | None:
     """The kind of lock a waiter's stack (root first) waited on, or None if none is named."""
     best: tuple[int, str] | None = None
     for frame in list(reversed(stack))[:SEARCH_DEPTH]:
         if frame.kind is FrameKind.PYTHON:
             kind = _PYTHON.get((frame.module.rsplit("/", 1)[-1], frame.name))
-            if kind is not None:
+            if kind is not None and (best is None or best[0] < GIL_LEVEL):
                 return kind  # the Python primitive the code called
             if best is not None:
                 return best[1]  # the leaf-most Python frame is the caller: native decides
             continue
-        name = frame.name.lstrip("_")
+        name = _plain(frame.name)
         for pattern, kind, level in _NATIVE:
             if (best is None or level > best[0]) and pattern.search(name):
                 best = (level, kind)
