@@ -47,6 +47,25 @@ def drain(collector: object) -> Profile:
     return collector.drain()
 
 
+def watched(
+    argv: list[str], tmp_path: Path, spawn: list[subprocess.Popen[bytes]], after: int
+) -> tuple[subprocess.Popen[bytes], str, list[str], Profile]:
+    """Run a workload under the lock collector (``GO`` in ``argv``: the file it waits for):
+    the process, its first line (printed before go), the ``after`` lines it prints at the
+    end, and the profile of its run."""
+    go = tmp_path / "go"
+    proc = subprocess.Popen([str(go) if a == "GO" else a for a in argv], stdout=subprocess.PIPE)
+    spawn.append(proc)
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode().strip()
+    with lock_collector(proc.pid) as collector:
+        go.touch()
+        lines = [proc.stdout.readline().decode().strip() for _ in range(after)]
+        proc.wait(timeout=60)
+        profile = drain(collector)
+    return proc, first, lines, profile
+
+
 def names(stacks: object) -> set[str]:
     return {f.name for stack in stacks for f in stack}  # type: ignore[attr-defined]
 
@@ -59,19 +78,10 @@ def rows_in(profile: Profile, lo: int, size: int) -> list[LockRow]:
 def test_mutex_waits_holds_and_the_holder(
     workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    go = tmp_path / "go"
-    proc = subprocess.Popen(
-        [str(workloads / "mutex_contend"), str(go), "4", "40", "2000"], stdout=subprocess.PIPE
+    proc, first, (measured, median), profile = watched(
+        [str(workloads / "mutex_contend"), "GO", "4", "40", "2000"], tmp_path, spawn, after=2
     )
-    spawn.append(proc)
-    assert proc.stdout is not None
-    address = int(proc.stdout.readline(), 16)
-    with lock_collector(proc.pid) as collector:
-        go.touch()
-        measured_ns = int(proc.stdout.readline())
-        hold_median_ns = int(proc.stdout.readline())
-        proc.wait(timeout=60)
-        profile = drain(collector)
+    address, measured_ns, hold_median_ns = int(first, 16), int(measured), int(median)
     rows = {row.address: row for row in lock_rows(profile.locks)}
     assert address in rows, f"lock 0x{address:x} not among {[hex(a) for a in rows]}"
     row = rows[address]
@@ -97,18 +107,11 @@ def test_mutex_waits_holds_and_the_holder(
 def test_an_idle_pool_on_a_condition_variable_is_idle_waiting_not_contention(
     workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    go = tmp_path / "go"
-    proc = subprocess.Popen(
-        [str(workloads / "condvar_pool"), str(go), "4", "1500", "12"], stdout=subprocess.PIPE
+    _, first, done, profile = watched(
+        [str(workloads / "condvar_pool"), "GO", "4", "1500", "12"], tmp_path, spawn, after=1
     )
-    spawn.append(proc)
-    assert proc.stdout is not None
-    cond = int(proc.stdout.readline(), 16)
-    with lock_collector(proc.pid) as collector:
-        go.touch()
-        assert proc.stdout.readline().strip() == b"done"
-        proc.wait(timeout=60)
-        profile = drain(collector)
+    cond = int(first, 16)
+    assert done == ["done"]
     # pthread_cond_t is 48 bytes; its waiters sleep on words inside it.
     condvar = rows_in(profile, cond, 48)
     assert condvar, [hex(r.address) for r in lock_rows(profile.locks)]
@@ -127,18 +130,11 @@ def test_an_idle_pool_on_a_condition_variable_is_idle_waiting_not_contention(
 def test_readers_waits_are_attributed_to_the_writer(
     workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    go = tmp_path / "go"
-    proc = subprocess.Popen(
-        [str(workloads / "rwlock_readers"), str(go), "3", "150", "2000"], stdout=subprocess.PIPE
+    _, first, done, profile = watched(
+        [str(workloads / "rwlock_readers"), "GO", "3", "150", "2000"], tmp_path, spawn, after=1
     )
-    spawn.append(proc)
-    assert proc.stdout is not None
-    rwlock = int(proc.stdout.readline(), 16)
-    with lock_collector(proc.pid) as collector:
-        go.touch()
-        assert proc.stdout.readline().strip() == b"done"
-        proc.wait(timeout=60)
-        profile = drain(collector)
+    rwlock = int(first, 16)
+    assert done == ["done"]
     # pthread_rwlock_t is 56 bytes; readers and the writer sleep on words inside it.
     inside = [lk for lk in profile.locks if rwlock <= lk.address < rwlock + 56]
     reads = [lk for lk in inside if lk.role == "wait" and lk.kind == "rwlock_read"]
@@ -164,19 +160,12 @@ def test_a_python_lock_is_contention_with_its_python_frames(
     python = Path("/usr/bin/python3.11")
     if not python.exists():
         pytest.skip("Debian's /usr/bin/python3.11 is not installed")
-    go = tmp_path / "go"
-    proc = subprocess.Popen(
-        [str(python), str(WORKLOADS / "py_lock_contend.py"), str(go), "4", "40", "2"],
-        stdout=subprocess.PIPE,
-    )
-    spawn.append(proc)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == b"ready"
-    with lock_collector(proc.pid) as collector:
-        go.touch()
-        measured_ns = int(proc.stdout.readline())
-        proc.wait(timeout=60)
-        profile = drain(collector)
+    _, first, (measured,), profile = watched(
+        [str(python), str(WORKLOADS / "py_lock_contend.py"), "GO", "4", "40", "2"],
+        tmp_path, spawn, after=1,
+    )  # fmt: skip
+    assert first == "ready"
+    measured_ns = int(measured)
     rows = [r for r in lock_rows(profile.locks) if r.kind == "mutex"]
     assert rows, [(hex(r.address), r.kind, r.contentions) for r in lock_rows(profile.locks)]
     top = max(rows, key=lambda r: r.wait_ns)

@@ -129,12 +129,7 @@ USTACKS_MAP(lustacks0);
 USTACKS_MAP(lustacks1);
 
 /* lock_control[0]: which buffer lock events write to (flipped by the agent). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
-} lock_control SEC(".maps");
+CONTROL_MAP(lock_control);
 
 /* A zeroed value to create entries from (too big for the BPF stack); never written. */
 union lock_fresh {
@@ -149,26 +144,11 @@ struct {
 	__type(value, union lock_fresh);
 } lock_zero SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, LOCK_STAT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} lock_counters SEC(".maps");
-
-static __always_inline void lock_count(__u32 index)
-{
-	__u64 *value = bpf_map_lookup_elem(&lock_counters, &index);
-
-	if (value)
-		*value += 1; /* per-CPU slot */
-}
+STATS_ARRAY(lock_counters, LOCK_STAT_MAX);
 
 static __always_inline __u32 lock_active(void)
 {
-	__u32 zero = 0, *active = bpf_map_lookup_elem(&lock_control, &zero);
-
-	return active && *active;
+	return active_buffer(&lock_control);
 }
 
 static __always_inline void *lock_ustacks(__u32 buf)
@@ -229,13 +209,13 @@ static __always_inline __s32 lock_stack(void *ctx, __u32 tgid, __u32 tid, void *
 	seen = bpf_map_lookup_elem(ustacks, out);
 	if (seen) {
 		if (!same_stack(seen, stack)) {
-			lock_count(LOCK_STAT_STACK_COLLISION);
+			bump(&lock_counters, LOCK_STAT_STACK_COLLISION);
 			*out = 0;
 			return -17;
 		}
 	} else if (bpf_map_update_elem(ustacks, out, stack, BPF_NOEXIST)) {
 		if (!bpf_map_lookup_elem(ustacks, out)) {
-			lock_count(LOCK_STAT_STACKS_FULL);
+			bump(&lock_counters, LOCK_STAT_STACKS_FULL);
 			*out = 0;
 			return -28;
 		}
@@ -277,7 +257,7 @@ static __always_inline int lock_wait_begin(__u32 tgid, __u32 tid, __u64 uaddr, _
 	t = bpf_task_storage_get(&lock_tasks, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!t) {
-		lock_count(LOCK_STAT_NO_STORAGE);
+		bump(&lock_counters, LOCK_STAT_NO_STORAGE);
 		return 0;
 	}
 	t->ts = bpf_ktime_get_ns();
@@ -321,7 +301,7 @@ static __noinline void lock_record_wait(struct lock_task *t)
 		}
 		stats = bpf_map_lookup_elem(waits, key);
 		if (!stats) {
-			lock_count(LOCK_STAT_STATS_FULL);
+			bump(&lock_counters, LOCK_STAT_STATS_FULL);
 			return;
 		}
 	}
@@ -383,7 +363,7 @@ static __always_inline void lock_wait_end(void *ctx, __u32 tgid, __u32 tid, stru
 	struct lock_state *st;
 	int want;
 
-	lock_count(LOCK_STAT_WAITS);
+	bump(&lock_counters, LOCK_STAT_WAITS);
 	t->hold_ns = now - t->ts;
 	t->ret = ret;
 	t->buf = lock_active();
@@ -419,7 +399,7 @@ static __always_inline int lock_wake_begin(void *ctx, __u32 tgid, __u32 tid, __u
 	t = bpf_task_storage_get(&lock_tasks, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!t) {
-		lock_count(LOCK_STAT_NO_STORAGE);
+		bump(&lock_counters, LOCK_STAT_NO_STORAGE);
 		return 0;
 	}
 	t->ts = 0;
@@ -496,7 +476,7 @@ static __noinline void lock_wake_end(__u32 tgid, struct lock_task *t, long ret)
 		}
 		stats = bpf_map_lookup_elem(holds, key);
 		if (!stats) {
-			lock_count(LOCK_STAT_HOLDS_FULL);
+			bump(&lock_counters, LOCK_STAT_HOLDS_FULL);
 			return;
 		}
 	}

@@ -16,22 +16,15 @@ kind and whether it was contention or idle waiting.
 from __future__ import annotations
 
 import ctypes
-import time
 from collections import Counter, OrderedDict
 from ctypes import c_char, c_int32, c_uint32, c_uint64
 from dataclasses import dataclass, field
 
 from aperture import lock_kinds
-from aperture.agent.collectors.bpfobj import (
-    DoubleBuffer,
-    PerCpuCounters,
-    check_layout,
-    decode_comm,
-)
+from aperture.agent.collectors.bpfobj import decode_comm
 from aperture.agent.collectors.cpu import CpuCollector, UserStack
-from aperture.errors import UserError
+from aperture.agent.collectors.riders import EngineRider
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
-from aperture.profile_types import value_unit
 from aperture.transforms import lock_samples
 
 COMM_LEN = 16
@@ -134,55 +127,27 @@ class _Acc:
             self.hist[i] += n
 
 
-class LockCollector:
-    """Drains the lock records of a CPU collector's object; one :meth:`drain` per window.
-
-    ``owns_engine``: this collector starts and closes the CPU collector (no
-    ``cpu`` mode and no other owner); otherwise the engine is started first
-    and closed by its owner.
-    """
+class LockCollector(EngineRider):
+    """Drains the lock records of a CPU collector's object; one :meth:`drain` per window
+    (``--mode lock`` without ``cpu`` or ``offcpu`` owns the engine)."""
 
     event_type = EventType.LOCK
+    option = "lock"
+    control_map = "lock_control"
+    counters_map = "lock_counters"
+    stat_names = STAT_NAMES
+    layouts = (
+        ("lock_waits0", LockWaitKey, LockStats),
+        ("lock_holds0", LockHoldKey, LockHoldStats),
+        ("lustacks0", c_uint64, UserStack),
+    )
 
     def __init__(self, engine: CpuCollector, *, owns_engine: bool) -> None:
-        if engine.options.lock is None:
-            raise ValueError("the CPU collector was made without lock options")
-        self.engine = engine
-        self._owns = owns_engine
-        self._buffers: DoubleBuffer | None = None
-        self._counters: PerCpuCounters | None = None
-        self._window_start_ns = 0
+        super().__init__(engine, owns_engine=owns_engine)
         self._kinds: OrderedDict[tuple[int, int], str] = OrderedDict()
 
-    def start(self) -> None:
-        if self._owns:
-            self.engine.start()
-        obj = self.engine.bpf_object()
-        check_layout(obj.map("lock_waits0"), LockWaitKey, LockStats)
-        check_layout(obj.map("lock_holds0"), LockHoldKey, LockHoldStats)
-        check_layout(obj.map("lustacks0"), c_uint64, UserStack)
-        self._buffers = DoubleBuffer(obj.map("lock_control"))
-        self._counters = PerCpuCounters(obj.map("lock_counters"), STAT_NAMES)
-        self._window_start_ns = time.time_ns()
-
-    def close(self) -> None:
-        if self._owns:
-            self.engine.close()
-        self._buffers = None
-
-    def sample_count(self) -> int:
-        """Waits seen so far (cheap: for progress display)."""
-        return self._counters.read()[0] if self._counters else 0
-
     def drain(self) -> Profile:
-        if self._buffers is None or self._counters is None:
-            raise UserError("the lock tracer is not running")
-        obj = self.engine.bpf_object()
-        end_ns = time.time_ns()
-        idle = self._buffers.flip()
-        profile = Profile(EventType.LOCK, value_unit(EventType.LOCK),
-                          start_ns=self._window_start_ns, end_ns=end_ns)  # fmt: skip
-        self._window_start_ns = end_ns
+        obj, idle, profile = self._next_window()
         waits = obj.map(f"lock_waits{idle}").drain(LockWaitKey, LockStats)
         holds = obj.map(f"lock_holds{idle}").drain(LockHoldKey, LockHoldStats)
         unwound = self.engine.read_unwound(f"lustacks{idle}")
@@ -267,7 +232,7 @@ class LockCollector:
             for (role, tgid, uaddr, kind, frames_), a in acc.items()
         ]  # fmt: skip
         self.engine.touch({k.tgid for k, _ in waits})
-        delta = self._counters.deltas()
+        delta = self._deltas()
         profile.losses = {n: delta[n] for n in LOSS_NAMES}
         options = self.engine.options.lock
         assert options is not None  # checked at construction

@@ -13,15 +13,12 @@ task state it left in; the state is the leaf of the stack, a frame named
 from __future__ import annotations
 
 import ctypes
-import time
 from collections import Counter
 from ctypes import c_uint32, c_uint64
 
-from aperture.agent.collectors.bpfobj import DoubleBuffer, PerCpuCounters, check_layout
-from aperture.agent.collectors.cpu import MAX_STACK_DEPTH, CpuCollector, CpuKey, UserStack
-from aperture.errors import UserError
+from aperture.agent.collectors.cpu import MAX_STACK_DEPTH, CpuKey, UserStack
+from aperture.agent.collectors.riders import EngineRider
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
-from aperture.profile_types import value_unit
 
 
 class OffCpuKey(ctypes.Structure):
@@ -66,54 +63,23 @@ STAT_NAMES = (
 LOSS_NAMES = STAT_NAMES[4:]
 
 
-class OffCpuCollector:
-    """Drains the off-CPU records of a CPU collector's object; one :meth:`drain` per window.
-
-    ``owns_engine``: this collector starts and closes the CPU collector (``--mode
-    offcpu`` without ``cpu``); otherwise the CPU collector is started first and
-    closed by its own owner.
-    """
+class OffCpuCollector(EngineRider):
+    """Drains the off-CPU records of a CPU collector's object; one :meth:`drain` per window
+    (``--mode offcpu`` without ``cpu`` owns the engine)."""
 
     event_type = EventType.OFFCPU
-
-    def __init__(self, engine: CpuCollector, *, owns_engine: bool) -> None:
-        if engine.options.offcpu is None:
-            raise ValueError("the CPU collector was made without off-CPU options")
-        self.engine = engine
-        self._owns = owns_engine
-        self._buffers: DoubleBuffer | None = None
-        self._counters: PerCpuCounters | None = None
-        self._window_start_ns = 0
-
-    def start(self) -> None:
-        if self._owns:
-            self.engine.start()
-        obj = self.engine.bpf_object()
-        check_layout(obj.map("offcpu_counts0"), OffCpuKey, c_uint64)
-        check_layout(obj.map("kstacks0"), c_uint64, KernelStack)
-        check_layout(obj.map("oustacks0"), c_uint64, UserStack)
-        self._buffers = DoubleBuffer(obj.map("offcpu_control"))
-        self._counters = PerCpuCounters(obj.map("offcpu_stats"), STAT_NAMES)
-        self._window_start_ns = time.time_ns()
-
-    def close(self) -> None:
-        if self._owns:
-            self.engine.close()
-        self._buffers = None
-
-    def sample_count(self) -> int:
-        """Blocks recorded so far (cheap: for progress display)."""
-        return self._counters.read()[0] if self._counters else 0
+    option = "offcpu"
+    control_map = "offcpu_control"
+    counters_map = "offcpu_stats"
+    stat_names = STAT_NAMES
+    layouts = (
+        ("offcpu_counts0", OffCpuKey, c_uint64),
+        ("kstacks0", c_uint64, KernelStack),
+        ("oustacks0", c_uint64, UserStack),
+    )
 
     def drain(self) -> Profile:
-        if self._buffers is None or self._counters is None:
-            raise UserError("the off-CPU collector is not running")
-        obj = self.engine.bpf_object()
-        end_ns = time.time_ns()
-        idle = self._buffers.flip()
-        profile = Profile(EventType.OFFCPU, value_unit(EventType.OFFCPU),
-                          start_ns=self._window_start_ns, end_ns=end_ns)  # fmt: skip
-        self._window_start_ns = end_ns
+        obj, idle, profile = self._next_window()
         entries = obj.map(f"offcpu_counts{idle}").drain(OffCpuKey, c_uint64)
         kernel = {
             int(h): tuple(a for a in st.ips[: min(st.len, MAX_STACK_DEPTH)] if a)
@@ -148,7 +114,7 @@ class OffCpuCollector:
             for (pid, tid, comm, thread, stack), value in merged.items()
         ]
         self.engine.touch({k.tgid for k, _ in keys})
-        delta = self._counters.deltas()
+        delta = self._deltas()
         profile.losses = {n: delta[n] for n in LOSS_NAMES}
         options = self.engine.options.offcpu
         assert options is not None  # checked at construction
