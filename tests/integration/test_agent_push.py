@@ -136,3 +136,51 @@ def test_off_cpu_time_arrives_as_its_own_type_and_is_answered(
         assert sum(s.value for s in back[0].profile.samples) == recorded.total
     finally:
         assert agg.stop() == 0
+
+
+def test_lock_kinds_holders_and_wakers_arrive_and_are_answered(
+    workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """Locks end to end: agent, wire (roles, kinds), store, /locks and the role flamegraphs."""
+    import httpx
+
+    agg = AggregatorProcess(tmp_path / "agg").start()
+    try:
+        go = tmp_path / "go"
+        work = subprocess.Popen([str(workloads / "mutex_contend"), str(go), "4", "60", "2000"],
+                                stdout=subprocess.PIPE)  # fmt: skip
+        spawn.append(work)
+        assert work.stdout is not None
+        address = int(work.stdout.readline(), 16)
+        local = tmp_path / "local.json"
+        proc = agent(agg, "--mode", "lock", "--pid", str(work.pid), "--push-interval", "1s",
+                     "--duration", "5s", "-o", str(local))  # fmt: skip
+        time.sleep(2)  # attached
+        go.touch()
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        recorded = load_json(local.read_text())
+        agg.wait_stored()
+        params = {"pid": str(work.pid), "from": "-10m"}
+        answer = httpx.get(f"{agg.http}/api/v1/locks", params=params, headers=agg.headers())
+        assert answer.status_code == 200, answer.text
+        locks = {lk["address"]: lk for lk in answer.json()["locks"]}
+        mutex = locks[f"0x{address:x}"]
+        assert (mutex["kind"], mutex["lock_class"]) == ("mutex", "contention")
+        waits = [lk for lk in recorded.locks if lk.role == "wait" and lk.address == address]
+        assert mutex["wait_ns"] == sum(lk.wait_ns for lk in waits)
+        assert mutex["holds"] > 0 and 1.6e6 < mutex["hold_p50_ns"] < 2.6e6, mutex
+        assert "hold_the_lock" in {f["name"] for f in mutex["top_holder"]}
+        for role, wanted in (("wait", "[contention: mutex]"), ("hold", "hold_the_lock"),
+                             ("wake", "hold_the_lock")):  # fmt: skip
+            fg = httpx.get(f"{agg.http}/api/v1/flamegraph", headers=agg.headers(),
+                           params={**params, "type": "lock", "address": hex(address),
+                                   "role": role})  # fmt: skip
+            assert fg.status_code == 200, fg.text
+            body = fg.json()
+            assert wanted in {body["names"][i] for i in body["nodes"]["name"]}, role
+        bad = httpx.get(f"{agg.http}/api/v1/flamegraph", headers=agg.headers(),
+                        params={**params, "type": "lock", "role": "owner"})  # fmt: skip
+        assert bad.status_code == 400 and "not a lock role" in bad.text
+    finally:
+        assert agg.stop() == 0
