@@ -173,9 +173,10 @@ def test_agent_silent_on_schedule(tmp_path: Path, receiver: Receiver) -> None:
         c.push([cpu(1, 1)], agent="a9")
         time.sleep(0.5)
         assert receiver.statuses("silent-a9") == []
-        receiver.wait_for("silent-a9", ["firing"], timeout=5)  # pushes stopped
+        # 1 s evaluations; the timeouts leave room for a loaded CI host (it once took > 5 s)
+        receiver.wait_for("silent-a9", ["firing"], timeout=15)  # pushes stopped
         c.push([cpu(1, 1)], agent="a9")
-        receiver.wait_for("silent-a9", ["firing", "resolved"], timeout=5)
+        receiver.wait_for("silent-a9", ["firing", "resolved"], timeout=15)
     finally:
         agg.stop()
 

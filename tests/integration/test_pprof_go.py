@@ -204,6 +204,8 @@ def test_real_agent_pprof_and_aggregator_export_agree(
         [ours_local] = from_pprof(local.read_bytes())
         assert {s.pid for s in ours_local.profile.samples} == {work.pid}
 
+        # every batch the agent pushed is stored before the two questions, so both see all
+        agg.wait_stored()
         params = {"from": "-1h", "agent": "pprof-e2e", "pid": str(work.pid)}
         top = httpx.get(f"{agg.http}/api/v1/top", params={**params, "limit": 1000},
                         headers=agg.headers()).json()  # fmt: skip
