@@ -46,6 +46,9 @@ UNKNOWN = "futex"
 # Frames searched from the wait toward the root: the primitive is near the leaf.
 SEARCH_DEPTH = 16
 
+# The GIL outranks everything above it, and a Python primitive anything below the GIL.
+GIL_LEVEL = 4
+
 # (pattern on the name without leading underscores, kind, level): the highest level found wins.
 _NATIVE: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
     (re.compile(p), kind, level)
@@ -68,8 +71,9 @@ _NATIVE: tuple[tuple[re.Pattern[str], str, int], ...] = tuple(
         ),
         # the GIL outranks every primitive above it: a Condition.wait that got its lock
         # back and waits for the GIL is waiting for the GIL
-        (r"^take_gil$|^PyEval_AcquireThread|^PyEval_RestoreThread", "gil", 3),
-        (r"^queue_SimpleQueue_get", "semaphore", 2),
+        (r"^take_gil$|^PyEval_AcquireThread|^PyEval_RestoreThread", "gil", GIL_LEVEL),
+        # a C primitive made of a Python lock: the queue a thread pool's workers idle on
+        (r"^queue_SimpleQueue_get", "semaphore", 3),
         # Rust std and parking_lot
         (r"sync::.*mutex.*::lock_contended|raw_mutex::RawMutex::lock_slow", "mutex", 2),
         (r"rwlock.*::read_contended|RawRwLock::lock_shared_slow", "rwlock_read", 2),
@@ -99,9 +103,6 @@ _PYTHON: dict[tuple[str, str], str] = {
 
 LOCK_OP_WAIT, LOCK_OP_LOCK_PI = 0, 2
 FLAG_VAL2 = 0x100
-
-
-GIL_LEVEL = 3
 
 
 def _plain(name: str) -> str:

@@ -53,6 +53,10 @@ def stack(*leaf_first: str) -> tuple[Frame, ...]:
           "threading.py:Condition.wait"), "gil"),
         (("__futex_abstimed_wait_common", "PyThread_acquire_lock_timed",
           "threading.py:Thread._wait_for_tstate_lock", "threading.py:Thread.join"), "join"),
+        # a thread pool's idle worker: SimpleQueue.get is built on a Python lock
+        (("__futex_abstimed_wait_common", "__new_sem_wait_slow64.constprop.0",
+          "PyThread_acquire_lock_timed", "_queue_SimpleQueue_get_impl",
+          "_queue_SimpleQueue_get", "thread.py:_worker"), "semaphore"),
         # Rust and Go
         (("syscall", "std::sys::pal::unix::futex::futex_wait",
           "std::sys::sync::mutex::futex::Mutex::lock_contended"), "mutex"),
