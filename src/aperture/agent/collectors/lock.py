@@ -18,17 +18,16 @@ from __future__ import annotations
 import ctypes
 from collections import Counter, OrderedDict
 from ctypes import c_char, c_int32, c_uint32, c_uint64
-from dataclasses import dataclass, field
 
-from aperture import lock_kinds
+from aperture import histogram, lock_kinds
 from aperture.agent.collectors.bpfobj import decode_comm
 from aperture.agent.collectors.cpu import CpuCollector, UserStack
 from aperture.agent.collectors.riders import EngineRider
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile
-from aperture.transforms import lock_samples
+from aperture.transforms import LockKey, lock_key, lock_samples, merge_lock
 
 COMM_LEN = 16
-HIST_BUCKETS = 160  # APERTURE_FINE_BUCKETS: 4 per power of two
+HIST_BUCKETS = histogram.FINE_BUCKETS  # APERTURE_FINE_BUCKETS: 4 per power of two
 
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
@@ -100,33 +99,6 @@ LOST = Frame("[user stack lost]", "[unknown]", FrameKind.UNKNOWN)
 MAX_KINDS = 16384
 
 
-@dataclass
-class _Acc:
-    """One record being summed (a mutable LockStat)."""
-
-    comm: str
-    contentions: int = 0
-    wait_ns: int = 0
-    max_ns: int = 0
-    eagain: int = 0
-    timeouts: int = 0
-    timeout_ns: int = 0
-    interrupted: int = 0
-    releases: int = 0
-    hist: list[int] = field(default_factory=lambda: [0] * HIST_BUCKETS)
-
-    def add(self, v: LockStats) -> None:
-        self.contentions += v.contentions
-        self.wait_ns += v.wait_ns
-        self.max_ns = max(self.max_ns, v.max_ns)
-        self.eagain += v.eagain
-        self.timeouts += v.timeouts
-        self.timeout_ns += v.timeout_ns
-        self.interrupted += v.interrupted
-        for i, n in enumerate(v.hist):
-            self.hist[i] += n
-
-
 class LockCollector(EngineRider):
     """Drains the lock records of a CPU collector's object; one :meth:`drain` per window
     (``--mode lock`` without ``cpu`` or ``offcpu`` owns the engine)."""
@@ -136,6 +108,7 @@ class LockCollector(EngineRider):
     control_map = "lock_control"
     counters_map = "lock_counters"
     stat_names = STAT_NAMES
+    loss_names = LOSS_NAMES
     layouts = (
         ("lock_waits0", LockWaitKey, LockStats),
         ("lock_holds0", LockHoldKey, LockHoldStats),
@@ -182,58 +155,42 @@ class LockCollector(EngineRider):
             self._remember(lock, counts.most_common(1)[0][0])
         kind_of = {lock: self._kinds.get(lock) or lock_kinds.from_op(f) for lock, f in ops.items()}
 
-        acc: dict[tuple[str, int, int, str, tuple[Frame, ...]], _Acc] = {}
+        # Records merged by lock, role, stack and kind (the waits a wake ended keep their
+        # waiters' kind: a writer's release ends readers' and writers' waits).
+        merged: dict[tuple[LockKey, str], LockStat] = {}
         comms: dict[int, str] = {}
 
-        def entry(
-            role: str, tgid: int, uaddr: int, kind: str, frames_: tuple[Frame, ...], comm: str
-        ) -> _Acc:
-            k = (role, tgid, uaddr, kind, frames_)
-            if k not in acc:
-                acc[k] = _Acc(comms.setdefault(tgid, comm))
-            return acc[k]
+        def add(rec: LockStat) -> None:
+            k = (lock_key(rec), rec.kind)
+            merged[k] = merge_lock(merged[k], rec) if k in merged else rec
 
         for key, value in waits:
-            comm = decode_comm(value.comm)
-            kind = (
-                classified.get((key.tgid, key.waiter_hash, key.waiter_err))
-                or kind_of[(key.tgid, key.uaddr)]
-            )
-            waiter = stack(key.tgid, key.waiter_hash, key.waiter_err)
-            frames_ = (*waiter, lock_kinds.leaf_frame(kind))
-            entry("wait", key.tgid, key.uaddr, kind, frames_, comm).add(value)
+            pid, uaddr = key.tgid, key.uaddr
+            comm = comms.setdefault(pid, decode_comm(value.comm))
+            kind = classified.get((pid, key.waiter_hash, key.waiter_err)) or kind_of[(pid, uaddr)]
+            waiter = stack(pid, key.waiter_hash, key.waiter_err)
+            hist = tuple(value.hist)
+            add(LockStat(pid, comm, uaddr, (*waiter, lock_kinds.leaf_frame(kind)),
+                         contentions=value.contentions, wait_ns=value.wait_ns,
+                         max_ns=value.max_ns, eagain=value.eagain, timeouts=value.timeouts,
+                         timeout_ns=value.timeout_ns, interrupted=value.interrupted, hist=hist,
+                         kind=kind))  # fmt: skip
             if key.waker_err != NO_WAKER and value.contentions:
-                # the waits a wake ended, under the waker's stack and the waiters' kind
-                waker = stack(key.tgid, key.waker_hash, key.waker_err)
-                woke = entry("wake", key.tgid, key.uaddr, kind, waker, comm)
-                woke.contentions += value.contentions
-                woke.wait_ns += value.wait_ns
-                woke.max_ns = max(woke.max_ns, value.max_ns)
-                for i, n in enumerate(value.hist):
-                    woke.hist[i] += n
+                # the waits a wake ended, under the waker's stack
+                add(LockStat(pid, comm, uaddr, stack(pid, key.waker_hash, key.waker_err),
+                             contentions=value.contentions, wait_ns=value.wait_ns,
+                             max_ns=value.max_ns, hist=hist, kind=kind,
+                             role="wake"))  # fmt: skip
         for hkey, hvalue in holds:
-            holder = stack(hkey.tgid, hkey.holder_hash, hkey.holder_err)
-            kind = self._kind_for(kind_of, hkey.tgid, hkey.uaddr)
-            held = entry("hold", hkey.tgid, hkey.uaddr, kind, holder, decode_comm(hvalue.comm))
-            held.releases += hvalue.releases
-            held.contentions += hvalue.timed
-            held.wait_ns += hvalue.hold_ns
-            held.max_ns = max(held.max_ns, hvalue.max_ns)
-            for i, n in enumerate(hvalue.hist):
-                held.hist[i] += n
-
-        locks = [
-            LockStat(
-                pid=tgid, comm=a.comm, address=uaddr, stack=frames_,
-                contentions=a.contentions, wait_ns=a.wait_ns, max_ns=a.max_ns, eagain=a.eagain,
-                timeouts=a.timeouts, timeout_ns=a.timeout_ns, interrupted=a.interrupted,
-                hist=tuple(a.hist), kind=kind, role=role, releases=a.releases,
-            )
-            for (role, tgid, uaddr, kind, frames_), a in acc.items()
-        ]  # fmt: skip
+            pid, uaddr = hkey.tgid, hkey.uaddr
+            add(LockStat(pid, comms.setdefault(pid, decode_comm(hvalue.comm)), uaddr,
+                         stack(pid, hkey.holder_hash, hkey.holder_err),
+                         contentions=hvalue.timed, wait_ns=hvalue.hold_ns, max_ns=hvalue.max_ns,
+                         hist=tuple(hvalue.hist), kind=self._kind_for(kind_of, pid, uaddr),
+                         role="hold", releases=hvalue.releases))  # fmt: skip
+        locks = list(merged.values())
         self.engine.touch({k.tgid for k, _ in waits})
-        delta = self._deltas()
-        profile.losses = {n: delta[n] for n in LOSS_NAMES}
+        delta = self._window_counters(profile)
         options = self.engine.options.lock
         assert options is not None  # checked at construction
         profile.labels = {

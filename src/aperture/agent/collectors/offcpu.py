@@ -72,6 +72,7 @@ class OffCpuCollector(EngineRider):
     control_map = "offcpu_control"
     counters_map = "offcpu_stats"
     stat_names = STAT_NAMES
+    loss_names = LOSS_NAMES
     layouts = (
         ("offcpu_counts0", OffCpuKey, c_uint64),
         ("kstacks0", c_uint64, KernelStack),
@@ -114,8 +115,7 @@ class OffCpuCollector(EngineRider):
             for (pid, tid, comm, thread, stack), value in merged.items()
         ]
         self.engine.touch({k.tgid for k, _ in keys})
-        delta = self._deltas()
-        profile.losses = {n: delta[n] for n in LOSS_NAMES}
+        delta = self._window_counters(profile)
         options = self.engine.options.offcpu
         assert options is not None  # checked at construction
         profile.labels = {

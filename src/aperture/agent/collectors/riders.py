@@ -29,6 +29,7 @@ class EngineRider:
     control_map: ClassVar[str]
     counters_map: ClassVar[str]
     stat_names: ClassVar[tuple[str, ...]]
+    loss_names: ClassVar[tuple[str, ...]]  # of the stats, those that mean data was lost
     # (map name, key type, value type) checked against the object at start
     layouts: ClassVar[tuple[tuple[str, type[ctypes._CData], type[ctypes._CData]], ...]]
 
@@ -71,7 +72,9 @@ class EngineRider:
         self._window_start_ns = end_ns
         return self.engine.bpf_object(), idle, profile
 
-    def _deltas(self) -> dict[str, int]:
-        """Each counter's growth over the window."""
+    def _window_counters(self, profile: Profile) -> dict[str, int]:
+        """Each counter's growth over the window; the losses go on the profile."""
         assert self._counters is not None  # checked by _next_window
-        return self._counters.deltas()
+        delta = self._counters.deltas()
+        profile.losses = {n: delta[n] for n in self.loss_names}
+        return delta
