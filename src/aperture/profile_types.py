@@ -32,9 +32,24 @@ class EventType(enum.StrEnum):
     LOCK = "lock"
     SYSCALL = "syscall"
     OFFCPU = "offcpu"
+    WALL = "wall"
+    CYCLES = "cycles"
+    ALLOC_OBJECTS = "alloc_objects"
+    ALLOC_SPACE = "alloc_space"
+    INUSE_OBJECTS = "inuse_objects"
+    INUSE_SPACE = "inuse_space"
+    GOROUTINES = "goroutines"
+    MUTEX_CONTENTIONS = "mutex_contentions"
+    MUTEX_DELAY = "mutex_delay"
+    BLOCK_CONTENTIONS = "block_contentions"
+    BLOCK_DELAY = "block_delay"
+    EXCEPTIONS = "exceptions"
 
 
 WireShape = Literal["cpu", "lock", "syscall", "stacks"]
+# How a stack's values over several windows of one series combine: summed (time,
+# allocations, contentions) or averaged (a gauge: bytes in use, goroutines alive).
+Aggregation = Literal["sum", "average"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,10 @@ class ProfileType:
     # How a batch carries it: its own message (cpu, lock, syscall) or a StackSamples set
     wire: WireShape = "stacks"
     filter_code: int = 0  # the event code a WASM filter sees (filters/abi.py); unique
+    aggregation: Aggregation = "sum"
+    # Other tools' names for the same values (pprof sample types an import maps here,
+    # ``(type, unit)``; the unit "" matches any): dotnet's alloc_samples, Node's space, ...
+    aliases: tuple[SampleType, ...] = ()
 
 
 CPU_SAMPLES = SampleType("samples", "count")
@@ -70,6 +89,15 @@ CPU_TIME = SampleType("cpu", "nanoseconds")
 LOCK_CONTENTIONS = SampleType("contentions", "count")
 LOCK_DELAY = SampleType("delay", "nanoseconds")
 OFFCPU_TIME = SampleType("off_cpu", "nanoseconds")
+WALL_TIME = SampleType("wall", "nanoseconds")
+CYCLES_COUNT = SampleType("cycles", "count")
+ALLOC_OBJECTS = SampleType("alloc_objects", "count")
+ALLOC_SPACE = SampleType("alloc_space", "bytes")
+INUSE_OBJECTS = SampleType("inuse_objects", "count")
+INUSE_SPACE = SampleType("inuse_space", "bytes")
+HEAP_PERIOD = SampleType("space", "bytes")
+GOROUTINE_COUNT = SampleType("goroutine", "count")
+EXCEPTION_COUNT = SampleType("exceptions", "count")
 
 PROFILE_TYPES: dict[EventType, ProfileType] = {
     t.event_type: t
@@ -86,6 +114,51 @@ PROFILE_TYPES: dict[EventType, ProfileType] = {
         ProfileType(EventType.OFFCPU, "Off-CPU", "off CPU", "Off-CPU Time Flame Graph",
                     "nanoseconds", "nanoseconds", True,
                     (OFFCPU_TIME,), pprof_default=OFFCPU_TIME.type, filter_code=4),
+        ProfileType(EventType.WALL, "Wall time", "of wall time", "Wall Time Flame Graph",
+                    "nanoseconds", "nanoseconds", True, (WALL_TIME,), WALL_TIME, "wall",
+                    filter_code=5, aliases=(SampleType("wall", "microseconds"),
+                                            SampleType("wall", "milliseconds"))),
+        ProfileType(EventType.CYCLES, "CPU cycles", "", "CPU Cycles Flame Graph", "cycles",
+                    "cycles", True, (CYCLES_COUNT,), CYCLES_COUNT, "cycles", filter_code=6),
+        ProfileType(EventType.ALLOC_OBJECTS, "Allocated objects", "", "Allocations Flame Graph",
+                    "objects", "objects", True, (ALLOC_OBJECTS,), HEAP_PERIOD,
+                    "alloc_objects", filter_code=7,
+                    aliases=(SampleType("alloc_samples", "count"),)),
+        ProfileType(EventType.ALLOC_SPACE, "Allocated bytes", "", "Allocated Bytes Flame Graph",
+                    "bytes", "bytes", True, (ALLOC_SPACE,), HEAP_PERIOD, "alloc_space",
+                    filter_code=8, aliases=(SampleType("alloc_size", "bytes"),)),
+        ProfileType(EventType.INUSE_OBJECTS, "In-use objects", "", "In-Use Objects Flame Graph",
+                    "objects", "objects", True, (INUSE_OBJECTS,), HEAP_PERIOD,
+                    "inuse_objects", filter_code=9, aggregation="average",
+                    aliases=(SampleType("objects", "count"),)),
+        ProfileType(EventType.INUSE_SPACE, "In-use bytes", "", "In-Use Bytes Flame Graph",
+                    "bytes", "bytes", True, (INUSE_SPACE,), HEAP_PERIOD, "inuse_space",
+                    filter_code=10, aggregation="average",
+                    aliases=(SampleType("space", "bytes"),)),
+        ProfileType(EventType.GOROUTINES, "Goroutines", "", "Goroutines Flame Graph",
+                    "goroutines", "goroutines", True, (GOROUTINE_COUNT,), GOROUTINE_COUNT,
+                    "goroutine", filter_code=11, aggregation="average",
+                    aliases=(SampleType("goroutines", "count"),)),
+        ProfileType(EventType.MUTEX_CONTENTIONS, "Mutex contentions", "",
+                    "Mutex Contentions Flame Graph", "contentions", "contentions", True,
+                    (LOCK_CONTENTIONS,), LOCK_CONTENTIONS, "contentions", filter_code=12,
+                    aliases=(SampleType("lock_count", "count"), SampleType("mutex_count", ""))),
+        ProfileType(EventType.MUTEX_DELAY, "Mutex delay", "of mutex delay",
+                    "Mutex Delay Flame Graph", "nanoseconds", "nanoseconds", True,
+                    (LOCK_DELAY,), LOCK_CONTENTIONS, "delay", filter_code=13,
+                    aliases=(SampleType("lock_time", "nanoseconds"),
+                             SampleType("mutex_duration", "nanoseconds"))),
+        ProfileType(EventType.BLOCK_CONTENTIONS, "Block contentions", "",
+                    "Block Contentions Flame Graph", "contentions", "contentions", True,
+                    (LOCK_CONTENTIONS,), LOCK_CONTENTIONS, "contentions", filter_code=14,
+                    aliases=(SampleType("block_count", ""),)),
+        ProfileType(EventType.BLOCK_DELAY, "Block delay", "blocked",
+                    "Block Delay Flame Graph", "nanoseconds", "nanoseconds", True,
+                    (LOCK_DELAY,), LOCK_CONTENTIONS, "delay", filter_code=15,
+                    aliases=(SampleType("block_duration", "nanoseconds"),)),
+        ProfileType(EventType.EXCEPTIONS, "Exceptions", "", "Exceptions Flame Graph",
+                    "exceptions", "exceptions", True, (EXCEPTION_COUNT,), EXCEPTION_COUNT,
+                    "exceptions", filter_code=16, aliases=(SampleType("exception", "count"),)),
     )
 }  # fmt: skip
 

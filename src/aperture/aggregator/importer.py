@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aperture.aggregator.ingest import Ingest, Outcome
-from aperture.model import EventType, Profile
+from aperture.model import EventType, Frame, Profile
+from aperture.profile_types import PROFILE_TYPES
 from aperture.retention import DAY_NS, OutsideRetention, check_window
 from aperture.transforms import merge
 from aperture.wire import Identity, check, encode
@@ -37,12 +39,17 @@ MAX_LABEL_BYTES = 1024
 class ImportRefused(Exception):
     """An import that stored nothing, with the HTTP status that says why."""
 
-    def __init__(self, status: int, message: str, *, counted: bool = False) -> None:
+    def __init__(
+        self, status: int, message: str, *, counted: bool = False, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         # Ingest.push already counted the outcome in aperture_pushes_total.
         self.counted = counted
+        # How aperture_pushes_total counts it when the status alone does not say
+        # (a 422 is a window outside retention unless this says otherwise).
+        self.reason = reason
 
 
 @dataclass
@@ -82,21 +89,56 @@ class Item:
     service: str
     labels: dict[str, str]
     profile: Profile
+    source: str = ""  # the column of the file it came from ("alloc_space/bytes")
+    columns: tuple[int, ...] = ()  # the file's value columns it stands for
 
 
 def group(items: Iterable[Item]) -> list[Item]:
     """Profiles of the same service, labels, event type and unit merged into one."""
-    groups: dict[tuple[str, tuple[tuple[str, str], ...], EventType, str], list[Profile]] = {}
+    groups: dict[tuple[str, tuple[tuple[str, str], ...], EventType, str], list[Item]] = {}
     for item in items:
         p = item.profile
         key = (item.service, tuple(sorted(item.labels.items())), p.event_type, p.unit)
-        groups.setdefault(key, []).append(p)
+        groups.setdefault(key, []).append(item)
     out = []
-    for (service, labels, _, unit), profiles in groups.items():
+    for (service, labels, _, unit), same in groups.items():
+        profiles = [i.profile for i in same]
         merged = profiles[0] if len(profiles) == 1 else merge(profiles)
         merged.unit = unit
-        out.append(Item(service, dict(labels), merged))
+        out.append(Item(service, dict(labels), merged, same[0].source, same[0].columns))
     return out
+
+
+def subtract(items: list[Item], before: list[Item]) -> list[Item]:
+    """``items`` less ``before`` (the same cumulative profile, taken earlier), per stack.
+
+    Summed types become what happened between the two; a gauge (bytes in use) is
+    kept as the later value; lock records are kept whole (no tool sends them so).
+    """
+    earlier: dict[tuple[str, tuple[tuple[str, str], ...], EventType], Counter[_Key]] = {}
+    for item in before:
+        key = (item.service, tuple(sorted(item.labels.items())), item.profile.event_type)
+        acc = earlier.setdefault(key, Counter())
+        for s in item.profile.samples:
+            acc[(s.pid, s.tid, s.comm, s.thread, s.stack)] += s.value
+    out = []
+    for item in items:
+        p = item.profile
+        old = earlier.get((item.service, tuple(sorted(item.labels.items())), p.event_type))
+        if old is None or p.locks or PROFILE_TYPES[p.event_type].aggregation != "sum":
+            out.append(item)
+            continue
+        samples = []
+        for s in p.samples:
+            left = s.value - old[(s.pid, s.tid, s.comm, s.thread, s.stack)]
+            if left > 0:
+                samples.append(replace(s, value=left))
+        p.samples = samples
+        out.append(item)
+    return out
+
+
+_Key = tuple[int, int, str, str, tuple[Frame, ...]]
 
 
 @dataclass
@@ -231,6 +273,9 @@ class Importer:
             "start_ns": profile.start_ns,
             "end_ns": profile.end_ns,
         }
+        if item.source:
+            summary["from"] = item.source
+            summary["columns"] = list(item.columns)
         if moved_day is not None:
             summary["recorded_start_ns"], summary["recorded_end_ns"] = recorded
         return _Part(agent_id, sequence, data, summary)

@@ -26,7 +26,7 @@ from typing import Annotated, Any, NoReturn
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from aperture.aggregator.importer import Importer, ImportRefused, Item
+from aperture.aggregator.importer import Importer, ImportRefused, Item, subtract
 from aperture.aggregator.ingest import Ingest
 from aperture.aggregator.metrics import Metrics
 from aperture.aggregator.pyroscope import (
@@ -38,7 +38,13 @@ from aperture.aggregator.pyroscope import (
     push_request,
 )
 from aperture.formats.limits import LIMITS, Budget, TooLarge
-from aperture.formats.pprof import MalformedPprof, from_pprof_message, inflate, read_pprof
+from aperture.formats.pprof import (
+    MalformedPprof,
+    SampleTypeConfig,
+    from_pprof_message,
+    inflate,
+    read_pprof,
+)
 from aperture.proto.pprof import profile_pb2 as pprof_pb
 from aperture.timeparse import parse_time
 
@@ -50,22 +56,37 @@ _CONNECT_CODES = {400: "invalid_argument", 413: "resource_exhausted",
 _AT_HINT = ", or import it with at=now (`aperture import --at now`), which moves its window to now"
 
 
-def _read(data: bytes, budget: Budget, what: str = "") -> pprof_pb.Profile:
-    """One pprof, counted against the request's budget and checked."""
+def _read(data: bytes, budget: Budget, what: str = "", *, legacy: bool = False) -> pprof_pb.Profile:
+    """One pprof, counted against the request's budget and checked.
+
+    ``legacy``: Pyroscope's ``/ingest``, which numbers functions that all have id 0
+    and answers 422 for a profile it cannot read (the push API answers 400).
+    """
     try:
-        return read_pprof(data, budget=budget)
+        return read_pprof(data, budget=budget, number_functions=legacy)
     except TooLarge as exc:
         raise ImportRefused(413, f"{what}: {exc}" if what else str(exc)) from None
     except MalformedPprof as exc:
-        raise ImportRefused(400, f"{what}: {exc}" if what else str(exc)) from None
+        status = 422 if legacy else 400
+        message = f"{what}: {exc}" if what else str(exc)
+        raise ImportRefused(status, message, reason="malformed") from None
 
 
 def _items(
-    message: pprof_pb.Profile, service: str, labels: dict[str, str], *, now_ns: int
+    message: pprof_pb.Profile,
+    service: str,
+    labels: dict[str, str],
+    *,
+    now_ns: int,
+    config: SampleTypeConfig | None = None,
+    hint: str = "",
 ) -> list[Item]:
     """The profiles of one read pprof; its sample labels add to ``labels``."""
-    imported = from_pprof_message(message, comm=service, now_ns=now_ns)
-    return [Item(service, {**labels, **one.labels}, one.profile) for one in imported]
+    imported = from_pprof_message(message, comm=service, now_ns=now_ns, config=config, hint=hint)
+    return [
+        Item(service, {**labels, **one.labels}, one.profile, one.source, one.columns)
+        for one in imported
+    ]
 
 
 def _request_key(request: Request, body: bytes) -> bytes:
@@ -94,14 +115,16 @@ def add_interop_routes(
     limits = dataclasses.replace(LIMITS, inflated_bytes=max_body)
     metrics.pushes.labels("outside_retention")  # exported at 0 from the start
 
-    def refuse(status: int, message: str) -> NoReturn:
-        if status == 400:
+    def refuse(status: int, message: str, reason: str = "") -> NoReturn:
+        if reason:
+            metrics.pushes.labels(reason).inc()
+        elif status == 400:
             metrics.pushes.labels("malformed").inc()
         elif status == 413:
             metrics.pushes.labels("too_large").inc()
         elif status == 422:
             metrics.pushes.labels("outside_retention").inc()
-        raise ImportRefused(status, message)
+        raise ImportRefused(status, message, reason=reason)
 
     async def body_of(request: Request) -> bytes:
         """The request body, bounded, with a gzip content-encoding undone."""
@@ -141,7 +164,7 @@ def add_interop_routes(
             except ImportRefused as exc:
                 if exc.counted:
                     raise
-                refuse(exc.status, exc.message)
+                refuse(exc.status, exc.message, exc.reason)
             except TooLarge as exc:
                 refuse(413, str(exc))
             except ValueError as exc:
@@ -233,7 +256,8 @@ def add_interop_routes(
             for one, message in read:
                 service = one.labels.get("service_name") or "unknown"
                 labels = {**_public(one.labels), "service_name": service}
-                items += _items(message, service, labels, now_ns=now)
+                hint = one.labels.get("__name__", "")
+                items += _items(message, service, labels, now_ns=now, hint=hint)
             return items
 
         try:
@@ -291,15 +315,34 @@ def add_interop_routes(
                         sample_rate=sampleRate, start_ns=start, end_ns=end, budget=budget,
                     )  # fmt: skip
                     return [Item(service, labels, profile)]
-                data = body
+                data, previous, config = body, b"", None
                 if content_type.lower().startswith("multipart/form-data"):
                     fields = multipart_fields(body, content_type)
                     if "profile" not in fields:
                         raise ValueError("the multipart body has no 'profile' field")
                     data = fields["profile"]
+                    previous = fields.get("prev_profile", b"")
+                    if fields.get("sample_type_config"):
+                        config = SampleTypeConfig.parse(fields["sample_type_config"])
                 if not data:
                     raise ValueError("the request has no profile in its body")
-                return _items(_read(data, budget), service, labels, now_ns=end)
+                hint = app_name.profile_type
+                items = _items(_read(data, budget, legacy=True), service, labels,
+                               now_ns=end, config=config, hint=hint)  # fmt: skip
+                if previous:
+                    # A cumulative profile (since the process started) and the one before
+                    # it: what happened in between is their difference, as Pyroscope stores.
+                    earlier = _read(previous, budget, "prev_profile", legacy=True)
+                    before = _items(earlier, service, labels, now_ns=end, config=config,
+                                    hint=hint)  # fmt: skip
+                    items = subtract(items, before)
+                    if not any(i.profile.samples for i in items):
+                        raise ImportRefused(
+                            422,
+                            "the profile minus prev_profile has no samples: nothing to store",
+                            reason="empty",
+                        )
+                return items
 
             await store("pyroscope", convert, key=_request_key(request, body))
         except ImportRefused as exc:

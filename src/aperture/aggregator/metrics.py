@@ -27,6 +27,7 @@ PUSH_STATUSES = (
     "outside_retention",
     "too_large",
     "unavailable",
+    "empty",  # an import with nothing to store (a profile minus its prev_profile)
 )
 
 

@@ -19,6 +19,7 @@ labels (before any Python object per sample is built).
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import time
@@ -34,13 +35,12 @@ from aperture.formats.limits import Budget, TooLarge
 from aperture.formats.protoscan import count_fields
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample
 from aperture.profile_types import (
-    CPU_SAMPLES,
-    CPU_TIME,
     LOCK_CONTENTIONS,
     LOCK_DELAY,
     PROFILE_TYPES,
     SampleType,
     stack_types,
+    value_unit,
 )
 from aperture.proto.pprof import profile_pb2 as pb
 from aperture.transforms import lock_samples
@@ -138,18 +138,13 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
         declare(kind.pprof, 0)
         out.default_sample_type = string(kind.pprof_default)
         rows = [(s, [s.value]) for s in profile.samples]
-    elif profile.unit in ("samples", "count"):
-        if period_ns:
-            declare(kind.pprof, period_ns)  # samples, cpu time
-            rows = [(s, [s.value, s.value * period_ns]) for s in profile.samples]
-        else:
-            declare(kind.pprof[:1], 0)
-            rows = [(s, [s.value]) for s in profile.samples]
+    elif period_ns:
+        declare(kind.pprof, period_ns)  # samples, cpu time
+        rows = [(s, [s.value, s.value * period_ns]) for s in profile.samples]
     else:
-        # A CPU-like profile imported with another unit (bytes, ...) keeps it.
-        name = profile.labels.get("sample_type", "value")
-        out.sample_type.add(type=string(name), unit=string(profile.unit))
+        declare(kind.pprof[:1], 0)
         rows = [(s, [s.value]) for s in profile.samples]
+    out.comment.append(string(f"{TYPE_COMMENT}{profile.event_type}"))
 
     mappings: dict[str, int] = {}
     functions: dict[tuple[str, str], int] = {}
@@ -253,12 +248,19 @@ def _parse(message: Message, raw: bytes) -> None:
 
 
 def read_pprof(
-    data: bytes, *, max_bytes: int = MAX_INFLATED_BYTES, budget: Budget | None = None
+    data: bytes,
+    *,
+    max_bytes: int = MAX_INFLATED_BYTES,
+    budget: Budget | None = None,
+    number_functions: bool = False,
 ) -> pb.Profile:
     """Bytes (gzip or raw) to a checked pprof message; :class:`MalformedPprof` otherwise.
 
     ``budget``: what the request may still carry (:class:`PprofTooLarge` past it);
-    none: this profile alone against the default limits.
+    none: this profile alone against the default limits. ``number_functions``: a
+    profile whose functions all have id 0 (Pyroscope's old .NET profiler, whose
+    lines then name functions by position) has them numbered 1, 2, ... in order,
+    as Pyroscope's legacy ingest does; otherwise id 0 is refused.
     """
     budget = budget or Budget()
     if not data:
@@ -280,6 +282,9 @@ def read_pprof(
             budget.spend(what, counts[number])
         message = pb.Profile()
         _parse(message, raw)
+        if number_functions and message.function and not any(f.id for f in message.function):
+            for i, fn in enumerate(message.function, start=1):
+                fn.id = i
         check(message, budget)
     except TooLarge as exc:
         raise PprofTooLarge(str(exc)) from None
@@ -376,51 +381,182 @@ def _ids(ids: Iterable[int], what: str) -> set[int]:
 
 @dataclass
 class Imported:
-    """Samples of one pprof that share one set of (string) sample labels."""
+    """Samples of one pprof that share one set of (string) sample labels, of one type."""
 
     profile: Profile
     labels: dict[str, str] = field(default_factory=dict)
+    source: str = ""  # the pprof column it came from ("alloc_space/bytes")
+    columns: tuple[int, ...] = ()  # the pprof value columns it stands for
 
 
 @dataclass(frozen=True)
-class _Kind:
-    """How one pprof's sample values become ours."""
+class Column:
+    """How one pprof value column becomes one of our profile types."""
 
     event_type: EventType
-    unit: str
-    value: int  # index of the value to keep (the wait time for locks)
-    contentions: int = -1  # lock profiles: index of the contention count
+    index: int  # the value column kept (the wait time for locks)
+    source: str  # the column's own ``type/unit``, as the answer names it
+    covers: tuple[int, ...] = ()  # every column it stands for (samples and cpu time)
+    contentions: int = -1  # lock profiles: the contention count's column
     divide_by: int = 1  # cpu/nanoseconds -> samples
+    multiply_by: int = 1  # microseconds -> nanoseconds, samples -> wall time
     frequency_hz: int = 0
-    sample_type: str = ""
 
 
-def _kind(p: pb.Profile) -> _Kind:
-    """Pick the event type: samples or cpu -> CPU, contentions/delay -> LOCK, else the first."""
+class UnknownSampleType(ValueError):
+    """A pprof value column no profile type of ours stands for (never filed under another)."""
+
+
+# A pprof we wrote names its profile type in a comment, so a contentions/delay pair comes
+# back as our lock type and not as Go's mutex profile, which has the same sample types.
+TYPE_COMMENT = "aperture.type="
+_TIME_UNITS = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000,
+               "seconds": 1_000_000_000}  # fmt: skip
+_SAMPLE_NAMES = frozenset({"samples", "sample"})
+
+
+@dataclass(frozen=True)
+class SampleTypeConfig:
+    """Pyroscope's ``sample_type_config``: which columns to keep and what they are called.
+
+    ``{"alloc_samples": {"display-name": "alloc_objects", ...}, ...}``: only the
+    sample types it names are kept, each under its display name when it has one.
+    """
+
+    names: dict[str, str]
+
+    @classmethod
+    def parse(cls, data: bytes | str) -> SampleTypeConfig:
+        import json
+
+        try:
+            raw = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"the sample_type_config is not JSON ({exc})") from None
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise ValueError(
+                "the sample_type_config must be a JSON object of sample type -> settings"
+            )
+        return cls({str(k): str(v.get("display-name") or k) for k, v in raw.items()})
+
+
+def _types_of(p: pb.Profile, config: SampleTypeConfig | None) -> list[tuple[int, str, str]]:
+    """(column, type, unit) of every column that has a nonzero value, config applied."""
     s = p.string_table
-    types = [(s[vt.type], s[vt.unit]) for vt in p.sample_type]
+    nonzero = [False] * len(p.sample_type)
+    for sample in p.sample:
+        for i, v in enumerate(sample.value):
+            if v:
+                nonzero[i] = True
+    out = []
+    for i, vt in enumerate(p.sample_type):
+        name, unit = s[vt.type], s[vt.unit]
+        if config is not None:
+            if name not in config.names:
+                continue
+            name = config.names[name]
+        if nonzero[i]:
+            out.append((i, name, unit))
+    return out
+
+
+def _marked_type(p: pb.Profile) -> EventType | None:
+    for index in p.comment:
+        text = p.string_table[index]
+        if text.startswith(TYPE_COMMENT):
+            try:
+                return EventType(text[len(TYPE_COMMENT) :])
+            except ValueError:
+                return None
+    return None
+
+
+def columns(
+    p: pb.Profile, *, config: SampleTypeConfig | None = None, hint: str = ""
+) -> list[Column]:
+    """Which of our types a checked pprof's columns become, one :class:`Column` each.
+
+    A column without a nonzero value is left out; a column no type of ours stands
+    for refuses the whole profile (:class:`UnknownSampleType`). ``hint`` is the
+    sender's name for the profile (Pyroscope's ``__name__``: ``block`` files a Go
+    contentions/delay pair as blocking, anything else as a mutex profile).
+    """
+    s = p.string_table
+    present = _types_of(p, config)
     period = p.period if p.period > 0 else 0
-    period_is_ns = s[p.period_type.unit] == "nanoseconds"
-    freq = round(1e9 / period) if period and period_is_ns else 0
-    names = [t for t, _ in types]
-    if LOCK_CONTENTIONS.type in names or LOCK_DELAY.type in names:
-        delay = names.index(LOCK_DELAY.type) if LOCK_DELAY.type in names else -1
-        count = names.index(LOCK_CONTENTIONS.type) if LOCK_CONTENTIONS.type in names else -1
-        return _Kind(EventType.LOCK, LOCK_DELAY.unit, delay, count, sample_type=LOCK_DELAY.type)
-    for t in stack_types():  # a registry type's own sample type (off_cpu/nanoseconds, ...)
-        for vt in t.pprof:
-            if (vt.type, vt.unit) in types:
-                return _Kind(t.event_type, vt.unit, types.index((vt.type, vt.unit)))
-    if (CPU_SAMPLES.type, CPU_SAMPLES.unit) in types:
-        return _Kind(EventType.CPU, "samples", types.index((CPU_SAMPLES.type, CPU_SAMPLES.unit)),
-                     frequency_hz=freq)  # fmt: skip
-    if (CPU_TIME.type, CPU_TIME.unit) in types:
-        index = types.index((CPU_TIME.type, CPU_TIME.unit))
-        if freq:
-            return _Kind(EventType.CPU, "samples", index, divide_by=period, frequency_hz=freq)
-        return _Kind(EventType.CPU, "nanoseconds", index, sample_type="cpu")
-    first, unit = types[0]
-    return _Kind(EventType.CPU, unit or "count", 0, sample_type=first)
+    period_type, period_unit = s[p.period_type.type], s[p.period_type.unit]
+    period_ns = period * _TIME_UNITS[period_unit] if period_unit in _TIME_UNITS else 0
+    marked = _marked_type(p)
+    by_name = {(name, unit): i for i, name, unit in present}
+    out: list[Column] = []
+    taken: set[int] = set()
+
+    def take(column: Column, *also: int) -> None:
+        covers = tuple(sorted({column.index, *also} - {-1}))
+        out.append(dataclasses.replace(column, covers=covers))
+        taken.update(covers)
+
+    # Time sampled at a period: CPU (or wall time, when the period says so), kept in
+    # samples at 1e9 / period Hz (a CPU time column without a period: 1 ns per sample).
+    cpu_time = by_name.get(("cpu", "nanoseconds"))
+    wall = next((i for i, n, u in present if n == "wall" and u in _TIME_UNITS), None)
+    counts = next((i for i, n, u in present if n in _SAMPLE_NAMES and u == "count"), None)
+    if marked is EventType.LOCK or (marked is None and hint == "lock"):
+        delay = by_name.get((LOCK_DELAY.type, LOCK_DELAY.unit), -1)
+        count = by_name.get((LOCK_CONTENTIONS.type, LOCK_CONTENTIONS.unit), -1)
+        if delay >= 0 or count >= 0:
+            take(Column(EventType.LOCK, delay, "delay/nanoseconds", contentions=count), count)
+    if wall is not None or (counts is not None and period_type == "wall"):
+        if wall is not None:
+            unit = s[p.sample_type[wall].unit]
+            also = [counts] if counts is not None else []
+            take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=_TIME_UNITS[unit]), *also)
+        elif counts is not None and period_ns:
+            take(Column(EventType.WALL, counts, "samples/count", multiply_by=period_ns))
+    elif counts is not None or cpu_time is not None:
+        freq = round(1e9 / period_ns) if period_ns else 0
+        if counts is not None:
+            also = [cpu_time] if cpu_time is not None else []
+            name = s[p.sample_type[counts].type]
+            take(Column(EventType.CPU, counts, f"{name}/count", frequency_hz=freq), *also)
+        elif cpu_time is not None:
+            per = period_ns if period_ns and period_type in ("cpu", "") else 1
+            take(Column(EventType.CPU, cpu_time, "cpu/nanoseconds", divide_by=per,
+                        frequency_hz=round(1e9 / per)))  # fmt: skip
+    blocking = hint.startswith("block") or marked in (
+        EventType.BLOCK_CONTENTIONS, EventType.BLOCK_DELAY)  # fmt: skip
+    for i, name, unit in present:
+        if i in taken:
+            continue
+        event_type = _registry_type(name, unit, marked=marked, blocking=blocking)
+        if event_type is None:
+            raise UnknownSampleType(
+                f"sample type {name}/{unit} (value {i}) is not a profile type Aperture "
+                f"knows ({_known_sample_types()}): nothing was stored"
+            )
+        take(Column(event_type, i, f"{name}/{unit}"))
+    return out
+
+
+def _registry_type(name: str, unit: str, *, marked: EventType | None,
+                   blocking: bool) -> EventType | None:  # fmt: skip
+    """Our type whose pprof sample type (or an alias of it) is ``name/unit``."""
+    found = [
+        t.event_type
+        for t in stack_types()
+        if any(vt.type == name and vt.unit in (unit, "") for vt in (*t.pprof, *t.aliases))
+    ]
+    if marked in found:
+        return marked
+    if len(found) > 1:  # a contentions/delay pair: Go's mutex profile unless told blocking
+        prefer = "block_" if blocking else "mutex_"
+        found = [t for t in found if t.value.startswith(prefer)] or found
+    return found[0] if found else None
+
+
+def _known_sample_types() -> str:
+    names = {f"{vt.type}/{vt.unit}" for t in stack_types() for vt in (*t.pprof, *t.aliases)}
+    return ", ".join(sorted(names | {"samples/count", "cpu/nanoseconds"}))
 
 
 class _Frames:
@@ -485,6 +621,7 @@ def _int(text: str) -> int:
 
 
 _SampleKey = tuple[int, int, str, str, tuple[Frame, ...]]  # pid, tid, comm, thread, stack
+_GroupKey = tuple[int, tuple[tuple[str, str], ...]]  # column, label set
 
 
 def _merged(buckets: Iterable[dict[_SampleKey, list[int]]]) -> dict[_SampleKey, list[int]]:
@@ -498,38 +635,47 @@ def _merged(buckets: Iterable[dict[_SampleKey, list[int]]]) -> dict[_SampleKey, 
     return merged
 
 
+def normalize_time_ns(value: int) -> tuple[int, int]:
+    """(nanoseconds, scale) of a ``time_nanos`` a tool wrote in seconds, ms or us instead
+    (told apart by size, as Pyroscope does: py-spy writes microseconds)."""
+    for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
+        if 0 < value < limit:
+            return value * scale, scale
+    return value, 1
+
+
 def from_pprof_message(
-    p: pb.Profile, *, comm: str = "", now_ns: int | None = None
+    p: pb.Profile,
+    *,
+    comm: str = "",
+    now_ns: int | None = None,
+    config: SampleTypeConfig | None = None,
+    hint: str = "",
 ) -> list[Imported]:
-    """Profiles of a checked pprof message, one per distinct set of sample string labels.
+    """Profiles of a checked pprof message: one per type its columns stand for
+    (:func:`columns`) and distinct set of sample string labels.
 
     ``comm`` names the process of samples without a ``comm`` label (the service
     name); a profile without ``time_nanos`` is taken to end at ``now_ns``.
     """
     s = p.string_table
-    kind = _kind(p)
+    cols = columns(p, config=config, hint=hint)
     frames = _Frames(p)
-    duration = max(0, p.duration_nanos)
-    if p.time_nanos > 0:
-        start = p.time_nanos
-    else:
+    start, scale = normalize_time_ns(p.time_nanos)
+    duration = max(0, p.duration_nanos) * scale
+    if p.time_nanos <= 0:
         start = (time.time_ns() if now_ns is None else now_ns) - duration
-    # (label set) -> {(pid, tid, comm, thread, stack): [value, contentions]}
-    groups: dict[tuple[tuple[str, str], ...], dict[_SampleKey, list[int]]] = {}
+    # (column, label set) -> {(pid, tid, comm, thread, stack): [value, contentions]}
+    groups: dict[_GroupKey, dict[_SampleKey, list[int]]] = {}
+    label_sets: set[tuple[tuple[str, str], ...]] = set()
     # Past MAX_LABEL_SETS every sample goes to one set without labels, from then on too.
     labelled = True
     for i, sample in enumerate(p.sample):
         values = sample.value
-        value = values[kind.value] if kind.value >= 0 else 0
-        count = values[kind.contentions] if kind.contentions >= 0 else 0
-        if value < 0 or count < 0:
+        if any(v < 0 for v in values):
             raise MalformedPprof(
                 f"sample {i} has a negative value: a difference of profiles cannot be imported"
             )
-        if kind.divide_by > 1 and value:
-            value = max(1, round(value / kind.divide_by))
-        if not value and not count:
-            continue
         pid = tid = 0
         comm_of, thread = comm, ""
         extra: dict[str, str] = {}
@@ -550,35 +696,47 @@ def from_pprof_message(
         for loc_id in reversed(sample.location_id):
             stack.extend(reversed(frames(loc_id)))
         label_key = tuple(sorted(extra.items()))
-        bucket = groups.get(label_key)
-        if bucket is None:
-            if len(groups) < MAX_LABEL_SETS:
-                bucket = groups[label_key] = {}
+        if label_key not in label_sets:
+            if len(label_sets) < MAX_LABEL_SETS:
+                label_sets.add(label_key)
             else:
-                groups, labelled = {(): _merged(groups.values())}, False
-                bucket = groups[()]
-        acc = bucket.setdefault((pid, tid, comm_of, thread, tuple(stack)), [0, 0])
-        acc[0] += value
-        acc[1] += count
+                merged: dict[
+                    tuple[int, tuple[tuple[str, str], ...]], list[dict[_SampleKey, list[int]]]
+                ] = {}
+                for (c, _), bucket in groups.items():
+                    merged.setdefault((c, ()), []).append(bucket)
+                groups = {k: _merged(v) for k, v in merged.items()}
+                label_sets, labelled, label_key = {()}, False, ()
+        sample_key = (pid, tid, comm_of, thread, tuple(stack))
+        for c, col in enumerate(cols):
+            value = values[col.index] if col.index >= 0 else 0
+            count = values[col.contentions] if col.contentions >= 0 else 0
+            if col.divide_by > 1 and value:
+                value = max(1, round(value / col.divide_by))
+            value *= col.multiply_by
+            if not value and not count:
+                continue
+            acc = groups.setdefault((c, label_key), {}).setdefault(sample_key, [0, 0])
+            acc[0] += value
+            acc[1] += count
     out = []
-    for label_key, bucket in groups.items():
-        profile = Profile(kind.event_type, kind.unit, start_ns=start, end_ns=start + duration,
-                          frequency_hz=kind.frequency_hz)  # fmt: skip
-        if kind.sample_type:
-            profile.labels["sample_type"] = kind.sample_type
-        if kind.event_type is EventType.LOCK:
+    for (c, label_key), bucket in groups.items():
+        col = cols[c]
+        profile = Profile(col.event_type, value_unit(col.event_type), start_ns=start,
+                          end_ns=start + duration, frequency_hz=col.frequency_hz)  # fmt: skip
+        if col.event_type is EventType.LOCK:
             profile.locks = [
-                LockStat(pid=pid, comm=c, address=0, stack=stack, contentions=n, wait_ns=wait)
-                for (pid, _tid, c, _thread, stack), (wait, n) in bucket.items()
+                LockStat(pid=pid, comm=c_, address=0, stack=stack, contentions=n, wait_ns=wait)
+                for (pid, _tid, c_, _thread, stack), (wait, n) in bucket.items()
             ]
             profile.samples = lock_samples(profile.locks)
         else:
             profile.samples = [
-                Sample(stack, value, pid=pid, tid=tid, comm=c, thread=thread)
-                for (pid, tid, c, thread, stack), (value, _n) in bucket.items()
+                Sample(stack, value, pid=pid, tid=tid, comm=c_, thread=thread)
+                for (pid, tid, c_, thread, stack), (value, _n) in bucket.items()
                 if value
             ]
-        out.append(Imported(profile, dict(label_key)))
+        out.append(Imported(profile, dict(label_key), col.source, col.covers))
     return out
 
 
@@ -589,7 +747,10 @@ def from_pprof(
     now_ns: int | None = None,
     max_bytes: int = MAX_INFLATED_BYTES,
     budget: Budget | None = None,
+    config: SampleTypeConfig | None = None,
+    hint: str = "",
 ) -> list[Imported]:
-    """Profiles of pprof bytes (gzip or raw); :class:`MalformedPprof` says what is wrong."""
+    """Profiles of pprof bytes (gzip or raw); :class:`MalformedPprof` says what is wrong,
+    :class:`UnknownSampleType` which column no type of ours stands for."""
     message = read_pprof(data, max_bytes=max_bytes, budget=budget)
-    return from_pprof_message(message, comm=comm, now_ns=now_ns)
+    return from_pprof_message(message, comm=comm, now_ns=now_ns, config=config, hint=hint)
