@@ -11,6 +11,7 @@ from test_formats import HOT_A, MAIN, lock_profile, rich_profile, simple_profile
 
 from aperture.formats.pprof import (
     MalformedPprof,
+    UnknownSampleType,
     from_pprof,
     read_pprof,
     to_pprof,
@@ -200,29 +201,58 @@ def test_go_style_cpu_profile_uses_its_sample_count() -> None:
     assert imported.profile.end_ns == 10**19
 
 
-def test_go_mutex_profile_is_a_lock_profile() -> None:
+def test_go_mutex_profile_is_two_mutex_types_and_ours_comes_back_a_lock_profile() -> None:
     p = build([("contentions", "count"), ("delay", "nanoseconds")],
               [([2, 1], [4, 9_000], {}), ([3, 1], [1, 1_000], {})],
               period=("contentions", "count", 1))  # fmt: skip
-    [imported] = from_pprof(p.SerializeToString(), comm="svc")
-    profile = imported.profile
-    assert profile.event_type is EventType.LOCK
-    assert sorted((lk.contentions, lk.wait_ns) for lk in profile.locks) == [(1, 1_000), (4, 9_000)]
-    assert profile.total == 10_000
+    # Go's mutex profile: delay at the unlock of a contended mutex, not our futex waits
+    imported = {i.profile.event_type: i for i in from_pprof(p.SerializeToString(), comm="svc")}
+    assert set(imported) == {EventType.MUTEX_CONTENTIONS, EventType.MUTEX_DELAY}
+    assert imported[EventType.MUTEX_CONTENTIONS].profile.total == 5
+    assert imported[EventType.MUTEX_DELAY].profile.total == 10_000
+    assert imported[EventType.MUTEX_DELAY].columns == (1,)
+    # told it is a block profile (Pyroscope's __name__), the same pair is blocking
+    blocked = {i.profile.event_type for i in from_pprof(p.SerializeToString(), hint="block")}
+    assert blocked == {EventType.BLOCK_CONTENTIONS, EventType.BLOCK_DELAY}
+    # our own lock export names its type, so it is read back as lock waits
+    lock = imported[EventType.MUTEX_DELAY].profile
+    ours = Profile(EventType.LOCK, "nanoseconds", start_ns=1, end_ns=2)
+    ours.locks = [LockStat(pid=1, comm="svc", address=0, stack=s.stack, contentions=2,
+                           wait_ns=s.value) for s in lock.samples]  # fmt: skip
+    [back] = from_pprof(to_pprof(ours))
+    assert back.profile.event_type is EventType.LOCK
+    assert sorted((lk.contentions, lk.wait_ns) for lk in back.profile.locks) == [
+        (2, 1_000), (2, 9_000)]  # fmt: skip
 
 
-def test_other_sample_types_keep_their_unit_and_name() -> None:
+def test_memory_columns_are_their_own_types_and_written_back_as_such() -> None:
     p = build([("alloc_space", "bytes"), ("alloc_objects", "count")], [([2, 1], [4096, 2], {})])
+    imported = {i.profile.event_type: i.profile for i in from_pprof(p.SerializeToString())}
+    assert set(imported) == {EventType.ALLOC_SPACE, EventType.ALLOC_OBJECTS}
+    space = imported[EventType.ALLOC_SPACE]
+    assert (space.unit, space.total) == ("bytes", 4096)
+    assert imported[EventType.ALLOC_OBJECTS].total == 2
+    message = to_pprof_message(space)
+    s = message.string_table
+    assert [(s[t.type], s[t.unit]) for t in message.sample_type] == [("alloc_space", "bytes")]
+
+
+def test_a_sample_type_without_a_profile_type_is_refused_by_name() -> None:
+    p = build([("samples", "count"), ("frobs", "widgets")], [([2, 1], [3, 4], {})])
+    with pytest.raises(UnknownSampleType, match=r"frobs/widgets \(value 1\)"):
+        from_pprof(p.SerializeToString())
+    # a column with no value is no data: left out, not refused
+    p = build([("samples", "count"), ("frobs", "widgets")], [([2, 1], [3, 0], {})])
+    [cpu] = from_pprof(p.SerializeToString())
+    assert cpu.profile.event_type is EventType.CPU
+
+
+def test_time_nanos_written_in_microseconds_is_read_as_such() -> None:
+    # py-spy (Pyroscope's pyspy-1.pb.gz) writes microseconds into time_nanos
+    p = build([("samples", "count")], [([2, 1], [3], {})], time_nanos=1_694_153_500_000_000)
     [imported] = from_pprof(p.SerializeToString())
-    profile = imported.profile
-    assert (profile.event_type, profile.unit) == (EventType.CPU, "bytes")
-    assert profile.labels["sample_type"] == "alloc_space"
-    assert profile.total == 4096
-    # and written back as such
-    s = to_pprof_message(profile).string_table
-    assert [(s[t.type], s[t.unit]) for t in to_pprof_message(profile).sample_type] == [
-        ("alloc_space", "bytes")
-    ]
+    assert imported.profile.start_ns == 1_694_153_500_000_000_000
+    assert imported.profile.end_ns - imported.profile.start_ns == 10**13  # duration scaled too
 
 
 def test_samples_split_by_their_string_labels_and_known_labels_fill_fields() -> None:

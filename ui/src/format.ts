@@ -28,9 +28,10 @@ export function seconds(s: number): string {
   return duration(s * 1e9);
 }
 
-/** A value in a profile's unit: samples counted, lock wait in ns. */
+/** A value in a profile's unit: samples counted, lock wait in ns, bytes allocated. */
 export function value(v: number, unit: string): string {
   if (unit === "nanoseconds" || unit === "ns") return duration(v);
+  if (unit === "bytes") return bytes(v);
   return `${count(v)} ${unit === "samples" ? (Math.round(v) === 1 ? "sample" : "samples") : unit}`;
 }
 
@@ -46,7 +47,7 @@ export function pp(fraction: number): string {
 }
 
 export function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
+  if (n < 1024) return `${Math.round(n)} B`;
   if (n < 1 << 20) return `${(n / 1024).toFixed(1)} KiB`;
   if (n < 1 << 30) return `${(n / (1 << 20)).toFixed(1)} MiB`;
   return `${(n / (1 << 30)).toFixed(2)} GiB`;

@@ -15,8 +15,8 @@ from dataclasses import replace
 
 from aperture import histogram
 from aperture.aggregator.buffer import BatchBuffer, BufferedBatch
-from aperture.model import EventType, Frame, LockStat, Profile, SyscallStat
-from aperture.profile_types import value_unit
+from aperture.model import EventType, Frame, LockStat, Profile, Sample, SyscallStat
+from aperture.profile_types import PROFILE_TYPES, value_unit
 from aperture.query.filter import QueryFilter
 from aperture.query.source import WeightedStacks
 from aperture.query.stacks import Stack, StackCache
@@ -124,35 +124,65 @@ class BufferSource:
     def _profiles(self, f: QueryFilter) -> list[Profile]:
         return [p for _, p in self.select(f)]
 
+    def _weighted(self, f: QueryFilter) -> list[tuple[Decoded, Profile, float]]:
+        """:meth:`select` with each window's weight: 1, or for a gauge (bytes in use)
+        1 / the windows of its series (agent and labels), so values are averaged."""
+        chosen = self.select(f)
+        if PROFILE_TYPES[f.event_type].aggregation == "sum":
+            return [(d, p, 1.0) for d, p in chosen]
+        windows = Counter(_series_key(d) for d, _ in chosen)
+        return [(d, p, 1.0 / windows[_series_key(d)]) for d, p in chosen]
+
     def weighted_stacks(self, sides: Sequence[QueryFilter]) -> WeightedStacks:
         ids = self._stack_ids
         if len(ids.ids) > MAX_STACKS or len(ids.index) > 20 * MAX_STACKS:
             ids = self._stack_ids = _StackIds()
         rows: list[list[Row]] = []
         for f in sides:
-            sums: Counter[tuple[str, int, int]] = Counter()
-            for profile in self._profiles(f):
+            sums: dict[tuple[str, int, int], float] = {}
+            for _, profile, weight in self._weighted(f):
                 for s in profile.samples:
-                    sums[(s.comm, 0 if s.comm else s.pid, ids.id_of(s.stack))] += s.value
-            rows.append([(comm, pid, h, v) for (comm, pid, h), v in sums.items()])
+                    key = (s.comm, 0 if s.comm else s.pid, ids.id_of(s.stack))
+                    sums[key] = sums.get(key, 0.0) + s.value * weight
+            rows.append([(c, pid, h, round(v)) for (c, pid, h), v in sums.items() if round(v)])
         return WeightedStacks(rows, ids.stacks, ids.index)
 
     def series(
         self, f: QueryFilter, step_s: int, group_by: str | None
     ) -> dict[str, list[tuple[int, int]]]:
         step_ns = step_s * 1_000_000_000
-        series: dict[str, Counter[int]] = {}
-        for decoded, profile in self.select(f):
+        chosen = self.select(f)
+        averaged = PROFILE_TYPES[f.event_type].aggregation == "average"
+        # A gauge's value per step: its series' windows in the step averaged, then summed.
+        windows = Counter(
+            (decoded.end_ns // step_ns, _series_key(decoded)) for decoded, _ in chosen
+        )
+        series: dict[str, dict[int, float]] = {}
+        for decoded, profile in chosen:
             bucket = decoded.end_ns // step_ns * step_ns
+            weight = 1.0 / windows[(bucket // step_ns, _series_key(decoded))] if averaged else 1.0
             for key, value in _values(profile, decoded, group_by):
-                series.setdefault(key, Counter())[bucket] += value
-        return {key: sorted(points.items()) for key, points in series.items()}
+                points = series.setdefault(key, {})
+                points[bucket] = points.get(bucket, 0.0) + value * weight
+        return {
+            key: sorted((b, round(v)) for b, v in points.items()) for key, points in series.items()
+        }
 
     def window(self, f: QueryFilter) -> tuple[int, int] | None:
         profiles = self._profiles(f)
         if not profiles:
             return None
         return min(p.start_ns for p in profiles), max(p.end_ns for p in profiles)
+
+    def types_present(self, f: QueryFilter) -> set[EventType]:
+        present: set[EventType] = set()
+        for batch in self.buffer.snapshot():
+            if not f.from_ns <= batch.end_ns < f.to_ns:
+                continue
+            if (f.agent and batch.agent_id != f.agent) or (f.host and batch.host != f.host):
+                continue
+            present.update(batch.event_types)
+        return present
 
     def frequency_hz(self, f: QueryFilter) -> int:
         return max((p.frequency_hz for p in self._profiles(replace(f, event_type=EventType.CPU))),
@@ -181,12 +211,29 @@ class BufferSource:
         return totals
 
     def export_profile(self, f: QueryFilter) -> Profile:
-        profiles = self._profiles(f)
-        if not profiles:
+        weighted = self._weighted(f)
+        if not weighted:
             return Profile(
                 f.event_type, value_unit(f.event_type), start_ns=f.from_ns, end_ns=f.from_ns
             )
-        return merge(profiles)
+        merged = merge([p for _, p, _ in weighted])
+        if PROFILE_TYPES[f.event_type].aggregation == "average":
+            sums: dict[tuple[int, int, str, str, tuple[Frame, ...]], float] = {}
+            for _, profile, weight in weighted:
+                for s in profile.samples:
+                    key = (s.pid, s.tid, s.comm, s.thread, s.stack)
+                    sums[key] = sums.get(key, 0.0) + s.value * weight
+            merged.samples = [
+                Sample(stack, round(v), pid=pid, tid=tid, comm=comm, thread=thread)
+                for (pid, tid, comm, thread, stack), v in sums.items()
+                if round(v)
+            ]
+        return merged
+
+
+def _series_key(decoded: Decoded) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """The series a window belongs to: its agent and labels."""
+    return decoded.identity.agent_id, tuple(sorted(decoded.identity.labels.items()))
 
 
 def _values(profile: Profile, decoded: Decoded, group_by: str | None) -> Iterable[tuple[str, int]]:

@@ -91,9 +91,17 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
     /unwind and /export."""
 
     @router.get("/profile-types")
-    def profile_types() -> models.ProfileTypes:
-        """Every profile type: its label, units, whether it has stacks, its pprof types."""
-        return answers.profile_types()
+    def profile_types(
+        request: Request,
+        from_: Annotated[str | None, Query(alias="from", description=_TIME_DOC)] = None,
+        to: Annotated[str | None, Query(description=_TIME_DOC)] = None,
+    ) -> models.ProfileTypes:
+        """Every profile type: its label, units, whether it has stacks, its pprof types;
+        with ``from`` (and ``to``), whether that range has data of it (``present``)."""
+        if from_ is None and to is None:
+            return answers.profile_types()
+        f = parse_filter(request, event_type=EventType.CPU)
+        return answers.profile_types(source.types_present(f))
 
     @router.get("/flamegraph")
     def flamegraph(

@@ -253,14 +253,17 @@ def unwind(source: StackSource, f: QueryFilter) -> models.Unwind:
     return models.Unwind.model_validate(totals.answer())
 
 
-def profile_types() -> models.ProfileTypes:
-    """The ``/profile-types`` answer: the registry, as the dashboard reads it."""
+def profile_types(present: set[EventType] | None = None) -> models.ProfileTypes:
+    """The ``/profile-types`` answer: the registry, as the dashboard reads it; with
+    ``present`` (the types of a time range's data), whether each has data there."""
     return models.ProfileTypes(
         types=[
             models.ProfileTypeInfo(
                 type=t.event_type, label=t.label, value_unit=t.value_unit,
                 series_unit=t.series_unit, has_stacks=t.has_stacks,
-                pprof_sample_types=[f"{vt.type}/{vt.unit}" for vt in t.pprof])
+                pprof_sample_types=[f"{vt.type}/{vt.unit}" for vt in t.pprof],
+                aggregation=t.aggregation,
+                present=None if present is None else t.event_type in present)
             for t in PROFILE_TYPES.values()
         ]
     )  # fmt: skip

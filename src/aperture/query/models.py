@@ -8,6 +8,8 @@ each of them (:mod:`aperture.query.answers`).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.model import EventType
@@ -203,6 +205,15 @@ class ProfileTypeInfo(Answer):
     series_unit: str = Field(description="what a timeline counts per step")
     has_stacks: bool = Field(description="flamegraph, top, diff and pprof apply")
     pprof_sample_types: list[str] = Field(description="type/unit of each pprof value column")
+    aggregation: Literal["sum", "average"] = Field(
+        description="how a stack's values over several windows combine: summed, or averaged "
+        "per series (a gauge: bytes in use, goroutines)"
+    )
+    present: bool | None = Field(
+        default=None,
+        description="whether the asked time range (from, to) has data of this type "
+        "(null when no range was asked)",
+    )
 
 
 class ProfileTypes(Answer):

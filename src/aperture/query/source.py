@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from aperture.model import LockStat, Profile, SyscallStat
+from aperture.model import EventType, LockStat, Profile, SyscallStat
 from aperture.query.filter import QueryFilter
 from aperture.query.stacks import Stack
 from aperture.query.tree import PathIndex, Row
@@ -59,6 +59,10 @@ class StackSource(Protocol):
 
     def unwind(self, f: QueryFilter) -> UnwindTotals:
         """Unwinding counted over the CPU batches ``f`` selects (pid and comm do not apply)."""
+        ...
+
+    def types_present(self, f: QueryFilter) -> set[EventType]:
+        """The types of the batches ``f`` selects, whatever its own type."""
         ...
 
     def export_profile(self, f: QueryFilter) -> Profile:

@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from aperture.model import EventType, LockStat, Profile, Sample, SyscallStat
-from aperture.profile_types import value_unit
+from aperture.profile_types import PROFILE_TYPES, value_unit
 from aperture.query.filter import QueryFilter
 from aperture.query.source import WeightedStacks
 from aperture.query.tree import Row
@@ -43,9 +43,24 @@ def _stack_where(f: QueryFilter, table: str) -> tuple[str, dict[str, Any]]:
     return where(f, table)
 
 
-def _positive(table: str) -> str:
-    # Lock records without wait time are no flamegraph samples (as transforms.lock_samples).
-    return " HAVING v > 0" if table == "lock_stats" else ""
+# The series a sample row belongs to: its agent and labels (a gauge is averaged per series).
+_SERIES = "cityHash64(agent_id, toString(labels))"
+
+
+def averaged(f: QueryFilter) -> bool:
+    """Whether the filter's type is a gauge, whose windows are averaged, not summed."""
+    return PROFILE_TYPES[f.event_type].aggregation == "average"
+
+
+def _averaged_sql(store: Store, cond: str, columns: str) -> str:
+    """Sample rows of ``cond`` with ``columns`` and each value divided by how many windows
+    its series has in the selection: summed over the windows, that is their average."""
+    table = store.table("samples")
+    return (
+        f"SELECT {columns}, value / n AS v FROM (SELECT *, {_SERIES} AS series FROM {table} "
+        f"WHERE {cond}) AS r INNER JOIN (SELECT {_SERIES} AS series, uniqExact(ts) AS n "
+        f"FROM {table} WHERE {cond} GROUP BY series) AS w USING series"
+    )
 
 
 def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
@@ -56,6 +71,9 @@ def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
     """
     table, value = _source(f)
     cond, params = _stack_where(f, table)
+    if averaged(f):
+        return _averaged_sql(store, cond, "comm, if(comm = '', pid, toUInt32(0)) AS p, "
+                             "stack_hash"), params  # fmt: skip
     raw = (
         f"SELECT comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash, {value} AS v "
         f"FROM {store.table(table)} WHERE {cond}"
@@ -78,6 +96,13 @@ def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
         "OR ts >= fromUnixTimestamp64Nano({h1_ns:Int64}, 'UTC'))"
     )
     return f"{raw}{edges} UNION ALL {rolled}", params
+
+
+def _series_of(rows: Sequence[Sequence[Any]], step_ns: int) -> dict[str, list[tuple[int, int]]]:
+    series: dict[str, list[tuple[int, int]]] = {}
+    for key, bucket, v in rows:
+        series.setdefault(str(key), []).append((int(bucket) * step_ns, round(v)))
+    return series
 
 
 class StoreSource:
@@ -104,14 +129,15 @@ class StoreSource:
     def _rows(store: Store, f: QueryFilter) -> list[Row]:
         sql, params = _stack_rows_sql(store, f)
         positive = " HAVING total > 0" if _source(f)[0] == "lock_stats" else ""
-        return [
-            (str(c), int(p), int(h), int(v))
+        rows = [
+            (str(c), int(p), int(h), round(v))
             for c, p, h, v in store.select(
                 f"SELECT comm, p, stack_hash, sum(v) AS total FROM ({sql}) "
                 f"GROUP BY comm, p, stack_hash{positive}",
                 params,
             )
         ]
+        return [r for r in rows if r[3]] if averaged(f) else rows
 
     def series(
         self, f: QueryFilter, step_s: int, group_by: str | None
@@ -123,16 +149,25 @@ class StoreSource:
             table, value = _source(f)
         cond, params = _stack_where(f, table)
         params["step"] = step_s * 1_000_000_000
+        if averaged(f):
+            # per step: each series' windows in it averaged, then the series summed
+            rows = store.select(
+                f"SELECT key, bucket, round(sum(v)) FROM (SELECT key, bucket, series, "
+                "sum(value) / uniqExact(ts) AS v FROM (SELECT "
+                f"{GROUP_BY_SQL[group_by]} AS key, {_SERIES} AS series, ts, value, "
+                "intDiv(toUnixTimestamp64Nano(ts), {step:Int64}) AS bucket "
+                f"FROM {store.table(table)} WHERE {cond}) GROUP BY key, bucket, series) "
+                "GROUP BY key, bucket",
+                params,
+            )
+            return _series_of(rows, params["step"])
         rows = store.select(
             f"SELECT {GROUP_BY_SQL[group_by]} AS key, "
             "intDiv(toUnixTimestamp64Nano(ts), {step:Int64}) AS bucket, "
             f"sum({value}) FROM {store.table(table)} WHERE {cond} GROUP BY key, bucket",
             params,
         )
-        series: dict[str, list[tuple[int, int]]] = {}
-        for key, bucket, v in rows:
-            series.setdefault(str(key), []).append((int(bucket) * params["step"], int(v)))
-        return series
+        return _series_of(rows, params["step"])
 
     def window(self, f: QueryFilter) -> tuple[int, int] | None:
         store = self._store()
@@ -145,6 +180,16 @@ class StoreSource:
         if not rows or not rows[0][0]:
             return None
         return int(rows[0][1]), int(rows[0][2])
+
+    def types_present(self, f: QueryFilter) -> set[EventType]:
+        store = self._store()
+        cond, params = where(f, "batches")
+        cond = cond.replace(" AND has(event_types, {event_type:String})", "")
+        rows = store.select(
+            f"SELECT DISTINCT arrayJoin(event_types) FROM {store.table('batches')} WHERE {cond}",
+            params,
+        )
+        return {EventType(str(r[0])) for r in rows if str(r[0]) in EventType.__members__.values()}
 
     def frequency_hz(self, f: QueryFilter) -> int:
         store = self._store()
@@ -250,10 +295,15 @@ class StoreSource:
         table, value = _source(f)
         cond, params = _stack_where(f, table)
         tid, thread = ("0", "''") if table == "lock_stats" else ("tid", "thread")
+        rows_sql = f"SELECT * FROM {store.table(table)} WHERE {cond}"
+        summed = f"sum({value})"
+        if averaged(f):
+            rows_sql = _averaged_sql(store, cond, "pid, tid, comm, thread, stack_hash")
+            summed = "toUInt64(round(sum(v)))"
         rows = store.select(
-            f"SELECT pid, {tid} AS t, comm, {thread} AS th, stack_hash, sum({value}) AS v "
-            f"FROM {store.table(table)} WHERE {cond} GROUP BY pid, t, comm, th, stack_hash"
-            f"{_positive(table)} ORDER BY v DESC, comm, pid, t, th, stack_hash",
+            f"SELECT pid, {tid} AS t, comm, {thread} AS th, stack_hash, {summed} AS total "
+            f"FROM ({rows_sql}) GROUP BY pid, t, comm, th, stack_hash HAVING total > 0 "
+            "ORDER BY total DESC, comm, pid, t, th, stack_hash",
             params,
         )
         stacks = store.resolve_stacks(int(r[4]) for r in rows)

@@ -38,8 +38,8 @@ export interface DiffNodes {
 }
 
 /** A profile type's name: on the wire, in the store, in `type=` of the API. */
-export type EventType = "cpu" | "lock" | "syscall" | "offcpu";
-export const EventTypeValues = ["cpu", "lock", "syscall", "offcpu"] as const;
+export type EventType = "cpu" | "lock" | "syscall" | "offcpu" | "wall" | "cycles" | "alloc_objects" | "alloc_space" | "inuse_objects" | "inuse_space" | "goroutines" | "mutex_contentions" | "mutex_delay" | "block_contentions" | "block_delay" | "exceptions";
+export const EventTypeValues = ["cpu", "lock", "syscall", "offcpu", "wall", "cycles", "alloc_objects", "alloc_space", "inuse_objects", "inuse_space", "goroutines", "mutex_contentions", "mutex_delay", "block_contentions", "block_delay", "exceptions"] as const;
 
 /** Parallel columns of the tree's nodes in depth-first pre-order. */
 export interface FlameNodes {
@@ -126,6 +126,10 @@ export interface ProfileTypeInfo {
   has_stacks: boolean;
   /** type/unit of each pprof value column */
   pprof_sample_types: string[];
+  /** how a stack's values over several windows combine: summed, or averaged per series (a gauge: bytes in use, goroutines) */
+  aggregation: "sum" | "average";
+  /** whether the asked time range (from, to) has data of this type (null when no range was asked) */
+  present?: boolean | null;
 }
 
 /** `GET /api/v1/profile-types`: every type this aggregator knows. */

@@ -21,10 +21,15 @@ import { filterParams, isProfileType, type ProfileType, type UrlState } from "..
 import { useUrlState } from "../state/useUrlState";
 import { TopTable } from "./TopTable";
 
-/** The profile types with stacks, named as the aggregator's registry names them. */
+/** The profile types with stacks that have data in the range (and the one shown), named as
+ * the aggregator's registry names them. */
 export function TypeSwitch({ value, onChange }: { value: ProfileType; onChange: (t: ProfileType) => void }) {
-  const types = useApi<ProfileTypes>("/api/v1/profile-types");
-  const choices = (types.data?.types ?? []).filter((t): t is ProfileTypeInfo & { type: ProfileType } => t.has_stacks && isProfileType(t.type));
+  const [s] = useUrlState();
+  const { pid: _pid, comm: _comm, ...range } = filterParams(s);
+  const types = useApi<ProfileTypes>("/api/v1/profile-types", range);
+  const choices = (types.data?.types ?? []).filter(
+    (t): t is ProfileTypeInfo & { type: ProfileType } => t.has_stacks && isProfileType(t.type) && (t.present !== false || t.type === value),
+  );
   return (
     <div className="segmented" role="group" aria-label="Event type">
       {choices.map(({ type, label }) => (

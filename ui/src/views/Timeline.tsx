@@ -21,6 +21,8 @@ interface MetricSpec {
 
 /** One chart per type the registry names, scaled by what its timeline counts. */
 function metric(t: ProfileTypeInfo): MetricSpec {
+  // a gauge (bytes in use, goroutines) is shown as its value, not as a rate
+  if (t.aggregation === "average") return { type: t.type, title: `${t.label} (${t.series_unit})`, per: (v) => v, format: t.series_unit === "bytes" ? fmt.bytes : fmt.count };
   // time per second of wall time, in ms: 1000 ms/s = one thread all the time
   if (t.series_unit === "nanoseconds") return { type: t.type, title: `${t.label} (ms per second)`, per: (v, step) => v / step / 1e6, format: fmt.count };
   return { type: t.type, title: `${t.label} (${t.series_unit} per second)`, per: (v, step) => v / step, format: fmt.count };
@@ -72,9 +74,16 @@ function sum(s: { points: [number, number][] }): number {
   return t;
 }
 
+/** The types with data in the range (CPU when none has: its chart says there is none). */
+function shownTypes(types: ProfileTypeInfo[]): ProfileTypeInfo[] {
+  const present = types.filter((t) => t.present !== false);
+  return present.length > 0 ? present : types.filter((t) => t.type === "cpu");
+}
+
 export function TimelineView() {
   const [s, update] = useUrlState();
-  const types = useApi<ProfileTypes>("/api/v1/profile-types");
+  const { pid: _pid, comm: _comm, ...range } = filterParams(s);
+  const types = useApi<ProfileTypes>("/api/v1/profile-types", range);
   const now = Date.now();
   const fromMs = resolveMs(s.from, now);
   const toMs = resolveMs(s.to, now);
@@ -95,7 +104,7 @@ export function TimelineView() {
         </div>
         <span className="muted small">Drag across a chart to zoom every view to that range. {step}s buckets.</span>
       </div>
-      {(types.data?.types ?? []).map((t) => (
+      {shownTypes(types.data?.types ?? []).map((t) => (
         <Metric key={t.type} m={metric(t)} s={s} step={step} fromMs={fromMs} toMs={toMs} />
       ))}
     </div>
