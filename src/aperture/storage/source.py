@@ -185,6 +185,7 @@ class StoreSource:
         store = self._store()
         cond, params = where(f, "batches")
         cond = cond.replace(" AND has(event_types, {event_type:String})", "")
+        del params["event_type"]
         rows = store.select(
             f"SELECT DISTINCT arrayJoin(event_types) FROM {store.table('batches')} WHERE {cond}",
             params,
