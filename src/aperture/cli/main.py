@@ -12,6 +12,7 @@ from aperture import __version__
 from aperture.cli.commands import (
     aggregate,
     alerts,
+    convert,
     diff,
     export,
     filter_test,
@@ -32,6 +33,7 @@ COMMANDS: dict[str, ModuleType] = {
     "syscalls": syscalls,
     "export": export,
     "import": import_profile,
+    "convert": convert,
     "filter-test": filter_test,
     "alerts": alerts,
 }

@@ -1,21 +1,33 @@
-"""``aperture import``: store a pprof file in an aggregator, queryable like agent data."""
+"""``aperture import``: store a pprof file or ``perf script`` text in an aggregator.
+
+A pprof file is sent as it is; perf script text is read here (its times count
+from boot, so the recording is placed to end now, or at ``--at``) and sent as
+the pprof of its type (CPU for cpu-clock and task-clock, cycles for cycles).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aperture.cli.client import Client
 from aperture.cli.rest import RestClient, parse_label
 from aperture.errors import UsageError
+from aperture.formats.files import read_file
+from aperture.formats.perf_script import looks_like_perf_script
+from aperture.formats.pprof import to_pprof
 
-HELP = "store a pprof file (.pb.gz or raw) in an aggregator"
+HELP = "store a pprof file (.pb.gz or raw) or perf script text in an aggregator"
 
 
 def prepare_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", type=Path, help="the pprof profile (gzip or raw)")
+    parser.add_argument("file", type=Path,
+                        help="a pprof profile (gzip or raw) or `perf script` output")  # fmt: skip
     parser.add_argument("--service", default=None,
                         help="the service it is from (default: the file's name)")  # fmt: skip
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
@@ -28,7 +40,7 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
 
 def _service(path: Path) -> str:
     name = path.name
-    for suffix in (".pb.gz", ".pprof", ".pb", ".gz"):
+    for suffix in (".pb.gz", ".pprof", ".pb", ".gz", ".txt", ".perf"):
         name = name.removesuffix(suffix)
     return name or "pprof"
 
@@ -45,9 +57,20 @@ def run(args: argparse.Namespace, client: Client) -> str:
         params.append((f"label.{key}", value))
     if args.at:
         params.append(("at", args.at))
+    bodies = [data]
+    if looks_like_perf_script(data):
+        read = read_file(data, str(args.file), now_ns=time.time_ns())
+        for warning in read.warnings:
+            print(f"aperture: warning: {args.file}: {warning}", file=sys.stderr)
+        bodies = [to_pprof(p) for p in read.profiles.values() if p.samples]
     rest = RestClient(args.api, token=args.token, tls_ca=args.tls_ca)
+    result: dict[str, Any] = {"batches": 0, "already_stored": 0, "profiles": []}
     try:
-        result = rest.request("POST", "/api/v1/ingest/pprof", params=params, content=data).json()
+        for body in bodies:
+            one = rest.request("POST", "/api/v1/ingest/pprof", params=params, content=body).json()
+            for key in ("batches", "already_stored"):
+                result[key] += one.get(key, 0)
+            result["profiles"] += one.get("profiles", [])
     finally:
         rest.close()
     if args.json:
