@@ -30,6 +30,8 @@ class ReadFile:
 
 def read_file(data: bytes, name: str, *, now_ns: int) -> ReadFile:
     """The profiles in ``data`` (the file ``name``); :class:`UsageError` says what is wrong."""
+    if not data.strip():
+        raise UsageError(f"{name} is empty: there is no profile in it.")
     if looks_like_perf_script(data):
         try:
             perf = _read_perf_script(data.decode("utf-8", "replace"))

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace, client: Client) -> str:
     if args.at:
         params.append(("at", args.at))
     bodies = [data]
-    if looks_like_perf_script(data):
+    if looks_like_perf_script(data) or not data.strip():
         read = read_file(data, str(args.file), now_ns=time.time_ns())
         for warning in read.warnings:
             print(f"aperture: warning: {args.file}: {warning}", file=sys.stderr)
