@@ -246,5 +246,6 @@ def add_query_routes(router: APIRouter, source: StackSource) -> None:
         return Response(
             body,
             media_type=writer.media_type,
-            headers={"Content-Disposition": f'attachment; filename="{name}"'},
-        )
+            headers={"Content-Disposition": f'attachment; filename="{name}"',
+                     models.TYPE_HEADER: str(event_type), models.UNIT_HEADER: profile.unit},
+        )  # fmt: skip

@@ -75,7 +75,10 @@ def to_speedscope_dict(profile: Profile, *, name: str | None = None) -> dict[str
     profiles = [p for _, p in weighed] or [_sampled("no samples", unit, [], [])]
     return {
         "$schema": SCHEMA_URL,
-        "name": name if name is not None else f"Aperture {profile.event_type} profile",
+        # speedscope shows only time and byte units: the name says what the values are
+        "name": name
+        if name is not None
+        else (f"Aperture {profile.event_type} profile ({profile.unit})"),
         "exporter": f"aperture@{__version__}",
         "activeProfileIndex": 0,
         "shared": {"frames": frames},

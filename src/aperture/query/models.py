@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aperture.model import EventType
 
+# Headers of an /export answer saying what its values are (a folded file cannot say).
+TYPE_HEADER = "X-Aperture-Profile-Type"
+UNIT_HEADER = "X-Aperture-Value-Unit"
+
 
 class Answer(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, serialize_by_alias=True)

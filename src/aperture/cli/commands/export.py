@@ -11,6 +11,7 @@ from aperture.cli.rest import RestClient
 from aperture.errors import UsageError, UserError
 from aperture.formats.registry import write_atomic
 from aperture.profile_types import stack_type_names
+from aperture.query.models import UNIT_HEADER
 
 HELP = "export a profile from an aggregator (collapsed, json, speedscope or pprof)"
 
@@ -34,7 +35,8 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="file to write (default: print text formats)")  # fmt: skip
-    parser.add_argument("--type", choices=stack_type_names(), default="cpu", help="event type")
+    parser.add_argument("--type", choices=stack_type_names(), default="cpu",
+                        help="profile type (default: cpu)")  # fmt: skip
     add_filter_arguments(parser)
 
 
@@ -61,13 +63,16 @@ def run(args: argparse.Namespace, client: Client) -> str:
     params = [("format", fmt), ("type", args.type), *filter_params(args)]
     rest = RestClient(args.api, token=args.token, tls_ca=args.tls_ca)
     try:
-        body = rest.request("GET", "/api/v1/export", params=params).content
+        response = rest.request("GET", "/api/v1/export", params=params)
+        body = response.content
     finally:
         rest.close()
+    unit = response.headers.get(UNIT_HEADER, "")
     if args.output is None:
         return body.decode("utf-8").rstrip("\n")
     try:
         write_atomic(args.output, body)
     except OSError as exc:
         raise UserError(f"cannot write {args.output}: {exc.strerror or exc}.") from None
-    return f"wrote {args.output} ({fmt}, {len(body)} bytes)"
+    carries = f"{args.type} in {unit}" if unit else args.type
+    return f"wrote {args.output} ({fmt}, {carries}, {len(body)} bytes)"
