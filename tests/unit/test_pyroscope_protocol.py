@@ -16,7 +16,7 @@ from aperture.aggregator.pyroscope import (
     parse_unix_time,
     push_request,
 )
-from aperture.model import EventType
+from aperture.model import EventType, Profile
 from aperture.proto.pyroscope import push_pb2
 
 
@@ -67,19 +67,25 @@ def test_folded_and_lines_bodies() -> None:
     }
 
 
-def test_other_units_keep_the_type_and_lock_units_make_lock_profiles() -> None:
-    objects = folded_profile("main;alloc 64\n", lines=False, service="api",
-                             profile_type="alloc_objects", units="objects", sample_rate=100,
-                             start_ns=1, end_ns=2)  # fmt: skip
-    assert (objects.unit, objects.labels["sample_type"], objects.frequency_hz) == (
-        "objects",
-        "alloc_objects",
-        0,
-    )
-    locks = folded_profile("main;lock 5000\n", lines=False, service="api",
-                           profile_type="mutex_duration", units="lock_nanoseconds",
-                           sample_rate=100, start_ns=1, end_ns=2)  # fmt: skip
+def test_folded_stacks_are_the_type_their_name_says_in_its_unit() -> None:
+    def folded(profile_type: str, units: str, text: str = "main;a 64\n") -> Profile:
+        return folded_profile(text, lines=False, service="api", profile_type=profile_type,
+                              units=units, sample_rate=100, start_ns=1, end_ns=2)  # fmt: skip
+
+    objects = folded("alloc_objects", "objects")
+    assert (objects.event_type, objects.unit, objects.total) == (EventType.ALLOC_OBJECTS,
+                                                                 "objects", 64)  # fmt: skip
+    assert folded("inuse_space", "bytes").event_type is EventType.INUSE_SPACE
+    mutex = folded("mutex_duration", "lock_nanoseconds")
+    assert (mutex.event_type, mutex.total) == (EventType.MUTEX_DELAY, 64)
+    # wall time in samples at 100 Hz: 10 ms each
+    assert folded("wall", "samples").total == 640_000_000
+    # an old client's lock profile as app.cpu with lock units stays a lock profile
+    locks = folded("cpu", "lock_nanoseconds", "main;lock 5000\n")
     assert locks.event_type is EventType.LOCK and locks.total == 5000
+    # a unit that does not fit the type is refused, never filed as something else
+    with pytest.raises(ValueError, match="units=bytes do not fit alloc_objects profiles"):
+        folded("alloc_objects", "bytes")
 
 
 def test_bad_folded_lines_name_the_line() -> None:

@@ -19,17 +19,21 @@ from aperture.formats.collapsed import parse_collapsed
 from aperture.formats.limits import Budget, TooLarge
 from aperture.formats.protoscan import count_fields, payloads
 from aperture.model import EventType, Frame, LockStat, Profile, Sample
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.pyroscope import push_pb2
 from aperture.transforms import lock_samples
 
-# Profile types a legacy application name may end with (``app.cpu``, ``app.inuse_space``).
-PROFILE_TYPES = frozenset(
-    {
-        "cpu", "itimer", "wall", "alloc_objects", "alloc_space", "inuse_objects",
-        "inuse_space", "goroutines", "mutex_count", "mutex_duration", "block_count",
-        "block_duration", "lock_count", "lock_duration", "exceptions",
-    }
-)  # fmt: skip
+# Profile types a legacy application name may end with (``app.cpu``, ``app.inuse_space``),
+# and the type of ours its folded stacks are.
+FOLDED_TYPES = {
+    "cpu": EventType.CPU, "itimer": EventType.CPU, "wall": EventType.WALL,
+    "alloc_objects": EventType.ALLOC_OBJECTS, "alloc_space": EventType.ALLOC_SPACE,
+    "inuse_objects": EventType.INUSE_OBJECTS, "inuse_space": EventType.INUSE_SPACE,
+    "goroutines": EventType.GOROUTINES, "mutex_count": EventType.MUTEX_CONTENTIONS,
+    "mutex_duration": EventType.MUTEX_DELAY, "block_count": EventType.BLOCK_CONTENTIONS,
+    "block_duration": EventType.BLOCK_DELAY, "lock_count": EventType.LOCK,
+    "lock_duration": EventType.LOCK, "exceptions": EventType.EXCEPTIONS,
+}  # fmt: skip
 _NAME = re.compile(r"^([^{}]+?)(?:\{(.*)\})?$", re.DOTALL)
 _TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 MAX_TAGS = 64
@@ -51,7 +55,7 @@ def parse_app_name(text: str) -> AppName:
         raise ValueError(f"name={text!r} is not 'app.cpu{{key=value,...}}'")
     base, tag_text = match.group(1).strip(), match.group(2)
     service, _, suffix = base.rpartition(".")
-    if not service or suffix not in PROFILE_TYPES:
+    if not service or suffix not in FOLDED_TYPES:
         service, suffix = base, "cpu"
     tags: dict[str, str] = {}
     for item in (tag_text or "").split(","):
@@ -111,7 +115,14 @@ def folded_profile(
     def frames(path: tuple[str, ...]) -> tuple[Frame, ...]:
         return tuple(names.get(n) or names.setdefault(n, Frame(n)) for n in path)
 
-    if units == "lock_nanoseconds" or units == "lock_samples":
+    event_type = FOLDED_TYPES[profile_type]
+    if event_type is EventType.CPU and units in ("lock_nanoseconds", "lock_samples"):
+        event_type = EventType.LOCK  # old clients send lock profiles as app.cpu
+    want = PROFILE_TYPES[event_type].value_unit
+    ours = {"lock_samples": "contentions", "lock_nanoseconds": "nanoseconds"}.get(units, units)
+    if event_type is EventType.LOCK:
+        if units not in ("lock_nanoseconds", "lock_samples"):
+            raise ValueError(f"{profile_type} needs units=lock_samples or lock_nanoseconds")
         locks = [
             LockStat(pid=0, comm=service, address=0, stack=frames(path),
                      contentions=value if units == "lock_samples" else 0,
@@ -122,18 +133,22 @@ def folded_profile(
         profile.locks = locks
         profile.samples = lock_samples(locks)
         return profile
-    cpu_like = units in ("", "samples") and profile_type in ("cpu", "itimer", "wall")
-    profile = Profile(
-        EventType.CPU,
-        "samples" if cpu_like else (units or "count"),
-        start_ns=start_ns,
-        end_ns=end_ns,
-        frequency_hz=sample_rate if cpu_like else 0,
-    )
-    if not cpu_like:
-        profile.labels["sample_type"] = profile_type
+    # wall time arrives as samples at the sample rate
+    per_sample = 1
+    if event_type is EventType.WALL and ours in ("", "samples"):
+        if sample_rate <= 0:
+            raise ValueError("wall time in samples needs a sampleRate")
+        per_sample, ours = round(1e9 / sample_rate), want
+    if ours not in ("", want):
+        raise ValueError(
+            f"units={units} do not fit {profile_type} profiles, whose values are {want}"
+        )
+    profile = Profile(event_type, want, start_ns=start_ns, end_ns=end_ns,
+                      frequency_hz=sample_rate if event_type is EventType.CPU else 0)  # fmt: skip
     profile.samples = [
-        Sample(frames(path), value, comm=service) for path, value in folded.items() if value > 0
+        Sample(frames(path), value * per_sample, comm=service)
+        for path, value in folded.items()
+        if value > 0
     ]
     return profile
 
