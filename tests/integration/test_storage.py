@@ -242,6 +242,38 @@ def test_a_stack_type_of_the_registry_is_stored_and_answered(store: Store) -> No
     assert sum(s.value for s in back[0].profile.samples) == 40_000_000
 
 
+def test_a_gauge_is_averaged_per_series_over_the_range_by_store_and_buffer(store: Store) -> None:
+    """Bytes in use are a level, not a count: two windows of 100 and 300 MB in use are 200 MB
+    in use over the range, not 400; series (agents, labels) add up."""
+
+    def inuse(end_ns: int, *samples: tuple[tuple[Frame, ...], int]) -> Profile:
+        return Profile(EventType.INUSE_SPACE, "bytes", start_ns=end_ns, end_ns=end_ns,
+                       samples=[Sample(st, v, comm="api") for st, v in samples])  # fmt: skip
+
+    a, b = Identity("pprof:a", "h1", {"service": "a"}), Identity("pprof:b", "h2", {"service": "b"})
+    batches = [
+        encode([inuse(T0 + 5 * S, ((MAIN, HOT), 100), ((MAIN, COLD), 40))], a, 1),
+        encode([inuse(T0 + 15 * S, ((MAIN, HOT), 300))], a, 2),  # cold freed by now
+        encode([inuse(T0 + 15 * S, ((MAIN, HOT), 7))], b, 1),
+    ]
+    store.insert_batches(batches)
+    mem = buffer_backend(batches)
+    f = QueryFilter(EventType.INUSE_SPACE, from_ns=T0, to_ns=T0 + 60 * S)
+    fg = stored(store).flamegraph(f, 100)
+    assert (fg["unit"], fg["total"]) == ("bytes", (100 + 300) // 2 + 40 // 2 + 7)
+    assert fg == mem.flamegraph(f, 100)
+    assert stored(store).top(f, 10) == mem.top(f, 10)
+    for group in (None, "host"):  # per 10 s step: each window alone
+        assert stored(store).timeline(f, 10, group) == mem.timeline(f, 10, group)
+    series = stored(store).timeline(f, 60, None)["series"]
+    assert [p[1] for p in series[0]["points"]] == [227]  # one step: the averages, summed
+    exported = stored(store).export_profile(f)
+    assert sorted(s.value for s in exported.samples) == [20, 207]  # one process name: merged
+    assert sorted(s.value for s in mem.export_profile(f).samples) == [20, 207]
+    # a summed type over the same windows is the sum
+    assert stored(store).flamegraph(replace(f, event_type=EventType.ALLOC_SPACE), 10)["total"] == 0
+
+
 def test_wall_clock_adds_cpu_samples_as_time_to_the_off_cpu_time(store: Store) -> None:
     batches = fleet()
     store.insert_batches(batches)
