@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+import httpx
 from ui_session import Session
+
+from interop_files import INTEROP, needs_interop
 
 
 def query(page: Any) -> dict[str, list[str]]:
@@ -187,6 +190,42 @@ def test_off_cpu_is_a_type_of_the_switch_and_shows_time(ui: Session) -> None:
     page = ui.open("/timeline")
     page.get_by_test_id("chart-offcpu").locator("polyline").first.wait_for(state="attached")
     assert "Off-CPU (ms per second)" in page.get_by_test_id("chart-offcpu").inner_text()
+
+
+@needs_interop
+def test_an_imported_heap_profile_brings_its_memory_types_to_the_switch(ui: Session) -> None:
+    """Only types with data are offered; a Go heap profile adds its four, in bytes and objects."""
+    page = ui.open("/flamegraph")
+    ui.frames()
+    switch = page.get_by_role("group", name="Event type")
+    assert switch.get_by_role("button", name="In-use bytes").count() == 0
+    heap = (INTEROP / "pyroscope/pkg/pprof/testdata/heap").read_bytes()
+    r = httpx.post(f"{ui.agg.http}/api/v1/ingest/pprof", content=heap, headers=ui.agg.headers(),
+                   params={"service": "heapapp", "at": "now"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert {p["type"] for p in r.json()["profiles"]} == {
+        "alloc_objects", "alloc_space", "inuse_objects", "inuse_space"}  # fmt: skip
+    page = ui.open("/flamegraph?label.service=heapapp")  # no CPU there: an empty state
+    switch = page.get_by_role("group", name="Event type")
+    for label in ("Allocated objects", "Allocated bytes", "In-use objects", "In-use bytes"):
+        switch.get_by_role("button", name=label).wait_for()
+    assert switch.get_by_role("button", name="Lock wait").count() == 0  # none for this service
+    switch.get_by_role("button", name="In-use bytes").click()
+    page.wait_for_url(re.compile(r"type=inuse_space"))
+    status = page.get_by_test_id("flame-status")
+    status.wait_for()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=flame-status]').innerText.includes('MiB')"
+    )
+    total = ui.api("/api/v1/flamegraph", type="inuse_space", **{"label.service": "heapapp"})
+    assert total["unit"] == "bytes" and total["total"] == 541_672_846  # the column, to the byte
+    assert "516.6 MiB" in status.inner_text()
+    page = ui.open("/timeline?label.service=heapapp")
+    chart = page.get_by_test_id("chart-inuse_space")
+    chart.wait_for()
+    assert "In-use bytes (bytes)" in chart.inner_text()  # a level, not a rate
+    assert page.get_by_test_id("chart-lock").count() == 0
+    ui.shot("heap-types")
 
 
 def test_wall_clock_of_one_process_puts_cpu_and_off_cpu_time_in_one_tree(ui: Session) -> None:
