@@ -99,7 +99,7 @@ ui: $(WEB_OUT)/.built
 # regenerates it after a .proto change.
 # pprof's profile.proto and Pyroscope's push API are messages only (served over HTTP).
 PROTO := $(wildcard src/aperture/proto/v1/*.proto)
-INTEROP_PROTO := $(wildcard src/aperture/proto/pprof/*.proto src/aperture/proto/pyroscope/*.proto)
+INTEROP_PROTO := $(wildcard src/aperture/proto/pprof/*.proto src/aperture/proto/pyroscope/*.proto src/aperture/proto/otlp/*.proto)
 proto: venv
 	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src --grpc_python_out=src $(PROTO)
 	$(PY) -m grpc_tools.protoc -Isrc --python_out=src --pyi_out=src $(INTEROP_PROTO)

@@ -528,17 +528,17 @@ def columns(
     for i, name, unit in present:
         if i in taken:
             continue
-        event_type = _registry_type(name, unit, marked=marked, blocking=blocking)
+        event_type = registry_type(name, unit, marked=marked, blocking=blocking)
         if event_type is None:
             raise UnknownSampleType(
                 f"sample type {name}/{unit} (value {i}) is not a profile type Aperture "
-                f"knows ({_known_sample_types()}): nothing was stored"
+                f"knows ({known_sample_types()}): nothing was stored"
             )
         take(Column(event_type, i, f"{name}/{unit}"))
     return out
 
 
-def _registry_type(name: str, unit: str, *, marked: EventType | None,
+def registry_type(name: str, unit: str, *, marked: EventType | None,
                    blocking: bool) -> EventType | None:  # fmt: skip
     """Our type whose pprof sample type (or an alias of it) is ``name/unit``."""
     found = [
@@ -554,7 +554,7 @@ def _registry_type(name: str, unit: str, *, marked: EventType | None,
     return found[0] if found else None
 
 
-def _known_sample_types() -> str:
+def known_sample_types() -> str:
     names = {f"{vt.type}/{vt.unit}" for t in stack_types() for vt in (*t.pprof, *t.aliases)}
     return ", ".join(sorted(names | {"samples/count", "cpu/nanoseconds"}))
 
@@ -583,30 +583,30 @@ class _Frames:
         module_name = ""
         offset = loc.address
         if mapping is not None:
-            module_name = _basename(s[mapping.filename])
+            module_name = module_basename(s[mapping.filename])
             if mapping.memory_start <= loc.address < mapping.memory_limit:
                 offset = loc.address - mapping.memory_start + mapping.file_offset
         if not loc.line:
             name = f"{module_name or '[unknown]'}+0x{offset:x}"
-            return (Frame(name, module_name or "[unknown]", _frame_kind(module_name), offset),)
+            return (Frame(name, module_name or "[unknown]", frame_kind(module_name), offset),)
         frames = []
         for line in loc.line:
             fn = self._functions[line.function_id]
             name = s[fn.name] or s[fn.system_name]
-            file_module = module_name or _basename(s[fn.filename])
+            file_module = module_name or module_basename(s[fn.filename])
             if not name:
                 name = f"{file_module or '[unknown]'}+0x{offset:x}"
             frames.append(
-                Frame(name, file_module, _frame_kind(file_module), offset, max(0, line.line))
+                Frame(name, file_module, frame_kind(file_module), offset, max(0, line.line))
             )
         return tuple(frames)
 
 
-def _basename(path: str) -> str:
+def module_basename(path: str) -> str:
     return PurePosixPath(path).name if path and not path.startswith("[") else path
 
 
-def _frame_kind(module: str) -> FrameKind:
+def frame_kind(module: str) -> FrameKind:
     if module == "[jit]":
         return FrameKind.JIT
     if module in ("", "[unknown]"):
