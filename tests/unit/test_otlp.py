@@ -21,6 +21,7 @@ from aperture.formats.otlp import (
     read_otlp_profiles,
 )
 from aperture.model import EventType, Frame, FrameKind, Profile
+from aperture.transforms import merge
 from aperture.proto.otlp import profiles_pb2
 from aperture.proto.otlp import profiles_service_pb2 as pb
 from interop_files import INTEROP, needs_interop
@@ -32,8 +33,10 @@ REQUEST = OTLP / "otel-ebpf-profile.pb.bin"
 
 
 def _only(profiles: list[OtlpProfile], event_type: EventType) -> OtlpProfile:
-    [one] = [p for p in profiles if p.profile.event_type is event_type]
-    return one
+    """Every service's profile of one type, merged."""
+    of_type = [p for p in profiles if p.profile.event_type is event_type]
+    merged = merge([p.profile for p in of_type])
+    return OtlpProfile(merged, {}, of_type[0].source)
 
 
 def _named_services() -> set[int]:
@@ -102,8 +105,16 @@ def test_the_export_is_one_cpu_and_one_off_cpu_profile(
     kinds = {(p.profile.event_type, p.profile.unit, p.source) for p in fixture_profiles}
     assert kinds == {(EventType.CPU, "samples", "samples/count"),
                      (EventType.OFFCPU, "nanoseconds", "off_cpu/nanoseconds")}  # fmt: skip
+    # its resources say only process.* (pid, executable): the service is OpenTelemetry's
+    # default name, unknown_service:<executable> where the resource names one
+    services = {p.labels["service.name"] for p in fixture_profiles}
+    assert services == {"unknown_service", "unknown_service:containerd",
+                        "unknown_service:kwin_wayland",
+                        "unknown_service:xdg-desktop-portal"}, services  # fmt: skip
     for one in fixture_profiles:
-        assert one.labels == {}  # its resources say only process.* (pid, executable)
+        assert set(one.labels) == {"service.name"}
+        named = one.labels["service.name"] != "unknown_service"
+        assert all((s.pid in _named_services()) == named for s in one.profile.samples)
         assert one.profile.start_ns == first.time_unix_nano
         assert one.profile.end_ns == first.time_unix_nano + first.duration_nano
     cpu = _only(fixture_profiles, EventType.CPU).profile

@@ -87,6 +87,7 @@ HTTP_ROUTES: dict[tuple[str, str], Access] = {
     ("POST", "/api/v1/ingest/pprof"): Access.INGEST,
     ("POST", "/push.v1.PusherService/Push"): Access.INGEST,
     ("POST", "/ingest"): Access.INGEST,
+    ("POST", "/v1development/profiles"): Access.INGEST,
 }
 
 # Pyroscope SDKs send the token as the basic-auth password on these.

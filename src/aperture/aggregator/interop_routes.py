@@ -1,8 +1,9 @@
-"""HTTP ingest of other tools' profiles: pprof uploads and Pyroscope's two push protocols.
+"""HTTP ingest of other tools' profiles: pprof uploads, Pyroscope's two push protocols, OTLP.
 
 - ``POST /api/v1/ingest/pprof?service=NAME&label.KEY=VALUE``: a pprof file body.
 - ``POST /push.v1.PusherService/Push``: Pyroscope's Connect push API (current SDKs).
 - ``POST /ingest?name=app.cpu{k=v}&format=folded|lines|pprof&...``: Pyroscope's legacy API.
+- ``POST /v1development/profiles``: OTLP/HTTP profiles (the OpenTelemetry eBPF profiler).
 
 Every route counts what the request would make it build against one
 :class:`~aperture.formats.limits.Budget` before building it (413 past a limit),
@@ -38,6 +39,7 @@ from aperture.aggregator.pyroscope import (
     push_request,
 )
 from aperture.formats.limits import LIMITS, Budget, TooLarge
+from aperture.formats.otlp import OtlpTooLarge, read_otlp_profiles
 from aperture.formats.pprof import (
     MalformedPprof,
     SampleTypeConfig,
@@ -267,6 +269,48 @@ def add_interop_routes(
         media = "application/json" if as_json else "application/proto"
         return Response(b"{}" if as_json else b"", media_type=media)
 
+    # -- OpenTelemetry: OTLP/HTTP profiles ---------------------------------------------------
+
+    @app.post(
+        "/v1development/profiles",
+        summary="OTLP profiles (OTLP/HTTP, protobuf)",
+        response_class=Response,
+        responses={200: {"description": "stored: an empty ExportProfilesServiceResponse",
+                         "content": {"application/x-protobuf": {}}}},
+    )  # fmt: skip
+    async def otlp_profiles(request: Request) -> Response:
+        """An OTLP ``ExportProfilesServiceRequest`` (the OpenTelemetry eBPF profiler's export):
+        each resource's ``service.name`` is the service, ``host.name`` the host."""
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        now = time.time_ns()
+        budget = Budget(limits)
+        try:
+            if content_type not in ("application/x-protobuf", "application/protobuf"):
+                refuse(415, f"content type {content_type!r} is not supported: send OTLP "
+                       "profiles as application/x-protobuf")  # fmt: skip
+            body = await body_of(request)
+            if not body:
+                refuse(400, "the request has no body: send an ExportProfilesServiceRequest")
+
+            def convert() -> list[Item]:
+                try:
+                    read = read_otlp_profiles(body, budget=budget, now_ns=now)
+                except OtlpTooLarge as exc:
+                    raise ImportRefused(413, str(exc)) from None
+                items = []
+                for one in read:
+                    labels = dict(one.labels)
+                    service = labels.pop("service.name", "") or "unknown_service"
+                    host = labels.pop("host.name", "")
+                    labels = {**labels, "service_name": service, **({"host": host} if host else {})}
+                    items.append(Item(service, labels, one.profile, one.source))
+                return items
+
+            await store("otlp", convert, key=_request_key(request, body))
+        except ImportRefused as exc:
+            return _otlp_error(exc.status, exc.message)
+        return Response(b"", media_type="application/x-protobuf")
+
     # -- Pyroscope: legacy /ingest ---------------------------------------------------------
 
     @app.post(
@@ -348,6 +392,32 @@ def add_interop_routes(
         except ImportRefused as exc:
             return _json_error(exc.status, exc.message)
         return Response(status_code=200)
+
+
+def _otlp_error(status: int, message: str) -> Response:
+    """An OTLP/HTTP error: a ``google.rpc.Status`` (code 3 invalid argument, 8 exhausted...)
+    as protobuf, as the OTLP exporters read it; the message is the one sentence."""
+    codes = {400: 3, 413: 8, 415: 3, 422: 9, 503: 14}
+    body = _status_bytes(codes.get(status, 2), message)
+    return Response(body, status_code=status, media_type="application/x-protobuf")
+
+
+def _status_bytes(code: int, message: str) -> bytes:
+    """``google.rpc.Status{code, message}`` encoded by hand (two fields, no dependency)."""
+    text = message.encode("utf-8")
+    out = bytearray(b"\x08")  # field 1, varint
+    out += _varint(code)
+    out += b"\x12" + _varint(len(text)) + text  # field 2, bytes
+    return bytes(out)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _json_error(status: int, message: str) -> JSONResponse:

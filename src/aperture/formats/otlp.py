@@ -29,7 +29,9 @@ How a request becomes our profiles:
   process without an executable (a kernel thread) is named after its main
   thread, as Linux names it. Other ``process.*``/``thread.*`` attributes are
   dropped; every other scalar attribute of a resource, scope or profile, and
-  string attribute of a sample, is a label under its OTLP key.
+  string attribute of a sample, is a label under its OTLP key. A resource without
+  ``service.name`` gets OpenTelemetry's default, ``unknown_service:<executable>``
+  (``unknown_service`` without one), as Pyroscope names it too.
 - Samples of one type and label set make one :class:`OtlpProfile` (a request
   has a profile per process); past :data:`~aperture.formats.pprof.MAX_LABEL_SETS`
   sets the labels are dropped, the samples kept. It spans the profiles'
@@ -439,6 +441,9 @@ def _rows(
                 kind = d.kind(p, where)
                 common = {**resource, **scope, **d.attributes(p.attribute_indices, where)}
                 labels = _labels(common)
+                if "service.name" not in labels:  # OpenTelemetry's default service name
+                    exe = resource.get(_COMM)
+                    labels["service.name"] = f"unknown_service:{exe}" if exe else "unknown_service"
                 window = _window(p, now_ns)
                 for i, sample in enumerate(p.samples):
                     what = f"sample {i} of {where}"
