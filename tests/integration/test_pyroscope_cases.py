@@ -112,7 +112,9 @@ def _multipart(fields: dict[str, bytes]) -> tuple[bytes, str]:
     boundary = "aperture-test-boundary"
     body = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{name}"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n".encode() + data + b"\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + data
+        + b"\r\n"
         for name, data in fields.items()
     )
     return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"

@@ -179,7 +179,19 @@ def test_profile_types_lists_the_registry(agg: AggregatorProcess) -> None:
     response = httpx.get(f"{agg.http}/api/v1/profile-types", headers=agg.headers())
     assert response.status_code == 200
     types = {t["type"]: t for t in response.json()["types"]}
-    assert set(types) == {"cpu", "lock", "syscall", "offcpu"}
+    assert set(types) == {
+        "cpu", "lock", "syscall", "offcpu", "wall", "cycles", "alloc_objects", "alloc_space",
+        "inuse_objects", "inuse_space", "goroutines", "mutex_contentions", "mutex_delay",
+        "block_contentions", "block_delay", "exceptions"}  # fmt: skip
+    assert all(t["present"] is None for t in types.values())  # no range asked
+    assert [t for t, info in types.items() if info["aggregation"] == "average"] == [
+        "inuse_objects", "inuse_space", "goroutines"]  # fmt: skip
+    assert (types["inuse_space"]["value_unit"], types["inuse_space"]["pprof_sample_types"]) == (
+        "bytes", ["inuse_space/bytes"])  # fmt: skip
+    ranged = httpx.get(f"{agg.http}/api/v1/profile-types", headers=agg.headers(),
+                       params={"from": "-1h"}).json()["types"]  # fmt: skip
+    present = {t["type"] for t in ranged if t["present"]}
+    assert "cpu" in present and "alloc_space" not in present
     assert (types["offcpu"]["label"], types["offcpu"]["pprof_sample_types"]) == (
         "Off-CPU", ["off_cpu/nanoseconds"])  # fmt: skip
     assert (types["lock"]["label"], types["lock"]["value_unit"]) == ("Lock wait", "nanoseconds")

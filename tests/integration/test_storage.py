@@ -293,6 +293,8 @@ def test_export_profile_merges_the_range(store: Store) -> None:
     batches = fleet()
     store.insert_batches(batches)
     for et in EventType:
+        if not any(et in decode(b).profiles for b in batches):
+            continue  # a type the fleet has none of
         want = merge(decode(b).profiles[et] for b in batches if et in decode(b).profiles)
         got = stored(store).export_profile(QueryFilter(et))
         assert (got.start_ns, got.end_ns, got.unit) == (want.start_ns, want.end_ns, want.unit)

@@ -21,9 +21,9 @@ from aperture.formats.otlp import (
     read_otlp_profiles,
 )
 from aperture.model import EventType, Frame, FrameKind, Profile
-from aperture.transforms import merge
 from aperture.proto.otlp import profiles_pb2
 from aperture.proto.otlp import profiles_service_pb2 as pb
+from aperture.transforms import merge
 from interop_files import INTEROP, needs_interop
 
 OTLP = INTEROP / "otlp"
