@@ -39,6 +39,8 @@ _TIMESTAMP = re.compile(r"([0-9]+)\.([0-9]{1,9})")
 # What follows the pid in a header: an optional [cpu], then the time in seconds.
 _HEADER_TAIL = re.compile(r" *(?:\[[0-9]+\] +)?[0-9]+\.[0-9]+:\s")
 _HEX = frozenset("0123456789abcdefABCDEF")
+# An event's modifiers (cycles:uppp, cpu-clock:uhH), not a tracepoint's name.
+_MODIFIERS = re.compile(r"[ukhIGHpPSDWebR]+")
 _RUST_HASH = re.compile(r"h[0-9a-fA-F]{16}")
 _RUST_HASH_LENGTH = 17
 _RUST_ESCAPES = (
@@ -138,6 +140,7 @@ class _Events:
     events: list[_Event]
     warnings: list[str]
     times: list[int]  # of the events kept, in ns since boot
+    name: str = ""  # the event's whole name (a tracepoint's sched:sched_switch)
 
 
 class _Skipped:
@@ -165,6 +168,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.event: str | None = None
+        self.full_event = ""
         self.in_event = False
         self.skip = False
         self.comm = ""
@@ -193,7 +197,8 @@ class _Reader:
                 if self.stack:  # a header carrying its one-frame stack
                     self._end_event()
         self._end_event()
-        return _Events(self.event or "", self.events, self._warnings(), self.times)
+        return _Events(self.event or "", self.events, self._warnings(), self.times,
+                       self.full_event or self.event or "")  # fmt: skip
 
     def _on_event_line(self, number: int, line: str) -> None:
         self.in_event = True
@@ -211,6 +216,10 @@ class _Reader:
             time_ns = _time_ns(pieces[0])
             if self.event is None:
                 self.event = event
+                # a tracepoint's whole name (sched:sched_switch), for the messages
+                rest = pieces[2].split(" ", 1)[0].removesuffix(":") if len(pieces) == 3 else ""
+                if rest and not _MODIFIERS.fullmatch(rest):
+                    self.full_event = f"{event}:{rest}"
             elif event != self.event:
                 self.other_events[event] += 1
                 self.skip = True
@@ -461,7 +470,7 @@ def _frames(line: _Line, java: bool) -> tuple[Frame, ...]:
     return tuple(Frame(name, base, kind, offset) for name in _names(line, java, False))
 
 
-def _event_type(event: str, has_events: bool) -> tuple[EventType, str]:
+def _event_type(event: str, has_events: bool, name: str = "") -> tuple[EventType, str]:
     if event in _CPU_EVENTS or not has_events:
         return EventType.CPU, "samples"
     if event in _CYCLE_EVENTS:
@@ -472,7 +481,7 @@ def _event_type(event: str, has_events: bool) -> tuple[EventType, str]:
             "with -F +event on a recording made with -e cpu-clock or -e cycles."
         )
     raise UnsupportedPerfEvent(
-        f"perf script events of type {event!r} cannot be imported: record with "
+        f"perf script events of type {(name or event)!r} cannot be imported: record with "
         "-e cpu-clock or -e cycles instead."
     )
 
@@ -485,7 +494,7 @@ def read_perf_script(text: str) -> PerfImport:
     periods' sum); any other event raises :class:`UnsupportedPerfEvent`.
     """
     read = _Reader().read(text)
-    event_type, unit = _event_type(read.event, bool(read.events))
+    event_type, unit = _event_type(read.event, bool(read.events), read.name)
     stacks: dict[tuple[_Line, bool], tuple[Frame, ...]] = {}
     periods: dict[tuple[int, int, str, tuple[Frame, ...]], list[int | None]] = {}
     for event in read.events:
