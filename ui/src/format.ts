@@ -35,6 +35,11 @@ export function value(v: number, unit: string): string {
   return `${count(v)} ${unit === "samples" ? (Math.round(v) === 1 ? "sample" : "samples") : unit}`;
 }
 
+/** A table cell's number: bytes in B/KiB/MiB (a bare 298M would not say which), else a count. */
+export function compact(v: number, unit: string): string {
+  return unit === "bytes" ? bytes(v) : count(v);
+}
+
 export function pct(fraction: number, digits = 2): string {
   if (!Number.isFinite(fraction)) return "–";
   return `${(fraction * 100).toFixed(digits)}%`;

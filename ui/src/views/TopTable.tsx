@@ -36,11 +36,11 @@ const Rows = memo(function Rows({ top, selected, onSelect, onSandwich }: RowsPro
               </div>
               <div className="fn-module">{f.module}</div>
             </td>
-            <td className="num">{fmt.count(f.self)}</td>
+            <td className="num">{fmt.compact(f.self, top.unit)}</td>
             <td className="num pct" style={pctBar(f.self_pct)}>
               {f.self_pct.toFixed(2)}%
             </td>
-            <td className="num">{fmt.count(f.total)}</td>
+            <td className="num">{fmt.compact(f.total, top.unit)}</td>
             <td className="num pct">{f.total_pct.toFixed(2)}%</td>
             <td>
               <button
