@@ -220,6 +220,9 @@ def test_an_imported_heap_profile_brings_its_memory_types_to_the_switch(ui: Sess
     total = ui.api("/api/v1/flamegraph", type="inuse_space", **{"label.service": "heapapp"})
     assert total["unit"] == "bytes" and total["total"] == 541_672_846  # the column, to the byte
     assert "516.6 MiB" in status.inner_text()
+    top = page.get_by_test_id("top-table")
+    top.locator("td.num").first.wait_for()
+    assert top.locator("td.num").first.inner_text().endswith("MiB")  # 284.6 MiB, not 298M
     page = ui.open("/timeline?label.service=heapapp")
     chart = page.get_by_test_id("chart-inuse_space")
     chart.wait_for()
