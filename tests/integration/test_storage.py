@@ -244,34 +244,55 @@ def test_a_stack_type_of_the_registry_is_stored_and_answered(store: Store) -> No
 
 def test_a_gauge_is_averaged_per_series_over_the_range_by_store_and_buffer(store: Store) -> None:
     """Bytes in use are a level, not a count: two windows of 100 and 300 MB in use are 200 MB
-    in use over the range, not 400; series (agents, labels) add up."""
+    in use over the range, not 400; series (agents, labels) add up. A process in one window
+    of two is averaged over both (it had nothing in use in the other), filtered or not."""
 
-    def inuse(end_ns: int, *samples: tuple[tuple[Frame, ...], int]) -> Profile:
-        return Profile(EventType.INUSE_SPACE, "bytes", start_ns=end_ns, end_ns=end_ns,
-                       samples=[Sample(st, v, comm="api") for st, v in samples])  # fmt: skip
+    def batch(
+        event_type: EventType,
+        identity: Identity,
+        seq: int,
+        end_ns: int,
+        *samples: tuple[tuple[Frame, ...], int, str],
+    ) -> pb.ProfileBatch:
+        profile = Profile(
+            event_type,
+            "bytes",
+            start_ns=end_ns,
+            end_ns=end_ns,
+            samples=[
+                Sample(st, v, pid=2 if comm == "db" else 1, comm=comm) for st, v, comm in samples
+            ],
+        )
+        return encode([profile], identity, seq)  # fmt: skip
 
     a, b = Identity("pprof:a", "h1", {"service": "a"}), Identity("pprof:b", "h2", {"service": "b"})
-    batches = [
-        encode([inuse(T0 + 5 * S, ((MAIN, HOT), 100), ((MAIN, COLD), 40))], a, 1),
-        encode([inuse(T0 + 15 * S, ((MAIN, HOT), 300))], a, 2),  # cold freed by now
-        encode([inuse(T0 + 15 * S, ((MAIN, HOT), 7))], b, 1),
+    windows = [
+        (a, 1, T0 + 5 * S, ((MAIN, HOT), 100, "api"), ((MAIN, COLD), 40, "db")),
+        (a, 2, T0 + 15 * S, ((MAIN, HOT), 300, "api")),  # db freed its 40 by now
+        (b, 1, T0 + 15 * S, ((MAIN, HOT), 7, "api")),
     ]
-    store.insert_batches(batches)
-    mem = buffer_backend(batches)
+    inuse = [batch(EventType.INUSE_SPACE, *w) for w in windows]
+    alloc = [batch(EventType.ALLOC_SPACE, i, seq + 10, *rest) for i, seq, *rest in windows]
+    store.insert_batches(inuse + alloc)
+    mem = buffer_backend(inuse + alloc)
     f = QueryFilter(EventType.INUSE_SPACE, from_ns=T0, to_ns=T0 + 60 * S)
     fg = stored(store).flamegraph(f, 100)
     assert (fg["unit"], fg["total"]) == ("bytes", (100 + 300) // 2 + 40 // 2 + 7)
-    assert fg == mem.flamegraph(f, 100)
-    assert stored(store).top(f, 10) == mem.top(f, 10)
-    for group in (None, "host"):  # per 10 s step: each window alone
-        assert stored(store).timeline(f, 10, group) == mem.timeline(f, 10, group)
-    series = stored(store).timeline(f, 60, None)["series"]
-    assert [p[1] for p in series[0]["points"]] == [227]  # one step: the averages, summed
+    for one in (f, replace(f, comm="db"), replace(f, pid=2), replace(f, labels={"service": "a"})):
+        assert stored(store).flamegraph(one, 100) == mem.flamegraph(one, 100), one
+        assert stored(store).top(one, 10) == mem.top(one, 10), one
+        for step, group in ((10, None), (10, "host"), (60, None), (60, "comm"), (60, "pid")):
+            assert stored(store).timeline(one, step, group) == mem.timeline(one, step, group)
+    assert stored(store).flamegraph(replace(f, comm="db"), 10)["total"] == 20  # 40 in 1 of 2
+    points = {s["key"]: s["points"] for s in stored(store).timeline(f, 60, "comm")["series"]}
+    assert [p[1] for p in points["db"]] == [20] and [p[1] for p in points["api"]] == [207]
     exported = stored(store).export_profile(f)
     assert sorted(s.value for s in exported.samples) == [20, 207]  # one process name: merged
     assert sorted(s.value for s in mem.export_profile(f).samples) == [20, 207]
-    # a summed type over the same windows is the sum
-    assert stored(store).flamegraph(replace(f, event_type=EventType.ALLOC_SPACE), 10)["total"] == 0
+    # the same windows as allocations (a summed type) are the sum
+    g = replace(f, event_type=EventType.ALLOC_SPACE)
+    assert stored(store).flamegraph(g, 10)["total"] == 100 + 40 + 300 + 7
+    assert stored(store).flamegraph(g, 10) == mem.flamegraph(g, 10)
 
 
 def test_wall_clock_adds_cpu_samples_as_time_to_the_off_cpu_time(store: Store) -> None:

@@ -181,6 +181,9 @@ class BufferSource:
                 continue
             if (f.agent and batch.agent_id != f.agent) or (f.host and batch.host != f.host):
                 continue
+            labels = self._decoded(batch).identity.labels if f.labels else {}
+            if any(labels.get(k) != v for k, v in f.labels.items()):
+                continue
             present.update(batch.event_types)
         return present
 

@@ -52,15 +52,27 @@ def averaged(f: QueryFilter) -> bool:
     return PROFILE_TYPES[f.event_type].aggregation == "average"
 
 
-def _averaged_sql(store: Store, cond: str, columns: str) -> str:
-    """Sample rows of ``cond`` with ``columns`` and each value divided by how many windows
-    its series has in the selection: summed over the windows, that is their average."""
+def _any_process(f: QueryFilter) -> tuple[str, dict[str, Any]]:
+    """:func:`where` of ``f`` for any pid and process, its parameters renamed ``w_*`` so it
+    can sit beside ``f``'s own in one statement: a series' windows are its windows,
+    whichever processes had samples in them."""
+    cond, params = where(replace(f, pid=None, comm=None), "samples")
+    for key in sorted(params, key=len, reverse=True):
+        cond = cond.replace("{" + key + ":", "{w_" + key + ":")
+    return cond, {f"w_{k}": v for k, v in params.items()}
+
+
+def _averaged_sql(store: Store, f: QueryFilter, columns: str) -> tuple[str, dict[str, Any]]:
+    """Sample rows of ``f`` with ``columns`` and each value divided by how many windows
+    its series has in the range (any process's): summed over the windows, their average."""
     table = store.table("samples")
+    cond, params = where(f, "samples")
+    any_cond, any_params = _any_process(f)
     return (
         f"SELECT {columns}, value / n AS v FROM (SELECT *, {_SERIES} AS series FROM {table} "
         f"WHERE {cond}) AS r INNER JOIN (SELECT {_SERIES} AS series, uniqExact(ts) AS n "
-        f"FROM {table} WHERE {cond} GROUP BY series) AS w USING series"
-    )
+        f"FROM {table} WHERE {any_cond} GROUP BY series) AS w USING series"
+    ), {**params, **any_params}
 
 
 def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
@@ -72,8 +84,7 @@ def _stack_rows_sql(store: Store, f: QueryFilter) -> tuple[str, dict[str, Any]]:
     table, value = _source(f)
     cond, params = _stack_where(f, table)
     if averaged(f):
-        return _averaged_sql(store, cond, "comm, if(comm = '', pid, toUInt32(0)) AS p, "
-                             "stack_hash"), params  # fmt: skip
+        return _averaged_sql(store, f, "comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash")
     raw = (
         f"SELECT comm, if(comm = '', pid, toUInt32(0)) AS p, stack_hash, {value} AS v "
         f"FROM {store.table(table)} WHERE {cond}"
@@ -150,15 +161,16 @@ class StoreSource:
         cond, params = _stack_where(f, table)
         params["step"] = step_s * 1_000_000_000
         if averaged(f):
-            # per step: each series' windows in it averaged, then the series summed
+            # per step: each series' windows in the step (any process's) averaged, summed
+            any_cond, any_params = _any_process(f)
+            bucket = "intDiv(toUnixTimestamp64Nano(ts), {step:Int64}) AS b"
             rows = store.select(
-                f"SELECT key, bucket, round(sum(v)) FROM (SELECT key, bucket, series, "
-                "sum(value) / uniqExact(ts) AS v FROM (SELECT "
-                f"{GROUP_BY_SQL[group_by]} AS key, {_SERIES} AS series, ts, value, "
-                "intDiv(toUnixTimestamp64Nano(ts), {step:Int64}) AS bucket "
-                f"FROM {store.table(table)} WHERE {cond}) GROUP BY key, bucket, series) "
-                "GROUP BY key, bucket",
-                params,
+                f"SELECT key, b, round(sum(s / m)) FROM (SELECT {GROUP_BY_SQL[group_by]} AS key, "
+                f"{_SERIES} AS series, {bucket}, sum(value) AS s FROM {store.table(table)} "
+                f"WHERE {cond} GROUP BY key, series, b) AS r INNER JOIN (SELECT {_SERIES} AS "
+                f"series, {bucket}, uniqExact(ts) AS m FROM {store.table(table)} WHERE "
+                f"{any_cond} GROUP BY series, b) AS w USING (series, b) GROUP BY key, b",
+                {**params, **any_params},
             )
             return _series_of(rows, params["step"])
         rows = store.select(
@@ -299,7 +311,7 @@ class StoreSource:
         rows_sql = f"SELECT * FROM {store.table(table)} WHERE {cond}"
         summed = f"sum({value})"
         if averaged(f):
-            rows_sql = _averaged_sql(store, cond, "pid, tid, comm, thread, stack_hash")
+            rows_sql, params = _averaged_sql(store, f, "pid, tid, comm, thread, stack_hash")
             summed = "toUInt64(round(sum(v)))"
         rows = store.select(
             f"SELECT pid, {tid} AS t, comm, {thread} AS th, stack_hash, {summed} AS total "
