@@ -205,8 +205,12 @@ def test_go_mutex_profile_is_two_mutex_types_and_ours_comes_back_a_lock_profile(
     p = build([("contentions", "count"), ("delay", "nanoseconds")],
               [([2, 1], [4, 9_000], {}), ([3, 1], [1, 1_000], {})],
               period=("contentions", "count", 1))  # fmt: skip
+    # Go's mutex and block profiles look alike: refused unless the sender says which
+    with pytest.raises(UnknownSampleType, match="say which this is"):
+        from_pprof(p.SerializeToString())
     # Go's mutex profile: delay at the unlock of a contended mutex, not our futex waits
-    imported = {i.profile.event_type: i for i in from_pprof(p.SerializeToString(), comm="svc")}
+    imported = {i.profile.event_type: i
+                for i in from_pprof(p.SerializeToString(), comm="svc", hint="mutex")}  # fmt: skip
     assert set(imported) == {EventType.MUTEX_CONTENTIONS, EventType.MUTEX_DELAY}
     assert imported[EventType.MUTEX_CONTENTIONS].profile.total == 5
     assert imported[EventType.MUTEX_DELAY].profile.total == 10_000
@@ -252,7 +256,18 @@ def test_time_nanos_written_in_microseconds_is_read_as_such() -> None:
     p = build([("samples", "count")], [([2, 1], [3], {})], time_nanos=1_694_153_500_000_000)
     [imported] = from_pprof(p.SerializeToString())
     assert imported.profile.start_ns == 1_694_153_500_000_000_000
-    assert imported.profile.end_ns - imported.profile.start_ns == 10**13  # duration scaled too
+    # build()'s duration is 10**10: as microseconds that is 2.8 hours, which fits a day
+    assert imported.profile.end_ns - imported.profile.start_ns == 10**13
+    # py-spy's own: 10,000,000 us is the 10 s it uploads every
+    pyspy = build([("samples", "count")], [([2, 1], [3], {})], time_nanos=1_694_153_500_000_000)
+    pyspy.duration_nanos = 10_000_000
+    [one] = from_pprof(pyspy.SerializeToString())
+    assert one.profile.end_ns - one.profile.start_ns == 10 * 10**9
+    # in seconds, a duration of 10**10 s would be 317 years: kept as nanoseconds (10 s)
+    secs = build([("samples", "count")], [([2, 1], [3], {})], time_nanos=1_694_153_500)
+    [one] = from_pprof(secs.SerializeToString())
+    assert one.profile.start_ns == 1_694_153_500 * 10**9
+    assert one.profile.end_ns - one.profile.start_ns == 10**10
 
 
 def test_samples_split_by_their_string_labels_and_known_labels_fill_fields() -> None:

@@ -217,7 +217,7 @@ def _kind(name: str, unit: str, period_type: str, period_ns: int) -> _Kind | Non
         return _Kind(EventType.WALL, source, scale)
     if name in ("off_cpu", "events") and scale:  # "events": older eBPF profilers' off-CPU
         return _Kind(EventType.OFFCPU, source, scale)
-    event_type = registry_type(name, unit, marked=None, blocking=False)
+    event_type = registry_type(name, unit)
     return _Kind(event_type, source) if event_type else None
 
 

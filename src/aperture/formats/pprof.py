@@ -49,6 +49,7 @@ from aperture.transforms import lock_samples
 # in one piece; refusing it bounds the memory a hostile gzip can make us spend.
 MAX_INFLATED_BYTES = 64 << 20
 _INT64_MAX = 2**63 - 1  # pprof sample values are int64
+_DAY_NS = 86_400 * 10**9
 # Distinct sample label sets kept apart; past this the labels are dropped (the
 # samples stay) so a per-request label (span ids) cannot fan out into batches.
 MAX_LABEL_SETS = 100
@@ -433,6 +434,8 @@ class SampleTypeConfig:
             raw = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ValueError(f"the sample_type_config is not JSON ({exc})") from None
+        except RecursionError:
+            raise ValueError("the sample_type_config is nested too deeply to be one") from None
         if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
             raise ValueError(
                 "the sample_type_config must be a JSON object of sample type -> settings"
@@ -478,8 +481,9 @@ def columns(
 
     A column without a nonzero value is left out; a column no type of ours stands
     for refuses the whole profile (:class:`UnknownSampleType`). ``hint`` is the
-    sender's name for the profile (Pyroscope's ``__name__``: ``block`` files a Go
-    contentions/delay pair as blocking, anything else as a mutex profile).
+    sender's name for the profile (Pyroscope's ``__name__``, the legacy name's type,
+    ``kind=``): a Go contentions/delay pair is a mutex profile if it says ``mutex``,
+    a block profile if ``block``, and refused if it says neither (the two are alike).
     """
     s = p.string_table
     present = _types_of(p, config)
@@ -506,57 +510,74 @@ def columns(
         count = by_name.get((LOCK_CONTENTIONS.type, LOCK_CONTENTIONS.unit), -1)
         if delay >= 0 or count >= 0:
             take(Column(EventType.LOCK, delay, "delay/nanoseconds", contentions=count), count)
-    if wall is not None or (counts is not None and period_type == "wall"):
-        if wall is not None:
-            unit = s[p.sample_type[wall].unit]
-            also = [counts] if counts is not None else []
-            take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=_TIME_UNITS[unit]), *also)
-        elif counts is not None and period_ns:
-            take(Column(EventType.WALL, counts, "samples/count", multiply_by=period_ns))
-    elif counts is not None or cpu_time is not None:
+    walled = wall is not None or (counts is not None and period_type == "wall")
+    if wall is not None:
+        unit = s[p.sample_type[wall].unit]
+        also = [counts] if counts is not None else []  # samples of the wall period
+        take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=_TIME_UNITS[unit]), *also)
+    elif walled and counts is not None and period_ns:
+        take(Column(EventType.WALL, counts, "samples/count", multiply_by=period_ns))
+    if counts is not None and not walled:
         freq = round(1e9 / period_ns) if period_ns else 0
-        if counts is not None:
-            also = [cpu_time] if cpu_time is not None else []
-            name = s[p.sample_type[counts].type]
-            take(Column(EventType.CPU, counts, f"{name}/count", frequency_hz=freq), *also)
-        elif cpu_time is not None:
-            per = period_ns if period_ns and period_type in ("cpu", "") else 1
-            take(Column(EventType.CPU, cpu_time, "cpu/nanoseconds", divide_by=per,
-                        frequency_hz=round(1e9 / per)))  # fmt: skip
-    blocking = hint.startswith("block") or marked in (
-        EventType.BLOCK_CONTENTIONS, EventType.BLOCK_DELAY)  # fmt: skip
+        also = [cpu_time] if cpu_time is not None else []
+        name = s[p.sample_type[counts].type]
+        take(Column(EventType.CPU, counts, f"{name}/count", frequency_hz=freq), *also)
+    elif cpu_time is not None:  # CPU time beside wall time, or alone
+        per = period_ns if period_ns and period_type in ("cpu", "") else 1
+        take(Column(EventType.CPU, cpu_time, "cpu/nanoseconds", divide_by=per,
+                    frequency_hz=round(1e9 / per)))  # fmt: skip
+    kind = next((k for k in ("mutex", "block") if k in hint), "")
+    if marked in (EventType.BLOCK_CONTENTIONS, EventType.BLOCK_DELAY):
+        kind = "block"
+    elif marked in (EventType.MUTEX_CONTENTIONS, EventType.MUTEX_DELAY):
+        kind = "mutex"
     for i, name, unit in present:
         if i in taken:
             continue
-        event_type = registry_type(name, unit, marked=marked, blocking=blocking)
+        event_type = registry_type(name, unit, marked=marked, hint=kind)
+        if event_type is None and len(registry_types(name, unit)) > 1:
+            raise UnknownSampleType(
+                f"sample type {name}/{unit} is in Go's mutex profiles (delay at the unlock of "
+                "a contended mutex) and its block profiles (time waiters were blocked) alike: "
+                "say which this is (kind=mutex or kind=block; aperture import or convert "
+                "--kind; Pyroscope's __name__)"
+            )
         if event_type is None:
             raise UnknownSampleType(
                 f"sample type {name}/{unit} (value {i}) is not a profile type Aperture "
-                f"knows ({known_sample_types()}): nothing was stored"
+                f"knows ({known_sample_types()})"
             )
         take(Column(event_type, i, f"{name}/{unit}"))
     return out
 
 
-def registry_type(name: str, unit: str, *, marked: EventType | None,
-                   blocking: bool) -> EventType | None:  # fmt: skip
-    """Our type whose pprof sample type (or an alias of it) is ``name/unit``."""
-    found = [
+def registry_types(name: str, unit: str) -> list[EventType]:
+    """Our types whose pprof sample type (or an alias of it) is ``name/unit``: one, or
+    none, or for Go's contentions/delay both the mutex and the block type."""
+    return [
         t.event_type
         for t in stack_types()
         if any(vt.type == name and vt.unit in (unit, "") for vt in (*t.pprof, *t.aliases))
     ]
+
+
+def registry_type(name: str, unit: str, *, marked: EventType | None = None,
+                  hint: str = "") -> EventType | None:  # fmt: skip
+    """Our one type for ``name/unit``: the ``marked`` one or the one ``hint`` names (mutex,
+    block) when the sample type alone cannot tell; None when there is none, or no way to
+    tell (:func:`registry_types` says which)."""
+    found = registry_types(name, unit)
     if marked in found:
         return marked
-    if len(found) > 1:  # a contentions/delay pair: Go's mutex profile unless told blocking
-        prefer = "block_" if blocking else "mutex_"
-        found = [t for t in found if t.value.startswith(prefer)] or found
-    return found[0] if found else None
+    if len(found) > 1:
+        found = [t for t in found if hint and t.value.startswith(hint)]
+    return found[0] if len(found) == 1 else None
 
 
 def known_sample_types() -> str:
+    """The sample types an import maps to a type of ours, for the sentence refusing another."""
     names = {f"{vt.type}/{vt.unit}" for t in stack_types() for vt in (*t.pprof, *t.aliases)}
-    return ", ".join(sorted(names | {"samples/count", "cpu/nanoseconds"}))
+    return ", ".join(sorted(names)) + "; samples/count and cpu/<time> (CPU), wall/<time>"
 
 
 class _Frames:
@@ -637,7 +658,8 @@ def _merged(buckets: Iterable[dict[_SampleKey, list[int]]]) -> dict[_SampleKey, 
 
 def normalize_time_ns(value: int) -> tuple[int, int]:
     """(nanoseconds, scale) of a ``time_nanos`` a tool wrote in seconds, ms or us instead
-    (told apart by size, as Pyroscope does: py-spy writes microseconds)."""
+    (told apart by size, as Pyroscope does: py-spy writes microseconds). Its
+    ``duration_nanos`` is taken to be in the same unit when that makes at most a day."""
     for limit, scale in ((10**11, 10**9), (10**14, 10**6), (10**17, 10**3)):
         if 0 < value < limit:
             return value * scale, scale
@@ -662,7 +684,14 @@ def from_pprof_message(
     cols = columns(p, config=config, hint=hint)
     frames = _Frames(p)
     start, scale = normalize_time_ns(p.time_nanos)
-    duration = max(0, p.duration_nanos) * scale
+    duration = max(0, p.duration_nanos)
+    if duration * scale <= _DAY_NS:  # a duration in the same unit as the time, if it fits
+        duration *= scale
+    if start + duration > _INT64_MAX:
+        raise MalformedPprof(
+            f"its time_nanos ({p.time_nanos}) and duration_nanos ({p.duration_nanos}) end "
+            "past the year 2262: not a time a profile was taken"
+        )
     if p.time_nanos <= 0:
         start = (time.time_ns() if now_ns is None else now_ns) - duration
     # (column, label set) -> {(pid, tid, comm, thread, stack): [value, contentions]}
