@@ -80,9 +80,12 @@ def test_folded_stacks_are_the_type_their_name_says_in_its_unit() -> None:
     assert (mutex.event_type, mutex.total) == (EventType.MUTEX_DELAY, 64)
     # wall time in samples at 100 Hz: 10 ms each
     assert folded("wall", "samples").total == 640_000_000
-    # an old client's lock profile as app.cpu with lock units stays a lock profile
+    # an old client's lock contention as app.cpu with lock units, or app.lock_count, is a
+    # mutex profile as its pprof would be (our lock type is our agent's futex waits)
     locks = folded("cpu", "lock_nanoseconds", "main;lock 5000\n")
-    assert locks.event_type is EventType.LOCK and locks.total == 5000
+    assert locks.event_type is EventType.MUTEX_DELAY and locks.total == 5000
+    counted = folded("lock_count", "lock_samples", "main;lock 7\n")
+    assert counted.event_type is EventType.MUTEX_CONTENTIONS and counted.total == 7
     # a unit that does not fit the type is refused, never filed as something else
     with pytest.raises(ValueError, match="units=bytes do not fit alloc_objects profiles"):
         folded("alloc_objects", "bytes")

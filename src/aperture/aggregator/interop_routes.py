@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -188,6 +188,9 @@ def add_interop_routes(
         at: Annotated[str | None, Query(max_length=64, description=(
             "move the profile's window to end at this time (now, -1h, RFC 3339, unix ns), "
             "e.g. to look at a profile recorded before the store's retention"))] = None,
+        kind: Annotated[Literal["mutex", "block"] | None, Query(description=(
+            "what a Go contentions/delay profile is, which its sample types cannot "
+            "tell"))] = None,
     ) -> JSONResponse:  # fmt: skip
         """A pprof file (gzip or raw) as the body; ``label.KEY=VALUE`` parameters label it."""
         labels = {"service": service}
@@ -207,7 +210,8 @@ def add_interop_routes(
                 refuse(400, "the request has no body: send the pprof file as the body")
 
             def convert() -> list[Item]:
-                return _items(_read(data, Budget(limits)), service, labels, now_ns=now)
+                message = _read(data, Budget(limits))
+                return _items(message, service, labels, now_ns=now, hint=kind or "")
 
             result = await store("pprof", convert, key=_request_key(request, data),
                                  at_ns=at_ns, hint=_AT_HINT)  # fmt: skip

@@ -18,10 +18,9 @@ from google.protobuf.message import DecodeError
 from aperture.formats.collapsed import parse_collapsed
 from aperture.formats.limits import Budget, TooLarge
 from aperture.formats.protoscan import count_fields, payloads
-from aperture.model import EventType, Frame, LockStat, Profile, Sample
+from aperture.model import EventType, Frame, Profile, Sample
 from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.pyroscope import push_pb2
-from aperture.transforms import lock_samples
 
 # Profile types a legacy application name may end with (``app.cpu``, ``app.inuse_space``),
 # and the type of ours its folded stacks are.
@@ -31,8 +30,8 @@ FOLDED_TYPES = {
     "inuse_objects": EventType.INUSE_OBJECTS, "inuse_space": EventType.INUSE_SPACE,
     "goroutines": EventType.GOROUTINES, "mutex_count": EventType.MUTEX_CONTENTIONS,
     "mutex_duration": EventType.MUTEX_DELAY, "block_count": EventType.BLOCK_CONTENTIONS,
-    "block_duration": EventType.BLOCK_DELAY, "lock_count": EventType.LOCK,
-    "lock_duration": EventType.LOCK, "exceptions": EventType.EXCEPTIONS,
+    "block_duration": EventType.BLOCK_DELAY, "lock_count": EventType.MUTEX_CONTENTIONS,
+    "lock_duration": EventType.MUTEX_DELAY, "exceptions": EventType.EXCEPTIONS,
 }  # fmt: skip
 _NAME = re.compile(r"^([^{}]+?)(?:\{(.*)\})?$", re.DOTALL)
 _TAG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -117,22 +116,12 @@ def folded_profile(
 
     event_type = FOLDED_TYPES[profile_type]
     if event_type is EventType.CPU and units in ("lock_nanoseconds", "lock_samples"):
-        event_type = EventType.LOCK  # old clients send lock profiles as app.cpu
+        # old clients (Java's lock events) send lock contention as app.cpu: a mutex
+        # profile, as their pprof is (our lock type is our agent's futex waits)
+        event_type = {"lock_samples": EventType.MUTEX_CONTENTIONS,
+                      "lock_nanoseconds": EventType.MUTEX_DELAY}[units]  # fmt: skip
     want = PROFILE_TYPES[event_type].value_unit
     ours = {"lock_samples": "contentions", "lock_nanoseconds": "nanoseconds"}.get(units, units)
-    if event_type is EventType.LOCK:
-        if units not in ("lock_nanoseconds", "lock_samples"):
-            raise ValueError(f"{profile_type} needs units=lock_samples or lock_nanoseconds")
-        locks = [
-            LockStat(pid=0, comm=service, address=0, stack=frames(path),
-                     contentions=value if units == "lock_samples" else 0,
-                     wait_ns=value if units == "lock_nanoseconds" else 0)
-            for path, value in folded.items()
-        ]  # fmt: skip
-        profile = Profile(EventType.LOCK, "nanoseconds", start_ns=start_ns, end_ns=end_ns)
-        profile.locks = locks
-        profile.samples = lock_samples(locks)
-        return profile
     # wall time arrives as samples at the sample rate
     per_sample = 1
     if event_type is EventType.WALL and ours in ("", "samples"):

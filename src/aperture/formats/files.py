@@ -8,13 +8,22 @@ four) gives one profile per type; nothing is ever read as a type it is not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from aperture.errors import UsageError
 from aperture.formats.perf_script import UnsupportedPerfEvent, looks_like_perf_script
 from aperture.formats.perf_script import read_perf_script as _read_perf_script
-from aperture.formats.pprof import MalformedPprof, UnknownSampleType, from_pprof
+from aperture.formats.pprof import MalformedPprof, PprofTooLarge, UnknownSampleType, from_pprof
 from aperture.model import Profile
 from aperture.transforms import merge
+
+
+def name_of(path: str) -> str:
+    """What a profile file is named after: its name without the format's suffixes."""
+    name = PurePath(path).name
+    for suffix in (".pb.gz", ".pprof", ".pb", ".gz", ".txt", ".perf"):
+        name = name.removesuffix(suffix)
+    return name or "pprof"
 
 
 @dataclass
@@ -28,8 +37,12 @@ class ReadFile:
     placed: bool = False  # its times are not wall-clock times (perf script): placed at now
 
 
-def read_file(data: bytes, name: str, *, now_ns: int) -> ReadFile:
-    """The profiles in ``data`` (the file ``name``); :class:`UsageError` says what is wrong."""
+def read_file(data: bytes, name: str, *, now_ns: int, kind: str = "") -> ReadFile:
+    """The profiles in ``data`` (the file ``name``); :class:`UsageError` says what is wrong.
+
+    ``kind``: what a Go contentions/delay pprof is (mutex, block). Samples without a
+    process name are named after the file.
+    """
     if not data.strip():
         raise UsageError(f"{name} is empty: there is no profile in it.")
     if looks_like_perf_script(data):
@@ -38,15 +51,22 @@ def read_file(data: bytes, name: str, *, now_ns: int) -> ReadFile:
         except UnsupportedPerfEvent as exc:
             raise UsageError(f"{name}: {exc}") from None
         profile = perf.profile
+        if not profile.samples:
+            raise UsageError(
+                f"{name} has no perf events with a stack: record with -g "
+                "(perf record -g -e cpu-clock) and run perf script on that."
+            )
         # perf script times count from boot: the recording is placed to end now
         profile.end_ns = now_ns
         profile.start_ns = now_ns - perf.duration_ns
         return ReadFile("perf script", {str(profile.event_type): profile}, perf.warnings,
                         perf.event, placed=True)  # fmt: skip
     try:
-        imported = from_pprof(data, now_ns=now_ns)
+        imported = from_pprof(data, now_ns=now_ns, hint=kind, comm=name_of(name))
     except UnknownSampleType as exc:
         raise UsageError(f"{name}: {exc}.") from None
+    except PprofTooLarge as exc:
+        raise UsageError(f"{name} is larger than a profile may be: {exc}.") from None
     except MalformedPprof as exc:
         raise UsageError(
             f"{name} is neither perf script text nor a pprof profile ({exc}): convert and "

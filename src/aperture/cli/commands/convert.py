@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aperture.cli.client import Client
-from aperture.errors import UsageError
+from aperture.errors import UsageError, UserError
 from aperture.formats.files import ReadFile, read_file
 from aperture.formats.humanize import describe_value
 from aperture.formats.perf_script import CollapseOptions, collapse
@@ -35,6 +36,9 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
                         help="the profile type to write when IN has several (a Go heap "
                         "profile has alloc_objects, alloc_space, inuse_objects and "
                         "inuse_space)")  # fmt: skip
+    parser.add_argument("--kind", choices=("mutex", "block"), default=None,
+                        help="what a Go contentions/delay profile is (its sample types "
+                        "cannot tell)")  # fmt: skip
     group = parser.add_argument_group("perf script to folded stacks (as inferno-collapse-perf)")
     group.add_argument("--pid", action="store_true", help="root frames are comm-pid")
     group.add_argument("--tid", action="store_true", help="root frames are comm-pid/tid")
@@ -61,12 +65,13 @@ def run(args: argparse.Namespace, client: Client) -> str:
         raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}.") from None
     _, suffix = split_suffix(args.output)
     options = _options(args)
-    read = read_file(data, str(args.input), now_ns=time.time_ns())
+    read = read_file(data, str(args.input), now_ns=time.time_ns(), kind=args.kind or "")
     for warning in read.warnings:
         print(f"aperture: warning: {args.input}: {warning}", file=sys.stderr)
     if read.kind == "perf script" and suffix.lower() in _FOLDED:
         folded = collapse(data.decode("utf-8", "replace"), options or CollapseOptions())
-        write_atomic(args.output, "".join(f"{line}\n" for line in folded.lines()).encode())
+        _write(args.output, lambda: write_atomic(
+            args.output, "".join(f"{line}\n" for line in folded.lines()).encode()))  # fmt: skip
         return (f"wrote {args.output}: {len(folded.stacks):,} stacks of {folded.events:,} "
                 f"{folded.event or 'perf'} events, weighted by their period")  # fmt: skip
     if options is not None:
@@ -80,10 +85,17 @@ def run(args: argparse.Namespace, client: Client) -> str:
         writer = writer_for(args.output, profile.event_type)
     except UnknownFormatError as exc:
         raise UsageError(str(exc)) from None
-    writer.write(profile, args.output)
+    _write(args.output, lambda: writer.write(profile, args.output))
     what = describe_value(profile.total, profile.unit, profile.event_type)
     stacks = len(profile.samples)
     return f"wrote {args.output} ({writer.name}): {event_type}, {what} in {stacks:,} stacks"
+
+
+def _write(path: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}.") from None
 
 
 def _pick(read: ReadFile, asked: str | None, path: Path) -> str:

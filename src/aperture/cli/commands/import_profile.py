@@ -18,7 +18,7 @@ from typing import Any
 from aperture.cli.client import Client
 from aperture.cli.rest import RestClient, parse_label
 from aperture.errors import UsageError
-from aperture.formats.files import read_file
+from aperture.formats.files import name_of, read_file
 from aperture.formats.perf_script import looks_like_perf_script
 from aperture.formats.pprof import to_pprof
 
@@ -32,17 +32,13 @@ def prepare_parser(parser: argparse.ArgumentParser) -> None:
                         help="the service it is from (default: the file's name)")  # fmt: skip
     parser.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                         help="label to store it under (repeatable)")  # fmt: skip
+    parser.add_argument("--kind", choices=("mutex", "block"), default=None,
+                        help="what a Go contentions/delay profile is (its sample types "
+                        "cannot tell)")  # fmt: skip
     parser.add_argument("--at", metavar="TIME",
                         help="move the profile's window to end at TIME (now, -1h, RFC 3339): "
                         "for a profile recorded before the aggregator's retention, which it "
                         "refuses otherwise (default: the time recorded in the file)")  # fmt: skip
-
-
-def _service(path: Path) -> str:
-    name = path.name
-    for suffix in (".pb.gz", ".pprof", ".pb", ".gz", ".txt", ".perf"):
-        name = name.removesuffix(suffix)
-    return name or "pprof"
 
 
 def run(args: argparse.Namespace, client: Client) -> str:
@@ -50,13 +46,15 @@ def run(args: argparse.Namespace, client: Client) -> str:
         data = args.file.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {args.file}: {exc.strerror or exc}.") from None
-    service = args.service or _service(args.file)
+    service = args.service or name_of(str(args.file))
     params: list[tuple[str, str]] = [("service", service)]
     for text in args.label:
         key, value = parse_label(text)
         params.append((f"label.{key}", value))
     if args.at:
         params.append(("at", args.at))
+    if args.kind:
+        params.append(("kind", args.kind))
     bodies = [data]
     if looks_like_perf_script(data) or not data.strip():
         read = read_file(data, str(args.file), now_ns=time.time_ns())
