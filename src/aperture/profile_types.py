@@ -3,8 +3,9 @@
 A type's stacks carry values in ``value_unit`` (a CPU stack's value is how many
 times it was sampled; a lock stack's, the nanoseconds waited there); its timeline
 counts ``series_unit`` per step (syscalls are counted in calls, their stacks'
-latency in nanoseconds). Values of one stack add up across windows, processes
-and agents (every type so far sums). The collectors write their profiles in
+latency in nanoseconds). Values of one stack add up across processes and agents;
+across windows they add up too (``aggregation="sum"``), except a gauge's (bytes
+in use, goroutines alive: ``"average"``), whose windows of one series are averaged. The collectors write their profiles in
 these units; the answers state them; the REST routes refuse stack questions for
 a type without stacks; the pprof writer and reader name a type's values by its
 ``pprof`` sample types; the dashboard shows ``label`` (``/api/v1/profile-types``), the

@@ -111,7 +111,7 @@ def _lock_rows(profile: Profile) -> list[tuple[Sample, int, int]]:
 
 
 def to_pprof_message(profile: Profile) -> pb.Profile:
-    """The ``perftools.profiles.Profile`` message of a CPU or lock profile."""
+    """The ``perftools.profiles.Profile`` message of a profile of any type with stacks."""
     kind = PROFILE_TYPES[profile.event_type]
     if not kind.has_stacks:
         raise ValueError(
@@ -206,7 +206,7 @@ def to_pprof_message(profile: Profile) -> pb.Profile:
 
 
 def to_pprof(profile: Profile) -> bytes:
-    """The gzip-compressed pprof file of a CPU or lock profile."""
+    """The gzip-compressed pprof file of a profile of any type with stacks."""
     # mtime=0: the same profile always gives the same bytes.
     return gzip.compress(to_pprof_message(profile).SerializeToString(), mtime=0)
 
