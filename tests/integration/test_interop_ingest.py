@@ -440,3 +440,26 @@ def test_imports_past_the_limits_are_413_before_anything_is_built(
     assert "more than 256 series" in push.json()["message"]
     assert agg.metric('aperture_pushes_total{status="too_large"}') == before + 2
     assert "pprof:pids" not in {a["agent_id"] for a in api(agg, "agents")}
+
+
+@needs_interop
+def test_a_go_contention_profile_is_stored_as_the_kind_it_is_said_to_be(
+    agg: AggregatorProcess,
+) -> None:
+    """Go's mutex and block profiles share their sample types: refused unless told which."""
+    data = (INTEROP / "pyroscope/pkg/og/convert/pprof/testdata/req_3.pprof").read_bytes()
+    url = f"{agg.http}/api/v1/ingest/pprof"
+    refused = httpx.post(url, content=data, headers=auth(),
+                         params={"service": "gokind", "at": "now"})  # fmt: skip
+    assert refused.status_code == 400 and "say which this is" in refused.json()["detail"]
+    assert "pprof:gokind" not in {a["agent_id"] for a in api(agg, "agents")}
+    stored = httpx.post(url, content=data, headers=auth(),
+                        params={"service": "gokind", "at": "now", "kind": "block"})  # fmt: skip
+    assert stored.status_code == 200, stored.text
+    parts = {p["type"]: p for p in stored.json()["profiles"]}
+    assert set(parts) == {"block_contentions", "block_delay"}
+    assert (parts["block_delay"]["total"], parts["block_delay"]["from"]) == (
+        22_674_240_703, "delay/nanoseconds")  # fmt: skip
+    assert top(agg, type="block_contentions", **{"label.service": "gokind"})[""]["total"] == 43
+    bad = httpx.post(url, content=data, headers=auth(), params={"service": "x", "kind": "heap"})
+    assert bad.status_code == 422  # FastAPI's own refusal of a value outside mutex|block

@@ -74,6 +74,8 @@ def test_bad_input_is_one_sentence_and_a_nonzero_exit(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     empty, text, perf = tmp_path / "empty.txt", tmp_path / "notes.txt", tmp_path / "sched.txt"
+    flat = tmp_path / "flat.txt"  # perf script of a recording made without -g
+    flat.write_text("app 12 [000] 1.000000: 250000 cpu-clock:uhH: \n\n")
     empty.write_text("")
     text.write_text("hello, these are notes\n")
     perf.write_text("app 12 [000] 1.000000: 1 sched:sched_switch: \n\tffff f ([kernel.kallsyms])\n")
@@ -82,6 +84,7 @@ def test_bad_input_is_one_sentence_and_a_nonzero_exit(
         (text, "out.folded", "is neither perf script text nor a pprof profile"),
         (perf, "out.folded", "'sched:sched_switch' cannot be imported"),
         (tmp_path / "missing.pb.gz", "out.folded", "cannot read"),
+        (flat, "out.svg", "has no perf events with a stack: record with -g"),
     ]
     for source, target, says in cases:
         code, _, err = run(capsys, str(source), str(tmp_path / target))
@@ -93,3 +96,22 @@ def test_bad_input_is_one_sentence_and_a_nonzero_exit(
     assert code == 2 and "apply to perf script text converted to folded stacks" in err
     code, _, err = run(capsys, str(PERF / "go-stacks.txt"), str(tmp_path / "x.unknown"))
     assert code == 2 and "cannot tell the output format" in err
+    code, _, err = run(capsys, str(PERF / "go-stacks.txt"), str(tmp_path / "no/such/dir/x.svg"))
+    assert code == 1 and err.startswith("aperture: error: cannot write") and "Traceback" not in err
+
+
+@needs_interop
+def test_a_go_contention_profile_needs_its_kind(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Go's mutex and block profiles have the same sample types: never guessed."""
+    mutex = INTEROP / "pyroscope/pkg/og/convert/pprof/testdata/req_4.pprof"
+    code, _, err = run(capsys, str(mutex), str(tmp_path / "m.folded"), "--type", "mutex_delay")
+    assert code == 2 and "say which this is" in err
+    code, said, err = run(capsys, str(mutex), str(tmp_path / "m.folded"), "--kind", "mutex",
+                          "--type", "mutex_delay")  # fmt: skip
+    assert code == 0, err
+    assert "mutex_delay, 4.69 s of mutex delay" in said
+    code, said, err = run(capsys, str(mutex), str(tmp_path / "b.folded"), "--kind", "block",
+                          "--type", "block_contentions")  # fmt: skip
+    assert code == 0 and "block_contentions, 21 contentions" in said, err
