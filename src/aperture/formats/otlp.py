@@ -57,6 +57,7 @@ from aperture.formats.limits import Budget, TooLarge
 from aperture.formats.pprof import (
     MAX_INFLATED_BYTES,
     MAX_LABEL_SETS,
+    NS_PER_UNIT,
     MalformedPprof,
     frame_kind,
     inflate,
@@ -95,8 +96,6 @@ class OtlpProfile:
 
 _PID, _COMM, _TID, _THREAD = "process.pid", "process.executable.name", "thread.id", "thread.name"
 _FRAME_TYPE = "profile.frame.type"
-_NS_PER = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000,
-           "seconds": 1_000_000_000}  # fmt: skip
 _FRAME_KINDS = {
     "kernel": FrameKind.KERNEL,
     "native": FrameKind.USER, "go": FrameKind.USER, "rust": FrameKind.USER,
@@ -204,7 +203,7 @@ class _Kind:
 
 def _kind(name: str, unit: str, period_type: str, period_ns: int) -> _Kind | None:
     """Our type for an OTLP sample type, by the rules of pprof's reader (one column)."""
-    source, scale = f"{name}/{unit}", _NS_PER.get(unit, 0)
+    source, scale = f"{name}/{unit}", NS_PER_UNIT.get(unit, 0)
     if name in ("samples", "sample") and unit == "count":
         if period_type == "wall":
             return _Kind(EventType.WALL, source, multiply_by=period_ns) if period_ns else None
@@ -278,7 +277,7 @@ class _Dictionary:
         unit = self.string(p.sample_type.unit_strindex, f"the sample unit of {where}")
         period_type = self.string(p.period_type.type_strindex, f"the period type of {where}")
         period_unit = self.string(p.period_type.unit_strindex, f"the period unit of {where}")
-        period_ns = p.period * _NS_PER.get(period_unit, 0) if p.period > 0 else 0
+        period_ns = p.period * NS_PER_UNIT.get(period_unit, 0) if p.period > 0 else 0
         kind = _kind(name, unit, period_type, period_ns)
         if kind is None:
             raise UnknownOtlpSampleType(

@@ -411,7 +411,7 @@ class UnknownSampleType(ValueError):
 # A pprof we wrote names its profile type in a comment, so a contentions/delay pair comes
 # back as our lock type and not as Go's mutex profile, which has the same sample types.
 TYPE_COMMENT = "aperture.type="
-_TIME_UNITS = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000,
+NS_PER_UNIT = {"nanoseconds": 1, "microseconds": 1_000, "milliseconds": 1_000_000,
                "seconds": 1_000_000_000}  # fmt: skip
 _SAMPLE_NAMES = frozenset({"samples", "sample"})
 
@@ -489,7 +489,7 @@ def columns(
     present = _types_of(p, config)
     period = p.period if p.period > 0 else 0
     period_type, period_unit = s[p.period_type.type], s[p.period_type.unit]
-    period_ns = period * _TIME_UNITS[period_unit] if period_unit in _TIME_UNITS else 0
+    period_ns = period * NS_PER_UNIT[period_unit] if period_unit in NS_PER_UNIT else 0
     marked = _marked_type(p)
     by_name = {(name, unit): i for i, name, unit in present}
     out: list[Column] = []
@@ -503,7 +503,7 @@ def columns(
     # Time sampled at a period: CPU (or wall time, when the period says so), kept in
     # samples at 1e9 / period Hz (a CPU time column without a period: 1 ns per sample).
     cpu_time = by_name.get(("cpu", "nanoseconds"))
-    wall = next((i for i, n, u in present if n == "wall" and u in _TIME_UNITS), None)
+    wall = next((i for i, n, u in present if n == "wall" and u in NS_PER_UNIT), None)
     counts = next((i for i, n, u in present if n in _SAMPLE_NAMES and u == "count"), None)
     if marked is EventType.LOCK or (marked is None and hint == "lock"):
         delay = by_name.get((LOCK_DELAY.type, LOCK_DELAY.unit), -1)
@@ -514,7 +514,7 @@ def columns(
     if wall is not None:
         unit = s[p.sample_type[wall].unit]
         also = [counts] if counts is not None else []  # samples of the wall period
-        take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=_TIME_UNITS[unit]), *also)
+        take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=NS_PER_UNIT[unit]), *also)
     elif walled and counts is not None and period_ns:
         take(Column(EventType.WALL, counts, "samples/count", multiply_by=period_ns))
     if counts is not None and not walled:
