@@ -5,11 +5,12 @@ times it was sampled; a lock stack's, the nanoseconds waited there); its timelin
 counts ``series_unit`` per step (syscalls are counted in calls, their stacks'
 latency in nanoseconds). Values of one stack add up across processes and agents;
 across windows they add up too (``aggregation="sum"``), except a gauge's (bytes
-in use, goroutines alive: ``"average"``), whose windows of one series are averaged. The collectors write their profiles in
-these units; the answers state them; the REST routes refuse stack questions for
-a type without stacks; the pprof writer and reader name a type's values by its
-``pprof`` sample types; the dashboard shows ``label`` (``/api/v1/profile-types``), the
-text and SVG outputs ``time_phrase`` and ``flamegraph_title``.
+in use, goroutines alive: ``"average"``), whose windows of one series are
+averaged. The collectors write their profiles in these units; the answers state
+them; the REST routes refuse stack questions for a type without stacks; the
+pprof writer and reader name a type's values by its ``pprof`` sample types; the
+dashboard shows ``label`` (``/api/v1/profile-types``), the text and SVG outputs
+``time_phrase`` and ``flamegraph_title``.
 
 A type whose records are plain weighted stacks (``wire="stacks"``) needs
 nothing else: the wire carries it as ``StackSamples`` named by its ``name``,
