@@ -16,7 +16,9 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
+import grpc
 import httpx
 import pytest
 
@@ -123,3 +125,29 @@ def test_bad_requests_are_refused_with_one_sentence(agg: AggregatorProcess) -> N
     unauthenticated = httpx.post(f"{agg.http}{URL}", content=b"x",
                                  headers={"Content-Type": "application/x-protobuf"})  # fmt: skip
     assert unauthenticated.status_code == 401
+
+
+def test_otlp_grpc_export_is_stored_as_over_http(tmp_path: Path) -> None:
+    """OTLP/gRPC, the eBPF profiler's default exporter: the same method path, the same
+    bytes, and the same stored profiles; a refusal is a gRPC status with the sentence."""
+    proc = AggregatorProcess(tmp_path / "agg", "--retention", "3650d").start()
+    try:
+        channel = grpc.insecure_channel(proc.grpc_target)
+        export = channel.unary_unary(
+            "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
+            request_serializer=None, response_deserializer=None)  # fmt: skip
+        md = [("authorization", f"Bearer {TOKEN}")]
+        data = (OTLP / "otel-ebpf-profile.pb.bin").read_bytes()
+        assert export(data, metadata=md, timeout=30) == b""
+        assert stored(proc, "offcpu") == pyroscope("otel-ebpf-profile-offcpu.out.json")
+        with pytest.raises(grpc.RpcError) as refused:
+            export(b"\x0a\x05hello-not-otlp", metadata=md, timeout=30)
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "OTLP" in (refused.value.details() or "")
+        with pytest.raises(grpc.RpcError) as unauthenticated:
+            export(data, timeout=30)
+        assert unauthenticated.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert proc.metric('aperture_pushes_total{status="malformed"}') >= 1
+        channel.close()
+    finally:
+        proc.stop()

@@ -96,6 +96,7 @@ BASIC_AUTH_PATHS = frozenset({"/push.v1.PusherService/Push", "/ingest"})
 GRPC_SERVICE = "aperture.v1.Aggregator"
 GRPC_METHODS: dict[str, Access] = {
     f"/{GRPC_SERVICE}/Push": Access.INGEST,
+    "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export": (Access.INGEST),
     f"/{GRPC_SERVICE}/Query": Access.READ,
     f"/{GRPC_SERVICE}/Aggregate": Access.READ,
     f"/{GRPC_SERVICE}/Diff": Access.READ,

@@ -1,4 +1,5 @@
-"""The gRPC service ``aperture.v1.Aggregator`` over the ingest path and the buffer.
+"""The gRPC services: ``aperture.v1.Aggregator`` over the ingest path and the buffer, and
+OTLP's ``ProfilesService`` (the OpenTelemetry eBPF profiler's export).
 
 Push takes the raw request bytes (no generated deserializer), so oversize and
 garbage payloads reach our own checks and are counted, not dropped inside gRPC.
@@ -9,14 +10,21 @@ from the query source (the store, or the buffer with --no-storage).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from aperture.aggregator.buffer import BufferedBatch
+from aperture.aggregator.importer import Importer, ImportRefused
 from aperture.aggregator.ingest import Ingest, Outcome
+from aperture.aggregator.interop_routes import otlp_items
+from aperture.aggregator.metrics import Metrics
 from aperture.analysis import aggregate
+from aperture.formats.limits import LIMITS, Budget, TooLarge
 from aperture.model import EventType
 from aperture.profile_types import PROFILE_TYPES, known_names, with_stacks
 from aperture.proto.v1 import aggregator_pb2 as apb
@@ -178,6 +186,59 @@ class AggregatorService:
                 "Diff": unary(self.diff, apb.DiffRequest),
             },
         )
+
+
+OTLP_PROFILES = "opentelemetry.proto.collector.profiles.v1development.ProfilesService"
+_REFUSED = {400: grpc.StatusCode.INVALID_ARGUMENT, 413: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            422: grpc.StatusCode.FAILED_PRECONDITION, 503: grpc.StatusCode.UNAVAILABLE}  # fmt: skip
+
+
+class OtlpProfilesService:
+    """OTLP/gRPC ``ProfilesService/Export``: what the OpenTelemetry eBPF profiler sends by
+    default, stored as the OTLP/HTTP route stores it (``interop_routes.otlp_items``)."""
+
+    def __init__(self, ingest: Ingest, metrics: Metrics) -> None:
+        self.ingest = ingest
+        self.metrics = metrics
+        self.importer = Importer(ingest, retention_days=ingest.retention_days)
+        self.limits = dataclasses.replace(LIMITS, inflated_bytes=ingest.max_message_bytes)
+
+    def _store(self, data: bytes) -> None:
+        """Store the request's profiles, or raise :class:`ImportRefused` having counted it."""
+        try:
+            if len(data) > self.ingest.max_message_bytes:
+                raise ImportRefused(413, f"the request is over the aggregator's limit of "
+                                    f"{self.ingest.max_message_bytes} bytes")  # fmt: skip
+            items = otlp_items(data, Budget(self.limits), time.time_ns())
+            key = hashlib.sha256(b"otlp-grpc\0" + data).digest()
+            self.importer.store("otlp", items, request_key=key)
+        except ImportRefused as exc:
+            if not exc.counted:
+                self.metrics.pushes.labels(_OUTCOME.get(exc.status, "malformed")).inc()
+            raise
+        except TooLarge as exc:
+            self.metrics.pushes.labels("too_large").inc()
+            raise ImportRefused(413, str(exc), counted=True) from None
+        except ValueError as exc:
+            self.metrics.pushes.labels("malformed").inc()
+            raise ImportRefused(400, str(exc), counted=True) from None
+
+    async def export(self, data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            await asyncio.to_thread(self._store, data)
+        except ImportRefused as exc:
+            await context.abort(_REFUSED.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
+        return b""  # an empty ExportProfilesServiceResponse: every profile accepted
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        return grpc.method_handlers_generic_handler(OTLP_PROFILES, {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                self.export, request_deserializer=lambda b: b,
+                response_serializer=lambda b: b),
+        })  # fmt: skip
+
+
+_OUTCOME = {400: "malformed", 413: "too_large", 422: "outside_retention", 503: "unavailable"}
 
 
 def _serialize(message: Any) -> bytes:

@@ -91,6 +91,23 @@ def _items(
     ]
 
 
+def otlp_items(body: bytes, budget: Budget, now_ns: int) -> list[Item]:
+    """The profiles of an OTLP ``ExportProfilesServiceRequest`` as imports: a resource's
+    ``service.name`` is the service, its ``host.name`` the host."""
+    try:
+        read = read_otlp_profiles(body, budget=budget, now_ns=now_ns)
+    except OtlpTooLarge as exc:
+        raise ImportRefused(413, str(exc)) from None
+    items = []
+    for one in read:
+        labels = dict(one.labels)
+        service = labels.pop("service.name", "") or "unknown_service"
+        host = labels.pop("host.name", "")
+        labels = {**labels, "service_name": service, **({"host": host} if host else {})}
+        items.append(Item(service, labels, one.profile, one.source))
+    return items
+
+
 def _request_key(request: Request, body: bytes) -> bytes:
     """A digest of what the request asks: its route, parameters and body."""
     digest = hashlib.sha256(request.url.path.encode())
@@ -296,21 +313,8 @@ def add_interop_routes(
             if not body:
                 refuse(400, "the request has no body: send an ExportProfilesServiceRequest")
 
-            def convert() -> list[Item]:
-                try:
-                    read = read_otlp_profiles(body, budget=budget, now_ns=now)
-                except OtlpTooLarge as exc:
-                    raise ImportRefused(413, str(exc)) from None
-                items = []
-                for one in read:
-                    labels = dict(one.labels)
-                    service = labels.pop("service.name", "") or "unknown_service"
-                    host = labels.pop("host.name", "")
-                    labels = {**labels, "service_name": service, **({"host": host} if host else {})}
-                    items.append(Item(service, labels, one.profile, one.source))
-                return items
-
-            await store("otlp", convert, key=_request_key(request, body))
+            await store("otlp", lambda: otlp_items(body, budget, now),
+                        key=_request_key(request, body))  # fmt: skip
         except ImportRefused as exc:
             return _otlp_error(exc.status, exc.message)
         return Response(b"", media_type="application/x-protobuf")

@@ -20,7 +20,7 @@ from aperture.aggregator.alerts.setup import build_engine
 from aperture.aggregator.api import AppState, create_app
 from aperture.aggregator.auth import AuthInterceptor, Tokens
 from aperture.aggregator.buffer import BatchBuffer
-from aperture.aggregator.grpc_service import SERVICE, AggregatorService
+from aperture.aggregator.grpc_service import SERVICE, AggregatorService, OtlpProfilesService
 from aperture.aggregator.ingest import Ingest, journal_dir
 from aperture.aggregator.journal import Journal
 from aperture.aggregator.metrics import Metrics
@@ -202,7 +202,8 @@ class Aggregator:
             ],
         )
         service = AggregatorService(self.ingest, self.state.source)
-        server.add_generic_rpc_handlers((service.handler(),))
+        otlp = OtlpProfilesService(self.ingest, self.metrics)
+        server.add_generic_rpc_handlers((service.handler(), otlp.handler()))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         address = f"{s.grpc_host}:{s.grpc_port}"
