@@ -21,9 +21,10 @@ from aperture.aggregator.access import (
 from aperture.aggregator.api import create_app
 from aperture.aggregator.auth import Tokens
 from aperture.aggregator.cli import build_parser, settings_from
-from aperture.aggregator.grpc_service import SERVICE
+from aperture.aggregator.grpc_service import OTLP_PROFILES, SERVICE
 from aperture.aggregator.server import Aggregator, Settings
 from aperture.errors import UsageError
+from aperture.proto.otlp import profiles_service_pb2 as otlp_pb
 from aperture.proto.v1 import aggregator_pb2 as apb
 
 
@@ -65,7 +66,10 @@ def test_unclassified_requests_need_the_admin_token() -> None:
 def test_every_rpc_has_an_access_class() -> None:
     assert SERVICE == GRPC_SERVICE
     methods = apb.DESCRIPTOR.services_by_name["Aggregator"].methods
-    assert {f"/{SERVICE}/{m.name}" for m in methods} == set(GRPC_METHODS)
+    otlp = otlp_pb.DESCRIPTOR.services_by_name["ProfilesService"].methods
+    assert {f"/{SERVICE}/{m.name}" for m in methods} | {
+        f"/{OTLP_PROFILES}/{m.name}" for m in otlp} == set(GRPC_METHODS)  # fmt: skip
+    assert grpc_access(f"/{OTLP_PROFILES}/Export") is Access.INGEST
     assert grpc_access(f"/{SERVICE}/Push") is Access.INGEST
     assert grpc_access(f"/{SERVICE}/Query") is Access.READ
     assert grpc_access("/grpc.health.v1.Health/Check") is Access.OPEN
