@@ -170,8 +170,10 @@ static __always_inline __u64 walk_python(struct user_stack *out, __u32 tgid, __u
 		return 0;
 	w.frame = python_current_frame(w.py, tid);
 	if (!w.frame) {
+		/* hashed apart from a stack of a process not (yet) known as Python: the
+		 * same native frames with another status are another stack record */
 		out->py_status = PY_STATUS_NO_THREAD;
-		return 0;
+		return (__u64)PY_STATUS_NO_THREAD << 56;
 	}
 	bpf_loop(APERTURE_MAX_PY_FRAMES * 2, python_step, &w, 0);
 	if (w.error)
