@@ -58,12 +58,14 @@ from aperture.formats.pprof import (
     MAX_INFLATED_BYTES,
     MAX_LABEL_SETS,
     NS_PER_UNIT,
+    Column,
     MalformedPprof,
     frame_kind,
     inflate,
     known_sample_types,
     module_basename,
     registry_type,
+    sampled_time,
 )
 from aperture.formats.protoscan import count_fields, payloads
 from aperture.model import EventType, Frame, FrameKind, Profile, Sample
@@ -189,35 +191,17 @@ def _get(table: Sequence[_T], index: int, what: str, name: str) -> _T:
     return table[index]
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """How one OTLP profile's sample values become ours: x scale, / divide_by, x multiply_by."""
-
-    event_type: EventType
-    source: str  # the OTLP sample type, ``type/unit``
-    scale: int = 1  # a time unit -> nanoseconds
-    divide_by: int = 1  # CPU nanoseconds -> samples (the period)
-    multiply_by: int = 1  # wall-clock samples -> nanoseconds (the period)
-    frequency_hz: int = 0
-
-
-def _kind(name: str, unit: str, period_type: str, period_ns: int) -> _Kind | None:
-    """Our type for an OTLP sample type, by the rules of pprof's reader (one column)."""
+def _kind(name: str, unit: str, period_type: str, period_ns: int) -> Column | None:
+    """Our type for an OTLP sample type: pprof's rules for one column (sampled time, the
+    registry's types), and off-CPU time, which pprof has no name of its own for."""
+    sampled = sampled_time([(0, name, unit)], period_type, period_ns)
+    if sampled:
+        return sampled[0]
     source, scale = f"{name}/{unit}", NS_PER_UNIT.get(unit, 0)
-    if name in ("samples", "sample") and unit == "count":
-        if period_type == "wall":
-            return _Kind(EventType.WALL, source, multiply_by=period_ns) if period_ns else None
-        freq = round(1e9 / period_ns) if period_ns else 0
-        return _Kind(EventType.CPU, source, frequency_hz=freq)
-    if name == "cpu" and scale:  # without a period: 1 ns a sample, as pprof's reader has it
-        per = period_ns if period_ns and period_type in ("cpu", "") else 1
-        return _Kind(EventType.CPU, source, scale, per, frequency_hz=round(1e9 / per))
-    if name == "wall" and scale:
-        return _Kind(EventType.WALL, source, scale)
     if name in ("off_cpu", "events") and scale:  # "events": older eBPF profilers' off-CPU
-        return _Kind(EventType.OFFCPU, source, scale)
+        return Column(EventType.OFFCPU, 0, source, scale=scale)
     event_type = registry_type(name, unit)
-    return _Kind(event_type, source) if event_type else None
+    return Column(event_type, 0, source) if event_type else None
 
 
 class _Dictionary:
@@ -271,7 +255,7 @@ class _Dictionary:
                 out[key] = text
         return out
 
-    def kind(self, p: profiles_pb2.Profile, where: str) -> _Kind:
+    def kind(self, p: profiles_pb2.Profile, where: str) -> Column:
         """What ``p``'s sample type is to us; :class:`UnknownOtlpSampleType` if nothing."""
         name = self.string(p.sample_type.type_strindex, f"the sample type of {where}")
         unit = self.string(p.sample_type.unit_strindex, f"the sample unit of {where}")
@@ -378,7 +362,7 @@ def _int(text: str | None) -> int:
 class _Row:
     """One OTLP sample, its frames not yet built."""
 
-    kind: _Kind
+    kind: Column
     labels: _Labels
     pid: int
     tid: int
@@ -389,7 +373,7 @@ class _Row:
     window: tuple[int, int]
 
 
-def _value(s: profiles_pb2.Sample, kind: _Kind, what: str) -> int:
+def _value(s: profiles_pb2.Sample, kind: Column, what: str) -> int:
     """A sample's value in our unit: its values summed, or one per timestamp (OTLP's rule)."""
     values, stamps = s.values, s.timestamps_unix_nano
     if not values and not stamps:
@@ -398,10 +382,7 @@ def _value(s: profiles_pb2.Sample, kind: _Kind, what: str) -> int:
         raise MalformedOtlp(f"{what} has {len(values)} values for {len(stamps)} timestamps")
     if any(v < 0 for v in values):
         raise MalformedOtlp(f"{what} has a negative value")
-    value = (sum(values) if values else len(stamps)) * kind.scale
-    if kind.divide_by > 1 and value:
-        value = max(1, round(value / kind.divide_by))
-    value *= kind.multiply_by
+    value = kind.convert(sum(values) if values else len(stamps))
     if value >= 1 << 63:
         raise MalformedOtlp(f"{what} adds up to more than a signed 64-bit value")
     return value
@@ -472,8 +453,8 @@ def _profiles(rows: list[_Row], d: _Dictionary) -> list[OtlpProfile]:
     if len({r.labels for r in rows}) > MAX_LABEL_SETS:
         for r in rows:
             r.labels = ()
-    samples: dict[tuple[_Kind, _Labels], dict[tuple[int, int, str, str, int], int]] = {}
-    windows: dict[tuple[_Kind, _Labels], tuple[int, int]] = {}
+    samples: dict[tuple[Column, _Labels], dict[tuple[int, int, str, str, int], int]] = {}
+    windows: dict[tuple[Column, _Labels], tuple[int, int]] = {}
     for r in rows:
         key = (r.kind, r.labels)
         sample_key = (r.pid, r.tid, r.comm or leaders.get(r.pid, ""), r.thread, r.stack)

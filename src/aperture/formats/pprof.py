@@ -25,7 +25,7 @@ import io
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -399,9 +399,17 @@ class Column:
     source: str  # the column's own ``type/unit``, as the answer names it
     covers: tuple[int, ...] = ()  # every column it stands for (samples and cpu time)
     contentions: int = -1  # lock profiles: the contention count's column
+    scale: int = 1  # a time unit -> nanoseconds, before divide_by
     divide_by: int = 1  # cpu/nanoseconds -> samples
     multiply_by: int = 1  # microseconds -> nanoseconds, samples -> wall time
     frequency_hz: int = 0
+
+    def convert(self, value: int) -> int:
+        """A value of the column in our unit (a nonzero CPU time is at least one sample)."""
+        value *= self.scale
+        if self.divide_by > 1 and value:
+            value = max(1, round(value / self.divide_by))
+        return value * self.multiply_by
 
 
 class UnknownSampleType(ValueError):
@@ -500,32 +508,13 @@ def columns(
         out.append(dataclasses.replace(column, covers=covers))
         taken.update(covers)
 
-    # Time sampled at a period: CPU (or wall time, when the period says so), kept in
-    # samples at 1e9 / period Hz (a CPU time column without a period: 1 ns per sample).
-    cpu_time = by_name.get(("cpu", "nanoseconds"))
-    wall = next((i for i, n, u in present if n == "wall" and u in NS_PER_UNIT), None)
-    counts = next((i for i, n, u in present if n in _SAMPLE_NAMES and u == "count"), None)
     if marked is EventType.LOCK or (marked is None and hint == "lock"):
         delay = by_name.get((LOCK_DELAY.type, LOCK_DELAY.unit), -1)
         count = by_name.get((LOCK_CONTENTIONS.type, LOCK_CONTENTIONS.unit), -1)
         if delay >= 0 or count >= 0:
             take(Column(EventType.LOCK, delay, "delay/nanoseconds", contentions=count), count)
-    walled = wall is not None or (counts is not None and period_type == "wall")
-    if wall is not None:
-        unit = s[p.sample_type[wall].unit]
-        also = [counts] if counts is not None else []  # samples of the wall period
-        take(Column(EventType.WALL, wall, f"wall/{unit}", multiply_by=NS_PER_UNIT[unit]), *also)
-    elif walled and counts is not None and period_ns:
-        take(Column(EventType.WALL, counts, "samples/count", multiply_by=period_ns))
-    if counts is not None and not walled:
-        freq = round(1e9 / period_ns) if period_ns else 0
-        also = [cpu_time] if cpu_time is not None else []
-        name = s[p.sample_type[counts].type]
-        take(Column(EventType.CPU, counts, f"{name}/count", frequency_hz=freq), *also)
-    elif cpu_time is not None:  # CPU time beside wall time, or alone
-        per = period_ns if period_ns and period_type in ("cpu", "") else 1
-        take(Column(EventType.CPU, cpu_time, "cpu/nanoseconds", divide_by=per,
-                    frequency_hz=round(1e9 / per)))  # fmt: skip
+    for column in sampled_time([c for c in present if c[0] not in taken], period_type, period_ns):
+        take(column, *column.covers)
     kind = next((k for k in ("mutex", "block") if k in hint), "")
     if marked in (EventType.BLOCK_CONTENTIONS, EventType.BLOCK_DELAY):
         kind = "block"
@@ -548,6 +537,44 @@ def columns(
                 f"knows ({known_sample_types()})"
             )
         take(Column(event_type, i, f"{name}/{unit}"))
+    return out
+
+
+def sampled_time(
+    present: Sequence[tuple[int, str, str]], period_type: str, period_ns: int
+) -> list[Column]:
+    """The columns of ``present`` ((index, type, unit)) that are time sampled at a period:
+    CPU, kept in samples at 1e9 / period Hz (``samples/count``; a CPU time column beside
+    it is the same data; alone, divided by the period, or 1 ns a sample without one), or
+    wall time in nanoseconds (a ``wall`` time column, or samples of a ``wall`` period).
+    The rules every reader of sampled profiles shares (pprof, OTLP)."""
+    cpu_time = next((i for i, n, u in present if n == "cpu" and u in NS_PER_UNIT), None)
+    wall = next((i for i, n, u in present if n == "wall" and u in NS_PER_UNIT), None)
+    counts = next((i for i, n, u in present if n in _SAMPLE_NAMES and u == "count"), None)
+    names = {i: (n, u) for i, n, u in present}
+    out: list[Column] = []
+
+    def with_covers(column: Column, *also: int | None) -> None:
+        covers = {column.index, *(a for a in also if a is not None)}
+        out.append(dataclasses.replace(column, covers=tuple(sorted(covers))))
+
+    walled = wall is not None or (counts is not None and period_type == "wall")
+    if wall is not None:
+        unit = names[wall][1]
+        # samples of the wall period are the same data
+        with_covers(Column(EventType.WALL, wall, f"wall/{unit}", scale=NS_PER_UNIT[unit]), counts)
+    elif walled and counts is not None and period_ns:
+        with_covers(Column(EventType.WALL, counts, f"{names[counts][0]}/count",
+                           multiply_by=period_ns))  # fmt: skip
+    if counts is not None and not walled:
+        freq = round(1e9 / period_ns) if period_ns else 0
+        with_covers(Column(EventType.CPU, counts, f"{names[counts][0]}/count",
+                           frequency_hz=freq), cpu_time)  # fmt: skip
+    elif cpu_time is not None:  # CPU time beside wall time, or alone
+        unit = names[cpu_time][1]
+        per = period_ns if period_ns and period_type in ("cpu", "") else 1
+        with_covers(Column(EventType.CPU, cpu_time, f"cpu/{unit}", scale=NS_PER_UNIT[unit],
+                           divide_by=per, frequency_hz=round(1e9 / per)))  # fmt: skip
     return out
 
 
@@ -738,11 +765,8 @@ def from_pprof_message(
                 label_sets, labelled, label_key = {()}, False, ()
         sample_key = (pid, tid, comm_of, thread, tuple(stack))
         for c, col in enumerate(cols):
-            value = values[col.index] if col.index >= 0 else 0
+            value = col.convert(values[col.index]) if col.index >= 0 else 0
             count = values[col.contentions] if col.contentions >= 0 else 0
-            if col.divide_by > 1 and value:
-                value = max(1, round(value / col.divide_by))
-            value *= col.multiply_by
             if not value and not count:
                 continue
             acc = groups.setdefault((c, label_key), {}).setdefault(sample_key, [0, 0])
