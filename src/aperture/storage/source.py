@@ -53,13 +53,10 @@ def averaged(f: QueryFilter) -> bool:
 
 
 def _any_process(f: QueryFilter) -> tuple[str, dict[str, Any]]:
-    """:func:`where` of ``f`` for any pid and process, its parameters renamed ``w_*`` so it
-    can sit beside ``f``'s own in one statement: a series' windows are its windows,
+    """:func:`where` of ``f`` for any pid and process, its parameters named apart (``w_``)
+    so it can sit beside ``f``'s own in one statement: a series' windows are its windows,
     whichever processes had samples in them."""
-    cond, params = where(replace(f, pid=None, comm=None), "samples")
-    for key in sorted(params, key=len, reverse=True):
-        cond = cond.replace("{" + key + ":", "{w_" + key + ":")
-    return cond, {f"w_{k}": v for k, v in params.items()}
+    return where(replace(f, pid=None, comm=None), "samples", prefix="w_")
 
 
 def _averaged_sql(store: Store, f: QueryFilter, columns: str) -> tuple[str, dict[str, Any]]:
@@ -195,9 +192,7 @@ class StoreSource:
 
     def types_present(self, f: QueryFilter) -> set[EventType]:
         store = self._store()
-        cond, params = where(f, "batches")
-        cond = cond.replace(" AND has(event_types, {event_type:String})", "")
-        del params["event_type"]
+        cond, params = where(f, "batches", any_type=True)
         rows = store.select(
             f"SELECT DISTINCT arrayJoin(event_types) FROM {store.table('batches')} WHERE {cond}",
             params,
