@@ -64,8 +64,15 @@ def _cases() -> list[Any]:
         name = f"{i:02d}-{Path(case['profile']).name}" + ("-delta" if case["prev_profile"] else "")
         missing = [p for p in (case["profile"], case["prev_profile"]) if p and
                    not (CASES / p).is_file()]  # fmt: skip
-        marks = [pytest.mark.skip(reason=f"{missing[0]} is not in {CASES} (Pyroscope's test "
-                                  "data there lacks it)")] if missing else []  # fmt: skip
+        reason = (
+            (
+                f"Pyroscope's case {i} sends {missing[0]}, a file its expected.json lists "
+                f"but {CASES} does not hold: there is no profile to send"
+            )
+            if missing
+            else ""
+        )
+        marks = [pytest.mark.skip(reason=reason)] if missing else []
         out.append(pytest.param(i, case, id=name, marks=marks))
     return out
 
