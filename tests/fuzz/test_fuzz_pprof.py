@@ -1,4 +1,5 @@
-"""pprof import: any bytes, and any structurally odd Profile message, import or MalformedPprof.
+"""pprof import: any bytes, and any structurally odd Profile message, import or are refused
+(MalformedPprof, or UnknownSampleType for a column no type of ours stands for).
 
 And within any limits: what an import builds never exceeds its budget, and the
 counts read off the wire are the parsed message's.
@@ -16,6 +17,7 @@ from aperture.formats.limits import Budget, ImportLimits
 from aperture.formats.pprof import (
     MalformedPprof,
     PprofTooLarge,
+    UnknownSampleType,
     from_pprof,
     inflate,
     read_pprof,
@@ -23,17 +25,19 @@ from aperture.formats.pprof import (
 )
 from aperture.formats.protoscan import count_fields
 from aperture.model import EventType, Profile, Sample
+from aperture.profile_types import PROFILE_TYPES
 from aperture.proto.pprof import profile_pb2 as pp
 
 
 def _import(data: bytes) -> None:
     try:
         imported = from_pprof(data, comm="svc", now_ns=10**18)
-    except MalformedPprof as exc:
+    except (MalformedPprof, UnknownSampleType) as exc:
         assert str(exc)
         return
     for one in imported:
-        assert one.profile.event_type in (EventType.CPU, EventType.LOCK)
+        # the type a column stands for, with stacks: never one a column is not
+        assert PROFILE_TYPES[one.profile.event_type].has_stacks
         assert all(s.value > 0 for s in one.profile.samples)
 
 
