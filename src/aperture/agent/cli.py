@@ -4,6 +4,7 @@ and/or push them to an aggregator (:mod:`aperture.agent.push`)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 PROG = "aperture-agent"
 MAX_FREQUENCY = 10_000
+# allocations between young collections, once started (CPython's default: 700)
+GC_THRESHOLD = 20_000
 
 
 def _frequency(text: str) -> int:
@@ -448,6 +451,7 @@ def _record(
                 started.append(collector)
             if pusher is not None:
                 pusher.start()
+            _settle_heap()
             recording = record(
                 collectors,
                 duration_s=args.duration,
@@ -467,6 +471,20 @@ def _record(
                 # Also when recording failed: what was queued is still worth sending.
                 flushed.append(_final_flush(pusher, args, progress, again))
     return recording
+
+
+def _settle_heap() -> None:
+    """Once started: what start-up built (modules, kernel symbols, the BPF object's
+    maps) leaves the collector's generations, and collections come less often.
+
+    The agent's steady work makes many short-lived, acyclic objects (frames,
+    stacks, map entries); with CPython's default thresholds the cyclic collector
+    ran every 700 allocations and took 6% of the agent's CPU on a busy host,
+    walking start-up objects that never die.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 def _write_outputs(

@@ -98,6 +98,11 @@ def _library() -> ctypes.CDLL | None:
             ]
             lib.aperture_syms_free.restype = None
             lib.aperture_syms_free.argtypes = [POINTER(_Symbols)]
+            lib.aperture_bucket_index.restype = None
+            lib.aperture_bucket_index.argtypes = [
+                *(ctypes.c_void_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
+                ctypes.c_void_p,
+            ]
             _lib = lib
         return _lib
 
@@ -190,3 +195,20 @@ def _column(pointer: Any, count: int) -> array[int]:
     if count:
         column.frombytes(ctypes.string_at(pointer, count * 8))
     return column
+
+
+def bucket_index(
+    rows: array[int], stride: int, first: int, nb: int, shift: int, out: array[int]
+) -> bool:
+    """layout.py's bucket index written into ``out`` (u32 words, one entry every
+    ``stride``) from ``rows`` (u32 words, a pc every ``stride``); False without the
+    library (build it in Python then)."""
+    lib = _library()
+    if lib is None:
+        return False
+    assert rows.itemsize == out.itemsize == 4 and len(out) >= nb * stride
+    lib.aperture_bucket_index(
+        rows.buffer_info()[0], len(rows) // stride, stride, first, nb, shift,
+        out.buffer_info()[0],
+    )  # fmt: skip
+    return True

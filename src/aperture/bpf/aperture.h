@@ -111,6 +111,10 @@ struct proc_mappings {
 	__u32 count;                   /* entries used in m[], sorted by start */
 	__u32 source;                  /* enum mappings_source */
 	__u64 refresh_requested_ns;    /* last time the agent was asked to re-read maps */
+	/* the kernel's registrations: where the process sees files (0: not known) */
+	__u32 mnt_ns;                  /* its mount namespace's inode number */
+	__u32 root_dev;                /* its root's device (dev_t: major << 20 | minor) */
+	__u64 root_ino;                /* and inode */
 	struct exec_mapping m[APERTURE_MAX_MAPPINGS];
 };
 

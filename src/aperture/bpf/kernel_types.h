@@ -20,9 +20,45 @@ struct thread_struct {
 	unsigned long fsbase;          /* x86_64: the thread's TLS base, pthread_self() */
 } __attribute__((preserve_access_index));
 
+/* Which mount namespace and root a process sees files in (the agent takes a
+ * process's paths as its own only when both are the agent's). */
+struct ns_common {
+	unsigned int inum;             /* the inode number /proc/PID/ns/mnt shows */
+} __attribute__((preserve_access_index));
+
+struct mnt_namespace {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+} __attribute__((preserve_access_index));
+
+struct super_block;
+struct inode;
+
+struct vfsmount {
+	struct super_block *mnt_sb;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct inode *d_inode;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path root;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	struct thread_struct thread;
 	struct mm_struct *mm;
+	struct nsproxy *nsproxy;
+	struct fs_struct *fs;
 	int pid;
 	int tgid;
 	struct task_struct *group_leader;

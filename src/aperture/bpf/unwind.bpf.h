@@ -220,6 +220,7 @@ static __always_inline void kernel_mapping(struct exec_mapping *m, struct vm_are
 static __always_inline void register_from_kernel(__u32 tgid)
 {
 	struct proc_mappings *pm, *old = bpf_map_lookup_elem(&proc_mappings, &tgid);
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct bpf_iter_task_vma it;
 	struct vm_area_struct *vma;
 	__u32 zero = 0;
@@ -232,7 +233,11 @@ static __always_inline void register_from_kernel(__u32 tgid)
 	pm->count = 0;
 	pm->source = MAPPINGS_FROM_KERNEL;
 	pm->refresh_requested_ns = 0;
-	bpf_iter_task_vma_new(&it, bpf_get_current_task_btf(), 0);
+	/* so that the agent needs no /proc lookups to take these paths as its own */
+	pm->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	pm->root_dev = BPF_CORE_READ(task, fs, root.mnt, mnt_sb, s_dev);
+	pm->root_ino = BPF_CORE_READ(task, fs, root.dentry, d_inode, i_ino);
+	bpf_iter_task_vma_new(&it, task, 0);
 	/* the count lives in the map value: the verifier need not tell loops apart by it */
 	while ((vma = bpf_iter_task_vma_next(&it))) {
 		if (!(vma->vm_flags & VM_EXEC) || vma->vm_start >= (1ULL << 47))

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aperture.formats.collapsed import to_collapsed
-from aperture.formats.json_format import to_json
-from aperture.formats.pprof import to_pprof
-from aperture.formats.speedscope import to_speedscope
-from aperture.formats.svg import to_svg
-from aperture.formats.tables import format_lock_table, format_syscall_table, syscall_csv
 from aperture.model import EventType, Profile
 from aperture.profile_types import with_stacks
 
@@ -45,20 +40,33 @@ class Writer:
         write_atomic(path, self.render(profile))
 
 
-def _text(render: Callable[[Profile], str]) -> Callable[[Profile], bytes]:
-    return lambda profile: render(profile).encode("utf-8")
+def _render(module: str, name: str, text: bool = True) -> Callable[[Profile], bytes]:
+    """``module.name`` as a renderer, imported at its first use: an agent that pushes
+    (or writes one format) does not pay for importing every other format."""
+
+    def render(profile: Profile) -> bytes:
+        out = getattr(importlib.import_module(f"aperture.formats.{module}"), name)(profile)
+        return out.encode("utf-8") if text else out  # type: ignore[no-any-return]
+
+    return render
 
 
 WRITERS: tuple[Writer, ...] = (
-    Writer("collapsed", (".folded", ".collapsed"), _text(to_collapsed), media_type=_PLAIN),
-    Writer("svg", (".svg",), _text(to_svg)),
-    Writer("speedscope", (".speedscope.json",), _text(to_speedscope), media_type=_JSON),
-    Writer("pprof", (".pb.gz",), to_pprof, media_type="application/octet-stream"),
-    Writer("json", (".json",), _text(to_json), _ALL, media_type=_JSON),
-    Writer("lock table", (".txt",), _text(format_lock_table), frozenset({EventType.LOCK})),
-    Writer("syscall table", (".txt",), _text(format_syscall_table), frozenset({EventType.SYSCALL})),
-    Writer("syscall csv", (".csv",), _text(syscall_csv), frozenset({EventType.SYSCALL})),
-)
+    Writer("collapsed", (".folded", ".collapsed"), _render("collapsed", "to_collapsed"),
+           media_type=_PLAIN),
+    Writer("svg", (".svg",), _render("svg", "to_svg")),
+    Writer("speedscope", (".speedscope.json",), _render("speedscope", "to_speedscope"),
+           media_type=_JSON),
+    Writer("pprof", (".pb.gz",), _render("pprof", "to_pprof", text=False),
+           media_type="application/octet-stream"),
+    Writer("json", (".json",), _render("json_format", "to_json"), _ALL, media_type=_JSON),
+    Writer("lock table", (".txt",), _render("tables", "format_lock_table"),
+           frozenset({EventType.LOCK})),
+    Writer("syscall table", (".txt",), _render("tables", "format_syscall_table"),
+           frozenset({EventType.SYSCALL})),
+    Writer("syscall csv", (".csv",), _render("tables", "syscall_csv"),
+           frozenset({EventType.SYSCALL})),
+)  # fmt: skip
 
 EXPORTS: dict[str, Writer] = {w.name: w for w in WRITERS if w.media_type is not None}
 

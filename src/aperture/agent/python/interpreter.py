@@ -16,6 +16,7 @@ Layouts do not change within a minor series, so only the minor picks the offsets
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import struct
@@ -86,6 +87,8 @@ class _ElfPython(NamedTuple):
 
 
 _elf_cache: OrderedDict[tuple[int, int], _ElfPython | None] = OrderedDict()
+# the files (device, inode) of processes found to run no interpreter
+_no_interpreter: OrderedDict[frozenset[tuple[int, int]], None] = OrderedDict()
 
 
 class ProcessMemory:
@@ -138,20 +141,34 @@ def find_interpreter(pid: int, maps: ProcessMaps) -> Interpreter | None:
     used (a version other than 3.10-3.13, an unreadable ``_PyRuntime``, a bad
     ``_Py_DebugOffsets``); callers count those and keep the process's native stacks.
     """
+    files = frozenset((m.dev, m.inode) for m in maps.mappings if m.is_file)
+    if files in _no_interpreter:
+        with contextlib.suppress(KeyError):  # popped by another thread meanwhile
+            _no_interpreter.move_to_end(files)
+        return None  # the same files as a process already found to run none
+    settled = True  # every candidate read and found to hold no interpreter
     for mapping in _candidates(pid, maps):
         if _elf_cache.get((mapping.dev, mapping.inode), True) is None:
             continue  # a file already read and found to hold no interpreter
         path = maps.file_for(mapping)
         if path is None:
+            settled = False
             continue
         elf = _elf_python(path, mapping)
         if elf is None:
             continue
+        settled = False
         bias = load_bias(elf.segments, mapping.start, mapping.pgoff)
         if bias is None:
             continue
         with ProcessMemory(pid, maps.proc_root) as mem:
             return _interpreter(mem, mapping, elf, bias)
+    if settled and files:
+        # A busy host starts the same programs over and over (compilers, shells):
+        # the next one mapping exactly these files is answered without a stat.
+        _no_interpreter[files] = None
+        while len(_no_interpreter) > _CACHE_SIZE:
+            _no_interpreter.popitem(last=False)
     return None
 
 

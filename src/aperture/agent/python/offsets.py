@@ -12,6 +12,7 @@ prefers those (third-party tables for 3.13.0 have been seen off by 8).
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -225,7 +226,13 @@ def offsets_for(minor: int) -> PyOffsets:
     table = _TABLES.get(minor)
     if table is None:
         raise UnsupportedPython(f"CPython 3.{minor} is not supported (3.10-3.13 are)")
-    return PyOffsets(**table)
+    return _offsets(minor)
+
+
+@functools.cache
+def _offsets(minor: int) -> PyOffsets:
+    """Built once per version (frozen, shared): every new Python process asks."""
+    return PyOffsets(**_TABLES[minor])
 
 
 # _Py_DebugOffsets of 3.13 (Include/internal/pycore_runtime.h; the layout gdb prints for

@@ -182,19 +182,21 @@ class Symbolizer:
         while len(self._procs) > self._max_processes:
             self._procs.popitem(last=False)
         if self._preload:
-            exe = _exe_path(self._proc_root, pid)
             files = self._files
+            exe: str | bool | None = False  # read once, if a file is not loaded yet
             for mapping in maps.mappings:
-                if mapping.path == VDSO or (
-                    mapping.is_file
-                    and (
-                        # already loaded (a library every process maps): no stat needed
-                        (mapping.dev, mapping.inode, mapping.file_path) in files
-                        or mapping.file_path == exe
-                        or not self._reachable_later(mapping)
-                    )
-                ):
+                if mapping.path == VDSO:
                     self._elf_for(proc, mapping)
+                elif not mapping.is_file:
+                    continue
+                elif (mapping.dev, mapping.inode, mapping.file_path) in files:
+                    # already loaded (a library every process maps): no stat needed
+                    self._elf_for(proc, mapping)
+                else:
+                    if exe is False:
+                        exe = _exe_path(self._proc_root, pid)
+                    if mapping.file_path == exe or not self._reachable_later(mapping):
+                        self._elf_for(proc, mapping)
         return True
 
     def _reachable_later(self, mapping: Mapping) -> bool:

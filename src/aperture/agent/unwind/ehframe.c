@@ -1136,3 +1136,20 @@ out:
 	free(cc);
 	return rc;
 }
+
+/* layout.py's bucket index: bucket b's entry (every `stride` words of out) is the
+ * last row whose pc (every `stride` words of rows) is at most (first + b) << shift,
+ * 0 when none is; rows sorted by pc. */
+void aperture_bucket_index(const uint32_t *rows, uint64_t nrows, uint32_t stride,
+			   uint64_t first, uint64_t nb, uint32_t shift, uint32_t *out)
+{
+	uint64_t i = 0;
+
+	for (uint64_t b = 0; b < nb; b++) {
+		uint64_t start = (first + b) << shift;
+
+		while (i < nrows && rows[i * stride] <= start)
+			i++;
+		out[b * stride] = i ? (uint32_t)(i - 1) : 0;
+	}
+}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import heapq
 import os
 import struct
@@ -122,6 +123,10 @@ class ProcMappings(ctypes.Structure):
         ("count", c_uint32),
         ("source", c_uint32),  # enum mappings_source: 0, the agent's
         ("refresh_requested_ns", c_uint64),
+        # the kernel's registrations: its mount namespace and root (0: not known)
+        ("mnt_ns", c_uint32),
+        ("root_dev", c_uint32),  # major << 20 | minor
+        ("root_ino", c_uint64),
         ("m", ExecMapping * MAX_MAPPINGS),
     )
 
@@ -521,7 +526,7 @@ class KernelTables:
             return
         try:
             # Both sides as flat buffers: a 6M-row table must not become 6M Python ints.
-            keys = array("I", range(binary.elements))
+            keys = _keys(binary.elements)
             update_batch(fd, _address(keys), _address(data), binary.elements)
             self._outer.update(c_uint32(binary.file_id), c_uint32(fd))
         except BpfError:
@@ -667,9 +672,14 @@ class ProcessRegistry:
             dev, inode, path = seen[fid]
             pgoff = (page & MAPPING_PAGE_MASK) * PAGE_SIZE
             mappings.append(Mapping(start, end, "r-xp", pgoff, dev, inode, path))
-        base = os.path.join(self._proc_root, str(pid))
         maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
-        if _starting(maps) or not sees_our_tmp(base):
+        if _starting(maps):
+            return None
+        if value.mnt_ns:
+            seen_from = (value.mnt_ns, value.root_dev, value.root_ino)
+            if seen_from != _our_mount_identity():
+                return None  # another mount namespace or root: its paths are not ours
+        elif not sees_our_tmp(os.path.join(self._proc_root, str(pid))):
             return None
         maps.sees_our_tmp = True
         with self._lock:
@@ -810,10 +820,41 @@ class ProcessRegistry:
 
 def _starting(maps: ProcessMaps) -> bool:
     """The dynamic loader is mapped but libc is not yet: a process still starting."""
-    names = [os.path.basename(m.file_path) for m in maps.mappings if m.is_file]
-    return any(n.startswith("ld-linux") for n in names) and not any(
-        n.startswith("libc.so") for n in names
-    )
+    loader = False
+    for m in maps.mappings:
+        name = m.path[m.path.rfind("/") + 1 :]
+        if name.startswith("libc.so"):
+            return False
+        loader = loader or name.startswith("ld-linux")
+    return loader
+
+
+_SHARED_KEYS = 1 << 20  # 4 MiB of keys kept for every table up to a million rows
+_keys_lock = threading.Lock()
+_keys_made: array[int] = array("I")
+
+
+def _keys(n: int) -> array[int]:
+    """An array of the keys 0, 1, 2, ... at least ``n`` long. Up to ``_SHARED_KEYS``
+    it is shared, made again only when a larger table comes (never changed in place,
+    so a builder thread may keep using the one it got); a larger table's are its own.
+    """
+    global _keys_made
+    if n > _SHARED_KEYS:
+        return array("I", range(n))
+    with _keys_lock:
+        if len(_keys_made) < n:
+            _keys_made = array("I", range(min(_SHARED_KEYS, -(-n // 65536) * 65536)))
+        return _keys_made
+
+
+@functools.cache
+def _our_mount_identity() -> tuple[int, int, int]:
+    """Our mount namespace's inode number and our root's device and inode, as the
+    walker records a process's (the device as the kernel writes it)."""
+    root = os.stat("/")
+    ns = os.stat("/proc/self/ns/mnt").st_ino
+    return (ns, (os.major(root.st_dev) << 20) | os.minor(root.st_dev), root.st_ino)
 
 
 def _address(buffer: bytes | array[int]) -> int:

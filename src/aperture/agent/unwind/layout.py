@@ -20,6 +20,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 
+from aperture.agent import native
 from aperture.agent.unwind.tables import ROW_FORMAT, ROW_SIZE
 
 BUCKET_SHIFT = 9
@@ -45,7 +46,8 @@ def kernel_layout(rows: bytes) -> bytes:
         # Rows spread over a huge address span: an index would outweigh them.
         return _row(0) + _row(0) + rows
     index = array("I", bytes(4 * _U32_PER_ROW * nb))
-    for b in range(nb):
-        start = (first + b) << BUCKET_SHIFT
-        index[b * _U32_PER_ROW] = max(0, bisect_right(pcs, start) - 1)
+    if not native.bucket_index(words, _U32_PER_ROW, first, nb, BUCKET_SHIFT, index):
+        for b in range(nb):
+            start = (first + b) << BUCKET_SHIFT
+            index[b * _U32_PER_ROW] = max(0, bisect_right(pcs, start) - 1)
     return _row(nb) + _row(first) + index.tobytes() + rows
