@@ -100,9 +100,11 @@ def _library() -> ctypes.CDLL | None:
             lib.aperture_syms_free.argtypes = [POINTER(_Symbols)]
             lib.aperture_bucket_index.restype = None
             lib.aperture_bucket_index.argtypes = [
-                *(ctypes.c_void_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
+                *(c_char_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
                 ctypes.c_void_p,
             ]
+            lib.aperture_iota.restype = None
+            lib.aperture_iota.argtypes = [ctypes.c_void_p, c_uint64, c_uint32]
             _lib = lib
         return _lib
 
@@ -198,17 +200,27 @@ def _column(pointer: Any, count: int) -> array[int]:
 
 
 def bucket_index(
-    rows: array[int], stride: int, first: int, nb: int, shift: int, out: array[int]
+    rows: bytes, stride: int, first: int, nb: int, shift: int, out: array[int]
 ) -> bool:
     """layout.py's bucket index written into ``out`` (u32 words, one entry every
-    ``stride``) from ``rows`` (u32 words, a pc every ``stride``); False without the
-    library (build it in Python then)."""
+    ``stride``) from ``rows`` (little-endian u32 words, a pc every ``stride``); False
+    without the library (build it in Python then)."""
     lib = _library()
     if lib is None:
         return False
-    assert rows.itemsize == out.itemsize == 4 and len(out) >= nb * stride
+    assert out.itemsize == 4 and len(out) >= nb * stride
     lib.aperture_bucket_index(
-        rows.buffer_info()[0], len(rows) // stride, stride, first, nb, shift,
-        out.buffer_info()[0],
-    )  # fmt: skip
+        rows, len(rows) // (4 * stride), stride, first, nb, shift, out.buffer_info()[0]
+    )
     return True
+
+
+def keys(start: int, n: int) -> array[int]:
+    """The u32 keys ``start .. start + n - 1``, as an array (a batch write's keys)."""
+    out = array("I", bytes(4 * n))
+    lib = _library()
+    if lib is None:
+        return array("I", range(start, start + n))
+    if n:
+        lib.aperture_iota(out.buffer_info()[0], n, start)
+    return out

@@ -1153,3 +1153,10 @@ void aperture_bucket_index(const uint32_t *rows, uint64_t nrows, uint32_t stride
 		out[b * stride] = i ? (uint32_t)(i - 1) : 0;
 	}
 }
+
+/* The keys start, start + 1, ... of n array entries (a batch write's keys). */
+void aperture_iota(uint32_t *out, uint64_t n, uint32_t start)
+{
+	for (uint64_t i = 0; i < n; i++)
+		out[i] = start + (uint32_t)i;
+}

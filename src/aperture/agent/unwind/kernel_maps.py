@@ -30,6 +30,7 @@ from ctypes import c_uint32, c_uint64
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aperture.agent import native
 from aperture.agent.collectors.processes import PROC_EVENT_TABLE_WANTED
 from aperture.agent.libbpf import (
     BPF_F_INNER_MAP,
@@ -52,7 +53,7 @@ from aperture.agent.symbols.process import (
 )
 from aperture.agent.system import name_thread
 from aperture.agent.unwind import DEFAULT_TABLE_MEMORY
-from aperture.agent.unwind.layout import kernel_layout
+from aperture.agent.unwind.layout import kernel_prefix
 from aperture.agent.unwind.segments import (
     LoadSegment,
     load_bias,
@@ -507,8 +508,8 @@ class KernelTables:
 
     def _load(self, binary: _Binary, table: UnwindTable) -> None:
         """Put a built table in the kernel (lock held), evicting old ones to fit."""
-        data = kernel_layout(table.rows)
-        binary.elements = len(data) // ROW_SIZE
+        prefix, rows = kernel_prefix(table.rows), table.rows
+        binary.elements = (len(prefix) + len(rows)) // ROW_SIZE
         size = binary.elements * KERNEL_ROW_BYTES + MAP_OVERHEAD_BYTES
         if size > self._table_limit():
             self._counts["too_large"] += 1
@@ -525,9 +526,8 @@ class KernelTables:
             binary.refused = True
             return
         try:
-            # Both sides as flat buffers: a 6M-row table must not become 6M Python ints.
-            keys = _keys(binary.elements)
-            update_batch(fd, _address(keys), _address(data), binary.elements)
+            _write_rows(fd, 0, prefix)
+            _write_rows(fd, len(prefix) // ROW_SIZE, rows)
             self._outer.update(c_uint32(binary.file_id), c_uint32(fd))
         except BpfError:
             self._counts["failed"] += 1
@@ -829,23 +829,19 @@ def _starting(maps: ProcessMaps) -> bool:
     return loader
 
 
-_SHARED_KEYS = 1 << 20  # 4 MiB of keys kept for every table up to a million rows
-_keys_lock = threading.Lock()
-_keys_made: array[int] = array("I")
+_WRITE_ROWS = 1 << 16  # rows per batch write: 256 KiB of keys, 768 KiB of rows
 
 
-def _keys(n: int) -> array[int]:
-    """An array of the keys 0, 1, 2, ... at least ``n`` long. Up to ``_SHARED_KEYS``
-    it is shared, made again only when a larger table comes (never changed in place,
-    so a builder thread may keep using the one it got); a larger table's are its own.
-    """
-    global _keys_made
-    if n > _SHARED_KEYS:
-        return array("I", range(n))
-    with _keys_lock:
-        if len(_keys_made) < n:
-            _keys_made = array("I", range(min(_SHARED_KEYS, -(-n // 65536) * 65536)))
-        return _keys_made
+def _write_rows(fd: int, first: int, data: bytes) -> None:
+    """``data``'s rows into an inner table map from element ``first`` on, in batches:
+    flat buffers both sides (a 6M-row table must not become 6M Python ints), the rows
+    not copied, and only one batch's keys at a time."""
+    total = len(data) // ROW_SIZE
+    base = _address(data)
+    for at in range(0, total, _WRITE_ROWS):
+        n = min(_WRITE_ROWS, total - at)
+        keys = native.keys(first + at, n)
+        update_batch(fd, _address(keys), base + at * ROW_SIZE, n)
 
 
 @functools.cache

@@ -29,25 +29,33 @@ _U32_PER_ROW = ROW_SIZE // 4
 
 
 def _row(pc: int) -> bytes:
-    return array("I", [pc, 0, 0]).tobytes()
+    return pc.to_bytes(4, "little") + bytes(8)
 
 
 def kernel_layout(rows: bytes) -> bytes:
     """The header, bucket index and rows of one table, packed as rows."""
+    prefix = kernel_prefix(rows)
+    return prefix + rows if prefix else b""
+
+
+def kernel_prefix(rows: bytes) -> bytes:
+    """What goes before a table's rows in the kernel: the header and bucket index
+    (the rows follow as they are, so a large table is not copied to be loaded)."""
     assert ROW_FORMAT == "<IBBhhh" and ROW_SIZE == 12  # the pc is the first u32 of 3
-    words = array("I")
-    words.frombytes(rows)
-    pcs = words[0::_U32_PER_ROW]
-    if not pcs:
+    if not rows:
         return b""
-    first = pcs[0] >> BUCKET_SHIFT
-    nb = (pcs[-1] >> BUCKET_SHIFT) - first + 1
-    if nb > 4 * len(pcs) + 1024:
-        # Rows spread over a huge address span: an index would outweigh them.
-        return _row(0) + _row(0) + rows
+    lowest = int.from_bytes(rows[:4], "little")
+    highest = int.from_bytes(rows[-ROW_SIZE : -ROW_SIZE + 4], "little")
+    first = lowest >> BUCKET_SHIFT
+    nb = (highest >> BUCKET_SHIFT) - first + 1
+    if nb > 4 * (len(rows) // ROW_SIZE) + 1024:
+        return _row(0) + _row(0)
     index = array("I", bytes(4 * _U32_PER_ROW * nb))
-    if not native.bucket_index(words, _U32_PER_ROW, first, nb, BUCKET_SHIFT, index):
+    if not native.bucket_index(rows, _U32_PER_ROW, first, nb, BUCKET_SHIFT, index):
+        words = array("I")
+        words.frombytes(rows)
+        pcs = words[0::_U32_PER_ROW]
         for b in range(nb):
             start = (first + b) << BUCKET_SHIFT
             index[b * _U32_PER_ROW] = max(0, bisect_right(pcs, start) - 1)
-    return _row(nb) + _row(first) + index.tobytes() + rows
+    return _row(nb) + _row(first) + index.tobytes()
