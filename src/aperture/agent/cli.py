@@ -462,7 +462,7 @@ def _record(
                 status=pusher.status_line if pusher is not None else None,
                 keep_windows=bool(outputs),
                 per_process=args.per_process,
-                after_drain=symbolizer.sweep_exited,
+                after_drain=lambda: _after_drain(symbolizer),
             )
         finally:
             for collector in started:
@@ -482,9 +482,21 @@ def _settle_heap() -> None:
     ran every 700 allocations and took 6% of the agent's CPU on a busy host,
     walking start-up objects that never die.
     """
+    from aperture.agent.system import release_native_heap
+
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 20)
+    release_native_heap()
+
+
+def _after_drain(symbolizer: ThreadSafeSymbolizer) -> None:
+    """Once per window, after every collector drained: forget the processes gone
+    since the last one, and hand the window's freed C heap back."""
+    from aperture.agent.system import release_native_heap
+
+    symbolizer.sweep_exited()
+    release_native_heap()
 
 
 def _write_outputs(

@@ -88,6 +88,25 @@ MMAP_THRESHOLD = 256 << 10
 ARENA_MAX = 2
 
 
+def release_native_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``);
+    False if not glibc.
+
+    Freed blocks below the mmap threshold stay in the heap, and only its top is
+    trimmed by itself: libbpf's copy of the kernel's BTF at load (about 11 MB here)
+    and the buffers of the first tables and drains left the agent's resident size
+    at its first window's peak for good.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
 def bound_native_heap() -> bool:
     """Keep the C heap from holding on to memory the agent has freed; False if not glibc.
 
