@@ -243,7 +243,7 @@ def test_one_binary_may_take_a_quarter_of_the_limit_and_is_refused_before_parsin
 @pytest.fixture
 def walker_registers(cpu_object: BpfObject) -> BpfObject:
     """The CPU object with the programs that register new processes from the kernel."""
-    for name in ("forget_mappings", "mapped", "protected", "forked", "exited"):
+    for name in ("forget_mappings", "mapped", "protected", "forked"):
         cpu_object.keep(cpu_object.program(name).attach())
     return cpu_object
 
@@ -282,15 +282,98 @@ def test_a_new_process_of_known_binaries_is_adopted_from_the_walkers_registratio
         assert registry.stats().adopted == 1
         entry = _entry(obj, second.pid)
         assert entry is not None and entry.source == 1, "the walker's entry is kept as it is"
-        # At its exit the walker drops its entry but keeps the announcement: samples
-        # in the exit path must not announce it again (its maps are empty by then).
+        # At its exit the walker keeps its entry until the agent's next prune (a process
+        # announced as it exits is still adopted from it), and the announcement too:
+        # samples in the exit path must not announce it again.
         procs_map.update(ctypes.c_uint32(second.pid), (ctypes.c_char * 16)())
         second.kill()
         second.wait()
-        assert _entry(obj, second.pid) is None
+        assert _entry(obj, second.pid) is not None
         assert procs_map.lookup(ctypes.c_uint32(second.pid), (ctypes.c_char * 16)())
         registry.prune()
+        assert _entry(obj, second.pid) is None
         assert registry.stats().processes == 1  # the first, registered from /proc
+    finally:
+        registry.close()
+
+
+def test_a_process_that_exited_before_its_announcement_was_read_is_still_adopted(
+    walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]]
+) -> None:
+    """Its maps come from the walker's entry, kept past the exit: /proc has nothing."""
+    obj = walker_registers
+    tables = KernelTables(obj.map("unwind_tables"), files=obj.map("file_codes"))
+    registry = ProcessRegistry(obj.map("proc_mappings"), tables, procs=obj.map("procs"))
+    try:
+        first = _sleeper(PYTHON)
+        spawn.append(first)
+        assert registry.register(first.pid)
+        second = _sleeper(PYTHON)
+        spawn.append(second)
+        expected = _user_mappings(second.pid)
+        second.kill()
+        second.wait()
+        assert ProcessMaps.read(second.pid) is None
+        maps = registry.adopt(second.pid)
+        assert maps is not None
+        assert [
+            (m.start, m.end, m.pgoff, m.dev, m.inode, m.path) for m in maps.mappings
+        ] == expected
+        registry.prune()
+        assert _entry(obj, second.pid) is None, "pruned once its process is gone"
+    finally:
+        registry.close()
+
+
+def test_a_process_sampled_in_the_dynamic_loader_is_left_to_the_walker_until_it_has_started(
+    walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]], tmp_path: Path
+) -> None:
+    """Not read from /proc twice: announced again, then adopted with its libraries."""
+    obj = walker_registers
+    procs_map = obj.map("procs")
+    tables = KernelTables(obj.map("unwind_tables"), files=obj.map("file_codes"))
+    registry = ProcessRegistry(obj.map("proc_mappings"), tables, procs=procs_map)
+    fifo = tmp_path / "preload"
+    os.mkfifo(fifo)
+    try:
+        first = _sleeper(PYTHON)
+        spawn.append(first)
+        assert registry.register(first.pid)  # its files get their ids
+        # The dynamic loader blocks opening the library it was told to preload.
+        held = subprocess.Popen(
+            [PYTHON, "-c", "import time; time.sleep(60)"],
+            env={**os.environ, "LD_PRELOAD": str(fifo)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        spawn.append(held)
+        deadline = time.monotonic() + 10
+        while _entry(obj, held.pid) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        procs_map.update(ctypes.c_uint32(held.pid), (ctypes.c_char * 16)())  # announced
+        maps = registry.adopt(held.pid)
+        assert maps is not None, "its snapshot so far, for the sample that announced it"
+        names = {os.path.basename(m.path) for m in maps.mappings}
+        assert not any(n.startswith("libc.so") for n in names)
+        assert registry.stats().deferred == 1
+        assert registry.stats().adopted == 0
+        assert not procs_map.lookup(ctypes.c_uint32(held.pid), (ctypes.c_char * 16)()), (
+            "its announcement is dropped so that its next sample announces it again"
+        )
+        with open(fifo, "wb"):
+            pass  # the loader reads nothing, ignores the preload and goes on
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            maps = ProcessMaps.read(held.pid)
+            if maps and any("libc.so" in m.path for m in maps.mappings):
+                break
+            time.sleep(0.01)
+        adopted = registry.adopt(held.pid)
+        assert adopted is not None
+        assert [(m.start, m.end, m.pgoff, m.dev, m.inode, m.path) for m in adopted.mappings] == (
+            _user_mappings(held.pid)
+        )
+        assert registry.stats().adopted == 1
     finally:
         registry.close()
 

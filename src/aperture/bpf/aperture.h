@@ -37,7 +37,7 @@ struct cpu_config {
 	__u32 offcpu_sample;           /* off-CPU: stacks of 1 in N blocks (0, 1: every one) */
 	__u64 offcpu_min_ns;           /* off-CPU: shorter blocks are counted, not recorded */
 	__u32 lock_sample;             /* locks: stacks of 1 in N waits and wakes (0, 1: all) */
-	__u32 reserved;
+	__u32 agent_tgid;              /* the agent: its blocks and lock waits are not recorded */
 	__u64 lock_min_ns;             /* locks: waits and holds this long always get stacks */
 };
 
@@ -277,7 +277,7 @@ enum cpu_stat {
 /* Syscall tracer settings, written into .rodata before load. */
 struct syscall_config {
 	__u32 target_tgid;             /* 0: every process */
-	__u32 reserved;
+	__u32 agent_tgid;              /* the agent: its syscalls are not recorded (0: they are) */
 };
 
 /* Per-thread state between sys_enter and sys_exit (task-local storage). */

@@ -140,7 +140,7 @@ static __always_inline void offcpu_switch_out(void *ctx, _Bool preempt, struct t
 
 	if (!pid || (prev_state & 0x80)) /* the idle task; TASK_DEAD: never back */
 		return;
-	if (config.target_tgid && tgid != config.target_tgid)
+	if ((config.target_tgid && tgid != config.target_tgid) || tgid == config.agent_tgid)
 		return;
 	s = bpf_task_storage_get(&offcpu_starts, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s) {

@@ -53,7 +53,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	struct syscall_start *start;
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
-	if (config.target_tgid && tgid != config.target_tgid)
+	if ((config.target_tgid && tgid != config.target_tgid) || tgid == config.agent_tgid)
 		return 0;
 	start = bpf_task_storage_get(&starts, bpf_get_current_task_btf(), 0,
 				     BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -114,7 +114,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	__u64 now, delta;
 	__s64 nr;
 
-	if (config.target_tgid && tgid != config.target_tgid)
+	if ((config.target_tgid && tgid != config.target_tgid) || tgid == config.agent_tgid)
 		return 0;
 	start = bpf_task_storage_get(&starts, bpf_get_current_task_btf(), 0, 0);
 	if (!start || !start->start_ns) {

@@ -214,6 +214,15 @@ static __always_inline void kernel_mapping(struct exec_mapping *m, struct vm_are
 	}
 }
 
+/* Where the process sees files: so that the agent needs no /proc lookups to take
+ * its paths as its own. */
+static __always_inline void note_root(struct proc_mappings *pm, struct task_struct *task)
+{
+	pm->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	pm->root_dev = BPF_CORE_READ(task, fs, root.mnt, mnt_sb, s_dev);
+	pm->root_ino = BPF_CORE_READ(task, fs, root.dentry, d_inode, i_ino);
+}
+
 /* Register the current process from the kernel's list of its executable
  * mappings, unless the agent has registered it (its entry is then kept
  * current by the agent). Process context only: the list's lock is taken. */
@@ -233,10 +242,7 @@ static __always_inline void register_from_kernel(__u32 tgid)
 	pm->count = 0;
 	pm->source = MAPPINGS_FROM_KERNEL;
 	pm->refresh_requested_ns = 0;
-	/* so that the agent needs no /proc lookups to take these paths as its own */
-	pm->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
-	pm->root_dev = BPF_CORE_READ(task, fs, root.mnt, mnt_sb, s_dev);
-	pm->root_ino = BPF_CORE_READ(task, fs, root.dentry, d_inode, i_ino);
+	note_root(pm, task);
 	bpf_iter_task_vma_new(&it, task, 0);
 	/* the count lives in the map value: the verifier need not tell loops apart by it */
 	while ((vma = bpf_iter_task_vma_next(&it))) {
@@ -253,7 +259,7 @@ static __always_inline void register_from_kernel(__u32 tgid)
 }
 
 /* A new process (not a thread) starts with its parent's mappings. */
-static __always_inline void inherit_mappings(__u32 parent, __u32 child)
+static __always_inline void inherit_mappings(__u32 parent, __u32 child, struct task_struct *task)
 {
 	struct proc_mappings *pm, *from = bpf_map_lookup_elem(&proc_mappings, &parent);
 
@@ -263,6 +269,7 @@ static __always_inline void inherit_mappings(__u32 parent, __u32 child)
 	if (pm) {
 		pm->source = MAPPINGS_FROM_KERNEL;
 		pm->refresh_requested_ns = 0;
+		note_root(pm, task);
 	}
 }
 

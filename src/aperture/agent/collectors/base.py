@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import time
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar, TypeVar
@@ -24,6 +25,19 @@ if TYPE_CHECKING:  # ctypes._CData is typeshed's name, not the runtime's
     Layout = tuple[str, type[ctypes._CData], type[ctypes._CData]]
 
 _Config = TypeVar("_Config", bound=ctypes.Structure)
+
+
+def own_tgid(target: int) -> int:
+    """The agent's own process, for the programs to leave out of what they record
+    (0 when ``--pid`` asks for it).
+
+    Its blocks, lock waits and syscalls are its reading of the other processes'
+    data: recorded, each window's handling would make more for the next (its own
+    threads wait on each other for the GIL), and that feedback was a large share of
+    the agent's cost on a busy host. Its CPU samples are still recorded.
+    """
+    me = os.getpid()
+    return 0 if target == me else me
 
 
 def rodata(obj: BpfObject, config: type[_Config]) -> _Config:

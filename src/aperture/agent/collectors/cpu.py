@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from aperture.agent import perf_event
-from aperture.agent.collectors.base import BpfCollector, rodata
+from aperture.agent.collectors.base import BpfCollector, own_tgid, rodata
 from aperture.agent.collectors.processes import ProcessWatcher
 from aperture.agent.collectors.unwind import trim_user_stack
 from aperture.agent.libbpf import BpfError, BpfObject
@@ -73,7 +73,7 @@ class CpuConfig(ctypes.Structure):
         ("offcpu_sample", c_uint32),
         ("offcpu_min_ns", c_uint64),
         ("lock_sample", c_uint32),
-        ("reserved", c_uint32),
+        ("agent_tgid", c_uint32),
         ("lock_min_ns", c_uint64),
     )
 
@@ -243,6 +243,7 @@ class CpuCollector(BpfCollector):
     def _configure(self, obj: BpfObject) -> None:
         config = rodata(obj, CpuConfig)
         config.target_tgid = self.options.pid
+        config.agent_tgid = own_tgid(self.options.pid)
         config.include_idle = int(self.options.include_idle)
         config.unwind_mode = UNWIND_MODES[self.unwind_mode]
         offcpu = self.options.offcpu
@@ -307,7 +308,7 @@ class CpuCollector(BpfCollector):
         obj.keep(obj.program("forget_mappings").attach())
         if registry is not None and not opts.pid:
             # New processes registered by the walker's programs until the agent's turn.
-            for name in ("mapped", "protected", "forked", "exited"):
+            for name in ("mapped", "protected", "forked"):
                 obj.keep(obj.program(name).attach())
 
     def _release(self) -> None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from ctypes import c_char, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
 
-from aperture.agent.collectors.base import BpfCollector, rodata
+from aperture.agent.collectors.base import BpfCollector, own_tgid, rodata
 from aperture.agent.collectors.bpfobj import decode_comm
 from aperture.agent.libbpf import BpfObject
 from aperture.agent.syscall_table import AARCH64, X86_64
@@ -20,7 +20,7 @@ HIST_BUCKETS = 40
 
 # ctypes mirrors of src/aperture/bpf/aperture.h
 class SyscallConfig(ctypes.Structure):
-    _fields_ = (("target_tgid", c_uint32), ("reserved", c_uint32))
+    _fields_ = (("target_tgid", c_uint32), ("agent_tgid", c_uint32))
 
 
 class SyscallStart(ctypes.Structure):
@@ -86,7 +86,9 @@ class SyscallCollector(BpfCollector):
         self.options = options
 
     def _configure(self, obj: BpfObject) -> None:
-        rodata(obj, SyscallConfig).target_tgid = self.options.pid
+        config = rodata(obj, SyscallConfig)
+        config.target_tgid = self.options.pid
+        config.agent_tgid = own_tgid(self.options.pid)
 
     def _attach(self, obj: BpfObject) -> None:
         for prog in ("on_sys_enter", "on_sys_exit"):

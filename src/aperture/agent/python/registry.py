@@ -8,6 +8,7 @@ unreadable runtime) is counted and keeps its native stacks.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 from ctypes import c_int16, c_uint16, c_uint32, c_uint64
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class PythonRegistry:
         try:
             interpreter = find_interpreter(pid, maps)
         except UnsupportedPython:
+            if not os.path.exists(os.path.join(maps.proc_root, str(pid))):
+                return None  # gone before its memory was read: not a Python it cannot read
             with self._lock:
                 if pid not in self._unsupported:
                     self._unsupported.add(pid)

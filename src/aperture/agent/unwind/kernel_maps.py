@@ -69,6 +69,10 @@ from aperture.agent.unwind.tables import (
 )
 
 MAX_MAPPINGS = 256  # APERTURE_MAX_MAPPINGS
+# A process sampled while starting is put off this many times at most (then read
+# from /proc), and this many such processes are remembered.
+MAX_DEFERRALS = 3
+MAX_DEFERRED = 4096
 USER_SPACE_END = 1 << 47  # x86_64 user addresses are below this
 # An ARRAY element is rounded up to 8 bytes: a 12-byte row takes 16 in the kernel.
 KERNEL_ROW_BYTES = (ROW_SIZE + 7) // 8 * 8
@@ -602,6 +606,7 @@ class RegistryStats:
     truncated: int = 0  # processes with more executable mappings than fit
     gone: int = 0  # processes that exited before they could be registered
     adopted: int = 0  # processes taken as the walker registered them, /proc not read
+    deferred: int = 0  # sampled still starting: left to the walker until announced again
 
 
 class ProcessRegistry:
@@ -626,7 +631,10 @@ class ProcessRegistry:
         # Adopted from the walker's registration: their file ids, until they exit or
         # live past a drain (then registered from /proc, see prune).
         self._adopted: dict[int, set[int]] = {}
-        self._counts = dict.fromkeys(("registered", "truncated", "gone", "adopted"), 0)
+        # Processes sampled while still starting, put off until announced again: how
+        # many times each (oldest first, bounded).
+        self._deferred: dict[int, int] = {}
+        self._counts = dict.fromkeys(("registered", "truncated", "gone", "adopted", "deferred"), 0)
 
     def on_event(self, kind: int, tgid: int, maps: ProcessMaps | None = None) -> None:
         """A ``proc_events`` record: register a process (with its maps, read once by the
@@ -673,8 +681,6 @@ class ProcessRegistry:
             pgoff = (page & MAPPING_PAGE_MASK) * PAGE_SIZE
             mappings.append(Mapping(start, end, "r-xp", pgoff, dev, inode, path))
         maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
-        if _starting(maps):
-            return None
         if value.mnt_ns:
             seen_from = (value.mnt_ns, value.root_dev, value.root_ino)
             if seen_from != _our_mount_identity():
@@ -682,14 +688,37 @@ class ProcessRegistry:
         elif not sees_our_tmp(os.path.join(self._proc_root, str(pid))):
             return None
         maps.sees_our_tmp = True
+        if _starting(maps):
+            # Sampled in the dynamic loader: its libraries are not mapped yet. The
+            # walker keeps its own registration current as they come, so wait for
+            # the next announcement rather than read /proc now and again then.
+            return maps if self._defer(pid) else None
         with self._lock:
             if pid in self._registered:
                 return None  # registered from /proc meanwhile
             self._adopted[pid] = file_ids
+            self._deferred.pop(pid, None)
             self._counts["adopted"] += 1
         if self.python is not None:
             self.python.register(pid, maps)
         return maps
+
+    def _defer(self, pid: int) -> bool:
+        """Have a process still starting announced again at its next sample (its
+        ``procs`` entry dropped); False once it was put off ``MAX_DEFERRALS`` times
+        (a program that never maps libc: read ``/proc`` then)."""
+        if self._procs is None:
+            return False
+        with self._lock:
+            times = self._deferred.pop(pid, 0)
+            if times >= MAX_DEFERRALS:
+                return False
+            self._deferred[pid] = times + 1
+            while len(self._deferred) > MAX_DEFERRED:
+                del self._deferred[next(iter(self._deferred))]
+            self._counts["deferred"] += 1
+        self._procs.delete(c_uint32(pid))
+        return True
 
     def register(self, pid: int, *, build: bool = False) -> bool:
         """Read ``pid``'s maps now and write them for the walker; False if it is gone.
@@ -721,6 +750,13 @@ class ProcessRegistry:
                     break
                 entry = value.m[count]
                 entry.start, entry.end = mapping.start, mapping.end
+                # What it is, as the walker writes its own: a child forked before its
+                # exec starts with a copy of this entry, and is adopted from it.
+                page = mapping.pgoff // PAGE_SIZE
+                if mapping.path == VDSO:
+                    entry.file_page = MAPPING_VDSO
+                elif mapping.is_file and page <= MAPPING_PAGE_MASK:
+                    entry.file_page = MAPPING_FILE | page
                 binary = self._binary_for(maps, mapping, build)
                 if binary is not None:
                     bias = load_bias(binary.segments, mapping.start, mapping.pgoff)
@@ -741,6 +777,7 @@ class ProcessRegistry:
                 return False
             self._registered[pid] = _Registered(maps.start_time, file_ids)
             self._adopted.pop(pid, None)
+            self._deferred.pop(pid, None)
             self._counts["registered"] += 1
         if self.python is not None:
             self.python.register(pid, maps)
