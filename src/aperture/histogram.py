@@ -41,8 +41,15 @@ def add(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
 
 
 def merge(histograms: Iterable[Sequence[int]]) -> tuple[int, ...]:
+    """Bucket-wise sum of any number of histograms (as :func:`add`, pairwise)."""
+    hists = [h for h in histograms if h]
+    if not hists:
+        return ()
+    n, fine_layout = len(hists[0]), is_fine(hists[0])
+    if all(len(h) == n and is_fine(h) == fine_layout for h in hists):
+        return tuple(map(sum, zip(*hists, strict=True)))  # one layout: summed in one pass
     out: tuple[int, ...] = ()
-    for hist in histograms:
+    for hist in hists:
         out = add(out, hist)
     return out
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aperture.agent import native
 from aperture.agent.symbols import ElfSymbols, KernelSymbols, PerfMap, Symbolizer, demangle
 from aperture.agent.symbols.debuginfo import parse_debuglink
 from aperture.agent.symbols.demangle import available as demangler_available
@@ -85,12 +86,35 @@ def test_kallsyms_read_a_block_at_a_time_holds_what_a_whole_parse_holds(tmp_path
     )
     not_hex = KALLSYMS.replace("ffffffff81001000", "zzzzzzzz81001000")
     path = tmp_path / "kallsyms"
-    for text in (in_order, KALLSYMS, not_hex):
+    control = in_order.replace("fn_7\n", "fn_7\x0c\n")  # a line break to Python
+    for text in (in_order, KALLSYMS, not_hex, control):
         path.write_text(text)
         loaded, parsed = KernelSymbols.load(str(path)), KernelSymbols.parse(text)
         assert len(loaded) == len(parsed) > 0
         assert _answers(loaded, text) == _answers(parsed, text)
+        with path.open("rb") as f:
+            blocks = KernelSymbols._load_blocks(f)
+        if blocks is not None:  # the Python reader, where the library is not built
+            assert _answers(blocks, text) == _answers(parsed, text)
+    assert len(KernelSymbols.load(str(path))) == 60_000 * 4 // 5
+    path.write_text(not_hex)
     assert len(KernelSymbols.load(str(path))) == 5  # the bad line is dropped
+
+
+def test_kallsyms_read_by_the_agents_library_when_it_is_built(tmp_path: Path) -> None:
+    """The C reader gives the Python reader's columns, BPF programs' tail sorted alike."""
+    if not native.available():
+        pytest.skip("the agent's native library is not built here (make native)")
+    path = tmp_path / "kallsyms"
+    path.write_text(KALLSYMS)
+    with path.open("rb") as f:
+        fast = KernelSymbols._load_native(f)
+        f.seek(0)
+        slow = KernelSymbols._load_blocks(f)
+    assert fast is not None and slow is not None
+    assert fast._text == slow._text and fast._ends == slow._ends
+    assert fast._addrs == slow._addrs and fast._order == slow._order
+    assert fast._order is not None, "the fixture's tail is out of order"
 
 
 def test_the_hosts_kallsyms_loads_without_holding_its_text_as_lines() -> None:

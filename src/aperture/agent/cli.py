@@ -334,6 +334,7 @@ def build_collectors(
                 sample_cpu="cpu" in modes,
                 offcpu=offcpu,
                 lock=lock,
+                leave_out_agent=True,
             ),
             symbolizer,
         )
@@ -345,7 +346,7 @@ def build_collectors(
         if lock is not None:
             collectors["lock"] = LockCollector(engine, owns_engine=owner == "lock")
     if "syscall" in modes:
-        collectors["syscall"] = SyscallCollector(SyscallOptions(pid=args.pid))
+        collectors["syscall"] = SyscallCollector(SyscallOptions(pid=args.pid, leave_out_agent=True))
     return collectors
 
 

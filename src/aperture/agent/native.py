@@ -55,6 +55,18 @@ class _Symbols(ctypes.Structure):
     )
 
 
+class _KernelSymbols(ctypes.Structure):
+    """elfsyms.c's struct ksym_result."""
+
+    _fields_ = (
+        ("addrs", POINTER(c_uint64)),
+        ("ends", POINTER(c_uint64)),
+        ("n", c_uint64),
+        ("text", POINTER(c_uint8)),
+        ("text_len", c_uint64),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EhRows:
     """A section's rows as tables.py's ``_Writer`` would hold them after every FDE."""
@@ -103,6 +115,10 @@ def _library() -> ctypes.CDLL | None:
                 *(c_char_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
                 ctypes.c_void_p,
             ]
+            lib.aperture_kallsyms.restype = c_int
+            lib.aperture_kallsyms.argtypes = [c_char_p, c_uint64, c_uint64, POINTER(_KernelSymbols)]
+            lib.aperture_ksyms_free.restype = None
+            lib.aperture_ksyms_free.argtypes = [POINTER(_KernelSymbols)]
             lib.aperture_iota.restype = None
             lib.aperture_iota.argtypes = [ctypes.c_void_p, c_uint64, c_uint32]
             _lib = lib
@@ -224,3 +240,21 @@ def keys(start: int, n: int) -> array[int]:
     if n:
         lib.aperture_iota(out.buffer_info()[0], n, start)
     return out
+
+
+def kallsyms(data: bytes, width: int) -> tuple[array[int], str, array[int]] | None:
+    """kernel.py's text rows of a whole kallsyms file, addresses ``width`` hex digits
+    wide: (addresses, the entries back to back, each entry's end); None without the
+    library, or for a file it leaves to Python (an address not hex, an entry not ASCII).
+    """
+    lib = _library()
+    if lib is None:
+        return None
+    result = _KernelSymbols()
+    if lib.aperture_kallsyms(data, len(data), width, ctypes.byref(result)):
+        return None
+    try:
+        text = ctypes.string_at(result.text, result.text_len) if result.text_len else b""
+        return _column(result.addrs, result.n), text.decode("ascii"), _column(result.ends, result.n)
+    finally:
+        lib.aperture_ksyms_free(ctypes.byref(result))

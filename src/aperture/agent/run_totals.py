@@ -16,11 +16,11 @@ core re-merging it each window. Here each window is folded in once:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from aperture import lock_kinds
+from aperture import histogram, lock_kinds
 from aperture.model import EventType, Frame, FrameKind, LockStat, Profile, Sample, SyscallStat
 from aperture.profile_types import PROFILE_TYPES
 from aperture.transforms import STATE_LABELS, LockKey, lock_key, merge_lock, merge_syscall
@@ -156,19 +156,45 @@ class RunTotals:
             t.locks = dict(kept)
 
     def _add_syscalls(self, t: ModeTotals, calls: list[SyscallStat]) -> None:
-        for call in calls:
-            t.calls += call.count
-            t.errors += call.errors
-            t.processes.update([call.pid])
-            if self.per_process:
-                key = (call.pid, call.comm, call.nr)
-            else:  # the summary's table merges processes: so does the record
-                key = (0, "", call.nr)
-                call = replace(call, pid=0, comm="")
+        t.calls += sum(call.count for call in calls)
+        t.errors += sum(call.errors for call in calls)
+        t.processes.update(call.pid for call in calls)
+        if self.per_process:
+            merged = {(call.pid, call.comm, call.nr): call for call in calls}
+        else:  # the summary's table merges processes: so does the record, a window at once
+            by_nr: defaultdict[int, list[SyscallStat]] = defaultdict(list)
+            for call in calls:
+                by_nr[call.nr].append(call)
+            merged = {(0, "", nr): _sum_processes(group) for nr, group in by_nr.items()}
+        for key, call in merged.items():
             t.syscalls[key] = merge_syscall(t.syscalls[key], call) if key in t.syscalls else call
         if len(t.syscalls) > 2 * self.max_rows:
             kept = sorted(t.syscalls.items(), key=lambda kv: -kv[1].total_ns)[: self.max_rows]
             t.syscalls = dict(kept)
+
+
+def _sum_processes(calls: list[SyscallStat]) -> SyscallStat:
+    """One syscall's records of several processes as one (pid 0), summed in one pass."""
+    first = calls[0]
+    if len(calls) == 1:
+        return replace(first, pid=0, comm="")
+    errnos: Counter[int] = Counter()
+    for call in calls:
+        errnos.update(call.errnos)
+    lows = [call.min_ns for call in calls if call.count]
+    return SyscallStat(
+        pid=0,
+        comm="",
+        nr=first.nr,
+        name=first.name,
+        count=sum(call.count for call in calls),
+        errors=sum(call.errors for call in calls),
+        total_ns=sum(call.total_ns for call in calls),
+        min_ns=min(lows) if lows else 0,
+        max_ns=max(call.max_ns for call in calls),
+        hist=histogram.merge(call.hist for call in calls),
+        errnos=dict(errnos),
+    )
 
 
 def _add_unwind(t: ModeTotals, labels: dict[str, str]) -> None:

@@ -495,9 +495,20 @@ static __always_inline int lock_target(__u32 tgid)
 	return !config.target_tgid || tgid == config.target_tgid;
 }
 
+/* The agent's own waits and wakes are not recorded: its threads wait on each other
+ * (for the GIL) while it reads the others' data, and recording that made more to
+ * read. A call of its own, first thing: nothing is live across it (a check among the
+ * programs' locals took stack they have no room for). */
+static __noinline int lock_own(void)
+{
+	return (__u32)(bpf_get_current_pid_tgid() >> 32) == config.agent_tgid;
+}
+
 SEC("tp/syscalls/sys_enter_futex")
 int lock_futex_enter(struct futex_enter_args *args)
 {
+	if (lock_own())
+		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32, tid = (__u32)pid_tgid;
 	__u32 cmd = (__u32)args->op & FUTEX_CMD_MASK;
@@ -515,6 +526,8 @@ int lock_futex_enter(struct futex_enter_args *args)
 SEC("tp/syscalls/sys_enter_futex_waitv")
 int lock_futex_waitv_enter(struct futex_waitv_enter_args *args)
 {
+	if (lock_own())
+		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct futex_waitv_entry first = {};
 
@@ -529,6 +542,8 @@ int lock_futex_waitv_enter(struct futex_waitv_enter_args *args)
 
 static __always_inline int lock_exit(void *ctx, long ret)
 {
+	if (lock_own())
+		return 0;
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	__u32 tgid = pid_tgid >> 32;
 	struct lock_task *t;

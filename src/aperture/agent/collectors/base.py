@@ -27,9 +27,9 @@ if TYPE_CHECKING:  # ctypes._CData is typeshed's name, not the runtime's
 _Config = TypeVar("_Config", bound=ctypes.Structure)
 
 
-def own_tgid(target: int) -> int:
+def own_tgid(target: int, leave_out: bool) -> int:
     """The agent's own process, for the programs to leave out of what they record
-    (0 when ``--pid`` asks for it).
+    (0 when not asked to, or when ``--pid`` asks for it).
 
     Its blocks, lock waits and syscalls are its reading of the other processes'
     data: recorded, each window's handling would make more for the next (its own
@@ -37,7 +37,7 @@ def own_tgid(target: int) -> int:
     the agent's cost on a busy host. Its CPU samples are still recorded.
     """
     me = os.getpid()
-    return 0 if target == me else me
+    return 0 if not leave_out or target == me else me
 
 
 def rodata(obj: BpfObject, config: type[_Config]) -> _Config:

@@ -163,6 +163,8 @@ class CpuOptions:
     sample_cpu: bool = True  # off: only off-CPU time (--mode offcpu)
     offcpu: OffCpuOptions | None = None  # off-CPU time by stack, read by OffCpuCollector
     lock: LockOptions | None = None  # futex waits, holds and wakes, read by LockCollector
+    # the agent's own blocks and lock waits not recorded (base.own_tgid); its samples are
+    leave_out_agent: bool = False
 
 
 class Unwound(NamedTuple):
@@ -243,7 +245,7 @@ class CpuCollector(BpfCollector):
     def _configure(self, obj: BpfObject) -> None:
         config = rodata(obj, CpuConfig)
         config.target_tgid = self.options.pid
-        config.agent_tgid = own_tgid(self.options.pid)
+        config.agent_tgid = own_tgid(self.options.pid, self.options.leave_out_agent)
         config.include_idle = int(self.options.include_idle)
         config.unwind_mode = UNWIND_MODES[self.unwind_mode]
         offcpu = self.options.offcpu

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import struct
 from collections import defaultdict
 from ctypes import c_char, c_int64, c_uint32, c_uint64
 from dataclasses import dataclass
@@ -47,6 +48,14 @@ class SyscallErrnoKey(ctypes.Structure):
     _fields_ = (("tgid", c_uint32), ("nr", c_uint32), ("err", c_uint32), ("reserved", c_uint32))
 
 
+# the same layouts, for unpacking drained entries in bulk
+_KEY = struct.Struct("<II")
+_STATS = struct.Struct(f"<{COMM_LEN}s5Q{HIST_BUCKETS}Q")
+_ERRNO_KEY = struct.Struct("<IIII")
+_U64 = struct.Struct("<Q")
+assert _KEY.size == ctypes.sizeof(SyscallKey) and _STATS.size == ctypes.sizeof(SyscallStats)
+assert _ERRNO_KEY.size == ctypes.sizeof(SyscallErrnoKey)
+
 # enum syscall_stat, in order
 STAT_NAMES = ("events", "no_start", "task_storage_full", "stats_map_full", "errno_map_full")
 LOSS_NAMES = ("task_storage_full", "stats_map_full", "errno_map_full")
@@ -63,6 +72,7 @@ def syscall_name(nr: int, machine: str | None = None) -> str:
 @dataclass(frozen=True)
 class SyscallOptions:
     pid: int = 0
+    leave_out_agent: bool = False  # the agent's own syscalls not recorded (base.own_tgid)
 
 
 class SyscallCollector(BpfCollector):
@@ -88,33 +98,48 @@ class SyscallCollector(BpfCollector):
     def _configure(self, obj: BpfObject) -> None:
         config = rodata(obj, SyscallConfig)
         config.target_tgid = self.options.pid
-        config.agent_tgid = own_tgid(self.options.pid)
+        config.agent_tgid = own_tgid(self.options.pid, self.options.leave_out_agent)
 
     def _attach(self, obj: BpfObject) -> None:
         for prog in ("on_sys_enter", "on_sys_exit"):
             obj.keep(obj.program(prog).attach())
 
     def _read(self, obj: BpfObject, idle: int, profile: Profile) -> None:
-        stats = obj.map(f"stats{idle}").drain(SyscallKey, SyscallStats)
-        errnos = obj.map(f"errnos{idle}").drain(SyscallErrnoKey, c_uint64)
+        # Unpacked in bulk: a busy host's window holds thousands of (process, syscall)s.
+        keys, values = obj.map(f"stats{idle}").drain_raw(_KEY.size, _STATS.size)
+        ekeys, evalues = obj.map(f"errnos{idle}").drain_raw(_ERRNO_KEY.size, 8)
         by_call: defaultdict[tuple[int, int], dict[int, int]] = defaultdict(dict)
-        for ekey, count in errnos:
-            by_call[(ekey.tgid, ekey.nr)][ekey.err] = int(count)
-        profile.syscalls = [
-            SyscallStat(
-                pid=key.tgid,
-                comm=decode_comm(value.comm),
-                nr=key.nr,
-                name=syscall_name(key.nr),
-                count=value.count,
-                errors=value.errors,
-                total_ns=value.total_ns,
-                min_ns=value.min_ns if value.count else 0,
-                max_ns=value.max_ns,
-                hist=tuple(value.hist),
-                errnos=by_call.get((key.tgid, key.nr), {}),
+        for (tgid, nr, err, _), (count,) in zip(
+            _ERRNO_KEY.iter_unpack(ekeys), _U64.iter_unpack(evalues), strict=True
+        ):
+            by_call[(tgid, nr)][err] = count
+        comms: dict[bytes, str] = {}
+        names: dict[int, str] = {}
+        out = []
+        for (tgid, nr), (comm, count, errors, total, low, high, *hist) in zip(
+            _KEY.iter_unpack(keys), _STATS.iter_unpack(values), strict=True
+        ):
+            name = comms.get(comm)
+            if name is None:
+                name = comms[comm] = decode_comm(comm)
+            call = names.get(nr)
+            if call is None:
+                call = names[nr] = syscall_name(nr)
+            out.append(
+                SyscallStat(
+                    pid=tgid,
+                    comm=name,
+                    nr=nr,
+                    name=call,
+                    count=count,
+                    errors=errors,
+                    total_ns=total,
+                    min_ns=low if count else 0,
+                    max_ns=high,
+                    hist=tuple(hist),
+                    errnos=by_call.get((tgid, nr), {}),
+                )
             )
-            for key, value in stats
-        ]
+        profile.syscalls = out
         delta = self._window_counters(profile)
         profile.labels = {"exits_without_enter": str(delta["no_start"])}

@@ -199,3 +199,90 @@ done:
 	free(raw);
 	return rc;
 }
+
+/* ---- /proc/kallsyms (symbols/kernel.py) ------------------------------------ */
+
+struct ksym_result {
+	uint64_t *addrs;               /* the text symbols' addresses, in file order */
+	uint64_t *ends;                /* entry i is text[ends[i - 1] (0 for i = 0), ends[i]) */
+	uint64_t n;
+	uint8_t *text;                 /* the entries, "name" or "name\t[mod]", back to back */
+	uint64_t text_len;
+};
+
+void aperture_ksyms_free(struct ksym_result *r)
+{
+	free(r->addrs);
+	free(r->ends);
+	free(r->text);
+	memset(r, 0, sizeof(*r));
+}
+
+static int hex_digit(uint8_t c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* kernel.py's _text_rows over a whole kallsyms text: lines "ADDR TYPE NAME[\t[MOD]]"
+ * with ADDR `width` hex digits; text symbols (tTwW) kept, short or misaligned lines
+ * dropped. 0: done (free with aperture_ksyms_free); 1: an address is not hex, or an
+ * entry is not ASCII (parse it in Python then); -1: out of memory. */
+int aperture_kallsyms(const uint8_t *data, uint64_t len, uint64_t width, struct ksym_result *out)
+{
+	uint64_t lines = 1, at = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (width == 0 || width > 16)
+		return 1;
+	for (uint64_t i = 0; i < len; i++)
+		lines += data[i] == '\n';
+	out->addrs = malloc(lines * sizeof(uint64_t));
+	out->ends = malloc(lines * sizeof(uint64_t));
+	out->text = malloc(len ? len : 1);
+	if (!out->addrs || !out->ends || !out->text) {
+		aperture_ksyms_free(out);
+		return -1;
+	}
+	while (at < len) {
+		const uint8_t *line = data + at;
+		const uint8_t *nl = memchr(line, '\n', len - at);
+		uint64_t n = nl ? (uint64_t)(nl - line) : len - at;
+		uint64_t addr = 0;
+		uint8_t kind;
+
+		at += n + 1;
+		if (n <= width + 3 || line[width] != ' ')
+			continue;
+		kind = line[width + 1];
+		if (kind != 't' && kind != 'T' && kind != 'w' && kind != 'W')
+			continue;
+		for (uint64_t i = 0; i < width; i++) {
+			int d = hex_digit(line[i]);
+
+			if (d < 0) {
+				aperture_ksyms_free(out);
+				return 1;
+			}
+			addr = addr << 4 | (uint64_t)d;
+		}
+		for (uint64_t i = width + 3; i < n; i++) {
+			/* Python's splitlines also ends lines at \r, \v, \f and \x1c-\x1e */
+			if (line[i] >= 0x80 || (line[i] < 0x20 && line[i] != '\t')) {
+				aperture_ksyms_free(out);
+				return 1;
+			}
+		}
+		memcpy(out->text + out->text_len, line + width + 3, n - width - 3);
+		out->text_len += n - width - 3;
+		out->addrs[out->n] = addr;
+		out->ends[out->n] = out->text_len;
+		out->n++;
+	}
+	return 0;
+}

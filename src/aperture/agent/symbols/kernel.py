@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import array
 import bisect
-import heapq
 import itertools
 import operator
 import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from aperture.agent import native
 from aperture.model import Frame, FrameKind
 
 KALLSYMS_PATH = "/proc/kallsyms"
@@ -53,6 +53,10 @@ class KernelSymbols:
         """
         try:
             with open(path, "rb") as f:
+                found = cls._load_native(f)
+                if found is not None:
+                    return found
+                f.seek(0)
                 found = cls._load_blocks(f)
                 if found is not None:
                     return found
@@ -61,6 +65,39 @@ class KernelSymbols:
         except OSError:
             return cls([], [])
         return cls.parse(text)
+
+    @classmethod
+    def _load_native(cls, f: BinaryIO) -> KernelSymbols | None:
+        """:meth:`load` in C (a tenth of the time): the file read whole (5 MB here, in
+        one buffer), its rows made by the agent's library; None without it, or for a
+        file it leaves to :meth:`_load_blocks`."""
+        data = f.read()
+        width = data.find(b" ")
+        if width <= 0:
+            return None
+        found = native.kallsyms(data, width)
+        del data
+        if found is None:
+            return None
+        addrs, text, ends = found
+        return cls._made(addrs, text, ends)
+
+    @classmethod
+    def _made(cls, addrs: array.array[int], text: str, ends: array.array[int]) -> KernelSymbols:
+        """The symbols of file-ordered columns (addresses sorted here, if they are not)."""
+        if not addrs or not any(addrs):
+            return cls([], [])  # kptr_restrict hides addresses (all zero)
+        symbols = cls.__new__(cls)
+        symbols._text, symbols._ends, symbols._order = text, ends, None
+        first = next((i + 1 for i, (a, b) in enumerate(itertools.pairwise(addrs)) if a > b), None)
+        if first is not None:
+            # BPF programs' symbols come last, out of order: the addresses are sorted
+            # (the tail from the first step down, merged into the sorted head; a stable
+            # sort) and the entries stay in file order, reached through the permutation
+            order, addrs = _merged_order(addrs, first)
+            symbols._order = order
+        symbols._addrs = addrs
+        return symbols
 
     @classmethod
     def _load_blocks(cls, f: BinaryIO) -> KernelSymbols | None:
@@ -94,22 +131,7 @@ class KernelSymbols:
             at = ends[-1] if ends else 0
             if not block:
                 break
-        if not addrs or not any(addrs):
-            return cls([], [])  # kptr_restrict hides addresses (all zero)
-        symbols = cls.__new__(cls)
-        symbols._text, symbols._ends, symbols._order = "".join(parts), ends, None
-        first = next((i + 1 for i, (a, b) in enumerate(itertools.pairwise(addrs)) if a > b), None)
-        if first is not None:
-            # BPF programs' symbols come last, out of order: the addresses are sorted
-            # (the tail from the first step down, merged into the sorted head; a stable
-            # sort) and the entries stay in file order, reached through the permutation
-            key = addrs.__getitem__
-            tail = sorted(range(first, len(addrs)), key=key)
-            order = array.array("L", heapq.merge(range(first), tail, key=key))
-            addrs = array.array("Q", map(key, order))
-            symbols._order = order
-        symbols._addrs = addrs
-        return symbols
+        return cls._made(addrs, "".join(parts), ends)
 
     @classmethod
     def parse(cls, text: str) -> KernelSymbols:
@@ -173,6 +195,27 @@ class KernelSymbols:
 
 
 _BLOCK = 1 << 18
+
+
+def _merged_order(addrs: array.array[int], first: int) -> tuple[array.array[int], array.array[int]]:
+    """The permutation sorting ``addrs`` (sorted up to ``first``; the tail, a few dozen
+    BPF programs, is not) and the sorted addresses. Stable: a tail entry comes after
+    head entries of its address. Built a run of the head at a time."""
+    head = addrs[:first]
+    tail = sorted(range(first, len(addrs)), key=addrs.__getitem__)
+    order: array.array[int] = array.array("L")
+    ordered: array.array[int] = array.array("Q")
+    done = 0
+    for t in tail:
+        at = bisect.bisect_right(head, addrs[t], lo=done)
+        order.extend(range(done, at))
+        ordered.extend(head[done:at])
+        order.append(t)
+        ordered.append(addrs[t])
+        done = at
+    order.extend(range(done, first))
+    ordered.extend(head[done:])
+    return order, ordered
 
 
 def _text_rows(lines: list[str], width: int) -> tuple[array.array[int], list[str]] | None:
