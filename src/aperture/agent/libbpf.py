@@ -82,6 +82,7 @@ class _BpfMapCreateOpts(ctypes.Structure):
 
 BPF_MAP_TYPE_ARRAY = 2
 BPF_F_INNER_MAP = 1 << 12
+BPF_F_MMAPABLE = 1 << 10
 
 
 def create_map(

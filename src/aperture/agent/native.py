@@ -119,6 +119,10 @@ def _library() -> ctypes.CDLL | None:
             lib.aperture_kallsyms.argtypes = [c_char_p, c_uint64, c_uint64, POINTER(_KernelSymbols)]
             lib.aperture_ksyms_free.restype = None
             lib.aperture_ksyms_free.argtypes = [POINTER(_KernelSymbols)]
+            lib.aperture_spread_rows.restype = None
+            lib.aperture_spread_rows.argtypes = [
+                *(c_char_p, c_uint64, c_uint32, c_uint32, ctypes.c_void_p)
+            ]
             lib.aperture_iota.restype = None
             lib.aperture_iota.argtypes = [ctypes.c_void_p, c_uint64, c_uint32]
             _lib = lib
@@ -258,3 +262,13 @@ def kallsyms(data: bytes, width: int) -> tuple[array[int], str, array[int]] | No
         return _column(result.addrs, result.n), text.decode("ascii"), _column(result.ends, result.n)
     finally:
         lib.aperture_ksyms_free(ctypes.byref(result))
+
+
+def spread_rows(rows: bytes, row_size: int, slot_size: int, dst: int) -> bool:
+    """``rows`` (packed, ``row_size`` bytes each) written to the memory at ``dst`` one per
+    ``slot_size`` bytes; False without the library."""
+    lib = _library()
+    if lib is None:
+        return False
+    lib.aperture_spread_rows(rows, len(rows) // row_size, row_size, slot_size, dst)
+    return True

@@ -31,7 +31,8 @@
  * through an inner map's pointer as a forward declaration in the BTF. */
 struct unwind_table_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/* mmapable: the agent writes a table straight into the map's memory */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__uint(key_size, sizeof(__u32));
 	__uint(value_size, sizeof(struct unwind_row));

@@ -1160,3 +1160,12 @@ void aperture_iota(uint32_t *out, uint64_t n, uint32_t start)
 	for (uint64_t i = 0; i < n; i++)
 		out[i] = start + (uint32_t)i;
 }
+
+/* n rows of src_size bytes, back to back, into slots of dst_size bytes (an array
+ * map's elements as mapped into memory: each value rounded up to 8 bytes). */
+void aperture_spread_rows(const uint8_t *src, uint64_t n, uint32_t src_size, uint32_t dst_size,
+			  uint8_t *dst)
+{
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(dst + i * dst_size, src + i * src_size, src_size);
+}
