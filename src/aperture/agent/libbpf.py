@@ -7,6 +7,7 @@ ones; both become :class:`BpfError` with libbpf's own message.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -419,14 +420,24 @@ class RingBuffer:
         self._data = memoryview(self._producer)[page:]
         self._epoll = select.epoll()
         self._epoll.register(self._fd, select.EPOLLIN)
+        # wake(): ends a wait at once, so a poller need not wake up to look for a stop
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+
+    def wake(self) -> None:
+        """End the current (or next) :meth:`poll`'s wait now."""
+        os.eventfd_write(self._wake, 1)
 
     def poll(self, timeout_ms: int) -> int:
         """Wait up to ``timeout_ms`` for records; hand over all there are; how many."""
         if not self._consume_pending():
             try:
-                self._epoll.poll(timeout_ms / 1000)
+                events = self._epoll.poll(timeout_ms / 1000)
             except InterruptedError:
                 return 0
+            if any(fd == self._wake for fd, _ in events):
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(self._wake)
         return self.consume()
 
     def _consume_pending(self) -> bool:
@@ -459,6 +470,7 @@ class RingBuffer:
     def close(self) -> None:
         if not self._epoll.closed:
             self._epoll.close()
+            os.close(self._wake)
             self._data.release()
             self._producer.close()
             self._consumer.close()

@@ -92,6 +92,7 @@ class ProcessWatcher:
 
     def close(self) -> None:
         self._stop.set()
+        self._ring.wake()
         if self._thread.is_alive():
             self._thread.join(timeout=2)
         self._ring.close()
@@ -99,7 +100,9 @@ class ProcessWatcher:
     def _poll(self) -> None:
         name_thread("proc-events")
         while not self._stop.is_set():
-            self._ring.poll(100)
+            # Woken by each record and by close(): the timeout is only a backstop (a
+            # wake-up every 100 ms was a tenth of this thread's time on a quiet host).
+            self._ring.poll(2000)
 
     def _on_event(self, data: bytes) -> None:
         if len(data) >= 8 and int.from_bytes(data[4:8], "little") == PROC_EVENT_PYTHON_STACK:
