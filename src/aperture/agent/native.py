@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from ctypes import POINTER, c_char_p, c_int, c_int64, c_uint8, c_uint32, c_uint64
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 LIBRARY = Path(__file__).with_name("_native.so")
 
@@ -246,22 +246,36 @@ def keys(start: int, n: int) -> array[int]:
     return out
 
 
-def kallsyms(data: bytes, width: int) -> tuple[array[int], str, array[int]] | None:
-    """kernel.py's text rows of a whole kallsyms file, addresses ``width`` hex digits
-    wide: (addresses, the entries back to back, each entry's end); None without the
-    library, or for a file it leaves to Python (an address not hex, an entry not ASCII).
-    """
+def kallsyms(f: BinaryIO) -> tuple[array[int], str, array[int]] | None:
+    """kernel.py's text rows of a whole kallsyms file: (addresses, the entries back to
+    back, each entry's end); None without the library, or for a file it leaves to
+    Python (an address not hex, an entry not ASCII). The file's text (5 MB here) is
+    let go before the entries become a string, straight from the library's buffer."""
     lib = _library()
     if lib is None:
         return None
+    data = f.read()
+    width = data.find(b" ")
+    if width <= 0:
+        return None
     result = _KernelSymbols()
-    if lib.aperture_kallsyms(data, len(data), width, ctypes.byref(result)):
+    failed = lib.aperture_kallsyms(data, len(data), width, ctypes.byref(result))
+    del data
+    if failed:
         return None
     try:
-        text = ctypes.string_at(result.text, result.text_len) if result.text_len else b""
-        return _column(result.addrs, result.n), text.decode("ascii"), _column(result.ends, result.n)
+        text = _decode_ascii(result.text, result.text_len) if result.text_len else ""
+        return _column(result.addrs, result.n), text, _column(result.ends, result.n)
     finally:
         lib.aperture_ksyms_free(ctypes.byref(result))
+
+
+def _decode_ascii(pointer: Any, size: int) -> str:
+    """``size`` ASCII bytes at ``pointer`` as a str, without a bytes copy between."""
+    decode = ctypes.pythonapi.PyUnicode_DecodeASCII
+    decode.restype = ctypes.py_object
+    decode.argtypes = [ctypes.c_void_p, ctypes.c_ssize_t, c_char_p]
+    return str(decode(ctypes.cast(pointer, ctypes.c_void_p), size, None))
 
 
 def spread_rows(rows: bytes, row_size: int, slot_size: int, dst: int) -> bool:
