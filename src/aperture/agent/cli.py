@@ -99,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Record CPU stacks (user and kernel), futex lock contention and syscall "
         "latency on this host with eBPF, aggregated in the kernel and symbolized, then write "
-        "a flamegraph, a table or another format, or push them to an aggregator.",
+        "a flamegraph, a table or another format, or push them to an aggregator. The "
+        "agent's own CPU samples are recorded; its own off-CPU time, lock waits and "
+        "syscalls are not (it spends them reading the others' data, and recording them "
+        "would make more to read), unless --pid names the agent itself.",
         epilog="Output formats by file name: CPU and lock: "
         + ", ".join(supported_suffixes(EventType.CPU))
         + " (lock also .txt: the top-locks table); syscall: "
