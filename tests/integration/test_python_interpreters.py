@@ -306,3 +306,40 @@ def test_not_python() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_processes_of_the_same_files_as_one_without_python_are_answered_from_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A busy host starts the same programs over and over: the second `sleep` is not
+    looked at. A gone process (its executable unknown) settles nothing."""
+    from aperture.agent.python import interpreter
+
+    monkeypatch.setattr(interpreter, "_no_interpreter", type(interpreter._no_interpreter)())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    procs = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    try:
+        maps = []
+        for proc in procs:
+            found = None
+            for _ in range(100):
+                found = ProcessMaps.read(proc.pid)
+                if found and any("libc.so" in m.path for m in found.mappings):
+                    break
+                time.sleep(0.01)
+            assert found is not None
+            maps.append(found)
+        # the first one's files, as a process already gone would show them
+        assert find_interpreter(gone.pid, maps[0]) is None
+        assert not interpreter._no_interpreter, "its executable was not known: not settled"
+        assert find_interpreter(procs[0].pid, maps[0]) is None
+        assert len(interpreter._no_interpreter) == 1
+        looked: list[int] = []
+        monkeypatch.setattr(interpreter, "_candidates", lambda pid, _m: looked.append(pid))
+        assert find_interpreter(procs[1].pid, maps[1]) is None
+        assert looked == [], "answered without looking at the process"
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()

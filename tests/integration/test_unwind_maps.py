@@ -243,7 +243,7 @@ def test_one_binary_may_take_a_quarter_of_the_limit_and_is_refused_before_parsin
 @pytest.fixture
 def walker_registers(cpu_object: BpfObject) -> BpfObject:
     """The CPU object with the programs that register new processes from the kernel."""
-    for name in ("forget_mappings", "mapped", "protected", "forked"):
+    for name in ("forget_mappings", "mapped", "protected", "forked", "exited"):
         cpu_object.keep(cpu_object.program(name).attach())
     return cpu_object
 
@@ -300,19 +300,25 @@ def test_a_new_process_of_known_binaries_is_adopted_from_the_walkers_registratio
 def test_a_process_that_exited_before_its_announcement_was_read_is_still_adopted(
     walker_registers: BpfObject, spawn: list[subprocess.Popen[bytes]]
 ) -> None:
-    """Its maps come from the walker's entry, kept past the exit: /proc has nothing."""
+    """Its maps come from the walker's entry, kept past the exit (it was announced):
+    /proc has nothing. One never announced loses its entry at its exit."""
     obj = walker_registers
+    procs_map = obj.map("procs")
     tables = KernelTables(obj.map("unwind_tables"), files=obj.map("file_codes"))
-    registry = ProcessRegistry(obj.map("proc_mappings"), tables, procs=obj.map("procs"))
+    registry = ProcessRegistry(obj.map("proc_mappings"), tables, procs=procs_map)
     try:
         first = _sleeper(PYTHON)
         spawn.append(first)
         assert registry.register(first.pid)
-        second = _sleeper(PYTHON)
-        spawn.append(second)
+        second, never = _sleeper(PYTHON), _sleeper(PYTHON)
+        spawn += [second, never]
         expected = _user_mappings(second.pid)
-        second.kill()
-        second.wait()
+        procs_map.update(ctypes.c_uint32(second.pid), (ctypes.c_char * 16)())  # announced
+        procs_map.delete(ctypes.c_uint32(never.pid))
+        for proc in (second, never):
+            proc.kill()
+            proc.wait()
+        assert _entry(obj, never.pid) is None, "never announced: dropped at its exit"
         assert ProcessMaps.read(second.pid) is None
         maps = registry.adopt(second.pid)
         assert maps is not None
@@ -483,3 +489,44 @@ def test_a_small_programs_table_is_not_held_up_by_a_larger_build(
     finally:
         release.set()
         registry.close()
+
+
+def test_a_table_written_through_the_maps_memory_reads_as_one_written_in_batches() -> None:
+    """The mmap path (the agent's library) and the batch path (without it) give the
+    walker the same elements: header, bucket index and every row."""
+    import random
+
+    from aperture.agent.libbpf import (
+        BPF_F_INNER_MAP,
+        BPF_F_MMAPABLE,
+        BPF_MAP_TYPE_ARRAY,
+        create_map,
+        lib,
+    )
+    from aperture.agent.unwind.layout import kernel_layout, kernel_prefix
+    from aperture.agent.unwind.tables import ROW_SIZE
+
+    rows = build_table(LIBC).rows
+    prefix = kernel_prefix(rows)
+    elements = (len(prefix) + len(rows)) // ROW_SIZE
+    flags = BPF_F_INNER_MAP | BPF_F_MMAPABLE
+    mapped = create_map(BPF_MAP_TYPE_ARRAY, "unwind_table", 4, ROW_SIZE, elements, flags)
+    batched = create_map(BPF_MAP_TYPE_ARRAY, "unwind_table", 4, ROW_SIZE, elements, flags)
+    try:
+        if not kernel_maps._write_mapped(mapped, elements, (prefix, rows)):
+            pytest.skip("the agent's native library is not built here (make native)")
+        kernel_maps._write_rows(batched, 0, prefix)
+        kernel_maps._write_rows(batched, len(prefix) // ROW_SIZE, rows)
+        expected = kernel_layout(rows)
+        picks = [0, 1, 2, elements - 1, *random.Random(7).sample(range(elements), 2000)]
+        for index in picks:
+            got = []
+            for fd in (mapped, batched):
+                value = ctypes.create_string_buffer(ROW_SIZE)
+                key = ctypes.c_uint32(index)
+                assert lib().bpf_map_lookup_elem(fd, ctypes.byref(key), value) == 0
+                got.append(value.raw)
+            assert got[0] == got[1] == expected[index * ROW_SIZE : (index + 1) * ROW_SIZE]
+    finally:
+        os.close(mapped)
+        os.close(batched)

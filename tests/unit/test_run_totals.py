@@ -148,3 +148,25 @@ def test_a_merged_file_counts_every_window_and_keeps_the_latest_state() -> None:
     assert labels == {"idle_samples": "12", "unwind": "auto", "unwind_table_bytes": "3000",
                       "python_samples": "6"}  # fmt: skip
     assert windows[0].labels["idle_samples"] == "3"  # the windows are not changed
+
+
+def test_a_windows_syscalls_of_many_processes_merge_as_pairwise_merging_would() -> None:
+    """One pass per syscall gives what merging each process's record in turn gives,
+    histograms of both layouts (coarse syscall, fine) and errnos included."""
+    from aperture.agent.run_totals import _sum_processes
+    from aperture.transforms import merge_syscall
+
+    calls = [
+        SyscallStat(100 + i, f"p{i}", 0, "read", count=i, errors=i % 3, total_ns=7 * i,
+                    min_ns=0 if i == 0 else 10 - i, max_ns=3 * i,
+                    hist=tuple(range(i, i + 40)) if i != 4 else tuple(range(160)),
+                    errnos={11: i} if i % 2 else {})
+        for i in range(6)
+    ]  # fmt: skip
+    pairwise = calls[0]
+    for call in calls[1:]:
+        pairwise = merge_syscall(pairwise, call)
+    one_pass = _sum_processes(calls)
+    assert (one_pass.pid, one_pass.comm) == (0, "")
+    fields = ("count", "errors", "total_ns", "min_ns", "max_ns", "hist", "errnos")
+    assert {f: getattr(one_pass, f) for f in fields} == {f: getattr(pairwise, f) for f in fields}

@@ -16,7 +16,9 @@ import os
 import re
 import select
 import struct
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from ctypes import (
     CFUNCTYPE,
@@ -402,6 +404,7 @@ class RingBuffer:
     def __init__(self, bpf_map: BpfMap, callback: Callable[[bytes], None]) -> None:
         self.name = bpf_map.name
         self._callback = callback
+        self.errors = 0  # records whose callback raised
         self._fd = bpf_map.fd
         size = bpf_map.max_entries
         if size <= 0 or size & (size - 1) or size % mmap.PAGESIZE:
@@ -438,7 +441,13 @@ class RingBuffer:
             if any(fd == self._wake for fd, _ in events):
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake)
-        return self.consume()
+        done = self.consume()
+        if not done and self._consume_pending():
+            # The next record is reserved and still being written (a BPF program
+            # preempted between reserve and submit): epoll says readable until it is
+            # done, so wait a little rather than spin.
+            time.sleep(0.001)
+        return done
 
     def _consume_pending(self) -> bool:
         return self._position(self._producer) != self._position(self._consumer)
@@ -457,12 +466,24 @@ class RingBuffer:
             length, _ = unpack(data, consumer & mask)
             if length & self._BUSY:
                 break  # reserved, still being written: the next poll reads it
+            record = None
             if not length & self._DISCARD:
                 start = (consumer & mask) + 8
-                self._callback(bytes(data[start : start + length]))
-                count += 1
+                record = bytes(data[start : start + length])
             consumer += (8 + (length & ~(self._BUSY | self._DISCARD)) + 7) & ~7
             self._consumer[:8] = consumer.to_bytes(8, "little")  # its space is free again
+            if record is not None:
+                count += 1
+                try:
+                    self._callback(record)
+                except Exception as exc:  # one bad record must not stop every later one
+                    self.errors += 1
+                    if self.errors == 1:
+                        print(
+                            f"aperture-agent: warning: a {self.name} record could not be "
+                            f"handled ({type(exc).__name__}: {exc}); later ones are counted",
+                            file=sys.stderr,
+                        )
             if consumer >= producer:
                 producer = self._position(self._producer)  # more may have come meanwhile
         return count

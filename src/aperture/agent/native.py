@@ -94,39 +94,42 @@ def _library() -> ctypes.CDLL | None:
             _tried = True
             try:
                 lib = ctypes.CDLL(str(LIBRARY))
-            except OSError:
+                _declare(lib)
+            except (OSError, AttributeError):  # not built, or built before a function
                 return None
-            lib.aperture_eh_rows.restype = c_int
-            lib.aperture_eh_rows.argtypes = [
-                *(c_char_p, c_uint64, c_uint64, c_int),
-                *(POINTER(c_uint64), POINTER(c_uint64), c_uint64, POINTER(_Result)),
-            ]
-            lib.aperture_eh_free.restype = None
-            lib.aperture_eh_free.argtypes = [POINTER(_Result)]
-            lib.aperture_elf_functions.restype = c_int
-            lib.aperture_elf_functions.argtypes = [
-                *(POINTER(c_char_p), POINTER(c_uint64), POINTER(c_char_p), POINTER(c_uint64)),
-                *(POINTER(c_uint64), c_uint32, c_int, c_int, POINTER(_Symbols)),
-            ]
-            lib.aperture_syms_free.restype = None
-            lib.aperture_syms_free.argtypes = [POINTER(_Symbols)]
-            lib.aperture_bucket_index.restype = None
-            lib.aperture_bucket_index.argtypes = [
-                *(c_char_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
-                ctypes.c_void_p,
-            ]
-            lib.aperture_kallsyms.restype = c_int
-            lib.aperture_kallsyms.argtypes = [c_char_p, c_uint64, c_uint64, POINTER(_KernelSymbols)]
-            lib.aperture_ksyms_free.restype = None
-            lib.aperture_ksyms_free.argtypes = [POINTER(_KernelSymbols)]
-            lib.aperture_spread_rows.restype = None
-            lib.aperture_spread_rows.argtypes = [
-                *(c_char_p, c_uint64, c_uint32, c_uint32, ctypes.c_void_p)
-            ]
-            lib.aperture_iota.restype = None
-            lib.aperture_iota.argtypes = [ctypes.c_void_p, c_uint64, c_uint32]
             _lib = lib
         return _lib
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    """Each function's types (AttributeError: the library lacks one)."""
+    lib.aperture_eh_rows.restype = c_int
+    lib.aperture_eh_rows.argtypes = [
+        *(c_char_p, c_uint64, c_uint64, c_int),
+        *(POINTER(c_uint64), POINTER(c_uint64), c_uint64, POINTER(_Result)),
+    ]
+    lib.aperture_eh_free.restype = None
+    lib.aperture_eh_free.argtypes = [POINTER(_Result)]
+    lib.aperture_elf_functions.restype = c_int
+    lib.aperture_elf_functions.argtypes = [
+        *(POINTER(c_char_p), POINTER(c_uint64), POINTER(c_char_p), POINTER(c_uint64)),
+        *(POINTER(c_uint64), c_uint32, c_int, c_int, POINTER(_Symbols)),
+    ]
+    lib.aperture_syms_free.restype = None
+    lib.aperture_syms_free.argtypes = [POINTER(_Symbols)]
+    lib.aperture_bucket_index.restype = None
+    lib.aperture_bucket_index.argtypes = [
+        *(c_char_p, c_uint64, c_uint32, c_uint64, c_uint64, c_uint32),
+        ctypes.c_void_p,
+    ]
+    lib.aperture_kallsyms.restype = c_int
+    lib.aperture_kallsyms.argtypes = [c_char_p, c_uint64, c_uint64, POINTER(_KernelSymbols)]
+    lib.aperture_ksyms_free.restype = None
+    lib.aperture_ksyms_free.argtypes = [POINTER(_KernelSymbols)]
+    lib.aperture_spread_rows.restype = None
+    lib.aperture_spread_rows.argtypes = [*(c_char_p, c_uint64, c_uint32, c_uint32, ctypes.c_void_p)]
+    lib.aperture_iota.restype = None
+    lib.aperture_iota.argtypes = [ctypes.c_void_p, c_uint64, c_uint32]
 
 
 def available() -> bool:

@@ -90,8 +90,8 @@ struct exec_mapping {
 	__u64 end;
 	__u64 bias;
 	__u32 file_id;                 /* key in unwind_tables; 0: no table (JIT, ...) */
-	__u32 file_page;               /* kernel registrations only, else 0: MAPPING_FILE | the
-					* file offset in pages, or MAPPING_VDSO */
+	__u32 file_page;               /* MAPPING_FILE | the file offset in pages, MAPPING_VDSO,
+					* or 0 (anonymous); the agent's entries say it too */
 };
 
 /* exec_mapping.file_page: what the kernel's registration saw, so the agent can

@@ -225,9 +225,25 @@ int BPF_PROG(forked, struct task_struct *parent, struct task_struct *child)
 	return 0;
 }
 
-/* Every entry outlives its process until the agent prunes it (once a window): a
- * process announced as it exits is still adopted from the walker's registration,
- * so its samples' frames are named. A new process of the same pid replaces it. */
+/* The walker's entry of an announced process outlives it until the agent prunes it
+ * (once a window): one announced as it exits is still adopted from it, so its
+ * samples' frames are named. A process never announced (never sampled) has no
+ * use for its entry: it goes now, or a host starting thousands of processes a
+ * second would fill the map within a window. */
+SEC("tp/sched/sched_process_exit")
+int exited(void *ctx)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
+	struct proc_mappings *pm;
+
+	if ((__u32)pid_tgid != tgid)
+		return 0; /* a thread */
+	pm = bpf_map_lookup_elem(&proc_mappings, &tgid);
+	if (pm && pm->source == MAPPINGS_FROM_KERNEL && !bpf_map_lookup_elem(&procs, &tgid))
+		bpf_map_delete_elem(&proc_mappings, &tgid);
+	return 0;
+}
 
 SEC("perf_event")
 int sample_cpu(struct bpf_perf_event_data *ctx)

@@ -45,7 +45,9 @@ struct {
 	__array(values, struct unwind_table_inner);
 } unwind_tables SEC(".maps");
 
-/* tgid -> its executable mappings; written by the agent, deleted at exec. */
+/* tgid -> its executable mappings: written by the walker at exec, fork and mmap
+ * until the agent writes its own; replaced at exec and fork, kept past the exit of
+ * an announced process until the agent prunes it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

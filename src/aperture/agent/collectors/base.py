@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # ctypes._CData is typeshed's name, not the runtime's
 _Config = TypeVar("_Config", bound=ctypes.Structure)
 
 
+_INIT_PID_NS = 0xEFFFFFFC  # the kernel's PROC_PID_INIT_INO: the host's pid namespace
+
+
 def own_tgid(target: int, leave_out: bool) -> int:
     """The agent's own process, for the programs to leave out of what they record
     (0 when not asked to, or when ``--pid`` asks for it).
@@ -37,7 +40,16 @@ def own_tgid(target: int, leave_out: bool) -> int:
     the agent's cost on a busy host. Its CPU samples are still recorded.
     """
     me = os.getpid()
-    return 0 if not leave_out or target == me else me
+    if not leave_out or target == me or not _in_host_pid_namespace():
+        return 0  # in a container's pid namespace our pid is not the one BPF sees
+    return me
+
+
+def _in_host_pid_namespace() -> bool:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino == _INIT_PID_NS
+    except OSError:
+        return False
 
 
 def rodata(obj: BpfObject, config: type[_Config]) -> _Config:

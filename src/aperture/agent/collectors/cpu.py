@@ -310,7 +310,7 @@ class CpuCollector(BpfCollector):
         obj.keep(obj.program("forget_mappings").attach())
         if registry is not None and not opts.pid:
             # New processes registered by the walker's programs until the agent's turn.
-            for name in ("mapped", "protected", "forked"):
+            for name in ("mapped", "protected", "forked", "exited"):
                 obj.keep(obj.program(name).attach())
 
     def _release(self) -> None:

@@ -146,8 +146,10 @@ def find_interpreter(pid: int, maps: ProcessMaps) -> Interpreter | None:
         with contextlib.suppress(KeyError):  # popped by another thread meanwhile
             _no_interpreter.move_to_end(files)
         return None  # the same files as a process already found to run none
-    settled = True  # every candidate read and found to hold no interpreter
-    for mapping in _candidates(pid, maps):
+    candidates, settled = _candidates(pid, maps)
+    # settled: the executable was among the candidates, and each was read and found
+    # to hold no interpreter (a file read that failed is not an answer)
+    for mapping in candidates:
         if _elf_cache.get((mapping.dev, mapping.inode), True) is None:
             continue  # a file already read and found to hold no interpreter
         path = maps.file_for(mapping)
@@ -172,8 +174,9 @@ def find_interpreter(pid: int, maps: ProcessMaps) -> Interpreter | None:
     return None
 
 
-def _candidates(pid: int, maps: ProcessMaps) -> list[Mapping]:
-    """libpython mappings first, then the executable's (one mapping per file)."""
+def _candidates(pid: int, maps: ProcessMaps) -> tuple[list[Mapping], bool]:
+    """libpython mappings first, then the executable's (one mapping per file); and
+    whether the executable was known (the process gone: only python-named files)."""
     try:
         # st_dev through /proc/PID/exe can differ from the maps' device on overlay
         # filesystems: the inode alone picks the executable's mapping.
@@ -192,7 +195,7 @@ def _candidates(pid: int, maps: ProcessMaps) -> list[Mapping]:
         else:
             continue
         seen.add((m.dev, m.inode))
-    return libs + exes
+    return libs + exes, exe_inode is not None
 
 
 def _interpreter(mem: ProcessMemory, mapping: Mapping, elf: _ElfPython, bias: int) -> Interpreter:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import errno
 import functools
 import heapq
 import mmap
@@ -690,9 +689,9 @@ class ProcessRegistry:
             pgoff = (page & MAPPING_PAGE_MASK) * PAGE_SIZE
             mappings.append(Mapping(start, end, "r-xp", pgoff, dev, inode, path))
         maps = ProcessMaps(pid, mappings, proc_root=self._proc_root)
-        if value.mnt_ns:
-            seen_from = (value.mnt_ns, value.root_dev, value.root_ino)
-            if seen_from != _our_mount_identity():
+        ours = _our_mount_identity()
+        if value.mnt_ns and ours is not None:
+            if (value.mnt_ns, value.root_dev, value.root_ino) != ours:
                 return None  # another mount namespace or root: its paths are not ours
         elif not sees_our_tmp(os.path.join(self._proc_root, str(pid))):
             return None
@@ -888,8 +887,8 @@ def _write_mapped(fd: int, elements: int, parts: Sequence[bytes]) -> bool:
     size = -(-elements * KERNEL_ROW_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
     try:
         memory = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-    except OSError as exc:
-        raise BpfError("mapping an unwind table", -(exc.errno or errno.EIO)) from None
+    except OSError:
+        return False  # not mappable here (a security module's refusal): batches then
     try:
         view = (ctypes.c_char * size).from_buffer(memory)
         at = ctypes.addressof(view)
@@ -915,12 +914,24 @@ def _write_rows(fd: int, first: int, data: bytes) -> None:
 
 
 @functools.cache
-def _our_mount_identity() -> tuple[int, int, int]:
+def _our_mount_identity() -> tuple[int, int, int] | None:
     """Our mount namespace's inode number and our root's device and inode, as the
-    walker records a process's (the device as the kernel writes it)."""
-    root = os.stat("/")
-    ns = os.stat("/proc/self/ns/mnt").st_ino
-    return (ns, (os.major(root.st_dev) << 20) | os.minor(root.st_dev), root.st_ino)
+    walker records a process's; None if they cannot be read.
+
+    The device is our root mount's superblock's, from ``mountinfo`` (the kernel's
+    ``major << 20 | minor``): ``stat("/")`` gives a btrfs subvolume's own device
+    instead, which the walker's ``mnt_sb->s_dev`` never equals.
+    """
+    try:
+        ns = os.stat("/proc/self/ns/mnt").st_ino
+        root = os.stat("/").st_ino
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            # "ID PARENT MAJOR:MINOR ROOT MOUNTPOINT ...": the last "/" mount is ours
+            devices = [line.split()[2] for line in f if line.split()[4:5] == ["/"]]
+        major, minor = (int(n) for n in devices[-1].split(":"))
+    except (OSError, ValueError, IndexError):
+        return None
+    return (ns, (major << 20) | minor, root)
 
 
 def _address(buffer: bytes | array[int]) -> int:
