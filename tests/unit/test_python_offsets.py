@@ -216,3 +216,14 @@ def test_generated_table_is_the_committed_one() -> None:
     generated = ast.literal_eval(out.split("=", 1)[1].strip())
     for minor, table in generated.items():
         assert PyOffsets(**table) == offsets_for(minor), minor
+
+
+def test_a_line_table_whose_deltas_go_below_line_1_gives_no_line() -> None:
+    """A table read from a process as it changed can be garbage: a line below 1 is
+    unknown (0), never negative (the wire's lines are unsigned)."""
+    from aperture.agent.python.linetable import NO_LINE, decode_pep626
+
+    # 3 instructions on line 5, then a delta of -100 (0x9c as a signed byte)
+    ranges = decode_pep626(bytes([6, 0, 4, 0x9C]), 5)
+    assert ranges.line_at(0, 5) == 5
+    assert ranges.line_at(3, 5) == NO_LINE == 0

@@ -27,8 +27,11 @@ class LineRanges(NamedTuple):
         if index < 0:
             return firstlineno
         i = bisect.bisect_right(self.starts, index) - 1
-        if i >= 0 and index < self.ends[i]:
+        if i >= 0 and index < self.ends[i] and self.lines[i] > 0:
             return self.lines[i]
+        # No line, or one below 1 (a table read from another process as it changed, its
+        # deltas then garbage): unknown, never a made-up line (nor a negative one the
+        # wire cannot carry, which once stopped the agent)
         return NO_LINE
 
 
