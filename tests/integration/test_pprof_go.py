@@ -176,6 +176,12 @@ def test_aggregator_export_matches_its_top(go_pprof: GoPprof, tmp_path: Path) ->
         agg.stop()
 
 
+def as_pprof(pct: float) -> float:
+    """A share as `go tool pprof -top` prints it: 99.95 % to 100.05 % read "100%" (one
+    interrupt's kernel leaf in 2,000 samples leaves spin 99.95 % of the self time)."""
+    return 100.0 if 99.95 <= pct <= 100.05 else pct
+
+
 @pytest.mark.usefixtures("bpf")
 def test_real_agent_pprof_and_aggregator_export_agree(
     go_pprof: GoPprof, workloads: Path, tmp_path: Path, spawn: list[subprocess.Popen[bytes]]
@@ -216,8 +222,8 @@ def test_real_agent_pprof_and_aggregator_export_agree(
                                        headers=agg.headers()).content)  # fmt: skip
         theirs = top_shares(run("-top", "-nodecount=200", str(exported)))
         for name in ("hot_a", "hot_b", "spin"):
-            assert theirs[name][1] == pytest.approx(ours[name]["total_pct"], abs=0.006)
-        assert theirs["spin"][0] == pytest.approx(ours["spin"]["self_pct"], abs=0.006)
+            assert theirs[name][1] == pytest.approx(as_pprof(ours[name]["total_pct"]), abs=0.006)
+        assert theirs["spin"][0] == pytest.approx(as_pprof(ours["spin"]["self_pct"]), abs=0.006)
         api_share = ours["hot_a"]["total_pct"]
         print(f"\nhot_a share: agent file {a:.2f}% (pprof), aggregator export "
               f"{theirs['hot_a'][1]:.2f}% (pprof) vs /api/v1/top {api_share:.2f}%")  # fmt: skip
